@@ -1,0 +1,108 @@
+//! Fast, rebuildable state: home and list feeds, streaming pub/sub, rate-limit counters and
+//! short-lived cache entries.
+//!
+//! Nothing here is the truth — PostgreSQL is — so losing Redis loses no data: feeds are rebuilt
+//! from the database and counters start over. [`Cache`] fronts Redis ([`redis_backend`]) and an
+//! in-process implementation ([`memory`]) used by `stampede all` when REDIS_URL is unset; both
+//! pass the same tests. Every key and channel is prefixed with REDIS_NAMESPACE, so several
+//! deployments (and parallel tests) can share one server.
+
+pub mod memory;
+pub mod redis_backend;
+
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+/// A Redis operation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cache unavailable: {0}")]
+pub struct CacheError(pub String);
+
+/// A message received on a pub/sub channel; `channel` is without the namespace prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub channel: String,
+    pub payload: String,
+}
+
+/// Messages buffered per subscriber before it starts losing the oldest (and is told so).
+pub const SUBSCRIBER_BUFFER: usize = 4096;
+
+/// The feed/pub-sub/counter store.
+#[derive(Clone, Debug)]
+pub enum Cache {
+    Redis(redis_backend::RedisCache),
+    Memory(memory::MemoryCache),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            Cache::Redis($c) => $e,
+            Cache::Memory($c) => $e,
+        }
+    };
+}
+
+impl Cache {
+    /// Checks that the store answers (for readiness).
+    pub async fn check(&self) -> Result<(), CacheError> {
+        dispatch!(self, c => c.check().await)
+    }
+
+    /// A cached value.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        dispatch!(self, c => c.get(key).await)
+    }
+
+    /// Stores a value that expires after `ttl`.
+    pub async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        dispatch!(self, c => c.set_ex(key, value, ttl).await)
+    }
+
+    /// Removes a key of any kind.
+    pub async fn del(&self, key: &str) -> Result<(), CacheError> {
+        dispatch!(self, c => c.del(key).await)
+    }
+
+    /// Counts a hit in the fixed window `key`, which starts at the first hit and lasts `window`;
+    /// returns the count including this hit. Used for rate limits.
+    pub async fn hit(&self, key: &str, window: Duration) -> Result<u64, CacheError> {
+        dispatch!(self, c => c.hit(key, window).await)
+    }
+
+    /// Adds `id` to each feed in `keys` (sorted sets scored by id) and trims each to the newest
+    /// `max_len`, in one round trip.
+    pub async fn feed_push(&self, keys: &[String], id: i64, max_len: usize) -> Result<(), CacheError> {
+        dispatch!(self, c => c.feed_push(keys, id, max_len).await)
+    }
+
+    /// Ids in a feed, newest first, strictly between `min` and `max` when given.
+    pub async fn feed_range(
+        &self,
+        key: &str,
+        max: Option<i64>,
+        min: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<i64>, CacheError> {
+        dispatch!(self, c => c.feed_range(key, max, min, limit).await)
+    }
+
+    /// Removes ids from a feed.
+    pub async fn feed_remove(&self, key: &str, ids: &[i64]) -> Result<(), CacheError> {
+        dispatch!(self, c => c.feed_remove(key, ids).await)
+    }
+
+    /// Publishes `payload` on `channel`; returns how many subscribers (processes) received it.
+    pub async fn publish(&self, channel: &str, payload: &str) -> Result<u64, CacheError> {
+        dispatch!(self, c => c.publish(channel, payload).await)
+    }
+
+    /// Every message published under the namespace. The process holds one subscription to the
+    /// server, started on first call and re-established after a disconnect, fanned out in memory
+    /// to every receiver.
+    pub fn subscribe(&self) -> broadcast::Receiver<Message> {
+        dispatch!(self, c => c.subscribe())
+    }
+}

@@ -1,0 +1,251 @@
+//! Redis through the `redis` crate's ConnectionManager (reconnects by itself) and one pattern
+//! subscription per process for pub/sub.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{OnceCell, broadcast};
+
+use crate::{CacheError, Message, SUBSCRIBER_BUFFER};
+
+/// Redis-backed store. Connects on first use, so a process can start (and report itself not
+/// ready) while Redis is down.
+#[derive(Clone)]
+pub struct RedisCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    namespace: String,
+    manager: OnceCell<ConnectionManager>,
+    bus: broadcast::Sender<Message>,
+    subscribed: OnceCell<()>,
+}
+
+impl std::fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> CacheError {
+    CacheError(error.to_string())
+}
+
+impl RedisCache {
+    /// A store on the server at `url` with every key under `namespace:`.
+    pub fn new(url: &str, namespace: &str) -> Result<Self, CacheError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        Ok(RedisCache {
+            inner: Arc::new(Inner {
+                client,
+                namespace: namespace.to_string(),
+                manager: OnceCell::new(),
+                bus: broadcast::channel(SUBSCRIBER_BUFFER).0,
+                subscribed: OnceCell::new(),
+            }),
+        })
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}:{key}", self.inner.namespace)
+    }
+
+    async fn conn(&self) -> Result<ConnectionManager, CacheError> {
+        self.inner
+            .manager
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(2)))
+                    .set_response_timeout(Some(Duration::from_secs(2)));
+                self.inner
+                    .client
+                    .get_connection_manager_with_config(config)
+                    .await
+            })
+            .await
+            .cloned()
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn check(&self) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("GET")
+            .arg(self.key(key))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("SET")
+            .arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn del(&self, key: &str) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("DEL")
+            .arg(self.key(key))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn hit(&self, key: &str, window: Duration) -> Result<u64, CacheError> {
+        let mut conn = self.conn().await?;
+        let key = self.key(key);
+        // INCR, then start the window's clock only on the first hit (EXPIRE … NX).
+        let (count,): (u64,) = redis::pipe()
+            .atomic()
+            .cmd("INCR")
+            .arg(&key)
+            .cmd("PEXPIRE")
+            .arg(&key)
+            .arg(window.as_millis().max(1) as u64)
+            .arg("NX")
+            .ignore()
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(count)
+    }
+
+    pub(crate) async fn feed_push(&self, keys: &[String], id: i64, max_len: usize) -> Result<(), CacheError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        let mut pipe = redis::pipe();
+        for key in keys {
+            let key = self.key(key);
+            pipe.cmd("ZADD").arg(&key).arg(id).arg(id).ignore();
+            // Keep the newest max_len: remove ranks 0 … -(max_len+1).
+            pipe.cmd("ZREMRANGEBYRANK")
+                .arg(&key)
+                .arg(0)
+                .arg(-(max_len as i64) - 1)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    pub(crate) async fn feed_range(
+        &self,
+        key: &str,
+        max: Option<i64>,
+        min: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<i64>, CacheError> {
+        let mut conn = self.conn().await?;
+        let max = max.map_or_else(|| "+inf".to_string(), |m| format!("({m}"));
+        let min = min.map_or_else(|| "-inf".to_string(), |m| format!("({m}"));
+        redis::cmd("ZRANGE")
+            .arg(self.key(key))
+            .arg(max)
+            .arg(min)
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn feed_remove(&self, key: &str, ids: &[i64]) -> Result<(), CacheError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn().await?;
+        redis::cmd("ZREM")
+            .arg(self.key(key))
+            .arg(ids)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<u64, CacheError> {
+        let mut conn = self.conn().await?;
+        redis::cmd("PUBLISH")
+            .arg(self.key(channel))
+            .arg(payload)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Message> {
+        let receiver = self.inner.bus.subscribe();
+        if self.inner.subscribed.set(()).is_ok() {
+            tokio::spawn(pump(self.inner.clone()));
+        }
+        receiver
+    }
+}
+
+/// Holds the process's one subscription and fans messages out; reconnects with backoff.
+async fn pump(inner: Arc<Inner>) {
+    let pattern = format!("{}:*", inner.namespace);
+    let strip = inner.namespace.len() + 1;
+    let mut failures = 0u32;
+    loop {
+        let subscribed = async {
+            let mut pubsub = inner.client.get_async_pubsub().await?;
+            pubsub.psubscribe(&pattern).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        }
+        .await;
+        match subscribed {
+            Ok(pubsub) => {
+                if failures > 0 {
+                    tracing::info!("redis subscription re-established");
+                }
+                failures = 0;
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    let channel = msg.get_channel_name();
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    let _ = inner.bus.send(Message {
+                        channel: channel.get(strip..).unwrap_or_default().to_string(),
+                        payload,
+                    });
+                }
+                tracing::warn!("redis subscription lost; reconnecting");
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(%error, failures, "cannot subscribe to redis; retrying");
+            }
+        }
+        let delay = Duration::from_millis(250u64 << failures.min(7));
+        tokio::time::sleep(delay).await;
+        if inner.bus.receiver_count() == 0 && Arc::strong_count(&inner) == 1 {
+            return; // nobody left to deliver to
+        }
+    }
+}

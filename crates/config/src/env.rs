@@ -1,0 +1,155 @@
+//! Strict readers for environment variables; each error names its variable.
+
+use std::collections::HashMap;
+use std::fmt::Display;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+
+use url::Url;
+
+/// A variable is missing or malformed. Displayed as `NAME: what is wrong`.
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {problem}")]
+pub struct ConfigError {
+    /// The variable at fault.
+    pub var: String,
+    /// What is wrong with it, and what would be right.
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(var: &str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            var: var.to_string(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// A snapshot of the variables to read. An empty value counts as unset, as in Mastodon.
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    vars: HashMap<String, String>,
+}
+
+impl Env {
+    /// The process environment. Variables that are not valid UTF-8 are kept out, and reading
+    /// one of them reports it.
+    pub fn process() -> Self {
+        Self::from_pairs(std::env::vars_os().map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.into_string()
+                    .unwrap_or_else(|_| "\u{fffd}not-utf-8".to_string()),
+            )
+        }))
+    }
+
+    /// Variables given as pairs; for tests.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Env {
+            vars: pairs.into_iter().collect(),
+        }
+    }
+
+    /// The value, or `None` when unset or empty.
+    pub fn string(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        match self.vars.get(var).map(|v| v.trim()) {
+            None | Some("") => Ok(None),
+            Some(v) if v.starts_with('\u{fffd}') => {
+                Err(ConfigError::new(var, "is not valid UTF-8"))
+            }
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    }
+
+    /// The value, or an error saying it is required.
+    pub fn required(&self, var: &str) -> Result<String, ConfigError> {
+        self.string(var)?
+            .ok_or_else(|| ConfigError::new(var, "is required"))
+    }
+
+    /// A value parsed with `FromStr`.
+    pub fn parse<T>(&self, var: &str) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.string(var)?
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| ConfigError::new(var, format!("{v:?} is not valid: {e}")))
+            })
+            .transpose()
+    }
+
+    /// A whole number within `range`.
+    pub fn parse_in<T>(&self, var: &str, range: RangeInclusive<T>) -> Result<Option<T>, ConfigError>
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+    {
+        let Some(raw) = self.string(var)? else {
+            return Ok(None);
+        };
+        match raw.parse::<T>() {
+            Ok(v) if range.contains(&v) => Ok(Some(v)),
+            _ => Err(ConfigError::new(
+                var,
+                format!(
+                    "must be a whole number from {} to {}, not {raw:?}",
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    pub fn boolean(&self, var: &str) -> Result<Option<bool>, ConfigError> {
+        match self.string(var)?.map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => Ok(None),
+            Some("true" | "1" | "yes") => Ok(Some(true)),
+            Some("false" | "0" | "no") => Ok(Some(false)),
+            Some(other) => Err(ConfigError::new(
+                var,
+                format!("must be true or false, not {other:?}"),
+            )),
+        }
+    }
+
+    /// A URL whose scheme is one of `schemes`.
+    pub fn url(&self, var: &str, schemes: &[&str]) -> Result<Option<Url>, ConfigError> {
+        let Some(raw) = self.string(var)? else {
+            return Ok(None);
+        };
+        let url = Url::parse(&raw)
+            .map_err(|e| ConfigError::new(var, format!("is not a valid URL ({e})")))?;
+        if !schemes.contains(&url.scheme()) {
+            return Err(ConfigError::new(
+                var,
+                format!(
+                    "must be a {} URL, not {}://…",
+                    schemes.join(" or "),
+                    url.scheme()
+                ),
+            ));
+        }
+        Ok(Some(url))
+    }
+
+    /// A name made of letters, digits, `-`, `_` and `.` (queue prefixes and the like).
+    pub fn name(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        let value = self.string(var)?;
+        if let Some(v) = &value
+            && !v
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(ConfigError::new(
+                var,
+                format!("may hold only letters, digits, '-', '_' and '.', not {v:?}"),
+            ));
+        }
+        Ok(value)
+    }
+}

@@ -1,0 +1,357 @@
+//! Configuration from environment variables.
+//!
+//! Every variable is parsed strictly at start-up: a malformed value is an error that names the
+//! variable, and the binary exits with status 2 rather than running with a guess. Where Mastodon
+//! has a name for a setting we use it (LOCAL_DOMAIN, DATABASE_URL, REDIS_URL, S3_*, SMTP_*), so an
+//! operator's existing `.env.production` mostly carries over. docs/configuration.md lists them all.
+
+mod env;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use env::{ConfigError, Env};
+use url::Url;
+
+/// Everything a Stampede process needs to know at start-up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The domain in account handles (`@alice@LOCAL_DOMAIN`).
+    pub local_domain: String,
+    /// The domain the web interface is served on; defaults to LOCAL_DOMAIN.
+    pub web_domain: String,
+    /// Address the HTTP listeners bind to.
+    pub bind: IpAddr,
+    /// PORT: the HTTP port of this process (web's in `all` mode). `None` means the command's default.
+    pub port: Option<u16>,
+    /// STREAMING_PORT: the streaming listener's port in `all` mode.
+    pub streaming_port: u16,
+    pub database: DatabaseConfig,
+    pub redis: Option<RedisConfig>,
+    pub amqp: Option<AmqpConfig>,
+    pub storage: StorageConfig,
+    pub smtp: Option<SmtpConfig>,
+    pub telemetry: TelemetryConfig,
+    /// How long in-flight requests and jobs get to finish after SIGTERM.
+    pub shutdown_timeout: Duration,
+}
+
+/// PostgreSQL: the only source of truth.
+#[derive(Clone, Debug)]
+pub struct DatabaseConfig {
+    pub url: String,
+    /// DB_POOL: connections per process.
+    pub pool_size: u32,
+    /// Skip running migrations at start of `all` (they are run by `stampede migrate`).
+    pub skip_migrations: bool,
+}
+
+/// Redis: feeds, pub/sub, rate limits and short caches; everything in it can be rebuilt.
+#[derive(Clone, Debug)]
+pub struct RedisConfig {
+    pub url: String,
+    /// REDIS_NAMESPACE: prefix of every key and channel, so deployments can share a server.
+    pub namespace: String,
+}
+
+/// RabbitMQ: the work queues between services.
+#[derive(Clone, Debug)]
+pub struct AmqpConfig {
+    pub url: String,
+    /// AMQP_QUEUE_PREFIX: prefix of every queue name, so deployments (and tests) can share a broker.
+    pub queue_prefix: String,
+    /// AMQP_PREFETCH: unacknowledged messages a consumer holds per queue.
+    pub prefetch: u16,
+}
+
+/// Where media originals and variants live.
+#[derive(Clone, Debug)]
+pub enum StorageConfig {
+    /// Local disk below PAPERCLIP_ROOT_PATH (Mastodon's name).
+    Local { root: PathBuf },
+    /// An S3-compatible bucket.
+    S3(S3Config),
+}
+
+/// An S3-compatible bucket (AWS, MinIO, Garage, …).
+#[derive(Clone, Debug)]
+pub struct S3Config {
+    pub bucket: String,
+    /// S3_ENDPOINT: custom endpoint URL; AWS's regional endpoint when unset.
+    pub endpoint: Option<Url>,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Path-style addressing (`endpoint/bucket/key`), which most self-hosted servers need.
+    pub force_path_style: bool,
+}
+
+/// Outgoing mail.
+#[derive(Clone, Debug)]
+pub struct SmtpConfig {
+    pub server: String,
+    pub port: u16,
+    pub login: Option<String>,
+    pub password: Option<String>,
+    pub from_address: String,
+    /// SMTP_ENABLE_STARTTLS: `auto` (use when offered), `always` or `never`.
+    pub starttls: StartTls,
+}
+
+/// When to upgrade an SMTP connection with STARTTLS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartTls {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Logs and traces.
+#[derive(Clone, Debug)]
+pub struct TelemetryConfig {
+    /// OTEL_EXPORTER_OTLP_ENDPOINT: export traces over OTLP/HTTP when set.
+    pub otlp_endpoint: Option<Url>,
+    /// OTEL_SERVICE_NAME: defaults to `stampede-<command>`.
+    pub service_name: Option<String>,
+    pub log_format: LogFormat,
+    /// RUST_LOG-style filter; defaults to `info`.
+    pub log_filter: String,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_source(&Env::process())
+    }
+
+    /// Reads variables from `env`; tests pass their own.
+    pub fn from_source(env: &Env) -> Result<Self, ConfigError> {
+        let local_domain = env.string("LOCAL_DOMAIN")?.unwrap_or_else(|| "localhost".into());
+        validate_domain("LOCAL_DOMAIN", &local_domain)?;
+        let web_domain = env.string("WEB_DOMAIN")?.unwrap_or_else(|| local_domain.clone());
+        validate_domain("WEB_DOMAIN", &web_domain)?;
+
+        let database = DatabaseConfig {
+            url: env
+                .url("DATABASE_URL", &["postgres", "postgresql"])?
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "DATABASE_URL",
+                        "is required (e.g. postgres://stampede@127.0.0.1:5432/stampede)",
+                    )
+                })?
+                .to_string(),
+            pool_size: env.parse_in("DB_POOL", 1..=1000)?.unwrap_or(10),
+            skip_migrations: env.boolean("SKIP_MIGRATIONS")?.unwrap_or(false),
+        };
+
+        let redis = match env.url("REDIS_URL", &["redis", "rediss", "unix"])? {
+            Some(url) => Some(RedisConfig {
+                url: url.to_string(),
+                namespace: env
+                    .string("REDIS_NAMESPACE")?
+                    .unwrap_or_else(|| "stampede".into()),
+            }),
+            None => None,
+        };
+
+        let amqp = match env.url("AMQP_URL", &["amqp", "amqps"])? {
+            Some(url) => Some(AmqpConfig {
+                url: url.to_string(),
+                queue_prefix: env
+                    .name("AMQP_QUEUE_PREFIX")?
+                    .unwrap_or_else(|| "stampede".into()),
+                prefetch: env.parse_in("AMQP_PREFETCH", 1..=10_000)?.unwrap_or(32),
+            }),
+            None => None,
+        };
+
+        let storage = if env.boolean("S3_ENABLED")?.unwrap_or(false) {
+            let endpoint = env.url("S3_ENDPOINT", &["http", "https"])?;
+            StorageConfig::S3(S3Config {
+                bucket: env.required("S3_BUCKET")?,
+                force_path_style: env
+                    .boolean("S3_FORCE_PATH_STYLE")?
+                    .unwrap_or(endpoint.is_some()),
+                endpoint,
+                region: env.string("S3_REGION")?.unwrap_or_else(|| "us-east-1".into()),
+                access_key_id: env.required("AWS_ACCESS_KEY_ID")?,
+                secret_access_key: env.required("AWS_SECRET_ACCESS_KEY")?,
+            })
+        } else {
+            StorageConfig::Local {
+                root: env
+                    .string("PAPERCLIP_ROOT_PATH")?
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| PathBuf::from("public/system")),
+            }
+        };
+
+        let smtp = match env.string("SMTP_SERVER")? {
+            Some(server) => Some(SmtpConfig {
+                server,
+                port: env.parse_in("SMTP_PORT", 1..=65535)?.unwrap_or(587),
+                login: env.string("SMTP_LOGIN")?,
+                password: env.string("SMTP_PASSWORD")?,
+                from_address: env
+                    .string("SMTP_FROM_ADDRESS")?
+                    .unwrap_or_else(|| format!("notifications@{local_domain}")),
+                starttls: match env.string("SMTP_ENABLE_STARTTLS")?.as_deref() {
+                    None | Some("auto") => StartTls::Auto,
+                    Some("always") => StartTls::Always,
+                    Some("never") => StartTls::Never,
+                    Some(other) => {
+                        return Err(ConfigError::new(
+                            "SMTP_ENABLE_STARTTLS",
+                            format!("must be auto, always or never, not {other:?}"),
+                        ));
+                    }
+                },
+            }),
+            None => None,
+        };
+
+        let telemetry = TelemetryConfig {
+            otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
+            service_name: env.string("OTEL_SERVICE_NAME")?,
+            log_format: match env.string("LOG_FORMAT")?.as_deref() {
+                None | Some("json") => LogFormat::Json,
+                Some("text") => LogFormat::Text,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "LOG_FORMAT",
+                        format!("must be json or text, not {other:?}"),
+                    ));
+                }
+            },
+            log_filter: env.string("RUST_LOG")?.unwrap_or_else(|| "info".into()),
+        };
+
+        Ok(Config {
+            bind: env
+                .parse::<IpAddr>("BIND")?
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            port: env.parse_in("PORT", 0..=65535)?,
+            streaming_port: env.parse_in("STREAMING_PORT", 0..=65535)?.unwrap_or(4000),
+            local_domain,
+            web_domain,
+            database,
+            redis,
+            amqp,
+            storage,
+            smtp,
+            telemetry,
+            shutdown_timeout: Duration::from_secs(
+                env.parse_in("SHUTDOWN_TIMEOUT", 1..=3600)?.unwrap_or(25),
+            ),
+        })
+    }
+}
+
+fn validate_domain(var: &'static str, domain: &str) -> Result<(), ConfigError> {
+    let parsed = Url::parse(&format!("https://{domain}/"));
+    match parsed {
+        Ok(url)
+            if url.host_str().is_some()
+                && url.path() == "/"
+                && url.username().is_empty()
+                && !domain.contains('/') =>
+        {
+            Ok(())
+        }
+        _ => Err(ConfigError::new(
+            var,
+            format!("must be a bare domain such as example.com, not {domain:?}"),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Env {
+        Env::from_pairs(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn only_database_url_is_required() {
+        let config = Config::from_source(&env(&[(
+            "DATABASE_URL",
+            "postgres://127.0.0.1/stampede",
+        )]))
+        .unwrap();
+        assert_eq!(config.local_domain, "localhost");
+        assert_eq!(config.web_domain, "localhost");
+        assert!(config.redis.is_none() && config.amqp.is_none());
+        assert!(matches!(config.storage, StorageConfig::Local { .. }));
+        assert_eq!(config.streaming_port, 4000);
+        assert_eq!(config.port, None);
+
+        let err = Config::from_source(&env(&[])).unwrap_err();
+        assert_eq!(err.var, "DATABASE_URL");
+    }
+
+    #[test]
+    fn malformed_values_name_their_variable() {
+        let base = [("DATABASE_URL", "postgres://127.0.0.1/stampede")];
+        let cases: &[(&str, &str)] = &[
+            ("PORT", "eighty"),
+            ("PORT", "70000"),
+            ("DB_POOL", "0"),
+            ("REDIS_URL", "http://127.0.0.1"),
+            ("AMQP_URL", "not a url"),
+            ("BIND", "localhost:3"),
+            ("LOCAL_DOMAIN", "https://example.com/x"),
+            ("S3_ENABLED", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("AMQP_QUEUE_PREFIX", "has space"),
+        ];
+        for (var, value) in cases {
+            let mut vars = base.to_vec();
+            vars.push((var, value));
+            if var.starts_with("AMQP_QUEUE") {
+                vars.push(("AMQP_URL", "amqp://127.0.0.1"));
+            }
+            let err = Config::from_source(&env(&vars)).unwrap_err();
+            assert_eq!(&err.var, var, "{var}={value}: {err}");
+            assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn s3_needs_its_bucket_and_credentials() {
+        let err = Config::from_source(&env(&[
+            ("DATABASE_URL", "postgres://127.0.0.1/stampede"),
+            ("S3_ENABLED", "true"),
+            ("S3_BUCKET", "media"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.var, "AWS_ACCESS_KEY_ID");
+
+        let config = Config::from_source(&env(&[
+            ("DATABASE_URL", "postgres://127.0.0.1/stampede"),
+            ("S3_ENABLED", "true"),
+            ("S3_BUCKET", "media"),
+            ("S3_ENDPOINT", "http://127.0.0.1:9000"),
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]))
+        .unwrap();
+        let StorageConfig::S3(s3) = config.storage else {
+            panic!("expected S3")
+        };
+        assert!(s3.force_path_style, "a custom endpoint defaults to path style");
+        assert_eq!(s3.region, "us-east-1");
+    }
+}

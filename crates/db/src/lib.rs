@@ -1,0 +1,90 @@
+//! PostgreSQL, the only source of truth.
+//!
+//! The pool connects lazily, so a process starts (and answers `/health/ready` with 503) while the
+//! database is down, and recovers by itself when it returns. Migrations in `migrations/` are
+//! embedded in the binary and applied by `stampede migrate` (and at start of `stampede all`).
+//! Queries use sqlx's runtime API and are covered by the integration tests, so a build needs no
+//! database.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use stampede_config::DatabaseConfig;
+
+/// The schema migrations, embedded at build time.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// A pool that connects on first use.
+pub fn pool(config: &DatabaseConfig, application_name: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = config.url.parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(config.pool_size)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_lazy_with(options.application_name(application_name)))
+}
+
+/// Readiness: the database answers and its schema is current. A replica of a new version must
+/// not take traffic before `stampede migrate` has run.
+pub async fn check(pool: &PgPool) -> Result<(), String> {
+    let pending = pending_migrations(pool).await.map_err(|e| e.to_string())?;
+    if pending > 0 {
+        return Err(format!(
+            "{pending} migration(s) not applied; run `stampede migrate`"
+        ));
+    }
+    Ok(())
+}
+
+/// How many of the embedded migrations the database has not applied.
+pub async fn pending_migrations(pool: &PgPool) -> Result<usize, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    let applied: Vec<i64> = if exists {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(pool)
+            .await?
+    } else {
+        Vec::new()
+    };
+    Ok(MIGRATOR
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .count())
+}
+
+/// Waits until the database answers, logging each failure and backing off from 0.5 s to 30 s.
+/// Returns `false` if `attempts` ran out first (`None`: wait for ever).
+pub async fn wait_until_reachable(pool: &PgPool, attempts: Option<u32>) -> bool {
+    let mut failures = 0u32;
+    loop {
+        match sqlx::query("SELECT 1").execute(pool).await {
+            Ok(_) => {
+                if failures > 0 {
+                    tracing::info!("PostgreSQL is reachable");
+                }
+                return true;
+            }
+            Err(error) => {
+                failures += 1;
+                if attempts.is_some_and(|max| failures >= max) {
+                    tracing::error!(%error, "PostgreSQL is unreachable; giving up");
+                    return false;
+                }
+                let delay =
+                    Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)).min(30_000));
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64,
+                    "PostgreSQL is unreachable; retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Applies pending migrations. Concurrent callers are serialised by sqlx's advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    MIGRATOR.run(pool).await
+}

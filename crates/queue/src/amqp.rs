@@ -1,0 +1,403 @@
+//! RabbitMQ through lapin.
+//!
+//! Topology (declared idempotently on every connect, so a fresh broker or a deleted queue heals
+//! itself):
+//! - work queues `<prefix>.<queue>`: durable, so messages survive a broker restart;
+//! - retry tiers `<prefix>.<queue>.retry.<n>`: durable, no consumer, `x-message-ttl` = the tier's
+//!   bound and dead-lettering through the default exchange back to the work queue — delayed retry
+//!   without the delayed-message plugin Debian's RabbitMQ lacks;
+//! - parking `<prefix>.<queue>.parked`: durable, no consumer, read by operators.
+//!
+//! Every message is persistent and published with `mandatory` on a confirm-mode channel: a
+//! publish returns only once the broker has taken responsibility for the message, and an
+//! unroutable message is an error instead of a silent drop. Consumers use manual acknowledgement
+//! (sent after the work is done) and a prefetch limit, so a worker holds a bounded number of
+//! messages and whatever it holds when it dies is redelivered to another.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ConfirmSelectOptions, QueueDeclareOptions,
+};
+use lapin::Confirmation;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use tokio::sync::Mutex;
+
+use crate::topology::{Names, RETRY_TIERS, tier_for};
+use crate::{Delivery, Envelope, QueueError, Settle, WorkQueue};
+
+/// A RabbitMQ-backed queue. Connects on first use and reconnects after the connection drops.
+#[derive(Clone)]
+pub struct AmqpQueue {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    names: Names,
+    connection_name: String,
+    state: Mutex<Option<Connected>>,
+}
+
+#[derive(Clone)]
+struct Connected {
+    connection: Arc<Connection>,
+    /// The confirm-mode channel every publish goes through.
+    publisher: Channel,
+}
+
+impl std::fmt::Debug for AmqpQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AmqpQueue")
+            .field("names", &self.inner.names)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(error.to_string())
+}
+
+impl AmqpQueue {
+    /// A queue on the broker at `url`, with every queue name under `prefix`. Nothing connects
+    /// until first use.
+    pub fn new(url: &str, prefix: &str, connection_name: &str) -> Self {
+        AmqpQueue {
+            inner: Arc::new(Inner {
+                url: url.to_string(),
+                names: Names::new(prefix),
+                connection_name: connection_name.to_string(),
+                state: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// The queue names this queue uses.
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    async fn connected(&self) -> Result<Connected, QueueError> {
+        let mut state = self.inner.state.lock().await;
+        if let Some(c) = state.as_ref()
+            && c.connection.status().connected()
+            && c.publisher.status().connected()
+        {
+            return Ok(c.clone());
+        }
+        *state = None;
+        let connection = Connection::connect(
+            &self.inner.url,
+            ConnectionProperties::default()
+                .with_connection_name(self.inner.connection_name.as_str().into()),
+        )
+        .await
+        .map_err(unavailable)?;
+        let publisher = connection.create_channel().await.map_err(unavailable)?;
+        publisher
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(unavailable)?;
+        declare_topology(&publisher, &self.inner.names).await?;
+        tracing::info!("connected to RabbitMQ; topology declared");
+        let connected = Connected {
+            connection: Arc::new(connection),
+            publisher,
+        };
+        *state = Some(connected.clone());
+        Ok(connected)
+    }
+
+    pub(crate) async fn check(&self) -> Result<(), String> {
+        self.connected().await.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        queue: WorkQueue,
+        envelope: &Envelope,
+    ) -> Result<(), QueueError> {
+        let routing_key = self.inner.names.work(queue);
+        self.publish_to(&routing_key, envelope, None, None).await
+    }
+
+    async fn publish_to(
+        &self,
+        routing_key: &str,
+        envelope: &Envelope,
+        expiration: Option<Duration>,
+        park_reason: Option<&str>,
+    ) -> Result<(), QueueError> {
+        let connected = self.connected().await?;
+        let mut headers = FieldTable::default();
+        for (key, value) in &envelope.trace {
+            headers.insert(
+                key.as_str().into(),
+                AMQPValue::LongString(LongString::from(value.as_str())),
+            );
+        }
+        headers.insert(
+            "x-attempt".into(),
+            AMQPValue::LongLongInt(i64::from(envelope.attempt)),
+        );
+        if let Some(reason) = park_reason {
+            headers.insert(
+                "x-park-reason".into(),
+                AMQPValue::LongString(LongString::from(reason)),
+            );
+        }
+        let mut properties = BasicProperties::default()
+            .with_delivery_mode(2) // persistent
+            .with_content_type("application/json".into())
+            .with_message_id(envelope.id.to_string().as_str().into())
+            .with_type(envelope.kind.as_str().into())
+            .with_headers(headers);
+        if let Some(delay) = expiration {
+            properties =
+                properties.with_expiration(delay.as_millis().to_string().as_str().into());
+        }
+        let confirm = connected
+            .publisher
+            .basic_publish(
+                "".into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &envelope.to_bytes(),
+                properties,
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        match confirm {
+            Confirmation::Ack(None) | Confirmation::NotRequested => Ok(()),
+            Confirmation::Ack(Some(_returned)) => Err(QueueError::Rejected(format!(
+                "no queue named {routing_key} to route to"
+            ))),
+            Confirmation::Nack(_) => Err(QueueError::Rejected(format!(
+                "the broker did not accept the message for {routing_key}"
+            ))),
+        }
+    }
+
+    pub(crate) async fn consume(
+        &self,
+        queue: WorkQueue,
+        prefetch: u16,
+    ) -> Result<AmqpConsumer, QueueError> {
+        let connected = self.connected().await?;
+        let channel = connected
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable)?;
+        channel
+            .basic_qos(prefetch, BasicQosOptions::default())
+            .await
+            .map_err(unavailable)?;
+        let consumer = channel
+            .basic_consume(
+                self.inner.names.work(queue).as_str().into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(AmqpConsumer {
+            queue,
+            consumer,
+            _channel: channel,
+            parent: self.clone(),
+        })
+    }
+
+    async fn message_count(&self, name: String) -> Result<u32, QueueError> {
+        let connected = self.connected().await?;
+        // A passive declare of a missing queue closes its channel, so use a throwaway one.
+        let channel = connected
+            .connection
+            .create_channel()
+            .await
+            .map_err(unavailable)?;
+        let declared = channel
+            .queue_declare(
+                name.as_str().into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable);
+        let _ = channel.close(200, "done".into()).await;
+        Ok(declared?.message_count())
+    }
+
+    pub(crate) async fn depth(&self, queue: WorkQueue) -> Result<u32, QueueError> {
+        self.message_count(self.inner.names.work(queue)).await
+    }
+
+    pub(crate) async fn parked_depth(&self, queue: WorkQueue) -> Result<u32, QueueError> {
+        self.message_count(self.inner.names.parked(queue)).await
+    }
+}
+
+async fn declare_topology(channel: &Channel, names: &Names) -> Result<(), QueueError> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    for queue in WorkQueue::ALL {
+        let work = names.work(queue);
+        channel
+            .queue_declare(work.as_str().into(), durable, FieldTable::default())
+            .await
+            .map_err(unavailable)?;
+        for (tier, bound) in RETRY_TIERS.iter().enumerate() {
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongInt(bound.as_millis() as i32),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString(LongString::from("")),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(LongString::from(work.as_str())),
+            );
+            channel
+                .queue_declare(names.retry(queue, tier).as_str().into(), durable, args)
+                .await
+                .map_err(unavailable)?;
+        }
+        channel
+            .queue_declare(
+                names.parked(queue).as_str().into(),
+                durable,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
+/// Receives from one RabbitMQ work queue.
+pub struct AmqpConsumer {
+    queue: WorkQueue,
+    consumer: lapin::Consumer,
+    // Closing the channel hands every unacknowledged message back to the broker.
+    _channel: Channel,
+    parent: AmqpQueue,
+}
+
+impl AmqpConsumer {
+    pub(crate) async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
+        loop {
+            let delivery = match self.consumer.next().await? {
+                Ok(d) => d,
+                Err(e) => return Some(Err(unavailable(e))),
+            };
+            let mut envelope = match Envelope::from_bytes(&delivery.data) {
+                Ok(envelope) => envelope,
+                Err(error) => {
+                    // Not ours to interpret: keep the bytes for an operator, take it off the queue.
+                    tracing::error!(queue = %self.queue, %error, "malformed message parked");
+                    let parked = self.parent.inner.names.parked(self.queue);
+                    if let Ok(connected) = self.parent.connected().await {
+                        let _ = connected
+                            .publisher
+                            .basic_publish(
+                                "".into(),
+                                parked.as_str().into(),
+                                BasicPublishOptions::default(),
+                                &delivery.data,
+                                BasicProperties::default().with_delivery_mode(2),
+                            )
+                            .await;
+                    }
+                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                    continue;
+                }
+            };
+            // The headers carry the trace context too; they win, as tools may rewrite them.
+            if let Some(headers) = delivery.properties.headers().as_ref() {
+                for key in ["traceparent", "tracestate"] {
+                    if let Some(value) = headers.inner().get(key).and_then(|v| v.as_long_string())
+                    {
+                        envelope.trace.insert(key.to_string(), value.to_string());
+                    }
+                }
+            }
+            return Some(Ok(Delivery {
+                envelope,
+                queue: self.queue,
+                redelivered: delivery.redelivered,
+                settle: Settle::Amqp(AmqpSettle {
+                    acker: delivery.acker,
+                    parent: self.parent.clone(),
+                }),
+            }));
+        }
+    }
+}
+
+/// Settles one RabbitMQ delivery. Dropping it unsettled leaves the message unacknowledged; the
+/// broker redelivers it when the channel closes.
+pub(crate) struct AmqpSettle {
+    acker: lapin::Acker,
+    parent: AmqpQueue,
+}
+
+impl std::fmt::Debug for AmqpSettle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AmqpSettle")
+    }
+}
+
+impl AmqpSettle {
+    pub(crate) async fn ack(self) -> Result<(), QueueError> {
+        self.acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn retry(
+        self,
+        queue: WorkQueue,
+        next: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let tier = self.parent.inner.names.retry(queue, tier_for(delay));
+        self.parent
+            .publish_to(&tier, next, Some(delay), None)
+            .await?;
+        self.ack().await
+    }
+
+    pub(crate) async fn park(
+        self,
+        queue: WorkQueue,
+        envelope: &Envelope,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let parked = self.parent.inner.names.parked(queue);
+        self.parent
+            .publish_to(&parked, envelope, None, Some(reason))
+            .await?;
+        self.ack().await
+    }
+}

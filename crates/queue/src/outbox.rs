@@ -1,0 +1,184 @@
+//! The transactional outbox.
+//!
+//! [`enqueue`] writes a message in the caller's transaction, so the message exists if and only if
+//! the change that causes it commits. The [`Relay`] publishes committed rows and deletes each one
+//! only after the broker confirms it: a relay that dies between publishing and deleting publishes
+//! the row again after restart (consumers deduplicate, see [`crate::dedupe`]), and one that dies
+//! before publishing loses nothing. Relays wake on `NOTIFY stampede_outbox` (sent by a trigger at
+//! commit) and poll as a fallback; rows are claimed with `FOR UPDATE SKIP LOCKED`, so any number
+//! of relays can run side by side.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use sqlx::postgres::PgListener;
+use sqlx::{PgConnection, PgPool, Row};
+use stampede_telemetry::Metrics;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Envelope, Queue, WorkQueue};
+
+/// The channel the outbox trigger notifies.
+pub const CHANNEL: &str = "stampede_outbox";
+
+/// Writes `envelope` for `queue` within the caller's transaction.
+pub async fn enqueue(
+    conn: &mut PgConnection,
+    queue: WorkQueue,
+    envelope: &Envelope,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO outbox (queue, envelope) VALUES ($1, $2)")
+        .bind(queue.name())
+        .bind(sqlx::types::Json(envelope))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Publishes committed outbox rows.
+#[derive(Clone, Debug)]
+pub struct Relay {
+    pool: PgPool,
+    queue: Queue,
+    metrics: Arc<Metrics>,
+    /// Rows claimed per transaction.
+    pub batch_size: i64,
+    /// How often to look for rows when no notification arrives.
+    pub poll_interval: Duration,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, queue: Queue, metrics: Arc<Metrics>) -> Self {
+        Relay {
+            pool,
+            queue,
+            metrics,
+            batch_size: 256,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    /// Claims up to one batch of rows, publishes them, and deletes those the broker confirmed.
+    /// Returns how many were published.
+    pub async fn relay_once(&self) -> anyhow::Result<usize> {
+        let known: Vec<&str> = WorkQueue::ALL.iter().map(|q| q.name()).collect();
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query(
+            "SELECT id, queue, envelope, created_at FROM outbox WHERE queue = ANY($1) \
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(&known)
+        .bind(self.batch_size)
+        .fetch_all(&mut *tx)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get("id")?;
+            let queue_name: String = row.try_get("queue")?;
+            let created_at: DateTime<Utc> = row.try_get("created_at")?;
+            let envelope: sqlx::types::Json<Envelope> = row.try_get("envelope")?;
+            // Filtered by `queue = ANY(known)` above.
+            let Some(queue) = WorkQueue::from_name(&queue_name) else {
+                continue;
+            };
+            jobs.push((id, queue, created_at, envelope.0));
+        }
+
+        let results = join_all(jobs.iter().map(|(id, queue, created_at, envelope)| async move {
+            let outcome = self.queue.publish(*queue, envelope).await;
+            (*id, *queue, *created_at, outcome)
+        }))
+        .await;
+
+        let mut published = Vec::with_capacity(results.len());
+        for (id, queue, created_at, outcome) in results {
+            match outcome {
+                Ok(()) => {
+                    published.push(id);
+                    self.metrics
+                        .messages_published
+                        .get_or_create(&Metrics::queue(queue.name()))
+                        .inc();
+                    let lag = (Utc::now() - created_at).to_std().unwrap_or_default();
+                    self.metrics.outbox_publish_lag.observe(lag.as_secs_f64());
+                }
+                Err(error) => {
+                    tracing::warn!(outbox_id = id, %queue, %error, "outbox row not published; will retry");
+                }
+            }
+        }
+        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+            .bind(&published)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.metrics.outbox_published.inc_by(published.len() as u64);
+        Ok(published.len())
+    }
+
+    /// Rows waiting to be published.
+    pub async fn backlog(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Relays until `shutdown` is cancelled.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut listener: Option<PgListener> = None;
+        let mut failures = 0u32;
+        while !shutdown.is_cancelled() {
+            if listener.is_none() {
+                listener = self.listen().await;
+            }
+            match self.relay_once().await {
+                Ok(n) => {
+                    failures = 0;
+                    if n as i64 >= self.batch_size {
+                        continue; // more is waiting
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, failures, "outbox relay failed; backing off");
+                    let delay = crate::worker::reconnect_delay(failures);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(delay) => continue,
+                    }
+                }
+            }
+            if let Ok(backlog) = self.backlog().await {
+                self.metrics.outbox_backlog.set(backlog);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(self.poll_interval) => {}
+                notified = wait(&mut listener) => {
+                    if notified.is_err() {
+                        listener = None; // reconnect on the next round; polling covers the gap
+                    }
+                }
+            }
+        }
+    }
+
+    async fn listen(&self) -> Option<PgListener> {
+        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
+        listener.listen(CHANNEL).await.ok()?;
+        Some(listener)
+    }
+}
+
+async fn wait(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+    match listener {
+        Some(l) => l.recv().await.map(|_| ()),
+        None => std::future::pending().await,
+    }
+}

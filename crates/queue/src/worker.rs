@@ -1,0 +1,214 @@
+//! Running a consumer: the life of a worker.
+//!
+//! ```text
+//!  consume ──► receive ──► spawn handler (≤ concurrency at once) ──► ack | retry | park
+//!     ▲           │ connection lost                                   
+//!     └─ backoff ◄┘                 SIGTERM: stop receiving, let running handlers finish
+//!                                   until the deadline, then drop the rest unacknowledged
+//!                                   (the broker redelivers them to another worker)
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures_util::future::BoxFuture;
+use stampede_telemetry::Metrics;
+use stampede_telemetry::metrics::JobLabels;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::{Delivery, Envelope, Queue, WorkQueue, retry};
+
+/// How a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth trying again later (a peer or dependency is down, a conflict).
+    #[error("{0:#}")]
+    Retry(anyhow::Error),
+    /// Will never succeed (malformed payload, a bug): park it at once.
+    #[error("{0:#}")]
+    Permanent(anyhow::Error),
+}
+
+impl From<sqlx::Error> for JobError {
+    fn from(error: sqlx::Error) -> Self {
+        JobError::Retry(error.into())
+    }
+}
+
+impl From<crate::QueueError> for JobError {
+    fn from(error: crate::QueueError) -> Self {
+        match error {
+            crate::QueueError::Malformed(_) => JobError::Permanent(error.into()),
+            _ => JobError::Retry(error.into()),
+        }
+    }
+}
+
+/// Does the work of one message kind. Handlers must be idempotent: a message may arrive more
+/// than once (see [`crate::dedupe`]).
+pub trait Handler: Send + Sync + 'static {
+    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), JobError>>;
+}
+
+/// Consumes one work queue and dispatches each message to the handler of its kind.
+pub struct Worker {
+    queue: Queue,
+    work_queue: WorkQueue,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    concurrency: u16,
+    metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("queue", &self.work_queue)
+            .field("kinds", &self.handlers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The wait before reconnecting after `failures` consecutive failures: 0.5 s doubling to 30 s.
+pub fn reconnect_delay(failures: u32) -> Duration {
+    Duration::from_millis(500u64.saturating_mul(1 << failures.min(6)).min(30_000))
+}
+
+impl Worker {
+    /// A worker for `work_queue` running at most `concurrency` jobs at once (also the prefetch).
+    pub fn new(queue: Queue, work_queue: WorkQueue, concurrency: u16, metrics: Arc<Metrics>) -> Self {
+        Worker {
+            queue,
+            work_queue,
+            handlers: HashMap::new(),
+            concurrency: concurrency.max(1),
+            metrics,
+        }
+    }
+
+    /// Routes messages of `kind` to `handler`.
+    pub fn handle(mut self, kind: &str, handler: Arc<dyn Handler>) -> Self {
+        self.handlers.insert(kind.to_string(), handler);
+        self
+    }
+
+    /// Consumes until `shutdown` is cancelled, then gives running jobs up to `deadline`.
+    pub async fn run(self, shutdown: CancellationToken, deadline: Duration) {
+        let this = Arc::new(self);
+        let tracker = TaskTracker::new();
+        let permits = Arc::new(Semaphore::new(usize::from(this.concurrency)));
+        let mut failures = 0u32;
+        'connect: while !shutdown.is_cancelled() {
+            let mut consumer = match this.queue.consume(this.work_queue, this.concurrency).await {
+                Ok(c) => {
+                    if failures > 0 {
+                        tracing::info!(queue = %this.work_queue, "consuming again");
+                    }
+                    failures = 0;
+                    c
+                }
+                Err(error) => {
+                    failures += 1;
+                    let delay = reconnect_delay(failures);
+                    tracing::warn!(queue = %this.work_queue, %error, retry_in_ms = delay.as_millis() as u64,
+                        "cannot consume; retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'connect,
+                        _ = tokio::time::sleep(delay) => continue 'connect,
+                    }
+                }
+            };
+            loop {
+                // Take a permit first, so no message is received that cannot be started.
+                let permit = tokio::select! {
+                    _ = shutdown.cancelled() => break 'connect,
+                    p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break 'connect },
+                };
+                let next = tokio::select! {
+                    _ = shutdown.cancelled() => break 'connect,
+                    next = consumer.next() => next,
+                };
+                match next {
+                    Some(Ok(delivery)) => {
+                        let this = this.clone();
+                        tracker.spawn(async move {
+                            this.process(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(queue = %this.work_queue, %error, "consumer failed; reconnecting");
+                        continue 'connect;
+                    }
+                    None => {
+                        tracing::warn!(queue = %this.work_queue, "consumer closed; reconnecting");
+                        failures += 1;
+                        tokio::time::sleep(reconnect_delay(failures)).await;
+                        continue 'connect;
+                    }
+                }
+            }
+        }
+        tracker.close();
+        if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+            tracing::warn!(queue = %this.work_queue, "jobs still running at the shutdown deadline; they will be redelivered");
+        }
+    }
+
+    async fn process(&self, delivery: Delivery) {
+        let envelope = &delivery.envelope;
+        let queue = self.work_queue.name();
+        let span = tracing::info_span!("job", queue, kind = %envelope.kind, message_id = %envelope.id,
+            attempt = envelope.attempt, redelivered = delivery.redelivered);
+        stampede_telemetry::propagation::set_parent(&span, &envelope.trace);
+        let labels = stampede_telemetry::Metrics::queue(queue);
+        self.metrics.messages_consumed.get_or_create(&labels).inc();
+        let age = (Utc::now() - envelope.created_at).to_std().unwrap_or_default();
+        self.metrics
+            .message_age
+            .get_or_create(&labels)
+            .observe(age.as_secs_f64());
+
+        let started = Instant::now();
+        let kind = envelope.kind.clone();
+        let attempt = envelope.attempt;
+        let result = match self.handlers.get(&kind) {
+            Some(handler) => handler.handle(envelope).instrument(span.clone()).await,
+            None => Err(JobError::Permanent(anyhow::anyhow!(
+                "no handler for {kind:?} on the {queue} queue"
+            ))),
+        };
+        let _entered = span.enter();
+        let (outcome, settled) = match result {
+            Ok(()) => ("ack", delivery.ack().await),
+            Err(JobError::Retry(error)) if attempt + 1 < self.work_queue.max_attempts() => {
+                let delay = retry::backoff(attempt);
+                tracing::warn!(error = %format!("{error:#}"), retry_in_s = delay.as_secs(), "job failed; will retry");
+                self.metrics.messages_retried.get_or_create(&labels).inc();
+                ("retry", delivery.retry(delay).await)
+            }
+            Err(JobError::Retry(error) | JobError::Permanent(error)) => {
+                let reason = format!("{error:#}");
+                tracing::error!(error = %reason, "job failed for good; parked");
+                self.metrics.messages_parked.get_or_create(&labels).inc();
+                ("park", delivery.park(&reason).await)
+            }
+        };
+        if let Err(error) = settled {
+            // The message stays unacknowledged and comes back; handlers are idempotent.
+            tracing::warn!(%error, outcome, "could not settle the message; it will be redelivered");
+        }
+        self.metrics
+            .job_duration
+            .get_or_create(&JobLabels {
+                queue: queue.to_string(),
+                kind,
+                outcome: outcome.to_string(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,123 @@
+//! The context every Stampede service runs in.
+//!
+//! A [`Context`] holds the process's handles to PostgreSQL, the queue, the cache and storage,
+//! its metrics and health checks, and the shutdown signal. Every handle connects lazily and
+//! reconnects by itself, so a process started while a dependency is down keeps running, logs
+//! what it is waiting for, and answers `/health/ready` with 503 until it can serve.
+//! In `stampede all` the services share one context.
+
+pub mod canary;
+pub mod server;
+pub mod shutdown;
+
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use sqlx::PgPool;
+use stampede_cache::Cache;
+use stampede_config::Config;
+use stampede_queue::Queue;
+use stampede_storage::Storage;
+use stampede_telemetry::{Health, Metrics};
+use tokio_util::sync::CancellationToken;
+
+pub use stampede_config as config;
+pub use stampede_telemetry as telemetry;
+
+/// A backing service a process needs to be ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dependency {
+    Postgres,
+    /// Only checked when REDIS_URL is set; the in-process cache is always ready.
+    Redis,
+    /// Only checked when AMQP_URL is set; the in-process queue is always ready.
+    Amqp,
+    Storage,
+}
+
+/// Shared handles of one process.
+#[derive(Clone, Debug)]
+pub struct Context {
+    pub config: Arc<Config>,
+    pub db: PgPool,
+    pub queue: Queue,
+    pub cache: Cache,
+    pub storage: Storage,
+    pub metrics: Arc<Metrics>,
+    pub health: Health,
+    /// Cancelled on SIGTERM/SIGINT: stop taking work and finish what is running.
+    pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// Builds the handles; nothing connects yet. `process` names connections (`stampede-web`).
+    pub fn new(config: Config, process: &str) -> anyhow::Result<Self> {
+        let db = stampede_db::pool(&config.database, process)?;
+        let queue = match &config.amqp {
+            Some(amqp) => Queue::Amqp(stampede_queue::amqp::AmqpQueue::new(
+                &amqp.url,
+                &amqp.queue_prefix,
+                process,
+            )),
+            None => Queue::Memory(stampede_queue::memory::MemoryQueue::new()),
+        };
+        let cache = match &config.redis {
+            Some(redis) => Cache::Redis(stampede_cache::redis_backend::RedisCache::new(
+                &redis.url,
+                &redis.namespace,
+            )?),
+            None => Cache::Memory(stampede_cache::memory::MemoryCache::new()),
+        };
+        Ok(Context {
+            storage: Storage::from_config(&config.storage),
+            config: Arc::new(config),
+            db,
+            queue,
+            cache,
+            metrics: Metrics::new(),
+            health: Health::default(),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    /// Adds `dependency` to this process's readiness checks.
+    pub async fn require(&self, dependency: Dependency) {
+        let (name, check): (&str, stampede_telemetry::HealthCheck) = match dependency {
+            Dependency::Postgres => {
+                let db = self.db.clone();
+                ("postgres", Arc::new(move || {
+                    let db = db.clone();
+                    async move { stampede_db::check(&db).await }.boxed()
+                }))
+            }
+            Dependency::Redis => {
+                if self.config.redis.is_none() {
+                    return;
+                }
+                let cache = self.cache.clone();
+                ("redis", Arc::new(move || {
+                    let cache = cache.clone();
+                    async move { cache.check().await.map_err(|e| e.to_string()) }.boxed()
+                }))
+            }
+            Dependency::Amqp => {
+                if self.config.amqp.is_none() {
+                    return;
+                }
+                let queue = self.queue.clone();
+                ("rabbitmq", Arc::new(move || {
+                    let queue = queue.clone();
+                    async move { queue.check().await }.boxed()
+                }))
+            }
+            Dependency::Storage => {
+                let storage = self.storage.clone();
+                ("storage", Arc::new(move || {
+                    let storage = storage.clone();
+                    async move { storage.check().await.map_err(|e| e.to_string()) }.boxed()
+                }))
+            }
+        };
+        self.health.register(name, check).await;
+    }
+}

@@ -1,0 +1,42 @@
+//! Serving HTTP with the process's telemetry and a graceful stop.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::Context;
+
+/// Binds `addr`, naming it in the error (a port in use is the usual cause).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// Serves `app` plus `/health/*` and `/metrics` on `listener` until shutdown; requests in flight
+/// then get until the deadline to finish.
+pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let router = app
+        .route_layer(axum::middleware::from_fn_with_state(
+            ctx.metrics.clone(),
+            stampede_telemetry::http::track_requests,
+        ))
+        .merge(stampede_telemetry::http::ops_router(
+            ctx.metrics.clone(),
+            ctx.health.clone(),
+        ));
+    tracing::info!(%addr, "listening");
+    let shutdown = ctx.shutdown.clone();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .with_context(|| format!("serving on {addr}"))
+}
+
+/// Serves only `/health/*` and `/metrics`, for worker processes.
+pub async fn serve_ops(ctx: &Context, listener: TcpListener) -> anyhow::Result<()> {
+    serve(ctx, listener, Router::new()).await
+}

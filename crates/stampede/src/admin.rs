@@ -1,0 +1,122 @@
+//! `stampede admin …`: operator commands. Results go to standard output as JSON; logs go to
+//! standard error.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use stampede_queue::WorkQueue;
+use stampede_runtime::{Context, canary};
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Send canary jobs through outbox → queue → worker and report how long they took.
+    ///
+    /// Exits 0 when every canary was handled exactly once within the timeout, 1 otherwise.
+    /// Needs a running relay (web, delivery or all) and a worker for the queue.
+    Canary {
+        /// The work queue to send them through: distribute, deliver, ingress, fetch, media, mail.
+        #[arg(long, default_value = "distribute", value_parser = parse_queue)]
+        queue: WorkQueue,
+        /// How many canaries to send.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        count: u32,
+        /// How long each canary holds its worker, in milliseconds.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=600_000))]
+        hold_ms: u32,
+        /// How long to wait for them, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Send and print the ids without waiting.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Messages waiting and parked in each RabbitMQ work queue.
+    Queues,
+}
+
+fn parse_queue(name: &str) -> Result<WorkQueue, String> {
+    WorkQueue::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = WorkQueue::ALL.iter().map(|q| q.name()).collect();
+        format!("unknown queue {name:?}; one of {}", names.join(", "))
+    })
+}
+
+pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode> {
+    match command {
+        AdminCommand::Canary {
+            queue,
+            count,
+            hold_ms,
+            timeout,
+            no_wait,
+        } => canaries(&ctx, queue, count, hold_ms, timeout, no_wait).await,
+        AdminCommand::Queues => {
+            anyhow::ensure!(
+                ctx.config.amqp.is_some(),
+                "AMQP_URL is not set: the in-process queue lives inside `stampede all` and cannot be inspected from outside"
+            );
+            for queue in WorkQueue::ALL {
+                let ready = ctx.queue.depth(queue).await;
+                let parked = ctx.queue.parked(queue).await;
+                println!(
+                    "{}",
+                    serde_json::json!({ "queue": queue.name(), "ready": ready, "parked": parked })
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn canaries(
+    ctx: &Context,
+    queue: WorkQueue,
+    count: u32,
+    hold_ms: u32,
+    timeout: u64,
+    no_wait: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut ids = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        ids.push(
+            canary::send(&ctx.db, queue, Duration::from_millis(u64::from(hold_ms)))
+                .await
+                .context("sending a canary (has `stampede migrate` run?)")?,
+        );
+    }
+    if no_wait {
+        println!("{}", serde_json::json!({ "queue": queue.name(), "sent": ids }));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = Instant::now() + Duration::from_secs(timeout);
+    loop {
+        let statuses = canary::status(&ctx.db, &ids).await?;
+        let done = statuses.iter().filter(|s| s.applied_count > 0).count();
+        if done == ids.len() || Instant::now() >= deadline {
+            let mut latencies: Vec<f64> = statuses.iter().filter_map(|s| s.latency_s).collect();
+            latencies.sort_by(f64::total_cmp);
+            let pct = |p: f64| {
+                latencies
+                    .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+                    .map(|s| (s * 1000.0 * 10.0).round() / 10.0)
+            };
+            let max_applied = statuses.iter().map(|s| s.applied_count).max().unwrap_or(0);
+            let ok = done == ids.len() && max_applied == 1;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "queue": queue.name(),
+                    "sent": ids.len(),
+                    "completed": done,
+                    "max_applied": max_applied,
+                    "latency_ms": { "p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0) },
+                    "ok": ok,
+                })
+            );
+            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,75 @@
+//! Liveness and readiness.
+//!
+//! `/health/live` answers 200 while the process runs. `/health/ready` answers 200 only while every
+//! registered dependency check passes (PostgreSQL always; Redis, RabbitMQ and storage when
+//! configured), so a load balancer or Kubernetes sends no traffic to a replica that cannot serve.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::{BoxFuture, join_all};
+use tokio::sync::RwLock;
+
+use crate::metrics::{DependencyLabels, Metrics};
+
+/// One dependency's check: resolves to `Err(reason)` when it cannot be used.
+pub type HealthCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+/// The set of dependency checks of this process.
+#[derive(Clone, Default)]
+pub struct Health {
+    checks: Arc<RwLock<Vec<(String, HealthCheck)>>>,
+}
+
+impl std::fmt::Debug for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Health")
+    }
+}
+
+/// The result of one readiness probe.
+#[derive(Debug)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Each dependency with `None` when it answers, or why it does not.
+    pub dependencies: Vec<(String, Option<String>)>,
+}
+
+impl Health {
+    /// Adds a check; a name registered twice is checked once.
+    pub async fn register(&self, name: &str, check: HealthCheck) {
+        let mut checks = self.checks.write().await;
+        if !checks.iter().any(|(n, _)| n == name) {
+            checks.push((name.to_string(), check));
+        }
+    }
+
+    /// Runs every check (each bounded to two seconds) and records the results as metrics.
+    pub async fn check(&self, metrics: &Metrics) -> Readiness {
+        let checks = self.checks.read().await.clone();
+        let results = join_all(checks.iter().map(|(name, check)| {
+            let check = check.clone();
+            async move {
+                let outcome = match tokio::time::timeout(Duration::from_secs(2), check()).await {
+                    Ok(Ok(())) => None,
+                    Ok(Err(reason)) => Some(reason),
+                    Err(_) => Some("no answer within 2 s".to_string()),
+                };
+                (name.clone(), outcome)
+            }
+        }))
+        .await;
+        for (name, outcome) in &results {
+            metrics
+                .dependency_up
+                .get_or_create(&DependencyLabels {
+                    dependency: name.clone(),
+                })
+                .set(i64::from(outcome.is_none()));
+        }
+        Readiness {
+            ready: results.iter().all(|(_, outcome)| outcome.is_none()),
+            dependencies: results,
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Every Prometheus metric a Stampede process exports, declared once with its help text.
+//!
+//! Handlers never name a metric by string: they reach a typed field of [`Metrics`]. All metrics
+//! share the `stampede_` prefix. One [`Metrics`] lives per process (in `all` mode the services
+//! share it), and `/metrics` encodes its registry.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of an HTTP request: the route *template* (`/api/v1/accounts/{id}`), never the raw path,
+/// so the number of series stays bounded.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+/// Labels naming a work queue (`deliver`, `media`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+/// Labels of a finished job: its queue, its kind and how it ended (`ack`, `retry`, `park`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub queue: String,
+    pub kind: String,
+    pub outcome: String,
+}
+
+/// Labels of a backing service (`postgres`, `redis`, `amqp`, `storage`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    pub dependency: String,
+}
+
+fn latency_buckets() -> Histogram {
+    // 0.5 ms … ~16 s
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The process's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// HTTP request duration by method, route template and status.
+    pub http_request_duration: Family<HttpLabels, Histogram>,
+    /// Messages published to a work queue (confirmed by the broker).
+    pub messages_published: Family<QueueLabels, Counter>,
+    /// Messages taken from a work queue by a consumer.
+    pub messages_consumed: Family<QueueLabels, Counter>,
+    /// Messages sent to a retry tier after a failure.
+    pub messages_retried: Family<QueueLabels, Counter>,
+    /// Messages moved to the parking queue after failing for good.
+    pub messages_parked: Family<QueueLabels, Counter>,
+    /// How long a job ran, by queue, kind and outcome.
+    pub job_duration: Family<JobLabels, Histogram>,
+    /// Time from a message's creation (outbox commit) to a consumer receiving it.
+    pub message_age: Family<QueueLabels, Histogram>,
+    /// Messages waiting in each work queue, as last sampled from the broker.
+    pub queue_depth: Family<QueueLabels, Gauge>,
+    /// Rows in the transactional outbox not yet published, as last seen by the relay.
+    pub outbox_backlog: Gauge,
+    /// Time from an outbox row's commit to the broker's confirm of its publication.
+    pub outbox_publish_lag: Histogram,
+    /// Outbox rows published (and deleted) by the relay.
+    pub outbox_published: Counter,
+    /// 1 while a backing service answers, 0 while it does not.
+    pub dependency_up: Family<DependencyLabels, Gauge>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("stampede");
+        let m = Metrics {
+            http_request_duration: Family::new_with_constructor(latency_buckets),
+            messages_published: Family::default(),
+            messages_consumed: Family::default(),
+            messages_retried: Family::default(),
+            messages_parked: Family::default(),
+            job_duration: Family::new_with_constructor(latency_buckets),
+            message_age: Family::new_with_constructor(latency_buckets),
+            queue_depth: Family::default(),
+            outbox_backlog: Gauge::default(),
+            outbox_publish_lag: latency_buckets(),
+            outbox_published: Counter::default(),
+            dependency_up: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request duration by method, route template and status",
+            m.http_request_duration.clone(),
+        );
+        registry.register(
+            "queue_messages_published",
+            "Messages published to a work queue and confirmed by the broker",
+            m.messages_published.clone(),
+        );
+        registry.register(
+            "queue_messages_consumed",
+            "Messages received from a work queue by a consumer",
+            m.messages_consumed.clone(),
+        );
+        registry.register(
+            "queue_messages_retried",
+            "Messages sent to a retry tier after a failed attempt",
+            m.messages_retried.clone(),
+        );
+        registry.register(
+            "queue_messages_parked",
+            "Messages moved to the parking queue after failing for good",
+            m.messages_parked.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "Job run time by queue, kind and outcome (ack, retry, park)",
+            m.job_duration.clone(),
+        );
+        registry.register(
+            "queue_message_age_seconds",
+            "Time from a message's creation to a consumer receiving it",
+            m.message_age.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Messages ready in each work queue, as last sampled from the broker",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "outbox_backlog",
+            "Outbox rows not yet published, as last seen by the relay",
+            m.outbox_backlog.clone(),
+        );
+        registry.register(
+            "outbox_publish_lag_seconds",
+            "Time from an outbox row's commit to the broker's confirm",
+            m.outbox_publish_lag.clone(),
+        );
+        registry.register(
+            "outbox_published",
+            "Outbox rows published and deleted by the relay",
+            m.outbox_published.clone(),
+        );
+        registry.register(
+            "dependency_up",
+            "1 while a backing service answers its health check, 0 while it does not",
+            m.dependency_up.clone(),
+        );
+        Arc::new(Metrics { registry, ..m })
+    }
+
+    /// The registry in Prometheus's text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+
+    /// The label set for one queue.
+    pub fn queue(queue: &str) -> QueueLabels {
+        QueueLabels {
+            queue: queue.to_string(),
+        }
+    }
+}

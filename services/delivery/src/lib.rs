@@ -1,0 +1,100 @@
+//! The delivery workers: `distribute` (local fan-out), `deliver` (signed POSTs to remote inboxes),
+//! `ingress` (inbound activities), `fetch` (remote actors and objects) and `mail`. Each queue has
+//! its own consumer and concurrency, so a flood on one never starves another. The process also
+//! relays the outbox, samples queue depths for `/metrics`, and prunes old deduplication records.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use stampede_queue::outbox::Relay;
+use stampede_queue::{WorkQueue, Worker, dedupe};
+use stampede_runtime::canary::{self, CanaryHandler};
+use stampede_runtime::{Context, Dependency, server};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// The port `stampede delivery` serves `/health/*` and `/metrics` on unless PORT says otherwise.
+pub const DEFAULT_PORT: u16 = 4001;
+
+/// The queues this service consumes.
+pub const QUEUES: [WorkQueue; 5] = [
+    WorkQueue::Distribute,
+    WorkQueue::Deliver,
+    WorkQueue::Ingress,
+    WorkQueue::Fetch,
+    WorkQueue::Mail,
+];
+
+/// How long a processed message id is remembered for deduplication.
+const DEDUPE_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Runs the workers (and, with `listener`, the ops endpoints) until shutdown.
+pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Result<()> {
+    ctx.require(Dependency::Postgres).await;
+    ctx.require(Dependency::Redis).await;
+    ctx.require(Dependency::Amqp).await;
+    let prefetch = ctx.config.amqp.as_ref().map_or(32, |a| a.prefetch);
+    let mut tasks = JoinSet::new();
+    for queue in QUEUES {
+        let worker = Worker::new(ctx.queue.clone(), queue, prefetch, ctx.metrics.clone())
+            .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()));
+        tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
+    }
+    tasks.spawn(Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone()).run(ctx.shutdown.clone()));
+    tasks.spawn(sample_depths(ctx.clone()));
+    tasks.spawn(prune(ctx.clone()));
+    if let Some(listener) = listener {
+        let ctx = ctx.clone();
+        tasks.spawn(async move {
+            if let Err(error) = server::serve_ops(&ctx, listener).await {
+                tracing::error!(error = %format!("{error:#}"), "ops endpoint failed");
+                ctx.shutdown.cancel();
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// `stampede delivery`: binds `addr` for the ops endpoints, then [`serve`]s.
+pub async fn run(ctx: Context, addr: SocketAddr) -> anyhow::Result<()> {
+    let listener = server::bind(addr).await?;
+    serve(ctx, Some(listener)).await
+}
+
+/// Publishes each queue's depth as `stampede_queue_depth` every 10 s (what KEDA scales on).
+async fn sample_depths(ctx: Context) {
+    loop {
+        for queue in WorkQueue::ALL {
+            if let Some(depth) = ctx.queue.depth(queue).await {
+                ctx.metrics
+                    .queue_depth
+                    .get_or_create(&stampede_telemetry_labels(queue))
+                    .set(i64::from(depth));
+            }
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
+/// Forgets old deduplication records once an hour.
+async fn prune(ctx: Context) {
+    loop {
+        match dedupe::prune(&ctx.db, DEDUPE_RETENTION).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(removed = n, "pruned processed-message records"),
+            Err(error) => tracing::debug!(%error, "could not prune processed-message records"),
+        }
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+}
+
+fn stampede_telemetry_labels(queue: WorkQueue) -> stampede_runtime::telemetry::metrics::QueueLabels {
+    stampede_runtime::telemetry::Metrics::queue(queue.name())
+}
