@@ -74,7 +74,12 @@ impl Cache {
 
     /// Adds `id` to each feed in `keys` (sorted sets scored by id) and trims each to the newest
     /// `max_len`, in one round trip.
-    pub async fn feed_push(&self, keys: &[String], id: i64, max_len: usize) -> Result<(), CacheError> {
+    pub async fn feed_push(
+        &self,
+        keys: &[String],
+        id: i64,
+        max_len: usize,
+    ) -> Result<(), CacheError> {
         dispatch!(self, c => c.feed_push(keys, id, max_len).await)
     }
 

@@ -55,7 +55,12 @@ impl MemoryCache {
         })
     }
 
-    pub(crate) async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+    pub(crate) async fn set_ex(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
         self.entries.lock().await.insert(
             key.to_string(),
             Entry::Value(value.to_string(), Some(Instant::now() + ttl)),
@@ -78,11 +83,19 @@ impl MemoryCache {
             Some(e @ Entry::Value(_, Some(at))) if live(e) => *at,
             _ => Instant::now() + window,
         };
-        entries.insert(key.to_string(), Entry::Value(count.to_string(), Some(expires)));
+        entries.insert(
+            key.to_string(),
+            Entry::Value(count.to_string(), Some(expires)),
+        );
         Ok(count)
     }
 
-    pub(crate) async fn feed_push(&self, keys: &[String], id: i64, max_len: usize) -> Result<(), CacheError> {
+    pub(crate) async fn feed_push(
+        &self,
+        keys: &[String],
+        id: i64,
+        max_len: usize,
+    ) -> Result<(), CacheError> {
         let mut entries = self.entries.lock().await;
         for key in keys {
             let entry = entries

@@ -91,7 +91,12 @@ impl RedisCache {
             .map_err(unavailable)
     }
 
-    pub(crate) async fn set_ex(&self, key: &str, value: &str, ttl: Duration) -> Result<(), CacheError> {
+    pub(crate) async fn set_ex(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
         let mut conn = self.conn().await?;
         redis::cmd("SET")
             .arg(self.key(key))
@@ -131,7 +136,12 @@ impl RedisCache {
         Ok(count)
     }
 
-    pub(crate) async fn feed_push(&self, keys: &[String], id: i64, max_len: usize) -> Result<(), CacheError> {
+    pub(crate) async fn feed_push(
+        &self,
+        keys: &[String],
+        id: i64,
+        max_len: usize,
+    ) -> Result<(), CacheError> {
         if keys.is_empty() {
             return Ok(());
         }

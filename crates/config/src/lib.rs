@@ -136,9 +136,13 @@ impl Config {
 
     /// Reads variables from `env`; tests pass their own.
     pub fn from_source(env: &Env) -> Result<Self, ConfigError> {
-        let local_domain = env.string("LOCAL_DOMAIN")?.unwrap_or_else(|| "localhost".into());
+        let local_domain = env
+            .string("LOCAL_DOMAIN")?
+            .unwrap_or_else(|| "localhost".into());
         validate_domain("LOCAL_DOMAIN", &local_domain)?;
-        let web_domain = env.string("WEB_DOMAIN")?.unwrap_or_else(|| local_domain.clone());
+        let web_domain = env
+            .string("WEB_DOMAIN")?
+            .unwrap_or_else(|| local_domain.clone());
         validate_domain("WEB_DOMAIN", &web_domain)?;
 
         let database = DatabaseConfig {
@@ -184,7 +188,9 @@ impl Config {
                     .boolean("S3_FORCE_PATH_STYLE")?
                     .unwrap_or(endpoint.is_some()),
                 endpoint,
-                region: env.string("S3_REGION")?.unwrap_or_else(|| "us-east-1".into()),
+                region: env
+                    .string("S3_REGION")?
+                    .unwrap_or_else(|| "us-east-1".into()),
                 access_key_id: env.required("AWS_ACCESS_KEY_ID")?,
                 secret_access_key: env.required("AWS_SECRET_ACCESS_KEY")?,
             })
@@ -286,11 +292,9 @@ mod tests {
 
     #[test]
     fn only_database_url_is_required() {
-        let config = Config::from_source(&env(&[(
-            "DATABASE_URL",
-            "postgres://127.0.0.1/stampede",
-        )]))
-        .unwrap();
+        let config =
+            Config::from_source(&env(&[("DATABASE_URL", "postgres://127.0.0.1/stampede")]))
+                .unwrap();
         assert_eq!(config.local_domain, "localhost");
         assert_eq!(config.web_domain, "localhost");
         assert!(config.redis.is_none() && config.amqp.is_none());
@@ -351,7 +355,10 @@ mod tests {
         let StorageConfig::S3(s3) = config.storage else {
             panic!("expected S3")
         };
-        assert!(s3.force_path_style, "a custom endpoint defaults to path style");
+        assert!(
+            s3.force_path_style,
+            "a custom endpoint defaults to path style"
+        );
         assert_eq!(s3.region, "us-east-1");
     }
 }

@@ -18,11 +18,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use lapin::Confirmation;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
-use lapin::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
@@ -113,7 +113,10 @@ impl AmqpQueue {
     }
 
     pub(crate) async fn check(&self) -> Result<(), String> {
-        self.connected().await.map(|_| ()).map_err(|e| e.to_string())
+        self.connected()
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 
     pub(crate) async fn publish(
@@ -157,8 +160,7 @@ impl AmqpQueue {
             .with_type(envelope.kind.as_str().into())
             .with_headers(headers);
         if let Some(delay) = expiration {
-            properties =
-                properties.with_expiration(delay.as_millis().to_string().as_str().into());
+            properties = properties.with_expiration(delay.as_millis().to_string().as_str().into());
         }
         let confirm = connected
             .publisher
@@ -334,8 +336,7 @@ impl AmqpConsumer {
             // The headers carry the trace context too; they win, as tools may rewrite them.
             if let Some(headers) = delivery.properties.headers().as_ref() {
                 for key in ["traceparent", "tracestate"] {
-                    if let Some(value) = headers.inner().get(key).and_then(|v| v.as_long_string())
-                    {
+                    if let Some(value) = headers.inner().get(key).and_then(|v| v.as_long_string()) {
                         envelope.trace.insert(key.to_string(), value.to_string());
                     }
                 }

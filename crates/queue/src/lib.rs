@@ -67,7 +67,10 @@ impl Queue {
     /// Starts consuming `queue`; at most `prefetch` messages are unacknowledged at once.
     pub async fn consume(&self, queue: WorkQueue, prefetch: u16) -> Result<Consumer, QueueError> {
         match self {
-            Queue::Amqp(q) => q.consume(queue, prefetch).await.map(Consumer::Amqp),
+            Queue::Amqp(q) => q
+                .consume(queue, prefetch)
+                .await
+                .map(|c| Consumer::Amqp(Box::new(c))),
             Queue::Memory(q) => Ok(Consumer::Memory(q.consume(queue))),
         }
     }
@@ -99,7 +102,7 @@ impl Queue {
 
 /// A stream of deliveries from one work queue.
 pub enum Consumer {
-    Amqp(amqp::AmqpConsumer),
+    Amqp(Box<amqp::AmqpConsumer>),
     Memory(memory::MemoryConsumer),
 }
 

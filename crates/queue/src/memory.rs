@@ -162,7 +162,11 @@ impl MemorySettle {
 
     pub(crate) fn park(mut self, _queue: WorkQueue, envelope: Envelope, reason: &str) {
         self.pending = None;
-        if self.parked.try_send((envelope, reason.to_string())).is_err() {
+        if self
+            .parked
+            .try_send((envelope, reason.to_string()))
+            .is_err()
+        {
             tracing::error!(reason, "in-process parking queue is full; message dropped");
         }
     }
@@ -172,12 +176,12 @@ impl Drop for MemorySettle {
     fn drop(&mut self) {
         if let Some(envelope) = self.pending.take() {
             let requeue = self.requeue.clone();
-            if let Err(mpsc::error::TrySendError::Full(envelope)) = requeue.try_send(envelope) {
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(async move {
-                        let _ = requeue.send(envelope).await;
-                    });
-                }
+            if let Err(mpsc::error::TrySendError::Full(envelope)) = requeue.try_send(envelope)
+                && let Ok(handle) = tokio::runtime::Handle::try_current()
+            {
+                handle.spawn(async move {
+                    let _ = requeue.send(envelope).await;
+                });
             }
         }
     }

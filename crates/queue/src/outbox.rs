@@ -90,10 +90,13 @@ impl Relay {
             jobs.push((id, queue, created_at, envelope.0));
         }
 
-        let results = join_all(jobs.iter().map(|(id, queue, created_at, envelope)| async move {
-            let outcome = self.queue.publish(*queue, envelope).await;
-            (*id, *queue, *created_at, outcome)
-        }))
+        let results = join_all(
+            jobs.iter()
+                .map(|(id, queue, created_at, envelope)| async move {
+                    let outcome = self.queue.publish(*queue, envelope).await;
+                    (*id, *queue, *created_at, outcome)
+                }),
+        )
         .await;
 
         let mut published = Vec::with_capacity(results.len());

@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(tier_for(Duration::from_secs(1)), 0);
         assert_eq!(tier_for(Duration::from_secs(10)), 0);
         assert_eq!(tier_for(Duration::from_secs(11)), 1);
-        assert_eq!(tier_for(Duration::from_secs(3 * 86400)), RETRY_TIERS.len() - 1);
+        assert_eq!(
+            tier_for(Duration::from_secs(3 * 86400)),
+            RETRY_TIERS.len() - 1
+        );
         for q in WorkQueue::ALL {
             assert_eq!(WorkQueue::from_name(q.name()), Some(q));
         }

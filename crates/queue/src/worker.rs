@@ -80,7 +80,12 @@ pub fn reconnect_delay(failures: u32) -> Duration {
 
 impl Worker {
     /// A worker for `work_queue` running at most `concurrency` jobs at once (also the prefetch).
-    pub fn new(queue: Queue, work_queue: WorkQueue, concurrency: u16, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        queue: Queue,
+        work_queue: WorkQueue,
+        concurrency: u16,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Worker {
             queue,
             work_queue,
@@ -154,7 +159,10 @@ impl Worker {
             }
         }
         tracker.close();
-        if tokio::time::timeout(deadline, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(queue = %this.work_queue, "jobs still running at the shutdown deadline; they will be redelivered");
         }
     }
@@ -167,7 +175,9 @@ impl Worker {
         stampede_telemetry::propagation::set_parent(&span, &envelope.trace);
         let labels = stampede_telemetry::Metrics::queue(queue);
         self.metrics.messages_consumed.get_or_create(&labels).inc();
-        let age = (Utc::now() - envelope.created_at).to_std().unwrap_or_default();
+        let age = (Utc::now() - envelope.created_at)
+            .to_std()
+            .unwrap_or_default();
         self.metrics
             .message_age
             .get_or_create(&labels)

@@ -28,7 +28,10 @@ struct Payload {
 /// Sends one canary to `queue`; the worker will hold it for `hold` before stamping it.
 /// Returns its id.
 pub async fn send(pool: &PgPool, queue: WorkQueue, hold: Duration) -> anyhow::Result<i64> {
-    anyhow::ensure!(hold <= MAX_HOLD, "a canary may hold its worker for at most {MAX_HOLD:?}");
+    anyhow::ensure!(
+        hold <= MAX_HOLD,
+        "a canary may hold its worker for at most {MAX_HOLD:?}"
+    );
     let mut tx = pool.begin().await?;
     let id: i64 =
         sqlx::query_scalar("INSERT INTO canaries (queue, hold_ms) VALUES ($1, $2) RETURNING id")
@@ -91,7 +94,10 @@ impl CanaryHandler {
         let payload: Payload = envelope.payload()?;
         let mut tx = self.pool.begin().await?;
         if !dedupe::first_time(&mut tx, envelope.id).await? {
-            tracing::info!(canary_id = payload.canary_id, "canary already stamped; skipping");
+            tracing::info!(
+                canary_id = payload.canary_id,
+                "canary already stamped; skipping"
+            );
             return Ok(());
         }
         let hold_ms: Option<i32> = sqlx::query_scalar("SELECT hold_ms FROM canaries WHERE id = $1")
@@ -105,7 +111,11 @@ impl CanaryHandler {
             )));
         };
         if hold_ms > 0 {
-            tracing::info!(canary_id = payload.canary_id, hold_ms, "canary holding its worker");
+            tracing::info!(
+                canary_id = payload.canary_id,
+                hold_ms,
+                "canary holding its worker"
+            );
             tokio::time::sleep(Duration::from_millis(hold_ms as u64)).await;
         }
         sqlx::query(

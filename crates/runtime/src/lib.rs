@@ -85,37 +85,49 @@ impl Context {
         let (name, check): (&str, stampede_telemetry::HealthCheck) = match dependency {
             Dependency::Postgres => {
                 let db = self.db.clone();
-                ("postgres", Arc::new(move || {
-                    let db = db.clone();
-                    async move { stampede_db::check(&db).await }.boxed()
-                }))
+                (
+                    "postgres",
+                    Arc::new(move || {
+                        let db = db.clone();
+                        async move { stampede_db::check(&db).await }.boxed()
+                    }),
+                )
             }
             Dependency::Redis => {
                 if self.config.redis.is_none() {
                     return;
                 }
                 let cache = self.cache.clone();
-                ("redis", Arc::new(move || {
-                    let cache = cache.clone();
-                    async move { cache.check().await.map_err(|e| e.to_string()) }.boxed()
-                }))
+                (
+                    "redis",
+                    Arc::new(move || {
+                        let cache = cache.clone();
+                        async move { cache.check().await.map_err(|e| e.to_string()) }.boxed()
+                    }),
+                )
             }
             Dependency::Amqp => {
                 if self.config.amqp.is_none() {
                     return;
                 }
                 let queue = self.queue.clone();
-                ("rabbitmq", Arc::new(move || {
-                    let queue = queue.clone();
-                    async move { queue.check().await }.boxed()
-                }))
+                (
+                    "rabbitmq",
+                    Arc::new(move || {
+                        let queue = queue.clone();
+                        async move { queue.check().await }.boxed()
+                    }),
+                )
             }
             Dependency::Storage => {
                 let storage = self.storage.clone();
-                ("storage", Arc::new(move || {
-                    let storage = storage.clone();
-                    async move { storage.check().await.map_err(|e| e.to_string()) }.boxed()
-                }))
+                (
+                    "storage",
+                    Arc::new(move || {
+                        let storage = storage.clone();
+                        async move { storage.check().await.map_err(|e| e.to_string()) }.boxed()
+                    }),
+                )
             }
         };
         self.health.register(name, check).await;

@@ -20,13 +20,13 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let router = app
-        .route_layer(axum::middleware::from_fn_with_state(
-            ctx.metrics.clone(),
-            stampede_telemetry::http::track_requests,
-        ))
         .merge(stampede_telemetry::http::ops_router(
             ctx.metrics.clone(),
             ctx.health.clone(),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            ctx.metrics.clone(),
+            stampede_telemetry::http::track_requests,
         ));
     tracing::info!(%addr, "listening");
     let shutdown = ctx.shutdown.clone();

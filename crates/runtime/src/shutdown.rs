@@ -9,7 +9,10 @@ use tokio_util::sync::CancellationToken;
 pub fn on_signals(token: CancellationToken, deadline: Duration) {
     tokio::spawn(async move {
         wait_for_signal().await;
-        tracing::info!(deadline_s = deadline.as_secs(), "shutting down: no new work, finishing what runs");
+        tracing::info!(
+            deadline_s = deadline.as_secs(),
+            "shutting down: no new work, finishing what runs"
+        );
         token.cancel();
         tokio::time::sleep(deadline + Duration::from_secs(5)).await;
         tracing::error!("shutdown deadline passed; exiting");
@@ -20,7 +23,10 @@ pub fn on_signals(token: CancellationToken, deadline: Duration) {
 #[cfg(unix)]
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -87,7 +87,10 @@ async fn canaries(
         );
     }
     if no_wait {
-        println!("{}", serde_json::json!({ "queue": queue.name(), "sent": ids }));
+        println!(
+            "{}",
+            serde_json::json!({ "queue": queue.name(), "sent": ids })
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let deadline = Instant::now() + Duration::from_secs(timeout);
@@ -115,7 +118,11 @@ async fn canaries(
                     "ok": ok,
                 })
             );
-            return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            return Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -70,7 +70,10 @@ fn main() -> ExitCode {
         Command::Admin(_) | Command::Migrate => LogTarget::Stderr,
         _ => LogTarget::Stdout,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("stampede: cannot start the async runtime: {error}");
@@ -117,9 +120,27 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             cache = if config.redis.is_some() { "redis" } else { "in-process" },
             "starting"
         );
+        let (health, metrics, stop) = (
+            ctx.health.clone(),
+            ctx.metrics.clone(),
+            ctx.shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            // Let the service register its dependencies first.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            stampede_telemetry::health::watch(
+                health,
+                metrics,
+                std::time::Duration::from_secs(5),
+                async move { stop.cancelled().await },
+            )
+            .await;
+        });
     }
     match command {
-        Command::Web => stampede_web::run(ctx, addr(&config, port(stampede_web::DEFAULT_PORT))).await?,
+        Command::Web => {
+            stampede_web::run(ctx, addr(&config, port(stampede_web::DEFAULT_PORT))).await?
+        }
         Command::Streaming => {
             stampede_streaming::run(ctx, addr(&config, port(stampede_streaming::DEFAULT_PORT)))
                 .await?
@@ -151,8 +172,7 @@ async fn run_all(ctx: Context, config: &Config) -> anyhow::Result<()> {
         config.port.unwrap_or(stampede_web::DEFAULT_PORT),
     ))
     .await?;
-    let streaming =
-        stampede_runtime::server::bind(addr(config, config.streaming_port)).await?;
+    let streaming = stampede_runtime::server::bind(addr(config, config.streaming_port)).await?;
 
     if !config.database.skip_migrations {
         let db = ctx.db.clone();

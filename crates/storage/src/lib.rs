@@ -46,7 +46,12 @@ impl Storage {
     }
 
     /// Stores `body` under `key`, replacing what was there.
-    pub async fn put(&self, key: &str, body: Bytes, content_type: &str) -> Result<(), StorageError> {
+    pub async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), StorageError> {
         validate_key(key)?;
         dispatch!(self, s => s.put(key, body, content_type).await)
     }
@@ -96,7 +101,9 @@ mod tests {
         for good in ["a", "media/files/110/original.png", "x-y_z.9"] {
             assert!(validate_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "/abs", "a/../b", "..", "a//b", "a/", "sp ace", "ümlaut", "a\\b"] {
+        for bad in [
+            "", "/abs", "a/../b", "..", "a//b", "a/", "sp ace", "ümlaut", "a\\b",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad}");
         }
     }

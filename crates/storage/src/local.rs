@@ -30,10 +30,17 @@ impl LocalStorage {
         self.root.join(key)
     }
 
-    pub(crate) async fn put(&self, key: &str, body: Bytes, _content_type: &str) -> Result<(), StorageError> {
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        body: Bytes,
+        _content_type: &str,
+    ) -> Result<(), StorageError> {
         let path = self.path(key);
         if let Some(parent) = path.parent() {
-            tokio::fs::create_dir_all(parent).await.map_err(unavailable)?;
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(unavailable)?;
         }
         let temp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
         tokio::fs::write(&temp, &body).await.map_err(unavailable)?;

@@ -19,6 +19,8 @@ pub type HealthCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + 
 #[derive(Clone, Default)]
 pub struct Health {
     checks: Arc<RwLock<Vec<(String, HealthCheck)>>>,
+    /// Dependencies failing at the last check, so only changes are logged.
+    failing: Arc<RwLock<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for Health {
@@ -59,7 +61,17 @@ impl Health {
             }
         }))
         .await;
+        let mut failing = self.failing.write().await;
         for (name, outcome) in &results {
+            match outcome {
+                Some(reason) if failing.insert(name.clone()) => {
+                    tracing::warn!(dependency = %name, %reason, "dependency unavailable; not ready");
+                }
+                None if failing.remove(name) => {
+                    tracing::info!(dependency = %name, "dependency available again");
+                }
+                _ => {}
+            }
             metrics
                 .dependency_up
                 .get_or_create(&DependencyLabels {
@@ -67,9 +79,28 @@ impl Health {
                 })
                 .set(i64::from(outcome.is_none()));
         }
+        drop(failing);
         Readiness {
             ready: results.iter().all(|(_, outcome)| outcome.is_none()),
             dependencies: results,
+        }
+    }
+}
+
+/// Checks every dependency every `interval` until `stop` resolves, so failures and recoveries
+/// are logged and `stampede_dependency_up` stays current even when nobody probes readiness.
+pub async fn watch(
+    health: Health,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        health.check(&metrics).await;
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(interval) => {}
         }
     }
 }

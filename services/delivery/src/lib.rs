@@ -40,7 +40,10 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()));
         tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
     }
-    tasks.spawn(Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone()).run(ctx.shutdown.clone()));
+    tasks.spawn(
+        Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone())
+            .run(ctx.shutdown.clone()),
+    );
     tasks.spawn(sample_depths(ctx.clone()));
     tasks.spawn(prune(ctx.clone()));
     if let Some(listener) = listener {
@@ -95,6 +98,8 @@ async fn prune(ctx: Context) {
     }
 }
 
-fn stampede_telemetry_labels(queue: WorkQueue) -> stampede_runtime::telemetry::metrics::QueueLabels {
+fn stampede_telemetry_labels(
+    queue: WorkQueue,
+) -> stampede_runtime::telemetry::metrics::QueueLabels {
     stampede_runtime::telemetry::Metrics::queue(queue.name())
 }

@@ -18,16 +18,22 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     ctx.require(Dependency::Storage).await;
     let prefetch = ctx.config.amqp.as_ref().map_or(8, |a| a.prefetch);
     // Media jobs are CPU-heavy: no more at once than there are cores.
-    let concurrency = prefetch.min(
-        std::thread::available_parallelism().map_or(2, |n| n.get() as u16),
-    );
-    let worker = Worker::new(ctx.queue.clone(), WorkQueue::Media, concurrency, ctx.metrics.clone())
-        .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()));
+    let concurrency =
+        prefetch.min(std::thread::available_parallelism().map_or(2, |n| n.get() as u16));
+    let worker = Worker::new(
+        ctx.queue.clone(),
+        WorkQueue::Media,
+        concurrency,
+        ctx.metrics.clone(),
+    )
+    .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()));
     let ops = listener.map(|listener| {
         let ctx = ctx.clone();
         tokio::spawn(async move { server::serve_ops(&ctx, listener).await })
     });
-    worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout).await;
+    worker
+        .run(ctx.shutdown.clone(), ctx.config.shutdown_timeout)
+        .await;
     if let Some(ops) = ops {
         ops.await??;
     }

@@ -34,7 +34,8 @@ pub async fn serve(ctx: Context, listener: TcpListener) -> anyhow::Result<()> {
     ctx.require(Dependency::Redis).await;
     ctx.require(Dependency::Amqp).await;
     let relay = tokio::spawn(
-        Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone()).run(ctx.shutdown.clone()),
+        Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone())
+            .run(ctx.shutdown.clone()),
     );
     let served = server::serve(&ctx, listener, router(&ctx)).await;
     ctx.shutdown.cancel();

@@ -1,0 +1,160 @@
+//! Workers as separate processes exchanging work with web through RabbitMQ; killed mid-job
+//! (SIGKILL) they lose nothing, stopped (SIGTERM) they finish what they hold.
+
+use std::time::{Duration, Instant};
+
+use sqlx::PgPool;
+use stampede_queue::amqp::AmqpQueue;
+use stampede_queue::{Queue, WorkQueue};
+use stampede_runtime::canary;
+use stampede_test_support::{AppOptions, TestDb, amqp_url, test_env};
+
+use crate::process::{free_port, migrate, spawn, wait_ready};
+
+async fn cluster() -> (PgPool, Vec<(String, String)>) {
+    let db = TestDb::new().await.unwrap();
+    let env = test_env(
+        &db,
+        &AppOptions {
+            amqp: true,
+            redis: true,
+            ..AppOptions::default()
+        },
+    );
+    migrate(&env).await;
+    (PgPool::connect(&db.url).await.unwrap(), env)
+}
+
+/// Waits until the canary's message has left the outbox and the queue: a worker holds it
+/// (RabbitMQ counts only messages ready for delivery, not those a consumer holds).
+async fn wait_taken(pool: &PgPool, env: &[(String, String)]) {
+    let prefix = env
+        .iter()
+        .find(|(k, _)| k == "AMQP_QUEUE_PREFIX")
+        .unwrap()
+        .1
+        .clone();
+    let queue = Queue::Amqp(AmqpQueue::new(&amqp_url(), &prefix, "test"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let backlog: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if backlog == 0 && queue.depth(WorkQueue::Distribute).await == Some(0) {
+            // Give the worker a moment to start holding it.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return;
+        }
+        assert!(Instant::now() < deadline, "canary never taken");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn applied(pool: &PgPool, id: i64) -> i32 {
+    canary::status(pool, &[id]).await.unwrap()[0].applied_count
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_job_loses_nothing_and_applies_once() {
+    let (pool, env) = cluster().await;
+    let web_port = free_port();
+    let _web = spawn(&env, &["web"], web_port);
+    wait_ready(web_port, 200).await;
+    let worker_port = free_port();
+    let worker = spawn(&env, &["delivery"], worker_port);
+    wait_ready(worker_port, 200).await;
+
+    let id = canary::send(&pool, WorkQueue::Distribute, Duration::from_secs(3))
+        .await
+        .unwrap();
+    wait_taken(&pool, &env).await;
+    worker.signal("KILL");
+    drop(worker);
+    assert_eq!(applied(&pool, id).await, 0, "killed before it finished");
+
+    let second_port = free_port();
+    let _second = spawn(&env, &["delivery"], second_port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while applied(&pool, id).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the message was never redelivered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(applied(&pool, id).await, 1);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_job_in_hand_finish() {
+    let (pool, env) = cluster().await;
+    let web_port = free_port();
+    let _web = spawn(&env, &["web"], web_port);
+    wait_ready(web_port, 200).await;
+    let worker_port = free_port();
+    let mut worker = spawn(&env, &["delivery"], worker_port);
+    wait_ready(worker_port, 200).await;
+
+    let id = canary::send(&pool, WorkQueue::Distribute, Duration::from_secs(2))
+        .await
+        .unwrap();
+    wait_taken(&pool, &env).await;
+    worker.signal("TERM");
+    let status = worker
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits after finishing");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(
+        applied(&pool, id).await,
+        1,
+        "finished by the stopping worker"
+    );
+}
+
+#[tokio::test]
+async fn web_and_delivery_exchange_canaries_through_rabbitmq() {
+    let (_pool, env) = cluster().await;
+    let web_port = free_port();
+    let _web = spawn(&env, &["web"], web_port);
+    let worker_port = free_port();
+    let _worker = spawn(&env, &["delivery"], worker_port);
+    let media_port = free_port();
+    let _media = spawn(&env, &["media"], media_port);
+    wait_ready(web_port, 200).await;
+    wait_ready(worker_port, 200).await;
+    wait_ready(media_port, 200).await;
+
+    for queue in ["distribute", "deliver", "ingress", "fetch", "mail", "media"] {
+        let output = crate::process::command(
+            &env,
+            &[
+                "admin",
+                "canary",
+                "--queue",
+                queue,
+                "--count",
+                "10",
+                "--timeout",
+                "90",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+        let out = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{queue}: {out}");
+        let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(report["completed"], 10, "{report}");
+    }
+
+    let queues = crate::process::command(&env, &["admin", "queues"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(queues.status.success());
+    let text = String::from_utf8_lossy(&queues.stdout);
+    assert_eq!(text.lines().count(), 6, "{text}");
+    assert!(text.contains(r#""parked":0"#), "{text}");
+}

@@ -1,0 +1,14 @@
+//! Stampede's integration tests: one binary, one module per capability, each test on its own
+//! database, queue prefix and Redis namespace against the real PostgreSQL, RabbitMQ, Redis and an
+//! S3-protocol server.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod cache;
+mod lifecycle;
+mod outbox;
+mod platform;
+mod process;
+mod queue;
+mod storage;
+mod trace_context;

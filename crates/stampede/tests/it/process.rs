@@ -1,0 +1,272 @@
+//! The `stampede` binary as an operator runs it: separate processes, real signals.
+
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use stampede_test_support::{AppOptions, TestDb, test_env};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stampede");
+
+/// A child process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Proc {
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn command(env: &[(String, String)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("BIND", "127.0.0.1");
+    if std::env::var_os("TEST_LOG").is_none() {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    }
+    cmd
+}
+
+pub fn spawn(env: &[(String, String)], args: &[&str], port: u16) -> Proc {
+    Proc(
+        command(env, args)
+            .env("PORT", port.to_string())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Waits for `/health/ready` on `port` to answer `status`.
+pub async fn wait_ready(port: u16, status: u16) {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = client
+            .get(format!("http://127.0.0.1:{port}/health/ready"))
+            .send()
+            .await
+            && response.status() == status
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "port {port} never answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn migrate(env: &[(String, String)]) {
+    let status = command(env, &["migrate"]).status().unwrap();
+    assert!(status.success(), "stampede migrate failed");
+}
+
+fn run_capture(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
+    let mut child = command(env, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = String::new();
+    let mut err = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    (status.code().unwrap_or(-1), out, err)
+}
+
+#[test]
+fn help_names_every_command() {
+    let (code, out, _) = run_capture(&[], &["--help"]);
+    assert_eq!(code, 0);
+    for command in [
+        "web",
+        "streaming",
+        "delivery",
+        "media",
+        "all",
+        "migrate",
+        "admin",
+    ] {
+        assert!(out.contains(command), "{command} missing from:\n{out}");
+    }
+}
+
+#[test]
+fn bad_configuration_exits_2_naming_the_variable() {
+    let (code, _, err) = run_capture(&[], &["web"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("DATABASE_URL"), "{err}");
+
+    let env = vec![
+        (
+            "DATABASE_URL".to_string(),
+            "postgres://127.0.0.1/x".to_string(),
+        ),
+        ("PORT".to_string(), "eighty".to_string()),
+    ];
+    let (code, _, err) = run_capture(&env, &["web"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("PORT"), "{err}");
+
+    let env = vec![
+        (
+            "DATABASE_URL".to_string(),
+            "postgres://127.0.0.1/x".to_string(),
+        ),
+        ("AMQP_URL".to_string(), "http://127.0.0.1".to_string()),
+    ];
+    let (code, _, err) = run_capture(&env, &["delivery"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("AMQP_URL"), "{err}");
+}
+
+#[tokio::test]
+async fn all_runs_with_only_a_database_and_carries_canaries() {
+    let db = TestDb::new().await.unwrap();
+    // Only DATABASE_URL, ports and a media directory: no Redis, RabbitMQ or S3.
+    let media = std::env::temp_dir().join(stampede_test_support::unique("media-"));
+    let env = vec![
+        ("DATABASE_URL".to_string(), db.url.clone()),
+        (
+            "PAPERCLIP_ROOT_PATH".to_string(),
+            media.display().to_string(),
+        ),
+    ];
+    let (web, streaming) = (free_port(), free_port());
+    let mut env_all = env.clone();
+    env_all.push(("STREAMING_PORT".into(), streaming.to_string()));
+    let mut all = spawn(&env_all, &["all"], web);
+    wait_ready(web, 200).await;
+    wait_ready(streaming, 200).await;
+    let health = reqwest::get(format!(
+        "http://127.0.0.1:{streaming}/api/v1/streaming/health"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(health.text().await.unwrap(), "OK");
+    let metrics = reqwest::get(format!("http://127.0.0.1:{web}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("stampede_outbox_backlog"));
+
+    // Work written by another process flows through all's in-process queue and workers.
+    let (code, out, err) = run_capture(
+        &env,
+        &[
+            "admin",
+            "canary",
+            "--count",
+            "5",
+            "--queue",
+            "media",
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["completed"], 5);
+    assert_eq!(report["max_applied"], 1);
+
+    all.signal("TERM");
+    let status = all
+        .wait_exit(Duration::from_secs(20))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_dependency_down_at_start_means_not_ready_not_a_crash() {
+    let db = TestDb::new().await.unwrap();
+    let mut env = test_env(&db, &AppOptions::default());
+    migrate(&env).await;
+    env.push((
+        "AMQP_URL".into(),
+        "amqp://guest:guest@127.0.0.1:1/%2f".into(),
+    ));
+    let port = free_port();
+    let mut web = spawn(&env, &["web"], port);
+    wait_ready(port, 503).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(web.0.try_wait().unwrap().is_none(), "web must keep running");
+    let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{port}/health/ready"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(body["dependencies"]["rabbitmq"], "ok");
+    assert_eq!(body["dependencies"]["postgres"], "ok");
+    web.signal("TERM");
+    assert!(web.wait_exit(Duration::from_secs(20)).is_some());
+}
+
+#[tokio::test]
+async fn web_is_not_ready_until_migrated() {
+    let db = TestDb::new().await.unwrap();
+    // A bare database, not from the template.
+    let bare = format!("{}_bare", db.name);
+    let mut admin: sqlx::PgConnection =
+        sqlx::Connection::connect(&stampede_test_support::admin_database_url())
+            .await
+            .unwrap();
+    sqlx::Executor::execute(&mut admin, format!(r#"CREATE DATABASE "{bare}""#).as_str())
+        .await
+        .unwrap();
+    let url = db.url.replace(&db.name, &bare);
+    let env = vec![("DATABASE_URL".to_string(), url)];
+    let port = free_port();
+    let _web = spawn(&env, &["web"], port);
+    wait_ready(port, 503).await;
+    migrate(&env).await;
+    wait_ready(port, 200).await;
+}

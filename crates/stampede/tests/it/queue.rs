@@ -1,0 +1,103 @@
+//! The same queue behaviour, against RabbitMQ and against the in-process queue.
+
+use std::time::Duration;
+
+use stampede_queue::amqp::AmqpQueue;
+use stampede_queue::memory::MemoryQueue;
+use stampede_queue::{Envelope, Queue, WorkQueue};
+use stampede_test_support::{amqp_url, unique};
+
+async fn next(consumer: &mut stampede_queue::Consumer) -> stampede_queue::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a message within 10 s")
+        .expect("consumer open")
+        .expect("delivery")
+}
+
+async fn publish_consume_retry_park(queue: Queue) {
+    let mut consumer = queue.consume(WorkQueue::Fetch, 4).await.unwrap();
+
+    let first = Envelope::new("test", serde_json::json!({ "n": 1 }));
+    queue.publish(WorkQueue::Fetch, &first).await.unwrap();
+    let delivery = next(&mut consumer).await;
+    assert_eq!(delivery.envelope, first);
+    assert_eq!(delivery.queue, WorkQueue::Fetch);
+    delivery.ack().await.unwrap();
+
+    // A retry comes back after its delay with the attempt counter raised.
+    let second = Envelope::new("test", serde_json::json!({ "n": 2 }));
+    queue.publish(WorkQueue::Fetch, &second).await.unwrap();
+    let delivery = next(&mut consumer).await;
+    delivery.retry(Duration::from_millis(300)).await.unwrap();
+    let retried = next(&mut consumer).await;
+    assert_eq!(retried.envelope.id, second.id);
+    assert_eq!(retried.envelope.attempt, 1);
+
+    // Parking takes it off the work queue and keeps it for an operator.
+    retried.park("gave up").await.unwrap();
+    let mut parked = 0;
+    for _ in 0..50 {
+        parked = queue.parked(WorkQueue::Fetch).await.unwrap();
+        if parked == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(parked, 1);
+    assert_eq!(queue.depth(WorkQueue::Fetch).await, Some(0));
+}
+
+#[tokio::test]
+async fn rabbitmq_publishes_consumes_retries_and_parks() {
+    let queue = Queue::Amqp(AmqpQueue::new(&amqp_url(), &unique("t"), "test"));
+    queue.check().await.unwrap();
+    publish_consume_retry_park(queue).await;
+}
+
+#[tokio::test]
+async fn in_process_queue_publishes_consumes_retries_and_parks() {
+    publish_consume_retry_park(Queue::Memory(MemoryQueue::new())).await;
+}
+
+#[tokio::test]
+async fn an_unsettled_delivery_is_redelivered() {
+    for queue in [
+        Queue::Amqp(AmqpQueue::new(&amqp_url(), &unique("t"), "test")),
+        Queue::Memory(MemoryQueue::new()),
+    ] {
+        let envelope = Envelope::new("test", serde_json::json!({}));
+        queue.publish(WorkQueue::Mail, &envelope).await.unwrap();
+        {
+            let mut consumer = queue.consume(WorkQueue::Mail, 1).await.unwrap();
+            let delivery = next(&mut consumer).await;
+            assert!(!delivery.redelivered);
+            drop(delivery); // the worker died holding it
+        }
+        let mut consumer = queue.consume(WorkQueue::Mail, 1).await.unwrap();
+        let again = next(&mut consumer).await;
+        assert_eq!(again.envelope.id, envelope.id);
+        again.ack().await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_is_an_error_not_a_hang() {
+    let queue = Queue::Amqp(AmqpQueue::new(
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        "t",
+        "test",
+    ));
+    let started = std::time::Instant::now();
+    assert!(queue.check().await.is_err());
+    assert!(
+        queue
+            .publish(
+                WorkQueue::Deliver,
+                &Envelope::new("test", serde_json::json!({}))
+            )
+            .await
+            .is_err()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

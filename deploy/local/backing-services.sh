@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Starts (or checks) the backing services Stampede's tests use on this machine: PostgreSQL,
+# Redis and RabbitMQ on their standard loopback ports. Installs them from Debian's packages if
+# they are missing. Usage: deploy/local/backing-services.sh [postgres|redis|rabbitmq ...]
+# (no argument: all three). Safe to run again; it changes nothing that already works.
+set -euo pipefail
+
+want=("$@")
+[ ${#want[@]} -gt 0 ] || want=(postgres redis rabbitmq)
+
+log() { printf 'backing-services: %s\n' "$*" >&2; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_port() { # port seconds name
+    for _ in $(seq 1 "$(( $2 * 5 ))"); do port_open "$1" && return 0; sleep 0.2; done
+    log "$3 did not open port $1 within $2 s"; return 1
+}
+
+apt_install() {
+    if ! command -v apt-get >/dev/null; then
+        log "cannot install $*: no apt-get; install them yourself"; exit 1
+    fi
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    log "installing $* from Debian's packages"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+postgres() {
+    if port_open 5432; then log "PostgreSQL is up"; return; fi
+    command -v pg_ctlcluster >/dev/null || apt_install postgresql
+    local version; version=$(ls /etc/postgresql | sort -V | tail -n1)
+    log "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+    wait_port 5432 60 PostgreSQL
+}
+
+redis() {
+    if port_open 6379; then log "Redis is up"; return; fi
+    command -v redis-server >/dev/null || apt_install redis-server
+    log "starting Redis"
+    mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+    redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+        --dir /var/lib/redis --logfile /var/log/redis/ci.log
+    wait_port 6379 30 Redis
+}
+
+rabbitmq() {
+    if ! port_open 5672; then
+        command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+        log "starting RabbitMQ"
+        rabbitmq-server -detached
+        wait_port 5672 120 RabbitMQ
+    else
+        log "RabbitMQ is up"
+    fi
+}
+
+for service in "${want[@]}"; do
+    case "$service" in
+        postgres|redis|rabbitmq) "$service" ;;
+        *) log "unknown service $service (postgres, redis, rabbitmq)"; exit 2 ;;
+    esac
+done

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite: starts or checks PostgreSQL, Redis and RabbitMQ, gives the tests a clean
+# RabbitMQ vhost and Redis database, then runs every test (unit and integration) of the workspace.
+# The S3-protocol server the tests need runs inside the test process (s3s-fs).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+deploy/local/backing-services.sh postgres redis rabbitmq
+
+# Tests isolate themselves by name (database, queue prefix, Redis namespace); a fresh vhost and
+# database number per run keeps old runs' leftovers from piling up.
+vhost=stampede_test
+rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+rabbitmqctl -q add_vhost "$vhost" >/dev/null
+rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+redis-cli -n 15 flushdb >/dev/null
+
+export STAMPEDE_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
+export STAMPEDE_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
+export STAMPEDE_TEST_DATABASE_URL="${STAMPEDE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# Builds may reuse a cache outside the clone; they also work without one.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
