@@ -159,7 +159,7 @@ impl Config {
             skip_migrations: env.boolean("SKIP_MIGRATIONS")?.unwrap_or(false),
         };
 
-        let redis = match env.url("REDIS_URL", &["redis", "rediss", "unix"])? {
+        let redis = match env.url("REDIS_URL", &["redis", "unix"])? {
             Some(url) => Some(RedisConfig {
                 url: url.to_string(),
                 namespace: env
@@ -169,7 +169,7 @@ impl Config {
             None => None,
         };
 
-        let amqp = match env.url("AMQP_URL", &["amqp", "amqps"])? {
+        let amqp = match env.url("AMQP_URL", &["amqp"])? {
             Some(url) => Some(AmqpConfig {
                 url: url.to_string(),
                 queue_prefix: env
@@ -228,7 +228,7 @@ impl Config {
         };
 
         let telemetry = TelemetryConfig {
-            otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?,
+            otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http"])?,
             service_name: env.string("OTEL_SERVICE_NAME")?,
             log_format: match env.string("LOG_FORMAT")?.as_deref() {
                 None | Some("json") => LogFormat::Json,

@@ -83,8 +83,7 @@ impl<'de> Deserialize<'de> for Id {
 }
 
 /// Makes ids in one process. Ids from different processes made in the same millisecond are told
-/// apart by a random starting sequence; PostgreSQL's `timestamp_id()` does the same for rows it
-/// creates itself.
+/// apart by a random starting sequence.
 #[derive(Debug)]
 pub struct IdGenerator {
     last: AtomicU64,

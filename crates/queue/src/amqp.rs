@@ -305,6 +305,29 @@ pub struct AmqpConsumer {
 }
 
 impl AmqpConsumer {
+    /// Moves bytes that are not an envelope to the parking queue, waiting for the confirm.
+    async fn park_raw(&self, body: &[u8]) -> Result<(), QueueError> {
+        let parked = self.parent.inner.names.parked(self.queue);
+        let connected = self.parent.connected().await?;
+        let confirm = connected
+            .publisher
+            .basic_publish(
+                "".into(),
+                parked.as_str().into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+            .map_err(unavailable)?
+            .await
+            .map_err(unavailable)?;
+        match confirm {
+            Confirmation::Nack(_) => Err(QueueError::Rejected(format!("{parked} refused"))),
+            _ => Ok(()),
+        }
+    }
+
     pub(crate) async fn next(&mut self) -> Option<Result<Delivery, QueueError>> {
         loop {
             let delivery = match self.consumer.next().await? {
@@ -316,20 +339,10 @@ impl AmqpConsumer {
                 Err(error) => {
                     // Not ours to interpret: keep the bytes for an operator, take it off the queue.
                     tracing::error!(queue = %self.queue, %error, "malformed message parked");
-                    let parked = self.parent.inner.names.parked(self.queue);
-                    if let Ok(connected) = self.parent.connected().await {
-                        let _ = connected
-                            .publisher
-                            .basic_publish(
-                                "".into(),
-                                parked.as_str().into(),
-                                BasicPublishOptions::default(),
-                                &delivery.data,
-                                BasicProperties::default().with_delivery_mode(2),
-                            )
-                            .await;
+                    if self.park_raw(&delivery.data).await.is_ok() {
+                        let _ = delivery.ack(BasicAckOptions::default()).await;
                     }
-                    let _ = delivery.ack(BasicAckOptions::default()).await;
+                    // Otherwise it stays unacknowledged and comes back after a reconnect.
                     continue;
                 }
             };

@@ -2,9 +2,10 @@
 //!
 //! Bounded per queue (a publisher waits when a queue is full, which is back-pressure, not loss).
 //! A delivery dropped without being settled goes back to its queue, as an unacknowledged AMQP
-//! message would. What it cannot do is outlive the process: messages already taken from the
-//! outbox and not yet handled are lost on a crash. Servers that cannot accept that run RabbitMQ;
-//! see docs/decisions/0003-in-process-backends.md.
+//! message would. On a clean stop, `stampede all` writes whatever is still queued back to the
+//! outbox ([`MemoryQueue::drain_all`]). What it cannot do is survive a crash: messages already
+//! taken from the outbox and not yet handled are then lost. Servers that cannot accept that run
+//! RabbitMQ; see docs/decisions/0003-in-process-backends.md.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,6 +102,19 @@ impl MemoryQueue {
     pub(crate) fn parked_len(&self, queue: WorkQueue) -> u32 {
         let tx = &self.lane(queue).parked_tx;
         (tx.max_capacity() - tx.capacity()) as u32
+    }
+
+    /// Takes every message still waiting in any queue. `stampede all` calls this after its
+    /// workers stop and writes them back to the outbox, so a clean stop loses nothing.
+    pub async fn drain_all(&self) -> Vec<(WorkQueue, Envelope)> {
+        let mut out = Vec::new();
+        for queue in WorkQueue::ALL {
+            let mut rx = self.lane(queue).rx.lock().await;
+            while let Ok(envelope) = rx.try_recv() {
+                out.push((queue, envelope));
+            }
+        }
+        out
     }
 
     /// Takes the parked messages of `queue` (for the operator CLI and tests).

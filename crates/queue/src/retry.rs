@@ -6,7 +6,7 @@ use rand::Rng;
 
 /// The wait before attempt `attempt + 1`, after attempt `attempt` (0-based) failed: Sidekiq's
 /// curve as Mastodon uses it, `attempt⁴ + 15 s` plus jitter growing with the attempt, so the 16
-/// retries of a delivery span two to two and a half days and retries to one dead server spread out
+/// retries of a delivery span about two days and retries to one dead server spread out
 /// instead of arriving together.
 pub fn backoff(attempt: u32) -> Duration {
     let jitter = rand::rng().random_range(0..=30u64) * u64::from(attempt + 1);

@@ -152,8 +152,10 @@ impl Worker {
                     None => {
                         tracing::warn!(queue = %this.work_queue, "consumer closed; reconnecting");
                         failures += 1;
-                        tokio::time::sleep(reconnect_delay(failures)).await;
-                        continue 'connect;
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break 'connect,
+                            _ = tokio::time::sleep(reconnect_delay(failures)) => continue 'connect,
+                        }
                     }
                 }
             }

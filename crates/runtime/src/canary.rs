@@ -79,6 +79,16 @@ pub async fn status(pool: &PgPool, ids: &[i64]) -> anyhow::Result<Vec<Status>> {
         .collect()
 }
 
+/// Deletes canaries older than `retention`.
+pub async fn prune(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {
+    let result =
+        sqlx::query("DELETE FROM canaries WHERE created_at < now() - make_interval(secs => $1)")
+            .bind(retention.as_secs_f64())
+            .execute(pool)
+            .await?;
+    Ok(result.rows_affected())
+}
+
 /// Stamps canaries; registered on every worker's queue.
 #[derive(Debug)]
 pub struct CanaryHandler {
@@ -134,5 +144,19 @@ impl CanaryHandler {
 impl Handler for CanaryHandler {
     fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), JobError>> {
         self.stamp(envelope).boxed()
+    }
+}
+
+/// The kind of a message that does nothing: what a worker can take per second when the work
+/// itself costs nothing, i.e. the queue's own ceiling (`stampede-loadtest queue-throughput`).
+pub const NOOP_KIND: &str = "noop";
+
+/// Acknowledges `noop` messages without doing anything.
+#[derive(Debug)]
+pub struct NoopHandler;
+
+impl Handler for NoopHandler {
+    fn handle<'a>(&'a self, _envelope: &'a Envelope) -> BoxFuture<'a, Result<(), JobError>> {
+        async { Ok(()) }.boxed()
     }
 }

@@ -24,6 +24,7 @@ pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow:
             ctx.metrics.clone(),
             ctx.health.clone(),
         ))
+        .fallback(stampede_telemetry::http::not_found)
         .layer(axum::middleware::from_fn_with_state(
             ctx.metrics.clone(),
             stampede_telemetry::http::track_requests,

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-/// Cancels `token` on the first SIGTERM or SIGINT. If the process is still running
-/// `deadline` plus five seconds later, it exits with status 1 rather than hang a rollout.
+/// Cancels `token` on the first SIGTERM or SIGINT. A second signal, or the process still running
+/// `deadline` plus five seconds later, exits at once with status 1 rather than hang a rollout.
 pub fn on_signals(token: CancellationToken, deadline: Duration) {
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -14,8 +14,14 @@ pub fn on_signals(token: CancellationToken, deadline: Duration) {
             "shutting down: no new work, finishing what runs"
         );
         token.cancel();
-        tokio::time::sleep(deadline + Duration::from_secs(5)).await;
-        tracing::error!("shutdown deadline passed; exiting");
+        tokio::select! {
+            _ = tokio::time::sleep(deadline + Duration::from_secs(5)) => {
+                tracing::error!("shutdown deadline passed; exiting");
+            }
+            _ = wait_for_signal() => {
+                tracing::warn!("second signal; exiting without waiting");
+            }
+        }
         std::process::exit(1);
     });
 }

@@ -57,6 +57,10 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
                 ctx.config.amqp.is_some(),
                 "AMQP_URL is not set: the in-process queue lives inside `stampede all` and cannot be inspected from outside"
             );
+            ctx.queue
+                .check()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot reach RabbitMQ: {e}"))?;
             for queue in WorkQueue::ALL {
                 let ready = ctx.queue.depth(queue).await;
                 let parked = ctx.queue.parked(queue).await;

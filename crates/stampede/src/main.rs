@@ -23,14 +23,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the Mastodon REST API, OAuth and web pages on PORT (3000), and relay the outbox.
+    /// Serve the web service (the Mastodon REST API as it is built) on PORT (3000), and relay the
+    /// outbox. Needs AMQP_URL and REDIS_URL.
     Web,
-    /// Serve the streaming API (WebSocket and server-sent events) on PORT (4000).
+    /// Serve the streaming service on PORT (4000). Needs REDIS_URL.
     Streaming,
-    /// Run the delivery workers (fan-out, federation delivery, inbound activities, fetches,
-    /// mail); health and metrics on PORT (4001).
+    /// Run the workers of the distribute, deliver, ingress, fetch and mail queues and relay the
+    /// outbox; health and metrics on PORT (4001). Needs AMQP_URL and REDIS_URL.
     Delivery,
-    /// Run the media workers; health and metrics on PORT (4002).
+    /// Run the workers of the media queue; health and metrics on PORT (4002). Needs AMQP_URL.
     Media,
     /// Run everything in one process: web on PORT (3000), streaming on STREAMING_PORT (4000),
     /// all workers, and migrations at start. Needs only PostgreSQL.
@@ -66,6 +67,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(error) = check_separate_process(&cli.command, &config) {
+        eprintln!("stampede: configuration error: {error}");
+        return ExitCode::from(2);
+    }
     let target = match cli.command {
         Command::Admin(_) | Command::Migrate => LogTarget::Stderr,
         _ => LogTarget::Stdout,
@@ -100,6 +105,39 @@ fn main() -> ExitCode {
     })
 }
 
+/// Separate processes share work through RabbitMQ and Redis; the in-process queue and cache only
+/// connect services inside one `stampede all`. A lone `stampede web` with an in-process queue would
+/// accept work no worker ever sees, so it is refused at start.
+fn check_separate_process(
+    command: &Command,
+    config: &Config,
+) -> Result<(), stampede_config::ConfigError> {
+    let (needs_amqp, needs_redis) = match command {
+        Command::Web | Command::Delivery => (true, true),
+        Command::Streaming => (false, true),
+        Command::Media => (true, false),
+        _ => (false, false),
+    };
+    let name = command.process_name();
+    if needs_amqp && config.amqp.is_none() {
+        return Err(stampede_config::ConfigError::new(
+            "AMQP_URL",
+            format!(
+                "is required for {name}: separate processes exchange work through RabbitMQ (only `stampede all` has an in-process queue)"
+            ),
+        ));
+    }
+    if needs_redis && config.redis.is_none() {
+        return Err(stampede_config::ConfigError::new(
+            "REDIS_URL",
+            format!(
+                "is required for {name}: separate processes share feeds and events through Redis (only `stampede all` has an in-process cache)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn addr(config: &Config, port: u16) -> SocketAddr {
     SocketAddr::new(config.bind, port)
 }
@@ -112,6 +150,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         Command::Web | Command::Streaming | Command::Delivery | Command::Media | Command::All
     ) {
         shutdown::on_signals(ctx.shutdown.clone(), config.shutdown_timeout);
+        let (health, stopping) = (ctx.health.clone(), ctx.shutdown.clone());
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            health.set_draining();
+        });
         tracing::info!(
             command = command.process_name(),
             version = env!("CARGO_PKG_VERSION"),
@@ -191,11 +234,45 @@ async fn run_all(ctx: Context, config: &Config) -> anyhow::Result<()> {
         });
     }
 
+    // If one service fails, stop the others rather than run half a server.
+    let stop_all = |result: anyhow::Result<()>| {
+        if result.is_err() {
+            ctx.shutdown.cancel();
+        }
+        result
+    };
     let (web, streaming, delivery, media) = tokio::join!(
-        stampede_web::serve(ctx.clone(), web),
-        stampede_streaming::serve(ctx.clone(), streaming),
-        stampede_delivery::serve(ctx.clone(), None),
-        stampede_media::serve(ctx.clone(), None),
+        async { stop_all(stampede_web::serve(ctx.clone(), web).await) },
+        async { stop_all(stampede_streaming::serve(ctx.clone(), streaming).await) },
+        async { stop_all(stampede_delivery::serve(ctx.clone(), None).await) },
+        async { stop_all(stampede_media::serve(ctx.clone(), None).await) },
     );
+    if let stampede_queue::Queue::Memory(queue) = &ctx.queue {
+        return_to_outbox(&ctx, queue).await;
+    }
     web.and(streaming).and(delivery).and(media)
+}
+
+/// Writes messages still in the in-process queue back to the outbox, so a clean stop of
+/// `stampede all` loses none; the next start publishes them again.
+async fn return_to_outbox(ctx: &Context, queue: &stampede_queue::memory::MemoryQueue) {
+    let pending = queue.drain_all().await;
+    if pending.is_empty() {
+        return;
+    }
+    let count = pending.len();
+    let saved = async {
+        let mut tx = ctx.db.begin().await?;
+        for (work_queue, envelope) in &pending {
+            stampede_queue::outbox::enqueue(&mut tx, *work_queue, envelope).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    match saved {
+        Ok(()) => tracing::info!(count, "returned queued messages to the outbox"),
+        Err(error) => {
+            tracing::error!(count, %error, "could not return queued messages to the outbox; they are lost")
+        }
+    }
 }

@@ -21,6 +21,8 @@ pub struct Health {
     checks: Arc<RwLock<Vec<(String, HealthCheck)>>>,
     /// Dependencies failing at the last check, so only changes are logged.
     failing: Arc<RwLock<std::collections::HashSet<String>>>,
+    /// Set on shutdown: a draining process is not ready, so load balancers stop sending to it.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Health {
@@ -44,6 +46,12 @@ impl Health {
         if !checks.iter().any(|(n, _)| n == name) {
             checks.push((name.to_string(), check));
         }
+    }
+
+    /// Marks the process as shutting down: readiness is false from now on.
+    pub fn set_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Runs every check (each bounded to two seconds) and records the results as metrics.
@@ -80,6 +88,10 @@ impl Health {
                 .set(i64::from(outcome.is_none()));
         }
         drop(failing);
+        let mut results = results;
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            results.push(("process".to_string(), Some("shutting down".to_string())));
+        }
         Readiness {
             ready: results.iter().all(|(_, outcome)| outcome.is_none()),
             dependencies: results,

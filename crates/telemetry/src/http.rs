@@ -25,10 +25,21 @@ struct OpsState {
 /// `/health/live`, `/health/ready` and `/metrics`.
 pub fn ops_router(metrics: Arc<Metrics>, health: Health) -> Router {
     Router::new()
+        // Mastodon's own liveness path.
+        .route("/health", get(|| async { "OK" }))
         .route("/health/live", get(|| async { "OK" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(render_metrics))
         .with_state(OpsState { metrics, health })
+}
+
+/// The body Mastodon answers unknown paths with.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": "Record not found" })),
+    )
+        .into_response()
 }
 
 async fn ready(State(state): State<OpsState>) -> Response {

@@ -37,7 +37,7 @@ pub struct JobLabels {
     pub outcome: String,
 }
 
-/// Labels of a backing service (`postgres`, `redis`, `amqp`, `storage`).
+/// Labels of a backing service (`postgres`, `redis`, `rabbitmq`, `storage`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DependencyLabels {
     pub dependency: String,

@@ -100,6 +100,9 @@ impl TestDb {
                     .await?;
             if !exists {
                 build_template(&mut admin, &template).await?;
+            }
+            static CLEANED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+            if CLEANED.set(()).is_ok() {
                 drop_stale(&mut admin).await?;
             }
             let name = format!("st_{}_{}", run_id(), unique(""));

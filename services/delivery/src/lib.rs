@@ -37,7 +37,8 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
         let worker = Worker::new(ctx.queue.clone(), queue, prefetch, ctx.metrics.clone())
-            .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()));
+            .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()))
+            .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
         tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
     }
     tasks.spawn(
@@ -83,9 +84,12 @@ async fn sample_depths(ctx: Context) {
     }
 }
 
-/// Forgets old deduplication records once an hour.
+/// Forgets old deduplication records and canaries once an hour.
 async fn prune(ctx: Context) {
     loop {
+        if let Err(error) = canary::prune(&ctx.db, DEDUPE_RETENTION).await {
+            tracing::debug!(%error, "could not prune old canaries");
+        }
         match dedupe::prune(&ctx.db, DEDUPE_RETENTION).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned processed-message records"),

@@ -26,7 +26,8 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         concurrency,
         ctx.metrics.clone(),
     )
-    .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()));
+    .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()))
+    .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
     let ops = listener.map(|listener| {
         let ctx = ctx.clone();
         tokio::spawn(async move { server::serve_ops(&ctx, listener).await })

@@ -5,8 +5,6 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use stampede_queue::outbox::Relay;
 use stampede_runtime::{Context, Dependency, server};
 use tokio::net::TcpListener;
@@ -14,18 +12,10 @@ use tokio::net::TcpListener;
 /// The port `stampede web` listens on unless PORT says otherwise.
 pub const DEFAULT_PORT: u16 = 3000;
 
-/// The application routes (without `/health/*` and `/metrics`, which every process serves).
+/// The application routes (without `/health/*` and `/metrics`, which every process serves, and
+/// the JSON 404 every process answers unknown paths with).
 pub fn router(_ctx: &Context) -> Router {
-    Router::new().fallback(not_found)
-}
-
-/// Mastodon answers unknown paths with this body.
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(serde_json::json!({ "error": "Record not found" })),
-    )
-        .into_response()
+    Router::new()
 }
 
 /// Serves on `listener` and relays the outbox until shutdown.

@@ -57,6 +57,18 @@ async fn health_metrics_and_mastodon_style_not_found() {
         "{text}"
     );
     assert!(text.contains("stampede_outbox_backlog"), "{text}");
+
+    // Once shutting down, the replica says so, so a load balancer stops sending to it.
+    app.ctx.health.set_draining();
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["dependencies"]["process"], "shutting down");
     app.stop().await;
 }
 

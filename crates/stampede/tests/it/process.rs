@@ -164,6 +164,40 @@ fn bad_configuration_exits_2_naming_the_variable() {
     let (code, _, err) = run_capture(&env, &["delivery"]);
     assert_eq!(code, 2);
     assert!(err.contains("AMQP_URL"), "{err}");
+
+    // TLS is not built in: refused at start, never silently sent in clear.
+    let env = vec![
+        (
+            "DATABASE_URL".to_string(),
+            "postgres://127.0.0.1/x".to_string(),
+        ),
+        ("AMQP_URL".to_string(), "amqps://127.0.0.1".to_string()),
+    ];
+    let (code, _, err) = run_capture(&env, &["all"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("AMQP_URL"), "{err}");
+}
+
+#[test]
+fn separate_services_need_the_shared_queue_and_cache() {
+    let env = vec![(
+        "DATABASE_URL".to_string(),
+        "postgres://127.0.0.1/x".to_string(),
+    )];
+    let (code, _, err) = run_capture(&env, &["web"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("AMQP_URL") && err.contains("stampede all"),
+        "{err}"
+    );
+    let (code, _, err) = run_capture(&env, &["streaming"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("REDIS_URL"), "{err}");
+    let mut env = env;
+    env.push(("AMQP_URL".to_string(), "amqp://127.0.0.1:1".to_string()));
+    let (code, _, err) = run_capture(&env, &["delivery"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("REDIS_URL"), "{err}");
 }
 
 #[tokio::test]
@@ -190,6 +224,18 @@ async fn all_runs_with_only_a_database_and_carries_canaries() {
     .await
     .unwrap();
     assert_eq!(health.text().await.unwrap(), "OK");
+    let health = reqwest::get(format!("http://127.0.0.1:{web}/health"))
+        .await
+        .unwrap();
+    assert_eq!(health.text().await.unwrap(), "OK");
+    let missing = reqwest::get(format!("http://127.0.0.1:{streaming}/nope"))
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.json::<serde_json::Value>().await.unwrap(),
+        serde_json::json!({ "error": "Record not found" })
+    );
     let metrics = reqwest::get(format!("http://127.0.0.1:{web}/metrics"))
         .await
         .unwrap()
@@ -227,7 +273,13 @@ async fn all_runs_with_only_a_database_and_carries_canaries() {
 #[tokio::test]
 async fn a_dependency_down_at_start_means_not_ready_not_a_crash() {
     let db = TestDb::new().await.unwrap();
-    let mut env = test_env(&db, &AppOptions::default());
+    let mut env = test_env(
+        &db,
+        &AppOptions {
+            redis: true,
+            ..AppOptions::default()
+        },
+    );
     migrate(&env).await;
     env.push((
         "AMQP_URL".into(),
@@ -263,7 +315,16 @@ async fn web_is_not_ready_until_migrated() {
         .await
         .unwrap();
     let url = db.url.replace(&db.name, &bare);
-    let env = vec![("DATABASE_URL".to_string(), url)];
+    let mut env = test_env(
+        &db,
+        &AppOptions {
+            amqp: true,
+            redis: true,
+            ..AppOptions::default()
+        },
+    );
+    env.retain(|(k, _)| k != "DATABASE_URL");
+    env.push(("DATABASE_URL".to_string(), url));
     let port = free_port();
     let _web = spawn(&env, &["web"], port);
     wait_ready(port, 503).await;

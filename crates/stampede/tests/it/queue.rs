@@ -101,3 +101,20 @@ async fn an_unreachable_broker_is_an_error_not_a_hang() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test]
+async fn the_in_process_queue_hands_back_what_it_still_holds() {
+    let queue = MemoryQueue::new();
+    let a = Envelope::new("test", serde_json::json!({ "n": 1 }));
+    let b = Envelope::new("test", serde_json::json!({ "n": 2 }));
+    let q = Queue::Memory(queue.clone());
+    q.publish(WorkQueue::Deliver, &a).await.unwrap();
+    q.publish(WorkQueue::Media, &b).await.unwrap();
+    let drained = queue.drain_all().await;
+    assert_eq!(
+        drained,
+        vec![(WorkQueue::Deliver, a), (WorkQueue::Media, b)],
+        "every waiting message, with its queue"
+    );
+    assert_eq!(q.depth(WorkQueue::Deliver).await, Some(0));
+}

@@ -1,0 +1,231 @@
+//! `stampede-loadtest`: benchmarks of a running Stampede on this machine.
+//!
+//! Every run is bounded in count and time, talks only to the addresses it is given (loopback by
+//! default, and it refuses others), and prints a JSON report on standard output.
+//!
+//! - `outbox-latency`: commits outbox rows at a steady rate while a Stampede relay (`stampede web`
+//!   or `delivery`) runs, consumes them straight from RabbitMQ, and reports commit → received
+//!   latency percentiles — an upper bound on commit → publish.
+//! - `queue-throughput`: fills the `distribute` queue with no-op messages, then measures how fast
+//!   the running `stampede delivery` drains it: the queue's own ceiling.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use clap::{Parser, Subcommand};
+use sqlx::PgPool;
+use stampede_queue::amqp::AmqpQueue;
+use stampede_queue::{Envelope, Queue, WorkQueue, outbox};
+use stampede_runtime::canary::NOOP_KIND;
+
+#[derive(Debug, Parser)]
+#[command(name = "stampede-loadtest", about = "Benchmarks for Stampede")]
+struct Cli {
+    /// The Stampede database (migrated).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// The broker Stampede uses.
+    #[arg(long, env = "AMQP_URL")]
+    amqp_url: String,
+    /// The queue prefix Stampede uses.
+    #[arg(long, env = "AMQP_QUEUE_PREFIX", default_value = "stampede")]
+    queue_prefix: String,
+    /// Allow targets outside 127.0.0.0/8 and ::1.
+    #[arg(long)]
+    allow_remote: bool,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Subcommand)]
+enum Scenario {
+    /// Outbox commit → message received, with a relay running.
+    OutboxLatency {
+        /// Messages per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Seconds to run (at most 600).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
+    /// No-op messages a running `stampede delivery` consumes per second.
+    QueueThroughput {
+        /// Messages to send (at most 1,000,000).
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        messages: u32,
+    },
+}
+
+fn loopback_only(url: &str, var: &str) -> anyhow::Result<()> {
+    let host = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', '?']).next())
+        .map(|authority| authority.rsplit('@').next().unwrap_or(authority))
+        .map(|hostport| {
+            if let Some(v6) = hostport.strip_prefix('[') {
+                v6.split(']').next().unwrap_or("").to_string()
+            } else {
+                hostport.split(':').next().unwrap_or("").to_string()
+            }
+        })
+        .unwrap_or_default();
+    let ok = host == "localhost"
+        || host == "::1"
+        || host
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    ensure!(
+        ok,
+        "{var} points at {host:?}, which is not a loopback address; pass --allow-remote to load a remote server"
+    );
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    (sorted[index] * 10.0).round() / 10.0
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !cli.allow_remote {
+        loopback_only(&cli.database_url, "DATABASE_URL")?;
+        loopback_only(&cli.amqp_url, "AMQP_URL")?;
+    }
+    let pool = PgPool::connect(&cli.database_url)
+        .await
+        .context("cannot reach DATABASE_URL")?;
+    let queue = Queue::Amqp(AmqpQueue::new(
+        &cli.amqp_url,
+        &cli.queue_prefix,
+        "stampede-loadtest",
+    ));
+    queue
+        .check()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach AMQP_URL: {e}"))?;
+    let report = match cli.scenario {
+        Scenario::OutboxLatency { rate, seconds } => {
+            outbox_latency(&pool, &queue, rate, seconds).await?
+        }
+        Scenario::QueueThroughput { messages } => queue_throughput(&queue, messages).await?,
+    };
+    println!("{report}");
+    Ok(())
+}
+
+async fn outbox_latency(
+    pool: &PgPool,
+    queue: &Queue,
+    rate: u32,
+    seconds: u64,
+) -> anyhow::Result<serde_json::Value> {
+    // The `fetch` queue has no consumer in a cluster without federation yet; read it ourselves.
+    let lane = WorkQueue::Fetch;
+    let mut consumer = queue.consume(lane, 1000).await?;
+    let total = u64::from(rate) * seconds;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate.max(1)));
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(uuid::Uuid, Instant)>();
+    let writer = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for _ in 0..total {
+                ticker.tick().await;
+                let envelope = Envelope::new("latency-probe", serde_json::json!({}));
+                let mut t = pool.begin().await?;
+                outbox::enqueue(&mut t, lane, &envelope).await?;
+                t.commit().await?;
+                let _ = tx.send((envelope.id, Instant::now()));
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut committed: HashMap<uuid::Uuid, Instant> = HashMap::new();
+    let mut latencies = Vec::with_capacity(total as usize);
+    let deadline = Instant::now() + Duration::from_secs(seconds + 30);
+    while (latencies.len() as u64) < total && Instant::now() < deadline {
+        tokio::select! {
+            Some((id, at)) = rx.recv() => { committed.insert(id, at); }
+            next = tokio::time::timeout(Duration::from_secs(1), consumer.next()) => {
+                let Ok(Some(Ok(delivery))) = next else { continue };
+                let received = Instant::now();
+                // The commit timestamp may not have arrived over the channel yet.
+                while !committed.contains_key(&delivery.envelope.id) {
+                    match rx.recv().await { Some((id, at)) => { committed.insert(id, at); } None => break }
+                }
+                if let Some(at) = committed.remove(&delivery.envelope.id) {
+                    latencies.push(received.saturating_duration_since(at).as_secs_f64() * 1000.0);
+                }
+                delivery.ack().await?;
+            }
+        }
+    }
+    writer.await??;
+    if (latencies.len() as u64) < total {
+        bail!(
+            "only {} of {total} messages arrived within the time limit (is a relay running?)",
+            latencies.len()
+        );
+    }
+    latencies.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "scenario": "outbox-latency",
+        "messages": total,
+        "rate_per_s": rate,
+        "commit_to_received_ms": {
+            "p50": percentile(&latencies, 0.50),
+            "p90": percentile(&latencies, 0.90),
+            "p99": percentile(&latencies, 0.99),
+            "max": percentile(&latencies, 1.0),
+        }
+    }))
+}
+
+async fn queue_throughput(queue: &Queue, messages: u32) -> anyhow::Result<serde_json::Value> {
+    let lane = WorkQueue::Distribute;
+    let started_publish = Instant::now();
+    let mut in_flight = tokio::task::JoinSet::new();
+    for _ in 0..messages {
+        let queue = queue.clone();
+        in_flight.spawn(async move {
+            queue
+                .publish(lane, &Envelope::new(NOOP_KIND, serde_json::json!({})))
+                .await
+        });
+        if in_flight.len() >= 256 {
+            in_flight.join_next().await.transpose()?.transpose()?;
+        }
+    }
+    while let Some(result) = in_flight.join_next().await {
+        result??;
+    }
+    let publish_s = started_publish.elapsed().as_secs_f64();
+    // The consumer drains while we publish; time from the first publish to an empty queue.
+    let limit = Instant::now() + Duration::from_secs(600);
+    loop {
+        if queue.depth(lane).await == Some(0) {
+            break;
+        }
+        ensure!(
+            Instant::now() < limit,
+            "the queue did not drain in 10 minutes (is `stampede delivery` running?)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let total_s = started_publish.elapsed().as_secs_f64();
+    Ok(serde_json::json!({
+        "scenario": "queue-throughput",
+        "messages": messages,
+        "publish_per_s": (f64::from(messages) / publish_s).round(),
+        "consumed_per_s": (f64::from(messages) / total_s).round(),
+        "seconds": (total_s * 100.0).round() / 100.0,
+    }))
+}
