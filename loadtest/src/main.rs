@@ -50,10 +50,16 @@ enum Scenario {
         seconds: u64,
     },
     /// No-op messages a running `stampede delivery` consumes per second.
+    ///
+    /// To measure the consumer alone, fill the queue while no worker runs (`--phase fill`), start
+    /// the worker, and time the drain (`--phase drain`).
     QueueThroughput {
         /// Messages to send (at most 1,000,000).
         #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         messages: u32,
+        /// `fill`, `drain`, or `both` (publish while the worker consumes).
+        #[arg(long, default_value = "both", value_parser = ["fill", "drain", "both"])]
+        phase: String,
     },
 }
 
@@ -114,7 +120,9 @@ async fn main() -> anyhow::Result<()> {
         Scenario::OutboxLatency { rate, seconds } => {
             outbox_latency(&pool, &queue, rate, seconds).await?
         }
-        Scenario::QueueThroughput { messages } => queue_throughput(&queue, messages).await?,
+        Scenario::QueueThroughput { messages, phase } => {
+            queue_throughput(&queue, messages, &phase).await?
+        }
     };
     println!("{report}");
     Ok(())
@@ -189,8 +197,24 @@ async fn outbox_latency(
     }))
 }
 
-async fn queue_throughput(queue: &Queue, messages: u32) -> anyhow::Result<serde_json::Value> {
+async fn queue_throughput(
+    queue: &Queue,
+    messages: u32,
+    phase: &str,
+) -> anyhow::Result<serde_json::Value> {
     let lane = WorkQueue::Distribute;
+    if phase == "drain" {
+        let started = Instant::now();
+        wait_empty(queue, lane).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        return Ok(serde_json::json!({
+            "scenario": "queue-throughput",
+            "phase": "drain",
+            "messages": messages,
+            "consumed_per_s": (f64::from(messages) / seconds).round(),
+            "seconds": (seconds * 100.0).round() / 100.0,
+        }));
+    }
     let started_publish = Instant::now();
     let mut in_flight = tokio::task::JoinSet::new();
     for _ in 0..messages {
@@ -208,18 +232,16 @@ async fn queue_throughput(queue: &Queue, messages: u32) -> anyhow::Result<serde_
         result??;
     }
     let publish_s = started_publish.elapsed().as_secs_f64();
-    // The consumer drains while we publish; time from the first publish to an empty queue.
-    let limit = Instant::now() + Duration::from_secs(600);
-    loop {
-        if queue.depth(lane).await == Some(0) {
-            break;
-        }
-        ensure!(
-            Instant::now() < limit,
-            "the queue did not drain in 10 minutes (is `stampede delivery` running?)"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if phase == "fill" {
+        return Ok(serde_json::json!({
+            "scenario": "queue-throughput",
+            "phase": "fill",
+            "messages": messages,
+            "publish_per_s": (f64::from(messages) / publish_s).round(),
+        }));
     }
+    // The consumer drains while we publish; time from the first publish to an empty queue.
+    wait_empty(queue, lane).await?;
     let total_s = started_publish.elapsed().as_secs_f64();
     Ok(serde_json::json!({
         "scenario": "queue-throughput",
@@ -228,4 +250,18 @@ async fn queue_throughput(queue: &Queue, messages: u32) -> anyhow::Result<serde_
         "consumed_per_s": (f64::from(messages) / total_s).round(),
         "seconds": (total_s * 100.0).round() / 100.0,
     }))
+}
+
+async fn wait_empty(queue: &Queue, lane: WorkQueue) -> anyhow::Result<()> {
+    let limit = Instant::now() + Duration::from_secs(600);
+    loop {
+        if queue.depth(lane).await == Some(0) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < limit,
+            "the queue did not drain in 10 minutes (is `stampede delivery` running?)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
