@@ -35,6 +35,47 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// How long in-flight requests and jobs get to finish after SIGTERM.
     pub shutdown_timeout: Duration,
+    pub web: WebConfig,
+    pub registrations: RegistrationConfig,
+}
+
+/// How the web service presents itself and trusts its clients.
+#[derive(Clone, Debug)]
+pub struct WebConfig {
+    /// LOCAL_HTTPS: links use https:// (and cookies are Secure). Off only for local development.
+    pub https: bool,
+    /// TRUSTED_PROXY_IP: proxies whose X-Forwarded-For is believed when finding a client's IP.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// STREAMING_API_BASE_URL: where clients connect for streaming; `wss://WEB_DOMAIN` by default.
+    pub streaming_api_base_url: Option<Url>,
+    /// SITE_TITLE: the server's name on its pages and in the instance API.
+    pub site_title: String,
+    /// SITE_CONTACT_EMAIL: shown in the instance API.
+    pub contact_email: String,
+}
+
+/// Who may sign up, and how fast.
+#[derive(Clone, Debug)]
+pub struct RegistrationConfig {
+    /// REGISTRATIONS_MODE: `open`, `approved` (an admin approves each sign-up) or `none`.
+    pub mode: RegistrationsMode,
+    /// REGISTRATIONS_MIN_AGE: sign-ups must give a date of birth at least this many years ago.
+    pub min_age: u8,
+    /// RATE_LIMITS: per-IP limits on sign-up and sign-in (off only for load tests).
+    pub rate_limits: bool,
+    /// SIGNUP_MAX_WAIT_MS: a sign-up or sign-in that would wait longer than this for the password
+    /// hashing pool is answered 429 with Retry-After instead.
+    pub max_hash_wait: Duration,
+    /// PASSWORD_HASH_THREADS: the hashing pool's size; the machine's cores by default.
+    pub hash_threads: Option<usize>,
+}
+
+/// Mastodon's registration modes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RegistrationsMode {
+    Open,
+    Approved,
+    None,
 }
 
 /// PostgreSQL: the only source of truth.
@@ -243,7 +284,56 @@ impl Config {
             log_filter: env.string("RUST_LOG")?.unwrap_or_else(|| "info".into()),
         };
 
+        let web = WebConfig {
+            https: env.boolean("LOCAL_HTTPS")?.unwrap_or(true),
+            trusted_proxies: match env.string("TRUSTED_PROXY_IP")? {
+                None => Vec::new(),
+                Some(list) => list
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(|ip| {
+                        ip.parse::<IpAddr>().map_err(|_| {
+                            ConfigError::new(
+                                "TRUSTED_PROXY_IP",
+                                format!("{ip:?} is not an IP address"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+            streaming_api_base_url: env
+                .url("STREAMING_API_BASE_URL", &["ws", "wss", "http", "https"])?,
+            site_title: env
+                .string("SITE_TITLE")?
+                .unwrap_or_else(|| local_domain.clone()),
+            contact_email: env.string("SITE_CONTACT_EMAIL")?.unwrap_or_default(),
+        };
+        let registrations = RegistrationConfig {
+            mode: match env.string("REGISTRATIONS_MODE")?.as_deref() {
+                None | Some("open") => RegistrationsMode::Open,
+                Some("approved") => RegistrationsMode::Approved,
+                Some("none") => RegistrationsMode::None,
+                Some(other) => {
+                    return Err(ConfigError::new(
+                        "REGISTRATIONS_MODE",
+                        format!("must be open, approved or none, not {other:?}"),
+                    ));
+                }
+            },
+            min_age: env
+                .parse_in("REGISTRATIONS_MIN_AGE", 0..=120)?
+                .unwrap_or(13),
+            rate_limits: env.boolean("RATE_LIMITS")?.unwrap_or(true),
+            max_hash_wait: Duration::from_millis(
+                env.parse_in("SIGNUP_MAX_WAIT_MS", 1..=600_000)?
+                    .unwrap_or(2000),
+            ),
+            hash_threads: env.parse_in("PASSWORD_HASH_THREADS", 1..=1024)?,
+        };
+
         Ok(Config {
+            web,
+            registrations,
             bind: env
                 .parse::<IpAddr>("BIND")?
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),

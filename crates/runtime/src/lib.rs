@@ -7,6 +7,7 @@
 //! In `stampede all` the services share one context.
 
 pub mod canary;
+pub mod mail;
 pub mod server;
 pub mod shutdown;
 

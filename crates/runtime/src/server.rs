@@ -31,10 +31,13 @@ pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow:
         ));
     tracing::info!(%addr, "listening");
     let shutdown = ctx.shutdown.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .with_context(|| format!("serving on {addr}"))
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+    .with_context(|| format!("serving on {addr}"))
 }
 
 /// Serves only `/health/*` and `/metrics`, for worker processes.

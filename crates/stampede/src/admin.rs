@@ -34,6 +34,88 @@ pub enum AdminCommand {
     },
     /// Messages waiting and parked in each RabbitMQ work queue.
     Queues,
+    /// Local accounts: list, create, approve, reject, change role.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// The server rules shown at sign-up and in the instance API.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// Invite codes (needed to sign up when REGISTRATIONS_MODE=none; skip approval otherwise).
+    #[command(subcommand)]
+    Invites(InvitesCommand),
+    /// E-mail domains nobody may sign up with.
+    #[command(subcommand)]
+    EmailDomainBlocks(EmailDomainBlocksCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// List local accounts as JSON lines, newest first.
+    List {
+        /// active, pending, disabled or suspended.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Create a confirmed, approved account and print its generated password.
+    Create {
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// user, moderator or admin.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    /// Approve a pending sign-up.
+    Approve { username: String },
+    /// Reject (delete) a pending sign-up.
+    Reject { username: String },
+    /// Change an account's role, or confirm its e-mail address by hand.
+    Modify {
+        username: String,
+        /// user, moderator or admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// Mark the e-mail address as confirmed.
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Add a rule at the end.
+    Add {
+        text: String,
+        #[arg(long, default_value = "")]
+        hint: String,
+    },
+    /// List the rules as JSON lines.
+    List,
+    /// Remove a rule by id.
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvitesCommand {
+    /// Create an invite code and print it.
+    Create {
+        /// How many sign-ups it allows (unlimited when omitted).
+        #[arg(long)]
+        max_uses: Option<i32>,
+        /// Hours until it expires (never when omitted).
+        #[arg(long)]
+        expires_in_hours: Option<i64>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmailDomainBlocksCommand {
+    /// Block a domain (and its subdomains).
+    Add { domain: String },
+    /// Unblock a domain.
+    Remove { domain: String },
 }
 
 fn parse_queue(name: &str) -> Result<WorkQueue, String> {
@@ -45,6 +127,12 @@ fn parse_queue(name: &str) -> Result<WorkQueue, String> {
 
 pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode> {
     match command {
+        AdminCommand::Accounts(command) => crate::admin_accounts::run(command, ctx).await,
+        AdminCommand::Rules(command) => crate::admin_accounts::rules(command, ctx).await,
+        AdminCommand::Invites(command) => crate::admin_accounts::invites(command, ctx).await,
+        AdminCommand::EmailDomainBlocks(command) => {
+            crate::admin_accounts::email_domain_blocks(command, ctx).await
+        }
         AdminCommand::Canary {
             queue,
             count,

@@ -1,6 +1,7 @@
 //! `stampede`: one binary for every Stampede process.
 
 mod admin;
+mod admin_accounts;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;

@@ -37,6 +37,12 @@ pub struct JobLabels {
     pub outcome: String,
 }
 
+/// Labels naming a rate-limited action (`sign_up`, `sign_in`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    pub action: String,
+}
+
 /// Labels of a backing service (`postgres`, `redis`, `rabbitmq`, `storage`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DependencyLabels {
@@ -75,6 +81,16 @@ pub struct Metrics {
     pub outbox_published: Counter,
     /// 1 while a backing service answers, 0 while it does not.
     pub dependency_up: Family<DependencyLabels, Gauge>,
+    /// Password hashes (sign-ups, sign-ins) admitted to the hashing pool.
+    pub signup_admitted: Counter,
+    /// Password hashes refused with 429 because the pool's queue was too long.
+    pub signup_rejected: Counter,
+    /// Requests waiting for a hashing thread.
+    pub password_hash_waiting: Gauge,
+    /// Time one argon2id hash or verification took.
+    pub password_hash_duration: Histogram,
+    /// Requests refused by a per-IP rate limit, by action.
+    pub rate_limited: Family<ActionLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -100,6 +116,11 @@ impl Metrics {
             outbox_publish_lag: latency_buckets(),
             outbox_published: Counter::default(),
             dependency_up: Family::default(),
+            signup_admitted: Counter::default(),
+            signup_rejected: Counter::default(),
+            password_hash_waiting: Gauge::default(),
+            password_hash_duration: latency_buckets(),
+            rate_limited: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -161,6 +182,31 @@ impl Metrics {
             "dependency_up",
             "1 while a backing service answers its health check, 0 while it does not",
             m.dependency_up.clone(),
+        );
+        registry.register(
+            "password_hash_admitted",
+            "Password hashes (sign-ups, sign-ins) admitted to the hashing pool",
+            m.signup_admitted.clone(),
+        );
+        registry.register(
+            "password_hash_rejected",
+            "Password hashes refused with 429 because the hashing queue was too long",
+            m.signup_rejected.clone(),
+        );
+        registry.register(
+            "password_hash_waiting",
+            "Requests waiting for a password hashing thread",
+            m.password_hash_waiting.clone(),
+        );
+        registry.register(
+            "password_hash_duration_seconds",
+            "Time one argon2id hash or verification took",
+            m.password_hash_duration.clone(),
+        );
+        registry.register(
+            "rate_limited",
+            "Requests refused by a per-IP rate limit, by action",
+            m.rate_limited.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

@@ -12,6 +12,7 @@
 //! Logs stay quiet unless TEST_LOG is set.
 
 mod s3;
+mod smtp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use stampede_config::{Config, Env};
 use stampede_runtime::Context;
 
 pub use s3::{S3Server, spawn_s3};
+pub use smtp::{ReceivedMail, SmtpServer};
 
 /// The server tests create their databases on.
 pub fn admin_database_url() -> String {
@@ -227,6 +229,11 @@ pub fn test_env(db: &TestDb, options: &AppOptions) -> Vec<(String, String)> {
         ("LOG_FORMAT".to_string(), "text".to_string()),
         ("SHUTDOWN_TIMEOUT".to_string(), "10".to_string()),
         ("DB_POOL".to_string(), "5".to_string()),
+        ("LOCAL_HTTPS".to_string(), "false".to_string()),
+        // Tests sign up many accounts from 127.0.0.1; the rate-limit tests turn this back on.
+        ("RATE_LIMITS".to_string(), "false".to_string()),
+        ("TRUSTED_PROXY_IP".to_string(), "127.0.0.1".to_string()),
+        ("REGISTRATIONS_MIN_AGE".to_string(), "0".to_string()),
         (
             "PAPERCLIP_ROOT_PATH".to_string(),
             media_root.display().to_string(),
@@ -240,7 +247,11 @@ pub fn test_env(db: &TestDb, options: &AppOptions) -> Vec<(String, String)> {
         env.push(("REDIS_URL".into(), redis_url()));
         env.push(("REDIS_NAMESPACE".into(), unique("t")));
     }
-    env.extend(options.env.iter().cloned());
+    // Later entries win, so a test's own settings override the defaults above.
+    for (key, value) in &options.env {
+        env.retain(|(k, _)| k != key);
+        env.push((key.clone(), value.clone()));
+    }
     env
 }
 

@@ -3,6 +3,8 @@
 //! its own consumer and concurrency, so a flood on one never starves another. The process also
 //! relays the outbox, samples queue depths for `/metrics`, and prunes old deduplication records.
 
+pub mod mail;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -34,11 +36,15 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     ctx.require(Dependency::Redis).await;
     ctx.require(Dependency::Amqp).await;
     let prefetch = ctx.config.amqp.as_ref().map_or(32, |a| a.prefetch);
+    let mailer = mail::MailHandler::new(ctx.db.clone(), ctx.config.smtp.as_ref())?;
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
-        let worker = Worker::new(ctx.queue.clone(), queue, prefetch, ctx.metrics.clone())
+        let mut worker = Worker::new(ctx.queue.clone(), queue, prefetch, ctx.metrics.clone())
             .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()))
             .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
+        if queue == WorkQueue::Mail {
+            worker = worker.handle(stampede_runtime::mail::KIND, mailer.clone());
+        }
         tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
     }
     tasks.spawn(

@@ -1,10 +1,29 @@
-//! The web service: Mastodon's REST API, OAuth 2, the HTML pages and the ActivityPub endpoints.
-//! Stateless: every replica serves any request. It also runs an outbox relay, since it writes
-//! most outbox rows (relays coordinate through `SKIP LOCKED`).
+//! The web service: Mastodon's REST API, OAuth 2, the HTML pages and (later) the ActivityPub
+//! endpoints. Stateless: every replica serves any request. It also runs an outbox relay, since it
+//! writes most outbox rows (relays coordinate through `SKIP LOCKED`).
+//!
+//! Handlers are laid out like the URLs they serve (`api/v1/accounts.rs` serves
+//! `/api/v1/accounts/…`); each is thin — extract, call the domain code, map to the entity.
+
+pub mod accounts;
+pub mod admin;
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod mail;
+pub mod oauth;
+pub mod pages;
+pub mod passwords;
+pub mod payload;
+pub mod ratelimit;
+pub mod registration;
+pub mod tokens;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
+use stampede_core::id::IdGenerator;
 use stampede_queue::outbox::Relay;
 use stampede_runtime::{Context, Dependency, server};
 use tokio::net::TcpListener;
@@ -12,10 +31,49 @@ use tokio::net::TcpListener;
 /// The port `stampede web` listens on unless PORT says otherwise.
 pub const DEFAULT_PORT: u16 = 3000;
 
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub ctx: Context,
+    pub passwords: Arc<passwords::PasswordPool>,
+    pub ids: Arc<IdGenerator>,
+    pub templates: Arc<pages::Templates>,
+}
+
+impl AppState {
+    pub fn new(ctx: Context) -> Self {
+        let registrations = &ctx.config.registrations;
+        AppState {
+            passwords: Arc::new(passwords::PasswordPool::new(
+                registrations.hash_threads,
+                registrations.max_hash_wait,
+                ctx.metrics.clone(),
+            )),
+            ids: Arc::new(IdGenerator::new()),
+            templates: Arc::new(pages::Templates::new()),
+            ctx,
+        }
+    }
+
+    /// `https://WEB_DOMAIN` (or http:// when LOCAL_HTTPS=false).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.ctx.config.web.https {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.ctx.config.web_domain)
+    }
+}
+
 /// The application routes (without `/health/*` and `/metrics`, which every process serves, and
 /// the JSON 404 every process answers unknown paths with).
-pub fn router(_ctx: &Context) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
+        .merge(api::router())
+        .merge(oauth::router())
+        .merge(pages::router())
+        .with_state(state)
 }
 
 /// Serves on `listener` and relays the outbox until shutdown.
@@ -27,7 +85,8 @@ pub async fn serve(ctx: Context, listener: TcpListener) -> anyhow::Result<()> {
         Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone())
             .run(ctx.shutdown.clone()),
     );
-    let served = server::serve(&ctx, listener, router(&ctx)).await;
+    let state = AppState::new(ctx.clone());
+    let served = server::serve(&ctx, listener, router(state)).await;
     ctx.shutdown.cancel();
     let _ = relay.await;
     served

@@ -4,9 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod accounts;
 mod cache;
 mod lifecycle;
+mod mastodon;
 mod outbox;
+mod pages;
 mod platform;
 mod process;
 mod queue;

@@ -1,0 +1,16 @@
+//! Mastodon API entities.
+//!
+//! Each struct serialises to the JSON Mastodon sends for the entity of the same name (see
+//! ../shared/data/mastodon-openapi/schema.json): ids as strings, timestamps as ISO 8601 with
+//! milliseconds in UTC, absent optional values as `null`. The mapping from Stampede's rows to
+//! these entities lives with the handlers; this crate only fixes the shapes.
+
+pub mod account;
+pub mod application;
+pub mod error;
+pub mod instance;
+pub mod time;
+
+pub use account::{Account, CredentialAccount, Field, Role, Source};
+pub use application::{Application, CredentialApplication, Token};
+pub use error::{ErrorBody, FieldError, ValidationBody};

@@ -1,0 +1,308 @@
+//! `/api/v1/accounts`: sign-up, the signed-in user's own account, and looking accounts up.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::Deserialize;
+use stampede_mastodon::{Account, CredentialAccount, Token};
+
+use crate::accounts::{self, FieldSource};
+use crate::auth::{Auth, ClientIp};
+use crate::error::{ApiError, Validation};
+use crate::payload::{Params, flex};
+use crate::registration::SignUp;
+use crate::{AppState, ratelimit};
+
+#[derive(Debug, Deserialize)]
+pub struct CreateAccount {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    agreement: Option<bool>,
+    #[serde(default)]
+    locale: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    date_of_birth: Option<String>,
+    #[serde(default)]
+    invite_code: Option<String>,
+}
+
+/// `POST /api/v1/accounts`: needs an app token with `write:accounts`; answers with the new
+/// user's token (usable once the e-mail is confirmed and, in approval mode, the account approved).
+pub async fn create(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    auth: Auth,
+    Params(p): Params<CreateAccount>,
+) -> Result<Json<Token>, ApiError> {
+    auth.require(&["write", "write:accounts"])?;
+    let app_id = auth
+        .application_id
+        .ok_or_else(|| ApiError::forbidden("This action is outside the authorized scopes"))?;
+    ratelimit::check(&state, ratelimit::SIGN_UP, ip).await?;
+    let registered = state
+        .register(
+            SignUp {
+                username: p.username,
+                email: p.email,
+                password: p.password,
+                agreement: p.agreement.unwrap_or(false),
+                locale: p.locale,
+                reason: p.reason,
+                date_of_birth: p.date_of_birth,
+                invite_code: p.invite_code,
+            },
+            ip,
+            Some((app_id, auth.scopes.clone())),
+        )
+        .await?;
+    let (access_token, scopes, created_at) = registered
+        .access_token
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("API sign-up without a token")))?;
+    Ok(Json(Token {
+        access_token,
+        token_type: "Bearer".into(),
+        scope: scopes.to_string(),
+        created_at: created_at.timestamp(),
+    }))
+}
+
+async fn credential_account(
+    state: &AppState,
+    account_id: i64,
+) -> Result<CredentialAccount, ApiError> {
+    let account = accounts::find(&state.ctx.db, account_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let user = accounts::user_of(&state.ctx.db, account_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(state.render_credential_account(&account, &user))
+}
+
+pub async fn verify_credentials(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<CredentialAccount>, ApiError> {
+    auth.require(&["read", "read:accounts", "profile"])?;
+    let user = auth.user()?;
+    Ok(Json(credential_account(&state, user.account_id).await?))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct SourceParams {
+    privacy: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    sensitive: Option<bool>,
+    language: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum FieldsParam {
+    /// `fields_attributes[0][name]=…` (a hash keyed by index) or JSON `{"0": {...}}`.
+    Map(std::collections::BTreeMap<String, FieldSource>),
+    /// `fields_attributes[][name]=…` or a JSON array.
+    List(Vec<FieldSource>),
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpdateCredentials {
+    display_name: Option<String>,
+    note: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    locked: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    bot: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    discoverable: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    indexable: Option<bool>,
+    fields_attributes: Option<FieldsParam>,
+    source: Option<SourceParams>,
+}
+
+/// Profile limits (Mastodon's).
+const MAX_DISPLAY_NAME: usize = 30;
+const MAX_NOTE: usize = 500;
+const MAX_FIELDS: usize = 4;
+const MAX_FIELD_LEN: usize = 255;
+
+pub async fn update_credentials(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(p): Params<UpdateCredentials>,
+) -> Result<Json<CredentialAccount>, ApiError> {
+    auth.require(&["write", "write:accounts"])?;
+    let account_id = auth.user()?.account_id;
+    let mut v = Validation::default();
+    if p.display_name
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_DISPLAY_NAME)
+    {
+        v.add(
+            "display_name",
+            "ERR_TOO_LONG",
+            "is too long (maximum is 30 characters)",
+        );
+    }
+    if p.note
+        .as_ref()
+        .is_some_and(|n| n.chars().count() > MAX_NOTE)
+    {
+        v.add(
+            "note",
+            "ERR_TOO_LONG",
+            "is too long (maximum is 500 characters)",
+        );
+    }
+    let fields = p.fields_attributes.map(|f| {
+        let list = match f {
+            FieldsParam::Map(map) => {
+                // Keys are indexes ("0", "1", …): keep their numeric order.
+                let mut entries: Vec<_> = map.into_iter().collect();
+                entries.sort_by_key(|(k, _)| k.parse::<u32>().unwrap_or(u32::MAX));
+                entries.into_iter().map(|(_, f)| f).collect::<Vec<_>>()
+            }
+            FieldsParam::List(list) => list,
+        };
+        list.into_iter()
+            .filter(|f| !(f.name.trim().is_empty() && f.value.trim().is_empty()))
+            .collect::<Vec<_>>()
+    });
+    if let Some(fields) = &fields {
+        if fields.len() > MAX_FIELDS {
+            v.add(
+                "fields",
+                "ERR_TOO_LONG",
+                "is too long (maximum is 4 fields)",
+            );
+        }
+        if fields.iter().any(|f| {
+            f.name.chars().count() > MAX_FIELD_LEN || f.value.chars().count() > MAX_FIELD_LEN
+        }) {
+            v.add(
+                "fields",
+                "ERR_TOO_LONG",
+                "has a name or value that is too long (maximum is 255 characters)",
+            );
+        }
+    }
+    let source = p.source.unwrap_or_default();
+    if let Some(privacy) = source.privacy.as_deref()
+        && !["public", "unlisted", "private", "direct"].contains(&privacy)
+    {
+        v.add(
+            "source.privacy",
+            "ERR_INCLUSION",
+            "is not included in the list",
+        );
+    }
+    if let Some(language) = source.language.as_deref()
+        && !language.is_empty()
+        && !(language.len() <= 3 && language.chars().all(|c| c.is_ascii_lowercase()))
+    {
+        v.add(
+            "source.language",
+            "ERR_INCLUSION",
+            "is not included in the list",
+        );
+    }
+    v.finish()?;
+
+    let mut tx = state.ctx.db.begin().await?;
+    sqlx::query(
+        "UPDATE accounts SET \
+           display_name = coalesce($2, display_name), note = coalesce($3, note), \
+           locked = coalesce($4, locked), bot = coalesce($5, bot), \
+           discoverable = coalesce($6, discoverable), indexable = coalesce($7, indexable), \
+           fields = coalesce($8, fields), updated_at = now() \
+         WHERE id = $1",
+    )
+    .bind(account_id)
+    .bind(p.display_name.map(|n| n.trim().to_string()))
+    .bind(p.note)
+    .bind(p.locked)
+    .bind(p.bot)
+    .bind(p.discoverable)
+    .bind(p.indexable)
+    .bind(fields.map(sqlx::types::Json))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE users SET source_privacy = coalesce($2, source_privacy), \
+           source_sensitive = coalesce($3, source_sensitive), \
+           source_language = CASE WHEN $4::text IS NULL THEN source_language ELSE nullif($4, '') END \
+         WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .bind(source.privacy)
+    .bind(source.sensitive)
+    .bind(source.language)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(credential_account(&state, account_id).await?))
+}
+
+/// Accounts a viewer may see: not suspended (and, for local ones, not still pending).
+async fn visible(state: &AppState, account: &accounts::AccountRow) -> Result<bool, ApiError> {
+    if account.suspended_at.is_some() {
+        return Ok(false);
+    }
+    if account.domain.is_none() {
+        let user = accounts::user_of(&state.ctx.db, account.id).await?;
+        return Ok(user.is_some_and(|u| u.approved && u.confirmed_at.is_some() && !u.disabled));
+    }
+    Ok(true)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Account>, ApiError> {
+    let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
+    let account = accounts::find(&state.ctx.db, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !visible(&state, &account).await? {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(state.render_account(&account)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LookupQuery {
+    acct: Option<String>,
+}
+
+pub async fn lookup(
+    State(state): State<AppState>,
+    Query(q): Query<LookupQuery>,
+) -> Result<Json<Account>, ApiError> {
+    let acct = q.acct.unwrap_or_default();
+    let acct = acct.trim_start_matches('@');
+    let username = match acct.split_once('@') {
+        None => acct,
+        Some((user, domain))
+            if domain.eq_ignore_ascii_case(&state.ctx.config.local_domain)
+                || domain.eq_ignore_ascii_case(&state.ctx.config.web_domain) =>
+        {
+            user
+        }
+        // Remote accounts arrive with federation.
+        Some(_) => return Err(ApiError::not_found()),
+    };
+    let account = accounts::find_local(&state.ctx.db, username)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if !visible(&state, &account).await? {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(state.render_account(&account)))
+}

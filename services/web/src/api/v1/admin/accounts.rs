@@ -1,0 +1,150 @@
+//! `/api/v1/admin/accounts` (and `/api/v2/admin/accounts`): review and approve sign-ups.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::admin::{self, Status};
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::payload::flex;
+use crate::{AppState, accounts};
+
+#[derive(Debug, Deserialize, Default)]
+pub struct IndexQuery {
+    /// v1 flags
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pending: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    active: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    disabled: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    suspended: Option<bool>,
+    /// v2 (also accepted on v1)
+    status: Option<String>,
+    origin: Option<String>,
+    username: Option<String>,
+    email: Option<String>,
+    max_id: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    limit: Option<u32>,
+}
+
+fn parse_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found())
+}
+
+async fn index(
+    state: AppState,
+    auth: Auth,
+    q: IndexQuery,
+    path: &str,
+) -> Result<Response, ApiError> {
+    auth.require(&["admin:read", "admin:read:accounts"])?;
+    auth.staff()?;
+    let status = match q.status.as_deref() {
+        Some(s) => Status::parse(s).ok_or_else(|| ApiError::unprocessable("Invalid status"))?,
+        None if q.pending == Some(true) => Status::Pending,
+        None if q.disabled == Some(true) => Status::Disabled,
+        None if q.suspended == Some(true) => Status::Suspended,
+        None if q.active == Some(true) => Status::Active,
+        None => Status::Any,
+    };
+    if q.origin.as_deref() == Some("remote") {
+        return Ok(Json(Vec::<Value>::new()).into_response());
+    }
+    let limit = i64::from(q.limit.unwrap_or(100).clamp(1, 200));
+    let max_id = q.max_id.as_deref().map(parse_id).transpose()?;
+    let rows = admin::list(
+        &state.ctx.db,
+        status,
+        q.username.as_deref(),
+        q.email.as_deref(),
+        max_id,
+        limit,
+    )
+    .await?;
+    let body: Vec<Value> = rows
+        .iter()
+        .map(|(a, u, ip)| state.render_admin_account(a, u, ip.clone()))
+        .collect();
+    let mut response = Json(body).into_response();
+    if rows.len() as i64 == limit
+        && let Some((last, _, _)) = rows.last()
+    {
+        let link = format!(
+            "<{}{path}?max_id={}&limit={limit}>; rel=\"next\"",
+            state.base_url(),
+            last.id
+        );
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            response.headers_mut().insert(header::LINK, value);
+        }
+    }
+    Ok(response)
+}
+
+pub async fn index_v1(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<IndexQuery>,
+) -> Result<Response, ApiError> {
+    index(state, auth, q, "/api/v1/admin/accounts").await
+}
+
+pub async fn index_v2(
+    State(state): State<AppState>,
+    auth: Auth,
+    Query(q): Query<IndexQuery>,
+) -> Result<Response, ApiError> {
+    index(state, auth, q, "/api/v2/admin/accounts").await
+}
+
+async fn render(state: &AppState, id: i64) -> Result<Value, ApiError> {
+    let account = accounts::find(&state.ctx.db, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let user = accounts::user_of(&state.ctx.db, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(state.render_admin_account(&account, &user, None))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(&["admin:read", "admin:read:accounts"])?;
+    auth.staff()?;
+    Ok(Json(render(&state, parse_id(&id)?).await?))
+}
+
+pub async fn approve(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(&["admin:write", "admin:write:accounts"])?;
+    auth.staff()?;
+    let id = parse_id(&id)?;
+    state.approve(id).await?;
+    Ok(Json(render(&state, id).await?))
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(&["admin:write", "admin:write:accounts"])?;
+    auth.staff()?;
+    let id = parse_id(&id)?;
+    let before = render(&state, id).await?;
+    state.reject(id).await?;
+    Ok(Json(before))
+}

@@ -1,0 +1,139 @@
+//! `GET /api/v1/instance`, `GET /api/v2/instance`, `GET /api/v1/instance/rules`.
+//!
+//! `version` reads `4.5.0 (compatible; Stampede 0.1.0)`: client libraries parse the leading
+//! Mastodon version to decide which features the server has.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use sqlx::Row;
+use stampede_mastodon::instance::Rule;
+use stampede_runtime::config::RegistrationsMode;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The Mastodon API version Stampede answers as.
+pub const MASTODON_VERSION: &str = "4.5.0";
+
+pub fn version() -> String {
+    format!(
+        "{MASTODON_VERSION} (compatible; Stampede {})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+async fn load_rules(state: &AppState) -> Result<Vec<Rule>, ApiError> {
+    let rows = sqlx::query("SELECT id, text, hint FROM server_rules ORDER BY position, id")
+        .fetch_all(&state.ctx.db)
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Rule {
+                id: r.try_get::<i64, _>("id")?.to_string(),
+                text: r.try_get("text")?,
+                hint: r.try_get("hint")?,
+            })
+        })
+        .collect()
+}
+
+pub async fn rules(State(state): State<AppState>) -> Result<Json<Vec<Rule>>, ApiError> {
+    Ok(Json(load_rules(&state).await?))
+}
+
+fn streaming_url(state: &AppState) -> String {
+    match &state.ctx.config.web.streaming_api_base_url {
+        Some(url) => url.as_str().trim_end_matches('/').to_string(),
+        None => {
+            let scheme = if state.ctx.config.web.https {
+                "wss"
+            } else {
+                "ws"
+            };
+            format!("{scheme}://{}", state.ctx.config.web_domain)
+        }
+    }
+}
+
+fn configuration(state: &AppState) -> Value {
+    json!({
+        "urls": { "streaming": streaming_url(state), "status": null },
+        "vapid": { "public_key": "" },
+        "accounts": { "max_featured_tags": 10, "max_pinned_statuses": 5 },
+        "statuses": { "max_characters": 500, "max_media_attachments": 4, "characters_reserved_per_url": 23 },
+        "media_attachments": {
+            "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/webp"],
+            "image_size_limit": 16_777_216,
+            "image_matrix_limit": 33_177_600,
+            "video_size_limit": 103_809_024,
+            "video_frame_rate_limit": 120,
+            "video_matrix_limit": 8_294_400,
+            "description_limit": 1500,
+        },
+        "polls": { "max_options": 4, "max_characters_per_option": 50, "min_expiration": 300, "max_expiration": 2_629_746 },
+        "translation": { "enabled": false },
+    })
+}
+
+async fn counts(state: &AppState) -> Result<(i64, i64), ApiError> {
+    let users: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users WHERE approved AND confirmed_at IS NOT NULL AND NOT disabled",
+    )
+    .fetch_one(&state.ctx.db)
+    .await?;
+    Ok((users, 0))
+}
+
+pub async fn v2(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let config = &state.ctx.config;
+    let registrations = &config.registrations;
+    let (users, _) = counts(&state).await?;
+    Ok(Json(json!({
+        "domain": config.local_domain,
+        "title": config.web.site_title,
+        "version": version(),
+        "source_url": "https://example.invalid/stampede",
+        "description": "",
+        "usage": { "users": { "active_month": users } },
+        "thumbnail": { "url": format!("{}/headers/original/missing.png", state.base_url()) },
+        "icon": [],
+        "languages": ["en"],
+        "configuration": configuration(&state),
+        "registrations": {
+            "enabled": registrations.mode != RegistrationsMode::None,
+            "approval_required": registrations.mode == RegistrationsMode::Approved,
+            "reason_required": registrations.mode == RegistrationsMode::Approved,
+            "min_age": registrations.min_age,
+            "message": null,
+            "url": null,
+        },
+        "api_versions": { "mastodon": 6 },
+        "contact": { "email": config.web.contact_email, "account": null },
+        "rules": load_rules(&state).await?,
+    })))
+}
+
+pub async fn v1(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let config = &state.ctx.config;
+    let registrations = &config.registrations;
+    let (users, statuses) = counts(&state).await?;
+    Ok(Json(json!({
+        "uri": config.local_domain,
+        "title": config.web.site_title,
+        "short_description": "",
+        "description": "",
+        "email": config.web.contact_email,
+        "version": version(),
+        "urls": { "streaming_api": streaming_url(&state) },
+        "stats": { "user_count": users, "status_count": statuses, "domain_count": 0 },
+        "thumbnail": format!("{}/headers/original/missing.png", state.base_url()),
+        "languages": ["en"],
+        "registrations": registrations.mode != RegistrationsMode::None,
+        "approval_required": registrations.mode == RegistrationsMode::Approved,
+        "invites_enabled": true,
+        "configuration": configuration(&state),
+        "contact_account": null,
+        "rules": load_rules(&state).await?,
+    })))
+}

@@ -1,0 +1,13 @@
+//! `/api/v2/…`
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::AppState;
+use crate::api::v1::{admin, instance};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v2/instance", get(instance::v2))
+        .route("/api/v2/admin/accounts", get(admin::accounts::index_v2))
+}

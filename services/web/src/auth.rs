@@ -1,0 +1,226 @@
+//! Who is calling: the bearer token, its scopes, and the user behind it.
+//!
+//! Tokens are looked up by their SHA-256 on every request, so revoking one (or suspending its
+//! account) takes effect at once on every web replica. The answers match Mastodon's: 401 for a
+//! missing, unknown or revoked token; 403 for a scope the token lacks or a user who may not act
+//! yet (unconfirmed e-mail, pending approval, disabled).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use stampede_core::Scopes;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::tokens;
+
+/// A verified bearer token.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub token_id: i64,
+    pub application_id: Option<i64>,
+    pub scopes: Scopes,
+    user: Option<TokenUser>,
+}
+
+/// The user a token acts for.
+#[derive(Debug, Clone)]
+pub struct TokenUser {
+    pub account_id: i64,
+    pub user_id: i64,
+    pub role: String,
+    confirmed: bool,
+    approved: bool,
+    disabled: bool,
+    suspended: bool,
+}
+
+fn bearer(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION)
+        && let Ok(value) = value.to_str()
+        && let Some(token) = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+    {
+        return Some(token.trim().to_string());
+    }
+    parts.uri.query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+    })
+}
+
+/// Looks up a bearer token; `None` when it does not exist.
+pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Auth>, ApiError> {
+    let row = sqlx::query(
+        "SELECT t.id, t.application_id, t.scopes, t.revoked_at, t.account_id, \
+                u.id AS user_id, u.role, u.confirmed_at, u.approved, u.disabled, a.suspended_at \
+         FROM oauth_access_tokens t \
+         LEFT JOIN users u ON u.account_id = t.account_id \
+         LEFT JOIN accounts a ON a.id = t.account_id \
+         WHERE t.token_hash = $1",
+    )
+    .bind(tokens::digest(token))
+    .fetch_optional(&state.ctx.db)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let revoked: Option<DateTime<Utc>> = row.try_get("revoked_at")?;
+    if revoked.is_some() {
+        return Err(ApiError::unauthorized("The access token was revoked"));
+    }
+    let scopes = Scopes::parse(&row.try_get::<String, _>("scopes")?)
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("stored scopes: {e}")))?;
+    let account_id: Option<i64> = row.try_get("account_id")?;
+    let user = match (account_id, row.try_get::<Option<i64>, _>("user_id")?) {
+        (Some(account_id), Some(user_id)) => Some(TokenUser {
+            account_id,
+            user_id,
+            role: row.try_get("role")?,
+            confirmed: row
+                .try_get::<Option<DateTime<Utc>>, _>("confirmed_at")?
+                .is_some(),
+            approved: row.try_get("approved")?,
+            disabled: row.try_get("disabled")?,
+            suspended: row
+                .try_get::<Option<DateTime<Utc>>, _>("suspended_at")?
+                .is_some(),
+        }),
+        _ => None,
+    };
+    Ok(Some(Auth {
+        token_id: row.try_get("id")?,
+        application_id: row.try_get("application_id")?,
+        scopes,
+        user,
+    }))
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(token) = bearer(parts) else {
+            return Err(ApiError::unauthorized("The access token is invalid"));
+        };
+        lookup(state, &token)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("The access token is invalid"))
+    }
+}
+
+/// A token if one was sent (public endpoints that show more to a signed-in viewer).
+#[derive(Debug, Clone)]
+pub struct MaybeAuth(pub Option<Auth>);
+
+impl FromRequestParts<AppState> for MaybeAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        match bearer(parts) {
+            None => Ok(MaybeAuth(None)),
+            Some(token) => match lookup(state, &token).await? {
+                Some(auth) => Ok(MaybeAuth(Some(auth))),
+                None => Err(ApiError::unauthorized("The access token is invalid")),
+            },
+        }
+    }
+}
+
+impl Auth {
+    /// 403 unless the token holds one of `scopes`.
+    pub fn require(&self, scopes: &[&str]) -> Result<(), ApiError> {
+        if self.scopes.grants_any(scopes) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "This action is outside the authorized scopes",
+            ))
+        }
+    }
+
+    /// The user behind the token, who must be allowed to act: 422 for an app-only token, 403 for
+    /// an unconfirmed, pending, disabled or suspended login — Mastodon's answers.
+    pub fn user(&self) -> Result<&TokenUser, ApiError> {
+        let Some(user) = &self.user else {
+            return Err(ApiError::unprocessable(
+                "This method requires an authenticated user",
+            ));
+        };
+        if !user.confirmed {
+            return Err(ApiError::forbidden(
+                "Your login is missing a confirmed e-mail address",
+            ));
+        }
+        if !user.approved {
+            return Err(ApiError::forbidden(
+                "Your login is currently pending approval",
+            ));
+        }
+        if user.disabled || user.suspended {
+            return Err(ApiError::forbidden("Your login is currently disabled"));
+        }
+        Ok(user)
+    }
+
+    /// The user behind the token, who must be staff (`admin` or `moderator`).
+    pub fn staff(&self) -> Result<&TokenUser, ApiError> {
+        let user = self.user()?;
+        if user.role == "admin" || user.role == "moderator" {
+            Ok(user)
+        } else {
+            Err(ApiError::forbidden("This action is not allowed"))
+        }
+    }
+}
+
+/// The client's address: the peer, or — when the peer is a trusted proxy (TRUSTED_PROXY_IP) —
+/// the last address in X-Forwarded-For that is not itself a trusted proxy.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientIp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip())
+            .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "No peer address"))?;
+        let trusted = &state.ctx.config.web.trusted_proxies;
+        if !trusted.contains(&peer) {
+            return Ok(ClientIp(peer));
+        }
+        let forwarded = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|ip| ip.trim().parse::<IpAddr>().ok())
+            .collect::<Vec<_>>();
+        Ok(ClientIp(
+            forwarded
+                .into_iter()
+                .rev()
+                .find(|ip| !trusted.contains(ip))
+                .unwrap_or(peer),
+        ))
+    }
+}

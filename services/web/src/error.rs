@@ -1,0 +1,188 @@
+//! Errors at the HTTP boundary.
+//!
+//! Policy: handlers return `Result<_, ApiError>`. Expected failures (not found, not allowed,
+//! invalid input, too many requests) carry Mastodon's status and body; anything unexpected
+//! (a database error, a bug) is logged with its cause and answered 500 with a body that reveals
+//! nothing. Validation failures collect every problem with every field before answering, in
+//! Mastodon's shape: `{"error": "Validation failed: …", "details": {"field": [{"error": "ERR_…",
+//! "description": "…"}]}}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use stampede_mastodon::{ErrorBody, FieldError, ValidationBody};
+
+/// An error answered to the client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: serde_json::Value,
+    retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: serde_json::json!(ErrorBody {
+                error: message.into(),
+                error_description: None
+            }),
+            retry_after: None,
+        }
+    }
+
+    /// An OAuth error (`invalid_grant`, …) with its human description.
+    pub fn oauth(status: StatusCode, error: &str, description: &str) -> Self {
+        ApiError {
+            status,
+            body: serde_json::json!(ErrorBody {
+                error: error.to_string(),
+                error_description: Some(description.to_string()),
+            }),
+            retry_after: None,
+        }
+    }
+
+    pub fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Record not found")
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, message)
+    }
+
+    pub fn forbidden(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, message)
+    }
+
+    /// 429 with Retry-After, in whole seconds rounded up.
+    pub fn too_many_requests(retry_after: Duration) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
+        }
+    }
+
+    /// Something that should not happen: logged here, answered without detail.
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        let error = error.into();
+        tracing::error!(error = %format!("{error:#}"), "request failed");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            if let Ok(value) = HeaderValue::from_str(&seconds.max(1).to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+        }
+        response
+    }
+}
+
+/// Problems found with a request's fields, gathered before answering.
+#[derive(Debug, Default)]
+pub struct Validation {
+    details: BTreeMap<String, Vec<FieldError>>,
+}
+
+impl Validation {
+    /// Records that `field` fails with Mastodon's `code` (`ERR_TAKEN`, …).
+    pub fn add(&mut self, field: &str, code: &str, description: &str) {
+        self.details
+            .entry(field.to_string())
+            .or_default()
+            .push(FieldError {
+                error: code.to_string(),
+                description: description.to_string(),
+            });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.details.is_empty()
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.details.contains_key(field)
+    }
+
+    /// `Ok` when nothing was recorded, else the 422.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(self.into_error())
+        }
+    }
+
+    /// The 422 answer: `Validation failed: Username has already been taken, …`.
+    pub fn into_error(self) -> ApiError {
+        let summary: Vec<String> = self
+            .details
+            .iter()
+            .flat_map(|(field, errors)| {
+                let name = humanize(field);
+                errors
+                    .iter()
+                    .map(move |e| format!("{name} {}", e.description))
+            })
+            .collect();
+        ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            body: serde_json::json!(ValidationBody {
+                error: format!("Validation failed: {}", summary.join(", ")),
+                details: self.details,
+            }),
+            retry_after: None,
+        }
+    }
+
+    /// The messages, one per problem, for HTML forms.
+    pub fn messages(&self) -> Vec<String> {
+        self.details
+            .iter()
+            .flat_map(|(field, errors)| {
+                let name = humanize(field);
+                errors
+                    .iter()
+                    .map(move |e| format!("{name} {}", e.description))
+            })
+            .collect()
+    }
+}
+
+fn humanize(field: &str) -> String {
+    let spaced = field.replace('_', " ");
+    let mut chars = spaced.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}

@@ -1,0 +1,12 @@
+//! Mail the web service sends: written to the outbox in the transaction that causes it, sent by
+//! the `mail` workers (see stampede-delivery).
+
+use sqlx::PgConnection;
+use stampede_queue::{Envelope, WorkQueue, outbox};
+pub use stampede_runtime::mail::{KIND, Mail};
+
+/// Queues `mail` within the caller's transaction.
+pub async fn enqueue(conn: &mut PgConnection, mail: &Mail) -> Result<(), sqlx::Error> {
+    let envelope = Envelope::new(KIND, serde_json::json!(mail));
+    outbox::enqueue(conn, WorkQueue::Mail, &envelope).await
+}

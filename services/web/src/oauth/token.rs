@@ -1,0 +1,241 @@
+//! `POST /oauth/token` and `POST /oauth/revoke`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sqlx::Row;
+use stampede_core::Scopes;
+use stampede_mastodon::Token;
+
+use super::{App, find_app};
+use crate::auth::ClientIp;
+use crate::error::ApiError;
+use crate::pages::auth::check_password;
+use crate::payload::Params;
+use crate::{AppState, ratelimit, tokens};
+
+#[derive(Debug, Deserialize, Default)]
+pub struct TokenParams {
+    grant_type: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    scope: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+}
+
+fn invalid_client() -> ApiError {
+    ApiError::oauth(
+        StatusCode::UNAUTHORIZED,
+        "invalid_client",
+        "Client authentication failed due to unknown client, no client authentication included, or unsupported authentication method.",
+    )
+}
+
+fn invalid_grant() -> ApiError {
+    ApiError::oauth(
+        StatusCode::BAD_REQUEST,
+        "invalid_grant",
+        "The provided authorization grant is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+    )
+}
+
+fn invalid_scope() -> ApiError {
+    ApiError::oauth(
+        StatusCode::BAD_REQUEST,
+        "invalid_scope",
+        "The requested scope is invalid, unknown, or malformed.",
+    )
+}
+
+/// Client credentials from HTTP Basic auth, or else from the parameters.
+fn client_credentials(headers: &HeaderMap, p: &TokenParams) -> (Option<String>, Option<String>) {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        && let Some(encoded) = value.strip_prefix("Basic ")
+        && let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim())
+        && let Ok(text) = String::from_utf8(decoded)
+        && let Some((id, secret)) = text.split_once(':')
+    {
+        let unescape = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        return (Some(unescape(id)), Some(unescape(secret)));
+    }
+    (p.client_id.clone(), p.client_secret.clone())
+}
+
+async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &TokenParams,
+    secret_required: bool,
+) -> Result<App, ApiError> {
+    let (id, secret) = client_credentials(headers, p);
+    let app = find_app(state, id.as_deref().unwrap_or(""))
+        .await?
+        .ok_or_else(invalid_client)?;
+    match secret.as_deref().filter(|s| !s.is_empty()) {
+        Some(secret) if app.secret_matches(secret) => Ok(app),
+        Some(_) => Err(invalid_client()),
+        None if secret_required => Err(invalid_client()),
+        None => Ok(app),
+    }
+}
+
+fn requested_scopes(app: &App, scope: Option<&str>) -> Result<Scopes, ApiError> {
+    let scopes = Scopes::parse(scope.unwrap_or("")).map_err(|_| invalid_scope())?;
+    if app.scopes.covers(&scopes) {
+        Ok(scopes)
+    } else {
+        Err(invalid_scope())
+    }
+}
+
+/// Issues a token (in its own statement; callers in a transaction use their own insert).
+pub async fn issue(
+    state: &AppState,
+    app_id: Option<i64>,
+    account_id: Option<i64>,
+    scopes: &Scopes,
+) -> Result<Token, ApiError> {
+    let token = tokens::generate();
+    let created_at: DateTime<Utc> = sqlx::query_scalar(
+        "INSERT INTO oauth_access_tokens (id, token_hash, application_id, account_id, scopes) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+    )
+    .bind(state.ids.next_id().as_i64())
+    .bind(tokens::digest(&token))
+    .bind(app_id)
+    .bind(account_id)
+    .bind(scopes.to_string())
+    .fetch_one(&state.ctx.db)
+    .await?;
+    Ok(Token {
+        access_token: token,
+        token_type: "Bearer".into(),
+        scope: scopes.to_string(),
+        created_at: created_at.timestamp(),
+    })
+}
+
+pub async fn token(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Params(p): Params<TokenParams>,
+) -> Result<Json<Token>, ApiError> {
+    match p.grant_type.as_deref() {
+        Some("authorization_code") => {
+            let app = authenticate_client(&state, &headers, &p, false).await?;
+            let code = p.code.as_deref().unwrap_or("");
+            let mut tx = state.ctx.db.begin().await?;
+            // Claim the code: one exchange only, within its ten minutes.
+            let row = sqlx::query(
+                "UPDATE oauth_access_grants SET used_at = now() \
+                 WHERE code_hash = $1 AND used_at IS NULL AND expires_at > now() \
+                 RETURNING application_id, account_id, redirect_uri, scopes, code_challenge",
+            )
+            .bind(tokens::digest(code))
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or_else(invalid_grant)?;
+            let grant_app: i64 = row.try_get("application_id")?;
+            let redirect_uri: String = row.try_get("redirect_uri")?;
+            let challenge: Option<String> = row.try_get("code_challenge")?;
+            if grant_app != app.id || p.redirect_uri.as_deref().is_some_and(|r| r != redirect_uri) {
+                return Err(invalid_grant());
+            }
+            match (&challenge, p.code_verifier.as_deref()) {
+                (Some(challenge), Some(verifier))
+                    if tokens::pkce_s256_matches(verifier, challenge) => {}
+                (Some(_), _) => return Err(invalid_grant()),
+                // A public client (no secret) must use PKCE.
+                (None, _)
+                    if p.client_secret.is_none()
+                        && headers.get(header::AUTHORIZATION).is_none() =>
+                {
+                    return Err(invalid_client());
+                }
+                (None, _) => {}
+            }
+            let scopes =
+                Scopes::parse(&row.try_get::<String, _>("scopes")?).map_err(|_| invalid_scope())?;
+            let account_id: i64 = row.try_get("account_id")?;
+            tx.commit().await?;
+            Ok(Json(
+                issue(&state, Some(app.id), Some(account_id), &scopes).await?,
+            ))
+        }
+        Some("client_credentials") => {
+            let app = authenticate_client(&state, &headers, &p, true).await?;
+            let scopes = requested_scopes(&app, p.scope.as_deref())?;
+            Ok(Json(issue(&state, Some(app.id), None, &scopes).await?))
+        }
+        Some("password") => {
+            let app = authenticate_client(&state, &headers, &p, true).await?;
+            let scopes = requested_scopes(&app, p.scope.as_deref())?;
+            ratelimit::check(&state, ratelimit::SIGN_IN, ip).await?;
+            let signed_in = check_password(
+                &state,
+                p.username.as_deref().unwrap_or(""),
+                p.password.as_deref().unwrap_or(""),
+            )
+            .await
+            .map_err(|busy| ApiError::too_many_requests(busy.retry_after))?
+            .ok_or_else(invalid_grant)?;
+            Ok(Json(
+                issue(&state, Some(app.id), Some(signed_in.account_id), &scopes).await?,
+            ))
+        }
+        _ => Err(ApiError::oauth(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "The authorization grant type is not supported by the authorization server.",
+        )),
+    }
+}
+
+pub async fn revoke(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Params(p): Params<TokenParams>,
+) -> Result<Json<Value>, ApiError> {
+    let app = authenticate_client(&state, &headers, &p, true).await?;
+    let token = p.token.as_deref().unwrap_or("");
+    let owner: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT application_id FROM oauth_access_tokens WHERE token_hash = $1")
+            .bind(tokens::digest(token))
+            .fetch_optional(&state.ctx.db)
+            .await?;
+    match owner {
+        // Unknown tokens are "revoked" successfully (RFC 7009 §2.2).
+        None => Ok(Json(json!({}))),
+        Some(owner) if owner != Some(app.id) => Err(ApiError::oauth(
+            StatusCode::FORBIDDEN,
+            "unauthorized_client",
+            "You are not authorized to revoke this token",
+        )),
+        Some(_) => {
+            sqlx::query(
+                "UPDATE oauth_access_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+            )
+            .bind(tokens::digest(token))
+            .execute(&state.ctx.db)
+            .await?;
+            Ok(Json(json!({})))
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Request parameters the way Mastodon takes them.
+//!
+//! Mastodon accepts the same parameters as JSON, as a form (`application/x-www-form-urlencoded`),
+//! as `multipart/form-data`, or in the query string, with Rails' bracket nesting
+//! (`source[privacy]=public`, `fields_attributes[0][name]=…`). [`Params`] turns any of these into
+//! one JSON value and deserialises the handler's type from it; [`flex`] lets fields accept `"true"`
+//! and `"1"` where a form can only send strings.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+
+/// The largest parameter body accepted (media uploads have their own endpoint).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Parameters from the body (JSON, form or multipart) merged over those in the query string.
+#[derive(Debug)]
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let query: Vec<(String, String)> = request
+            .uri()
+            .query()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let mut value = pairs_to_value(query);
+        let body_value = if content_type.starts_with("multipart/form-data") {
+            let boundary = multer::parse_boundary(&content_type)
+                .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?;
+            let stream = request.into_body().into_data_stream();
+            let mut multipart = multer::Multipart::with_constraints(
+                stream,
+                boundary,
+                multer::Constraints::new()
+                    .size_limit(multer::SizeLimit::new().whole_stream(MAX_BODY as u64)),
+            );
+            let mut pairs = Vec::new();
+            while let Some(field) = multipart
+                .next_field()
+                .await
+                .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?
+            {
+                let Some(name) = field.name().map(str::to_string) else {
+                    continue;
+                };
+                if field.file_name().is_some() {
+                    continue; // files are not parameters (avatar uploads come with media support)
+                }
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?;
+                pairs.push((name, text));
+            }
+            Some(pairs_to_value(pairs))
+        } else {
+            let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
+                .await
+                .map_err(|_| {
+                    ApiError::new(
+                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "Request body too large",
+                    )
+                })?;
+            parse_body(&content_type, &body)?
+        };
+        if let (Some(Value::Object(body)), Value::Object(map)) = (body_value, &mut value) {
+            map.extend(body);
+        }
+        serde_json::from_value(value)
+            .map(Params)
+            .map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))
+    }
+}
+
+fn parse_body(content_type: &str, body: &Bytes) -> Result<Option<Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    if content_type.starts_with("application/json") {
+        let value: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::unprocessable(format!("Invalid JSON: {e}")))?;
+        return Ok(Some(value));
+    }
+    // Forms, and bodies without a content type, as Rails reads them.
+    let pairs = url::form_urlencoded::parse(body).into_owned().collect();
+    Ok(Some(pairs_to_value(pairs)))
+}
+
+/// Rails-style nesting: `a[b]=1&a[c][]=2&d=3` → `{"a": {"b": "1", "c": ["2"]}, "d": "3"}`.
+pub fn pairs_to_value(pairs: Vec<(String, String)>) -> Value {
+    let mut root = Value::Object(Map::new());
+    for (key, value) in pairs {
+        let mut path: Vec<String> = Vec::new();
+        match key.split_once('[') {
+            Some((head, rest)) => {
+                path.push(head.to_string());
+                for part in rest.split('[') {
+                    path.push(part.trim_end_matches(']').to_string());
+                }
+            }
+            None => path.push(key),
+        }
+        insert(&mut root, &path, Value::String(value));
+    }
+    root
+}
+
+fn insert(node: &mut Value, path: &[String], value: Value) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    if first.is_empty() {
+        // `a[]`: append to an array.
+        if !node.is_array() {
+            *node = Value::Array(Vec::new());
+        }
+        if let Value::Array(items) = node {
+            if rest.is_empty() {
+                items.push(value);
+            } else {
+                let mut child = Value::Object(Map::new());
+                insert(&mut child, rest, value);
+                items.push(child);
+            }
+        }
+        return;
+    }
+    if !node.is_object() {
+        *node = Value::Object(Map::new());
+    }
+    if let Value::Object(map) = node {
+        if rest.is_empty() {
+            map.insert(first.clone(), value);
+        } else {
+            let child = map
+                .entry(first.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            insert(child, rest, value);
+        }
+    }
+}
+
+/// Deserialisers that accept what forms send (`"true"`, `"1"`, `"on"`) as well as JSON values.
+pub mod flex {
+    use serde::{Deserialize, Deserializer};
+    use serde_json::Value;
+
+    fn to_bool(value: &Value) -> Option<bool> {
+        match value {
+            Value::Bool(b) => Some(*b),
+            Value::Number(n) => Some(n.as_i64() != Some(0)),
+            Value::String(s) => match s.to_ascii_lowercase().as_str() {
+                "true" | "1" | "on" | "yes" => Some(true),
+                "false" | "0" | "off" | "no" | "" => Some(false),
+                _ => None,
+            },
+            Value::Null => None,
+            _ => None,
+        }
+    }
+
+    /// An optional boolean.
+    pub fn opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        let value = Option::<Value>::deserialize(d)?;
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => to_bool(&v)
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom(format!("expected a boolean, got {v}"))),
+        }
+    }
+
+    /// An optional whole number.
+    pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        let value = Option::<Value>::deserialize(d)?;
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("expected a whole number")),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
+                serde::de::Error::custom(format!("expected a whole number, got {s:?}"))
+            }),
+            Some(v) => Err(serde::de::Error::custom(format!(
+                "expected a whole number, got {v}"
+            ))),
+        }
+    }
+
+    /// A list given as an array, or as one space/comma-separated string.
+    pub fn opt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+        let value = Option::<Value>::deserialize(d)?;
+        Ok(match value {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(
+                s.split(|c: char| c.is_whitespace() || c == ',')
+                    .filter(|p| !p.is_empty())
+                    .map(str::to_string)
+                    .collect(),
+            ),
+            Some(Value::Array(items)) => Some(
+                items
+                    .into_iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect(),
+            ),
+            Some(other) => {
+                return Err(serde::de::Error::custom(format!(
+                    "expected a list, got {other}"
+                )));
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rails_nesting() {
+        let v = pairs_to_value(vec![
+            ("display_name".into(), "Al".into()),
+            ("source[privacy]".into(), "unlisted".into()),
+            ("fields_attributes[0][name]".into(), "web".into()),
+            ("fields_attributes[0][value]".into(), "x".into()),
+            ("scopes[]".into(), "read".into()),
+            ("scopes[]".into(), "write".into()),
+        ]);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "display_name": "Al",
+                "source": {"privacy": "unlisted"},
+                "fields_attributes": {"0": {"name": "web", "value": "x"}},
+                "scopes": ["read", "write"],
+            })
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Per-IP rate limits, shared by every web replica through the cache (Redis).
+//!
+//! Mastodon's defaults: 5 sign-ups per 30 minutes and 25 sign-in attempts per 5 minutes per IP.
+//! RATE_LIMITS=false turns them off (for load tests that sign up thousands of users from one
+//! address).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use stampede_telemetry::metrics::ActionLabels;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// A limited action.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    pub action: &'static str,
+    pub max: u64,
+    pub window: Duration,
+}
+
+pub const SIGN_UP: Limit = Limit {
+    action: "sign_up",
+    max: 5,
+    window: Duration::from_secs(30 * 60),
+};
+
+pub const SIGN_IN: Limit = Limit {
+    action: "sign_in",
+    max: 25,
+    window: Duration::from_secs(5 * 60),
+};
+
+/// Counts one attempt of `limit.action` from `ip`; 429 with Retry-After once over the limit. If
+/// the cache is down the request is let through: losing Redis must not stop sign-ups.
+pub async fn check(state: &AppState, limit: Limit, ip: IpAddr) -> Result<(), ApiError> {
+    if !state.ctx.config.registrations.rate_limits {
+        return Ok(());
+    }
+    let key = format!("ratelimit:{}:{ip}", limit.action);
+    match state.ctx.cache.hit(&key, limit.window).await {
+        Ok(count) if count > limit.max => {
+            state
+                .ctx
+                .metrics
+                .rate_limited
+                .get_or_create(&ActionLabels {
+                    action: limit.action.to_string(),
+                })
+                .inc();
+            Err(ApiError::too_many_requests(limit.window))
+        }
+        Ok(_) => Ok(()),
+        Err(error) => {
+            tracing::warn!(%error, "rate limit not checked: cache unavailable");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,395 @@
+//! Signing up: the one path shared by `POST /api/v1/accounts` and the sign-up page.
+//!
+//! Order matters under a surge: every cheap check (field rules, taken names, blocked domains,
+//! closed registrations) runs before the expensive password hash, so bad requests never occupy
+//! the hashing pool; the hash runs under admission control (429 when the queue is too long); and
+//! the account, its user, the confirmation mail and (for the API) the access token are written in
+//! one transaction, so a failure leaves nothing half-created. Two sign-ups racing for one
+//! username are settled by the unique index: the loser gets the same 422 as a late one.
+
+use std::net::IpAddr;
+
+use chrono::{Datelike, NaiveDate, Utc};
+use sqlx::Row;
+use stampede_core::Scopes;
+use stampede_core::username::validate_username;
+use stampede_runtime::config::RegistrationsMode;
+
+use crate::error::{ApiError, Validation};
+use crate::mail;
+use crate::passwords::Busy;
+use crate::{AppState, tokens};
+
+/// What a person fills in.
+#[derive(Debug, Default, Clone)]
+pub struct SignUp {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+    pub agreement: bool,
+    pub locale: Option<String>,
+    pub reason: Option<String>,
+    pub date_of_birth: Option<String>,
+    pub invite_code: Option<String>,
+}
+
+/// A created account.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub account_id: i64,
+    pub approved: bool,
+    /// The access token issued with it (API sign-ups only).
+    pub access_token: Option<(String, Scopes, chrono::DateTime<Utc>)>,
+}
+
+/// Why a sign-up failed.
+#[derive(Debug)]
+pub enum RegisterError {
+    /// Field problems, answered 422 with details.
+    Invalid(Validation),
+    /// Registrations are closed and no valid invite was given.
+    Closed,
+    /// The hashing pool is saturated: 429, come back later.
+    Busy(Busy),
+    Internal(anyhow::Error),
+}
+
+impl From<sqlx::Error> for RegisterError {
+    fn from(error: sqlx::Error) -> Self {
+        RegisterError::Internal(error.into())
+    }
+}
+
+impl From<RegisterError> for ApiError {
+    fn from(error: RegisterError) -> Self {
+        match error {
+            RegisterError::Invalid(v) => v.into_error(),
+            RegisterError::Closed => ApiError::forbidden("This action is not allowed"),
+            RegisterError::Busy(busy) => ApiError::too_many_requests(busy.retry_after),
+            RegisterError::Internal(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// Password length limits (Mastodon's: bcrypt's 72-byte limit kept for compatibility).
+pub const PASSWORD_MIN: usize = 8;
+pub const PASSWORD_MAX: usize = 72;
+
+/// A plausible address: one `@`, something before it, a dotted domain after, no spaces.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && email.len() <= 254
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+}
+
+fn valid_locale(locale: &str) -> bool {
+    let mut parts = locale.split(['-', '_']);
+    let first = parts.next().unwrap_or("");
+    (2..=3).contains(&first.len())
+        && first.chars().all(|c| c.is_ascii_alphabetic())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// Whole years between `born` and `today`.
+pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
+    let mut age = today.year() - born.year();
+    if (today.month(), today.day()) < (born.month(), born.day()) {
+        age -= 1;
+    }
+    age
+}
+
+struct Invite {
+    id: i64,
+}
+
+impl AppState {
+    /// Creates an account. `app` is the application whose token made the API call, and with
+    /// whose scopes the new user's token is issued; `None` for the sign-up page.
+    pub async fn register(
+        &self,
+        input: SignUp,
+        ip: IpAddr,
+        app: Option<(i64, Scopes)>,
+    ) -> Result<Registered, RegisterError> {
+        let config = &self.ctx.config.registrations;
+        let mut v = Validation::default();
+        let username = input.username.trim().to_string();
+        let email = input.email.trim().to_string();
+
+        let invite = match input.invite_code.as_deref().filter(|c| !c.is_empty()) {
+            Some(code) => match self.find_invite(code).await? {
+                Some(invite) => Some(invite),
+                None => {
+                    v.add("invite_code", "ERR_INVALID", "is invalid or expired");
+                    None
+                }
+            },
+            None => None,
+        };
+        if config.mode == RegistrationsMode::None && invite.is_none() && !v.has("invite_code") {
+            return Err(RegisterError::Closed);
+        }
+        let approved = config.mode == RegistrationsMode::Open || invite.is_some();
+
+        if let Err(e) = validate_username(&username) {
+            v.add("username", e.code(), e.description());
+        }
+        if email.is_empty() {
+            v.add("email", "ERR_BLANK", "can't be blank");
+        } else if !valid_email(&email) {
+            v.add("email", "ERR_INVALID", "is invalid");
+        } else if self.email_domain_blocked(&email).await? {
+            v.add("email", "ERR_BLOCKED", "uses a disallowed e-mail provider");
+        }
+        let length = input.password.chars().count();
+        if length == 0 {
+            v.add("password", "ERR_BLANK", "can't be blank");
+        } else if length < PASSWORD_MIN {
+            v.add(
+                "password",
+                "ERR_TOO_SHORT",
+                "is too short (minimum is 8 characters)",
+            );
+        } else if input.password.len() > PASSWORD_MAX {
+            v.add(
+                "password",
+                "ERR_TOO_LONG",
+                "is too long (maximum is 72 characters)",
+            );
+        }
+        if !input.agreement {
+            v.add("agreement", "ERR_ACCEPTED", "must be accepted");
+        }
+        if let Some(locale) = input.locale.as_deref().filter(|l| !l.is_empty())
+            && !valid_locale(locale)
+        {
+            v.add("locale", "ERR_INCLUSION", "is not included in the list");
+        }
+        let reason = input
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        if !approved && reason.is_none() {
+            v.add("reason", "ERR_BLANK", "can't be blank");
+        }
+        if reason.is_some_and(|r| r.chars().count() > 500) {
+            v.add(
+                "reason",
+                "ERR_TOO_LONG",
+                "is too long (maximum is 500 characters)",
+            );
+        }
+        if config.min_age > 0 {
+            match input.date_of_birth.as_deref().filter(|d| !d.is_empty()) {
+                None => v.add("date_of_birth", "ERR_BLANK", "can't be blank"),
+                Some(raw) => match NaiveDate::parse_from_str(raw, "%Y-%m-%d") {
+                    Err(_) => v.add("date_of_birth", "ERR_INVALID", "is invalid"),
+                    Ok(born)
+                        if age_on(born, Utc::now().date_naive()) < i32::from(config.min_age) =>
+                    {
+                        v.add(
+                            "date_of_birth",
+                            "ERR_BELOW_LIMIT",
+                            &format!("is below the age limit of {}", config.min_age),
+                        )
+                    }
+                    Ok(_) => {}
+                },
+            }
+        }
+        // Taken names and addresses: checked here so a duplicate never costs a hash; the unique
+        // indexes below settle races.
+        if !v.has("username") && self.username_taken(&username).await? {
+            v.add("username", "ERR_TAKEN", "has already been taken");
+        }
+        if !v.has("email") && self.email_taken(&email).await? {
+            v.add("email", "ERR_TAKEN", "has already been taken");
+        }
+        if !v.is_empty() {
+            return Err(RegisterError::Invalid(v));
+        }
+
+        let password_hash = match self.passwords.hash(input.password).await {
+            Err(busy) => return Err(RegisterError::Busy(busy)),
+            Ok(hash) => hash.map_err(RegisterError::Internal)?,
+        };
+
+        let account_id = self.ids.next_id().as_i64();
+        let user_id = self.ids.next_id().as_i64();
+        let confirmation = tokens::generate();
+        let mut tx = self.ctx.db.begin().await?;
+        let inserted = async {
+            sqlx::query("INSERT INTO accounts (id, username) VALUES ($1, $2)")
+                .bind(account_id)
+                .bind(&username)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO users (id, account_id, email, password_hash, approved, \
+                 confirmation_token_hash, confirmation_sent_at, locale, reason, invite_id, \
+                 sign_up_ip, created_by_application_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9, $10::inet, $11)",
+            )
+            .bind(user_id)
+            .bind(account_id)
+            .bind(&email)
+            .bind(&password_hash)
+            .bind(approved)
+            .bind(tokens::digest(&confirmation))
+            .bind(input.locale.as_deref().filter(|l| !l.is_empty()))
+            .bind(reason)
+            .bind(invite.as_ref().map(|i| i.id))
+            .bind(ip.to_string())
+            .bind(app.as_ref().map(|(id, _)| *id))
+            .execute(&mut *tx)
+            .await?;
+            Ok::<_, sqlx::Error>(())
+        }
+        .await;
+        if let Err(error) = inserted {
+            let mut v = Validation::default();
+            match error.as_database_error().and_then(|e| e.constraint()) {
+                Some("accounts_username_domain") => {
+                    v.add("username", "ERR_TAKEN", "has already been taken")
+                }
+                Some("users_email") => v.add("email", "ERR_TAKEN", "has already been taken"),
+                _ => return Err(error.into()),
+            }
+            return Err(RegisterError::Invalid(v));
+        }
+        if let Some(invite) = &invite {
+            let claimed = sqlx::query(
+                "UPDATE invites SET uses = uses + 1 WHERE id = $1 \
+                 AND (max_uses IS NULL OR uses < max_uses) AND (expires_at IS NULL OR expires_at > now())",
+            )
+            .bind(invite.id)
+            .execute(&mut *tx)
+            .await?;
+            if claimed.rows_affected() == 0 {
+                let mut v = Validation::default();
+                v.add("invite_code", "ERR_INVALID", "is invalid or expired");
+                return Err(RegisterError::Invalid(v));
+            }
+        }
+        let link = format!(
+            "{}/auth/confirmation?confirmation_token={confirmation}",
+            self.base_url()
+        );
+        let mail = self
+            .templates
+            .confirmation_mail(
+                &email,
+                &username,
+                &link,
+                &self.ctx.config.web.site_title,
+                approved,
+            )
+            .map_err(RegisterError::Internal)?;
+        mail::enqueue(&mut tx, &mail).await?;
+
+        let access_token = match app {
+            Some((app_id, scopes)) => {
+                let token = tokens::generate();
+                let created_at: chrono::DateTime<Utc> = sqlx::query_scalar(
+                    "INSERT INTO oauth_access_tokens (id, token_hash, application_id, account_id, scopes) \
+                     VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+                )
+                .bind(self.ids.next_id().as_i64())
+                .bind(tokens::digest(&token))
+                .bind(app_id)
+                .bind(account_id)
+                .bind(scopes.to_string())
+                .fetch_one(&mut *tx)
+                .await?;
+                Some((token, scopes, created_at))
+            }
+            None => None,
+        };
+        tx.commit().await?;
+        tracing::info!(account_id, approved, "account registered");
+        Ok(Registered {
+            account_id,
+            approved,
+            access_token,
+        })
+    }
+
+    async fn find_invite(&self, code: &str) -> Result<Option<Invite>, sqlx::Error> {
+        let row = sqlx::query(
+            "SELECT id FROM invites WHERE code = $1 \
+             AND (max_uses IS NULL OR uses < max_uses) AND (expires_at IS NULL OR expires_at > now())",
+        )
+        .bind(code)
+        .fetch_optional(&self.ctx.db)
+        .await?;
+        row.map(|r| r.try_get("id").map(|id| Invite { id }))
+            .transpose()
+    }
+
+    async fn username_taken(&self, username: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL)",
+        )
+        .bind(username)
+        .fetch_one(&self.ctx.db)
+        .await
+    }
+
+    async fn email_taken(&self, email: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1))")
+            .bind(email)
+            .fetch_one(&self.ctx.db)
+            .await
+    }
+
+    /// Whether the address's domain, or a domain above it, is blocked.
+    async fn email_domain_blocked(&self, email: &str) -> Result<bool, sqlx::Error> {
+        let domain = email
+            .rsplit_once('@')
+            .map_or("", |(_, d)| d)
+            .to_ascii_lowercase();
+        let mut candidates = Vec::new();
+        let mut rest = domain.as_str();
+        loop {
+            candidates.push(rest.to_string());
+            match rest.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => rest = parent,
+                _ => break,
+            }
+        }
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM email_domain_blocks WHERE domain = ANY($1))",
+        )
+        .bind(&candidates)
+        .fetch_one(&self.ctx.db)
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_locales_and_ages() {
+        assert!(valid_email("a@example.com"));
+        assert!(!valid_email("a@localhost"));
+        assert!(!valid_email("@example.com"));
+        assert!(!valid_email("a b@example.com"));
+        assert!(!valid_email("a@.com"));
+        assert!(valid_locale("en") && valid_locale("pt-BR") && valid_locale("zh_Hant"));
+        assert!(!valid_locale("english!") && !valid_locale("e"));
+        let d = |s| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        assert_eq!(age_on(d("2010-06-15"), d("2023-06-14")), 12);
+        assert_eq!(age_on(d("2010-06-15"), d("2023-06-15")), 13);
+    }
+}
