@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: starts or checks PostgreSQL, Redis and RabbitMQ, gives the tests a clean
 # RabbitMQ vhost and Redis database, then runs every test (unit and integration) of the workspace.
-# The S3-protocol server the tests need runs inside the test process (s3s-fs).
+# The S3-protocol and SMTP servers the tests need run inside the test process (s3s-fs,
+# mailin-embedded).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,6 +19,15 @@ redis-cli -n 15 flushdb >/dev/null
 export STAMPEDE_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 export STAMPEDE_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
 export STAMPEDE_TEST_DATABASE_URL="${STAMPEDE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+# A real Mastodon client library (Mastodon.py, from PyPI) drives the account flow in the
+# compatibility test; it lives in a virtual environment outside the clone.
+venv="${STAMPEDE_VENV:-$HOME/.cache/stampede-venv}"
+if ! "$venv/bin/python" -c 'import mastodon' >/dev/null 2>&1; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'Mastodon.py==2.3.3'
+fi
+export STAMPEDE_COMPAT_PYTHON="$venv/bin/python"
+
 # Builds may reuse a cache outside the clone; they also work without one.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 

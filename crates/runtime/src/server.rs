@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
-use axum::Router;
+use axum::{Router, ServiceExt};
 use tokio::net::TcpListener;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::Context;
 
@@ -29,11 +31,15 @@ pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow:
             ctx.metrics.clone(),
             stampede_telemetry::http::track_requests,
         ));
+    // Rails (and so Mastodon) ignores a trailing slash; clients such as Mastodon.py send one.
+    let app = NormalizePathLayer::trim_trailing_slash().layer(router);
     tracing::info!(%addr, "listening");
     let shutdown = ctx.shutdown.clone();
     axum::serve(
         listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(app),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await

@@ -185,6 +185,9 @@ pub struct AppOptions {
     pub workers: bool,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Listen on this port instead of one the OS picks (for clients that must know the server's
+    /// own URL in advance, through WEB_DOMAIN).
+    pub port: Option<u16>,
 }
 
 /// A running Stampede on loopback.
@@ -263,7 +266,7 @@ pub async fn spawn_app(options: AppOptions) -> anyhow::Result<TestApp> {
     let env = test_env(&db, &options);
     let config = Config::from_source(&Env::from_pairs(env.clone()))?;
     let ctx = Context::new(config, "stampede-test")?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port.unwrap_or(0))).await?;
     let addr = listener.local_addr()?;
     let mut tasks = vec![tokio::spawn(stampede_web::serve(ctx.clone(), listener))];
     if options.workers {

@@ -22,6 +22,7 @@ async fn app_with_mail(extra_env: Vec<(&str, &str)>) -> (TestApp, SmtpServer) {
         redis: true,
         workers: true,
         env,
+        ..AppOptions::default()
     })
     .await
     .unwrap();

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod cache;
+mod compat;
 mod lifecycle;
 mod mastodon;
 mod outbox;

@@ -1,0 +1,85 @@
+//! A real Mastodon client library (Mastodon.py) drives the account flow. deploy/local/test.sh
+//! installs it in a virtual environment and points STAMPEDE_COMPAT_PYTHON at that interpreter.
+
+use std::process::Command;
+use std::time::Duration;
+
+use stampede_test_support::{AppOptions, SmtpServer, spawn_app};
+
+use crate::mastodon::Browser;
+
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/compat/mastodon_py_flow.py"
+);
+
+fn python() -> String {
+    std::env::var("STAMPEDE_COMPAT_PYTHON").unwrap_or_else(|_| {
+        panic!("STAMPEDE_COMPAT_PYTHON is not set: run the suite with deploy/local/test.sh, which installs Mastodon.py")
+    })
+}
+
+fn run(args: &[&str]) -> String {
+    let output = Command::new(python())
+        .arg(SCRIPT)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A traceback can be long; its end says what failed.
+    let tail: String = stderr
+        .chars()
+        .rev()
+        .take(4000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert!(
+        output.status.success(),
+        "Mastodon.py failed:\n{stdout}\n…{tail}"
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn mastodon_py_drives_the_account_flow() {
+    let mut smtp = SmtpServer::start().unwrap();
+    // The client discovers the OAuth endpoints from the server's metadata, which names the
+    // server's own URL: make that the address it listens on.
+    let port = crate::process::free_port();
+    let mut env = smtp.env();
+    env.push(("WEB_DOMAIN".into(), format!("127.0.0.1:{port}")));
+    let app = spawn_app(AppOptions {
+        workers: true,
+        env,
+        port: Some(port),
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let base = format!("http://{}", app.addr);
+
+    let creds = tokio::task::spawn_blocking({
+        let base = base.clone();
+        move || run(&["signup", &base])
+    })
+    .await
+    .unwrap();
+    let creds = creds.lines().last().unwrap().to_string();
+
+    let mail = smtp
+        .next(Duration::from_secs(20))
+        .await
+        .expect("a confirmation mail");
+    let link = mail.link(&format!("{base}/auth/confirmation")).unwrap();
+    let (status, _, _) = Browser::new(&app).get(&link).await;
+    assert_eq!(status, 200);
+
+    let out = tokio::task::spawn_blocking(move || run(&["use", &base, &creds]))
+        .await
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(report["ok"], true);
+}
