@@ -8,12 +8,18 @@
 //!   latency percentiles — an upper bound on commit → publish.
 //! - `queue-throughput`: fills the `distribute` queue with no-op messages, then measures how fast
 //!   the running `stampede delivery` drains it: the queue's own ceiling.
+//! - `argon2`: raw argon2id hashes per second with the production parameters on N threads —
+//!   the physical limit of sign-ups on this machine.
+//! - `signup`: sign-ups through `POST /api/v1/accounts` at a fixed rate, with a reader calling
+//!   `verify_credentials` meanwhile (see [`signup`]).
+
+mod signup;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use sqlx::PgPool;
 use stampede_queue::amqp::AmqpQueue;
 use stampede_queue::{Envelope, Queue, WorkQueue, outbox};
@@ -21,27 +27,22 @@ use stampede_runtime::canary::NOOP_KIND;
 
 #[derive(Debug, Parser)]
 #[command(name = "stampede-loadtest", about = "Benchmarks for Stampede")]
-struct Cli {
-    /// The Stampede database (migrated).
-    #[arg(long, env = "DATABASE_URL")]
-    database_url: String,
-    /// The broker Stampede uses.
-    #[arg(long, env = "AMQP_URL")]
-    amqp_url: String,
-    /// The queue prefix Stampede uses.
-    #[arg(long, env = "AMQP_QUEUE_PREFIX", default_value = "stampede")]
-    queue_prefix: String,
-    /// Allow targets outside 127.0.0.0/8 and ::1.
-    #[arg(long)]
-    allow_remote: bool,
-    #[command(subcommand)]
-    scenario: Scenario,
-}
-
-#[derive(Debug, Subcommand)]
-enum Scenario {
-    /// Outbox commit → message received, with a relay running.
+enum Command {
+    /// Raw argon2id hashes per second with the production parameters (no server needed).
+    Argon2 {
+        /// Threads hashing at once (the machine's cores by default).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Seconds to run (at most 600).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+        seconds: u64,
+    },
+    /// Sign-ups through the API at a fixed rate while a reader measures verify_credentials.
+    Signup(signup::Args),
+    /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
     OutboxLatency {
+        #[command(flatten)]
+        conn: QueueConn,
         /// Messages per second.
         #[arg(long, default_value_t = 200)]
         rate: u32,
@@ -54,6 +55,8 @@ enum Scenario {
     /// To measure the consumer alone, fill the queue while no worker runs (`--phase fill`), start
     /// the worker, and time the drain (`--phase drain`).
     QueueThroughput {
+        #[command(flatten)]
+        conn: QueueConn,
         /// Messages to send (at most 1,000,000).
         #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
         messages: u32,
@@ -63,7 +66,24 @@ enum Scenario {
     },
 }
 
-fn loopback_only(url: &str, var: &str) -> anyhow::Result<()> {
+/// Where the queue benchmarks find Stampede's database and broker.
+#[derive(Debug, clap::Args)]
+struct QueueConn {
+    /// The Stampede database (migrated).
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// The broker Stampede uses.
+    #[arg(long, env = "AMQP_URL")]
+    amqp_url: String,
+    /// The queue prefix Stampede uses.
+    #[arg(long, env = "AMQP_QUEUE_PREFIX", default_value = "stampede")]
+    queue_prefix: String,
+    /// Allow targets outside 127.0.0.0/8 and ::1.
+    #[arg(long)]
+    allow_remote: bool,
+}
+
+pub(crate) fn loopback_only(url: &str, var: &str) -> anyhow::Result<()> {
     let host = url
         .split("://")
         .nth(1)
@@ -89,7 +109,7 @@ fn loopback_only(url: &str, var: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -99,33 +119,78 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    if !cli.allow_remote {
-        loopback_only(&cli.database_url, "DATABASE_URL")?;
-        loopback_only(&cli.amqp_url, "AMQP_URL")?;
+    let report = match Command::parse() {
+        Command::Argon2 { threads, seconds } => argon2_rate(threads, seconds).await?,
+        Command::Signup(args) => signup::run(args).await?,
+        Command::OutboxLatency {
+            conn,
+            rate,
+            seconds,
+        } => {
+            let (pool, queue) = connect(&conn).await?;
+            outbox_latency(&pool, &queue, rate, seconds).await?
+        }
+        Command::QueueThroughput {
+            conn,
+            messages,
+            phase,
+        } => {
+            let (_, queue) = connect(&conn).await?;
+            queue_throughput(&queue, messages, &phase).await?
+        }
+    };
+    println!("{report}");
+    Ok(())
+}
+
+async fn argon2_rate(threads: Option<usize>, seconds: u64) -> anyhow::Result<serde_json::Value> {
+    let threads = threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            std::thread::spawn(move || {
+                // The same code the server hashes with, memory reused between hashes.
+                let mut scratch = stampede_web::passwords::Scratch::new();
+                let mut count = 0u64;
+                while Instant::now() < deadline {
+                    let _ = scratch.hash("correct horse battery staple");
+                    count += 1;
+                }
+                count
+            })
+        })
+        .collect();
+    let total: u64 = workers.into_iter().map(|w| w.join().unwrap_or(0)).sum();
+    Ok(serde_json::json!({
+        "scenario": "argon2",
+        "params": "argon2id m=19456 KiB t=2 p=1",
+        "threads": threads,
+        "seconds": seconds,
+        "hashes": total,
+        "hashes_per_s": ((total as f64 / seconds as f64) * 10.0).round() / 10.0,
+    }))
+}
+
+async fn connect(conn: &QueueConn) -> anyhow::Result<(PgPool, Queue)> {
+    if !conn.allow_remote {
+        loopback_only(&conn.database_url, "DATABASE_URL")?;
+        loopback_only(&conn.amqp_url, "AMQP_URL")?;
     }
-    let pool = PgPool::connect(&cli.database_url)
+    let pool = PgPool::connect(&conn.database_url)
         .await
         .context("cannot reach DATABASE_URL")?;
     let queue = Queue::Amqp(AmqpQueue::new(
-        &cli.amqp_url,
-        &cli.queue_prefix,
+        &conn.amqp_url,
+        &conn.queue_prefix,
         "stampede-loadtest",
     ));
     queue
         .check()
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach AMQP_URL: {e}"))?;
-    let report = match cli.scenario {
-        Scenario::OutboxLatency { rate, seconds } => {
-            outbox_latency(&pool, &queue, rate, seconds).await?
-        }
-        Scenario::QueueThroughput { messages, phase } => {
-            queue_throughput(&queue, messages, &phase).await?
-        }
-    };
-    println!("{report}");
-    Ok(())
+    Ok((pool, queue))
 }
 
 async fn outbox_latency(

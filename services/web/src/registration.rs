@@ -120,6 +120,8 @@ impl AppState {
         app: Option<(i64, Scopes)>,
     ) -> Result<Registered, RegisterError> {
         let config = &self.ctx.config.registrations;
+        // Under a surge most requests are turned away here, before touching the database.
+        self.passwords.precheck().map_err(RegisterError::Busy)?;
         let mut v = Validation::default();
         let username = input.username.trim().to_string();
         let email = input.email.trim().to_string();
@@ -146,8 +148,6 @@ impl AppState {
             v.add("email", "ERR_BLANK", "can't be blank");
         } else if !valid_email(&email) {
             v.add("email", "ERR_INVALID", "is invalid");
-        } else if self.email_domain_blocked(&email).await? {
-            v.add("email", "ERR_BLOCKED", "uses a disallowed e-mail provider");
         }
         let length = input.password.chars().count();
         if length == 0 {
@@ -206,13 +206,19 @@ impl AppState {
                 },
             }
         }
-        // Taken names and addresses: checked here so a duplicate never costs a hash; the unique
-        // indexes below settle races.
-        if !v.has("username") && self.username_taken(&username).await? {
-            v.add("username", "ERR_TAKEN", "has already been taken");
-        }
-        if !v.has("email") && self.email_taken(&email).await? {
-            v.add("email", "ERR_TAKEN", "has already been taken");
+        // Taken names and addresses, blocked domains: one round trip, so a duplicate never costs
+        // a hash; the unique indexes below settle races.
+        if !v.has("username") || !v.has("email") {
+            let (username_taken, email_taken, domain_blocked) =
+                self.conflicts(&username, &email).await?;
+            if !v.has("username") && username_taken {
+                v.add("username", "ERR_TAKEN", "has already been taken");
+            }
+            if !v.has("email") && domain_blocked {
+                v.add("email", "ERR_BLOCKED", "uses a disallowed e-mail provider");
+            } else if !v.has("email") && email_taken {
+                v.add("email", "ERR_TAKEN", "has already been taken");
+            }
         }
         if !v.is_empty() {
             return Err(RegisterError::Invalid(v));
@@ -335,24 +341,13 @@ impl AppState {
             .transpose()
     }
 
-    async fn username_taken(&self, username: &str) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL)",
-        )
-        .bind(username)
-        .fetch_one(&self.ctx.db)
-        .await
-    }
-
-    async fn email_taken(&self, email: &str) -> Result<bool, sqlx::Error> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($1))")
-            .bind(email)
-            .fetch_one(&self.ctx.db)
-            .await
-    }
-
-    /// Whether the address's domain, or a domain above it, is blocked.
-    async fn email_domain_blocked(&self, email: &str) -> Result<bool, sqlx::Error> {
+    /// Whether the username is taken, the address is taken, and the address's domain (or a
+    /// domain above it) is blocked.
+    async fn conflicts(
+        &self,
+        username: &str,
+        email: &str,
+    ) -> Result<(bool, bool, bool), sqlx::Error> {
         let domain = email
             .rsplit_once('@')
             .map_or("", |(_, d)| d)
@@ -366,9 +361,14 @@ impl AppState {
                 _ => break,
             }
         }
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM email_domain_blocks WHERE domain = ANY($1))",
+        sqlx::query_as(
+            "SELECT \
+               EXISTS (SELECT 1 FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL), \
+               EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2)), \
+               EXISTS (SELECT 1 FROM email_domain_blocks WHERE domain = ANY($3))",
         )
+        .bind(username)
+        .bind(email)
         .bind(&candidates)
         .fetch_one(&self.ctx.db)
         .await

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Sign-up benchmarks (issue: accounts): the raw argon2id rate of this machine, then sign-ups
+# through POST /api/v1/accounts against `stampede web` + `stampede delivery` with PostgreSQL,
+# Redis and RabbitMQ on the same machine (rate limits off, as a load test needs).
+#
+#   loadtest/signup.sh [SUSTAIN_RATE] [SUSTAIN_SECONDS]
+#
+# Prints one JSON report per phase on standard output; progress goes to standard error.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deploy/local/backing-services.sh postgres redis rabbitmq >&2
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
+cargo build --release --bin stampede --bin stampede-loadtest >&2
+bin="$CARGO_TARGET_DIR/release"
+sustain_rate="${1:-100}"
+sustain_seconds="${2:-300}"
+
+db=stampede_signup_bench
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
+vhost=stampede_signup_bench
+rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+rabbitmqctl -q add_vhost "$vhost" >/dev/null
+rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn LOCAL_HTTPS=false
+     AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=bench
+     REDIS_URL="redis://127.0.0.1:6379/13" REDIS_NAMESPACE=signup-bench
+     RATE_LIMITS=false REGISTRATIONS_MIN_AGE=16 DB_POOL=20)
+env "${env[@]}" "$bin/stampede" migrate
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+env "${env[@]}" PORT=3960 "$bin/stampede" web >/dev/null 2>&1 & pids+=($!)
+env "${env[@]}" PORT=3961 "$bin/stampede" delivery >/dev/null 2>&1 & pids+=($!)
+for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3960/health/ready >/dev/null && break; sleep 0.1; done
+
+echo "phase 1/4: raw argon2id rate, both cores, 10 s" >&2
+"$bin/stampede-loadtest" argon2 --seconds 10
+echo "phase 2/4: capacity — 300 sign-ups/s offered for 30 s" >&2
+"$bin/stampede-loadtest" signup --base-url http://127.0.0.1:3960 --rate 300 --seconds 30 --read-rate 0
+echo "phase 3/4: reads while sign-ups arrive at twice the capacity — 240/s for 30 s, 50 reads/s" >&2
+"$bin/stampede-loadtest" signup --base-url http://127.0.0.1:3960 --rate 240 --seconds 30 --read-rate 50
+echo "phase 4/4: sustained — $sustain_rate sign-ups/s for $sustain_seconds s" >&2
+"$bin/stampede-loadtest" signup --base-url http://127.0.0.1:3960 --rate "$sustain_rate" --seconds "$sustain_seconds" --read-rate 10
