@@ -13,6 +13,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use stampede_telemetry::Metrics;
 use stampede_telemetry::metrics::JobLabels;
@@ -189,30 +192,48 @@ impl Worker {
         let kind = envelope.kind.clone();
         let attempt = envelope.attempt;
         let result = match self.handlers.get(&kind) {
-            Some(handler) => handler.handle(envelope).instrument(span.clone()).await,
+            // A panicking handler is a bug; it must not take the message down with it (the
+            // delivery would stay unacknowledged, and its prefetch slot lost, until the channel
+            // closed). It is parked like any job that cannot succeed.
+            Some(handler) => AssertUnwindSafe(handler.handle(envelope))
+                .catch_unwind()
+                .instrument(span.clone())
+                .await
+                .unwrap_or_else(|_| {
+                    Err(JobError::Permanent(anyhow::anyhow!(
+                        "the {kind} handler panicked"
+                    )))
+                }),
             None => Err(JobError::Permanent(anyhow::anyhow!(
                 "no handler for {kind:?} on the {queue} queue"
             ))),
         };
-        let _entered = span.enter();
-        let (outcome, settled) = match result {
-            Ok(()) => ("ack", delivery.ack().await),
-            Err(JobError::Retry(error)) if attempt + 1 < self.work_queue.max_attempts() => {
-                let delay = retry::backoff(attempt);
-                tracing::warn!(error = %format!("{error:#}"), retry_in_s = delay.as_secs(), "job failed; will retry");
-                self.metrics.messages_retried.get_or_create(&labels).inc();
-                ("retry", delivery.retry(delay).await)
+        // Settling awaits the broker: instrument it rather than hold an entered span across
+        // awaits, which corrupts the span stack when the task moves between threads.
+        let (outcome, settled) = async {
+            match result {
+                Ok(()) => ("ack", delivery.ack().await),
+                Err(JobError::Retry(error)) if attempt + 1 < self.work_queue.max_attempts() => {
+                    let delay = retry::backoff(attempt);
+                    tracing::warn!(error = %format!("{error:#}"), retry_in_s = delay.as_secs(), "job failed; will retry");
+                    self.metrics.messages_retried.get_or_create(&labels).inc();
+                    ("retry", delivery.retry(delay).await)
+                }
+                Err(JobError::Retry(error) | JobError::Permanent(error)) => {
+                    let reason = format!("{error:#}");
+                    tracing::error!(error = %reason, "job failed for good; parked");
+                    self.metrics.messages_parked.get_or_create(&labels).inc();
+                    ("park", delivery.park(&reason).await)
+                }
             }
-            Err(JobError::Retry(error) | JobError::Permanent(error)) => {
-                let reason = format!("{error:#}");
-                tracing::error!(error = %reason, "job failed for good; parked");
-                self.metrics.messages_parked.get_or_create(&labels).inc();
-                ("park", delivery.park(&reason).await)
-            }
-        };
+        }
+        .instrument(span.clone())
+        .await;
         if let Err(error) = settled {
             // The message stays unacknowledged and comes back; handlers are idempotent.
-            tracing::warn!(%error, outcome, "could not settle the message; it will be redelivered");
+            span.in_scope(|| {
+                tracing::warn!(%error, outcome, "could not settle the message; it will be redelivered");
+            });
         }
         self.metrics
             .job_duration

@@ -106,22 +106,28 @@ pub fn age_on(born: NaiveDate, today: NaiveDate) -> i32 {
     age
 }
 
-struct Invite {
+pub struct Invite {
     id: i64,
+}
+
+/// The outcome of [`AppState::validate_sign_up`].
+pub struct Checked {
+    pub validation: Validation,
+    /// Whether the account will be approved at once (open mode, or a valid invite).
+    pub approved: bool,
+    invite: Option<Invite>,
+    username: String,
+    email: String,
 }
 
 impl AppState {
     /// Creates an account. `app` is the application whose token made the API call, and with
     /// whose scopes the new user's token is issued; `None` for the sign-up page.
-    pub async fn register(
-        &self,
-        input: SignUp,
-        ip: IpAddr,
-        app: Option<(i64, Scopes)>,
-    ) -> Result<Registered, RegisterError> {
+    /// Every check of a sign-up that needs no password hash: field rules, the registration mode
+    /// and invite, taken names and addresses, blocked domains. The sign-up page also uses it to
+    /// show all problems at once.
+    pub async fn validate_sign_up(&self, input: &SignUp) -> Result<Checked, RegisterError> {
         let config = &self.ctx.config.registrations;
-        // Under a surge most requests are turned away here, before touching the database.
-        self.passwords.precheck().map_err(RegisterError::Busy)?;
         let mut v = Validation::default();
         let username = input.username.trim().to_string();
         let email = input.email.trim().to_string();
@@ -220,9 +226,38 @@ impl AppState {
                 v.add("email", "ERR_TAKEN", "has already been taken");
             }
         }
-        if !v.is_empty() {
-            return Err(RegisterError::Invalid(v));
+        Ok(Checked {
+            validation: v,
+            approved,
+            invite,
+            username,
+            email,
+        })
+    }
+
+    pub async fn register(
+        &self,
+        input: SignUp,
+        ip: IpAddr,
+        app: Option<(i64, Scopes)>,
+    ) -> Result<Registered, RegisterError> {
+        // Under a surge most requests are turned away here, before touching the database.
+        self.passwords.precheck().map_err(RegisterError::Busy)?;
+        let Checked {
+            validation,
+            approved,
+            invite,
+            username,
+            email,
+        } = self.validate_sign_up(&input).await?;
+        if !validation.is_empty() {
+            return Err(RegisterError::Invalid(validation));
         }
+        let reason = input
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
 
         let password_hash = match self.passwords.hash(input.password).await {
             Err(busy) => return Err(RegisterError::Busy(busy)),

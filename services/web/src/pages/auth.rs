@@ -233,6 +233,27 @@ async fn sign_up(
         date_of_birth: form.date_of_birth.clone(),
         invite_code: form.invite_code.clone(),
     };
+    if form.password != form.password_confirmation {
+        // Show every problem at once, not only this one.
+        let mut v = match state.validate_sign_up(&input).await {
+            Ok(checked) => checked.validation,
+            Err(RegisterError::Closed) => Validation::default(),
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
+        };
+        v.add(
+            "password_confirmation",
+            "ERR_CONFIRMATION",
+            "doesn't match Password",
+        );
+        return render_sign_up(
+            &state,
+            &headers,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &form,
+            v.messages(),
+        )
+        .await;
+    }
     match state.register(input, ip, None).await {
         Ok(registered) => {
             let mut paragraphs = vec![
