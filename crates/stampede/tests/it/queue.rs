@@ -118,3 +118,47 @@ async fn the_in_process_queue_hands_back_what_it_still_holds() {
     );
     assert_eq!(q.depth(WorkQueue::Deliver).await, Some(0));
 }
+
+struct Panics;
+
+impl stampede_queue::Handler for Panics {
+    fn handle<'a>(
+        &'a self,
+        _: &'a Envelope,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), stampede_queue::JobError>> {
+        Box::pin(async { panic!("a bug in a handler") })
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_handler_parks_its_message_and_the_worker_carries_on() {
+    let memory = MemoryQueue::new();
+    let queue = Queue::Memory(memory.clone());
+    let worker = stampede_queue::Worker::new(
+        queue.clone(),
+        WorkQueue::Ingress,
+        1,
+        stampede_telemetry::Metrics::new(),
+    )
+    .handle("boom", std::sync::Arc::new(Panics));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(worker.run(stop.clone(), Duration::from_secs(5)));
+    for _ in 0..2 {
+        queue
+            .publish(WorkQueue::Ingress, &Envelope::new("boom", serde_json::json!({})))
+            .await
+            .unwrap();
+    }
+    let mut parked = Vec::new();
+    for _ in 0..100 {
+        parked.extend(memory.drain_parked(WorkQueue::Ingress).await);
+        if parked.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(parked.len(), 2, "both messages parked, the second after the first panicked");
+    assert!(parked[0].1.contains("panicked"), "{}", parked[0].1);
+    stop.cancel();
+    running.await.unwrap();
+}
