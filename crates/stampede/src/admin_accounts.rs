@@ -25,6 +25,18 @@ fn check_role(role: &str) -> anyhow::Result<()> {
     }
 }
 
+/// A unique violation said as `what`; any other error as itself.
+fn taken(error: sqlx::Error, what: &str) -> anyhow::Error {
+    let unique = error
+        .as_database_error()
+        .is_some_and(|e| e.kind() == sqlx::error::ErrorKind::UniqueViolation);
+    if unique {
+        anyhow::anyhow!("{what}")
+    } else {
+        anyhow::Error::from(error)
+    }
+}
+
 fn api(result: Result<(), stampede_web::error::ApiError>) -> anyhow::Result<()> {
     result.map_err(|e| anyhow::anyhow!("{}", e.status().canonical_reason().unwrap_or("failed")))
 }
@@ -77,7 +89,7 @@ pub async fn run(command: AccountsCommand, ctx: Context) -> anyhow::Result<ExitC
                 .bind(&username)
                 .execute(&mut *tx)
                 .await
-                .with_context(|| format!("@{username} is taken"))?;
+                .map_err(|e| taken(e, &format!("@{username} is taken")))?;
             sqlx::query(
                 "INSERT INTO users (id, account_id, email, password_hash, role, approved, confirmed_at) \
                  VALUES ($1, $2, $3, $4, $5, true, now())",
@@ -89,7 +101,7 @@ pub async fn run(command: AccountsCommand, ctx: Context) -> anyhow::Result<ExitC
             .bind(&role)
             .execute(&mut *tx)
             .await
-            .with_context(|| format!("{email} is taken"))?;
+            .map_err(|e| taken(e, &format!("{email} is taken")))?;
             tx.commit().await?;
             println!(
                 "{}",

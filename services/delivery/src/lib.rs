@@ -90,11 +90,20 @@ async fn sample_depths(ctx: Context) {
     }
 }
 
-/// Forgets old deduplication records and canaries once an hour.
+/// Forgets old deduplication records, canaries, authorization codes and sessions once an hour.
 async fn prune(ctx: Context) {
     loop {
         if let Err(error) = canary::prune(&ctx.db, DEDUPE_RETENTION).await {
             tracing::debug!(%error, "could not prune old canaries");
+        }
+        // Expired authorization codes and browser sessions serve no one.
+        for statement in [
+            "DELETE FROM oauth_access_grants WHERE expires_at < now() - interval '1 day'",
+            "DELETE FROM web_sessions WHERE created_at < now() - interval '14 days'",
+        ] {
+            if let Err(error) = sqlx::query(statement).execute(&ctx.db).await {
+                tracing::debug!(%error, "could not prune expired grants or sessions");
+            }
         }
         match dedupe::prune(&ctx.db, DEDUPE_RETENTION).await {
             Ok(0) => {}

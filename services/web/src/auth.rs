@@ -118,27 +118,6 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
-/// A token if one was sent (public endpoints that show more to a signed-in viewer).
-#[derive(Debug, Clone)]
-pub struct MaybeAuth(pub Option<Auth>);
-
-impl FromRequestParts<AppState> for MaybeAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        match bearer(parts) {
-            None => Ok(MaybeAuth(None)),
-            Some(token) => match lookup(state, &token).await? {
-                Some(auth) => Ok(MaybeAuth(Some(auth))),
-                None => Err(ApiError::unauthorized("The access token is invalid")),
-            },
-        }
-    }
-}
-
 impl Auth {
     /// 403 unless the token holds one of `scopes`.
     pub fn require(&self, scopes: &[&str]) -> Result<(), ApiError> {

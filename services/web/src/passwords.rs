@@ -4,8 +4,8 @@
 //! Hashing runs argon2id (m = 19 MiB, t = 2, p = 1: OWASP's minimum) on a fixed pool of threads,
 //! one per core, outside the async runtime, so the runtime never stalls and reads stay fast
 //! however many sign-ups arrive. Each thread owns its 19 MiB working memory for its whole life:
-//! allocating and page-faulting it afresh for every hash cost about a third of the CPU time
-//! and left hundreds of MiB behind in the allocator's arenas.
+//! allocating and page-faulting it afresh for every hash cost about 8 % of the hash rate and
+//! left hundreds of MiB behind in the allocator's arenas (docs/decisions/0008).
 //!
 //! Before queueing, a request estimates its wait from the number already waiting and the recent
 //! hash time; if that exceeds the configured bound (SIGNUP_MAX_WAIT_MS, 2 s by default) it is
@@ -251,12 +251,17 @@ impl PasswordPool {
     fn admit(&self) -> Result<(), Busy> {
         self.precheck()?;
         self.shared.metrics.signup_admitted.inc();
-        self.shared.waiting.fetch_add(1, Ordering::Relaxed);
+        let waiting = self.shared.waiting.fetch_add(1, Ordering::Relaxed) + 1;
+        self.shared
+            .metrics
+            .password_hash_waiting
+            .set(waiting as i64);
         Ok(())
     }
 
-    fn lost() -> Busy {
-        // Only if a hashing thread died; the client may simply try again.
+    /// Only if every hashing thread died; the client may simply try again.
+    fn lost(&self) -> Busy {
+        self.shared.waiting.fetch_sub(1, Ordering::Relaxed);
         Busy {
             retry_after: Duration::from_secs(1),
         }
@@ -268,8 +273,11 @@ impl PasswordPool {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Work::Hash(password, reply))
-            .map_err(|_| Self::lost())?;
-        answer.await.map_err(|_| Self::lost())
+            .map_err(|_| self.lost())?;
+        // A dropped reply means the thread took the job (and counted it) and then died.
+        answer.await.map_err(|_| Busy {
+            retry_after: Duration::from_secs(1),
+        })
     }
 
     /// Checks a password against a stored hash; `None` (no such user) still costs one hash.
@@ -278,8 +286,10 @@ impl PasswordPool {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Work::Verify(password, phc, reply))
-            .map_err(|_| Self::lost())?;
-        answer.await.map_err(|_| Self::lost())
+            .map_err(|_| self.lost())?;
+        answer.await.map_err(|_| Busy {
+            retry_after: Duration::from_secs(1),
+        })
     }
 }
 

@@ -35,6 +35,14 @@ pub const SIGN_IN: Limit = Limit {
 /// Counts one attempt of `limit.action` from `ip`; 429 with Retry-After once over the limit. If
 /// the cache is down the request is let through: losing Redis must not stop sign-ups.
 pub async fn check(state: &AppState, limit: Limit, ip: IpAddr) -> Result<(), ApiError> {
+    check_wait(state, limit, ip)
+        .await
+        .map_err(ApiError::too_many_requests)
+}
+
+/// As [`check`], answering how long to wait (for pages, which answer in HTML). The wait is the
+/// whole window: a conservative bound, since the window's start is not looked up.
+pub async fn check_wait(state: &AppState, limit: Limit, ip: IpAddr) -> Result<(), Duration> {
     if !state.ctx.config.registrations.rate_limits {
         return Ok(());
     }
@@ -49,7 +57,7 @@ pub async fn check(state: &AppState, limit: Limit, ip: IpAddr) -> Result<(), Api
                     action: limit.action.to_string(),
                 })
                 .inc();
-            Err(ApiError::too_many_requests(limit.window))
+            Err(limit.window)
         }
         Ok(_) => Ok(()),
         Err(error) => {

@@ -121,8 +121,6 @@ pub struct Checked {
 }
 
 impl AppState {
-    /// Creates an account. `app` is the application whose token made the API call, and with
-    /// whose scopes the new user's token is issued; `None` for the sign-up page.
     /// Every check of a sign-up that needs no password hash: field rules, the registration mode
     /// and invite, taken names and addresses, blocked domains. The sign-up page also uses it to
     /// show all problems at once.
@@ -235,6 +233,8 @@ impl AppState {
         })
     }
 
+    /// Creates an account. `app` is the application whose token made the API call, and with
+    /// whose scopes the new user's token is issued; `None` for the sign-up page.
     pub async fn register(
         &self,
         input: SignUp,

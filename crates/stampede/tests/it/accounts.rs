@@ -862,3 +862,113 @@ async fn instance_endpoints_describe_the_server() {
         200
     );
 }
+
+/// Logs `email` in through the pages and approves `creds`' app; returns the code.
+async fn authorization_code(
+    browser: &mut Browser,
+    creds: &crate::mastodon::AppCreds,
+    email: &str,
+    password: &str,
+) -> String {
+    let (_, page, _) = browser.get("/auth/sign_in").await;
+    let csrf = hidden(&page, "authenticity_token").unwrap();
+    let (status, _, _) = browser
+        .post_form(
+            "/auth/sign_in",
+            &[
+                ("authenticity_token", &csrf),
+                ("email", email),
+                ("password", password),
+                ("return_to", "/"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 303);
+    let (_, consent, _) = browser
+        .get(&format!(
+            "/oauth/authorize?response_type=code&client_id={}&redirect_uri=http%3A%2F%2F127.0.0.1%2Fcallback&scope=read",
+            creds.client_id
+        ))
+        .await;
+    let csrf = hidden(&consent, "authenticity_token").unwrap();
+    let (_, _, location) = browser
+        .post_form(
+            "/oauth/authorize",
+            &[
+                ("authenticity_token", &csrf),
+                ("client_id", &creds.client_id),
+                ("redirect_uri", "http://127.0.0.1/callback"),
+                ("scope", "read"),
+                ("decision", "approve"),
+            ],
+        )
+        .await;
+    location.unwrap().split("code=").nth(1).unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_code_issued_without_pkce_needs_the_client_secret() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let output = crate::process::command(
+        &app.env,
+        &[
+            "admin",
+            "accounts",
+            "create",
+            "frank",
+            "--email",
+            "frank@mail.example",
+        ],
+    )
+    .stdout(std::process::Stdio::piped())
+    .output()
+    .unwrap();
+    let created: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let password = created["password"].as_str().unwrap().to_string();
+    let creds = register_app(&app, "read").await;
+    let mut browser = Browser::new(&app);
+    let code = authorization_code(&mut browser, &creds, "frank@mail.example", &password).await;
+
+    let exchange = |extra: Vec<(&'static str, String)>, bearer: Option<&'static str>| {
+        let app = &app;
+        let mut pairs = vec![
+            ("grant_type", "authorization_code".to_string()),
+            ("client_id", creds.client_id.clone()),
+            ("redirect_uri", "http://127.0.0.1/callback".to_string()),
+            ("code", code.clone()),
+        ];
+        pairs.extend(extra);
+        async move {
+            let body = crate::mastodon::form(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect::<Vec<_>>(),
+            );
+            let mut request = app
+                .client
+                .post(app.url("/oauth/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body);
+            if let Some(token) = bearer {
+                request = request.bearer_auth(token);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(exchange(vec![], None).await, 401, "no secret, no PKCE");
+    assert_eq!(
+        exchange(vec![("client_secret", String::new())], None).await,
+        401,
+        "an empty secret is no secret"
+    );
+    assert_eq!(
+        exchange(vec![], Some("anything")).await,
+        401,
+        "a bearer header is no client authentication"
+    );
+    assert_eq!(
+        exchange(vec![("client_secret", creds.client_secret.clone())], None).await,
+        200
+    );
+}

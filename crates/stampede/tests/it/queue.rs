@@ -145,7 +145,10 @@ async fn a_panicking_handler_parks_its_message_and_the_worker_carries_on() {
     let running = tokio::spawn(worker.run(stop.clone(), Duration::from_secs(5)));
     for _ in 0..2 {
         queue
-            .publish(WorkQueue::Ingress, &Envelope::new("boom", serde_json::json!({})))
+            .publish(
+                WorkQueue::Ingress,
+                &Envelope::new("boom", serde_json::json!({})),
+            )
             .await
             .unwrap();
     }
@@ -157,7 +160,11 @@ async fn a_panicking_handler_parks_its_message_and_the_worker_carries_on() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(parked.len(), 2, "both messages parked, the second after the first panicked");
+    assert_eq!(
+        parked.len(),
+        2,
+        "both messages parked, the second after the first panicked"
+    );
     assert!(parked[0].1.contains("panicked"), "{}", parked[0].1);
     stop.cancel();
     running.await.unwrap();

@@ -77,21 +77,30 @@ fn client_credentials(headers: &HeaderMap, p: &TokenParams) -> (Option<String>, 
     (p.client_id.clone(), p.client_secret.clone())
 }
 
+/// How the client proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ClientAuth {
+    /// With its client secret: a confidential client.
+    Secret,
+    /// With its client id only: a public client, which must use PKCE.
+    Public,
+}
+
 async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
     p: &TokenParams,
     secret_required: bool,
-) -> Result<App, ApiError> {
+) -> Result<(App, ClientAuth), ApiError> {
     let (id, secret) = client_credentials(headers, p);
     let app = find_app(state, id.as_deref().unwrap_or(""))
         .await?
         .ok_or_else(invalid_client)?;
     match secret.as_deref().filter(|s| !s.is_empty()) {
-        Some(secret) if app.secret_matches(secret) => Ok(app),
+        Some(secret) if app.secret_matches(secret) => Ok((app, ClientAuth::Secret)),
         Some(_) => Err(invalid_client()),
         None if secret_required => Err(invalid_client()),
-        None => Ok(app),
+        None => Ok((app, ClientAuth::Public)),
     }
 }
 
@@ -139,7 +148,7 @@ pub async fn token(
 ) -> Result<Json<Token>, ApiError> {
     match p.grant_type.as_deref() {
         Some("authorization_code") => {
-            let app = authenticate_client(&state, &headers, &p, false).await?;
+            let (app, client_auth) = authenticate_client(&state, &headers, &p, false).await?;
             let code = p.code.as_deref().unwrap_or("");
             let mut tx = state.ctx.db.begin().await?;
             // Claim the code: one exchange only, within its ten minutes.
@@ -163,10 +172,7 @@ pub async fn token(
                     if tokens::pkce_s256_matches(verifier, challenge) => {}
                 (Some(_), _) => return Err(invalid_grant()),
                 // A public client (no secret) must use PKCE.
-                (None, _)
-                    if p.client_secret.is_none()
-                        && headers.get(header::AUTHORIZATION).is_none() =>
-                {
+                (None, _) if client_auth == ClientAuth::Public => {
                     return Err(invalid_client());
                 }
                 (None, _) => {}
@@ -180,12 +186,12 @@ pub async fn token(
             ))
         }
         Some("client_credentials") => {
-            let app = authenticate_client(&state, &headers, &p, true).await?;
+            let (app, _) = authenticate_client(&state, &headers, &p, true).await?;
             let scopes = requested_scopes(&app, p.scope.as_deref())?;
             Ok(Json(issue(&state, Some(app.id), None, &scopes).await?))
         }
         Some("password") => {
-            let app = authenticate_client(&state, &headers, &p, true).await?;
+            let (app, _) = authenticate_client(&state, &headers, &p, true).await?;
             let scopes = requested_scopes(&app, p.scope.as_deref())?;
             ratelimit::check(&state, ratelimit::SIGN_IN, ip).await?;
             let signed_in = check_password(
@@ -213,7 +219,7 @@ pub async fn revoke(
     headers: HeaderMap,
     Params(p): Params<TokenParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let app = authenticate_client(&state, &headers, &p, true).await?;
+    let (app, _) = authenticate_client(&state, &headers, &p, true).await?;
     let token = p.token.as_deref().unwrap_or("");
     let owner: Option<Option<i64>> =
         sqlx::query_scalar("SELECT application_id FROM oauth_access_tokens WHERE token_hash = $1")

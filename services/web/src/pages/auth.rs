@@ -82,9 +82,12 @@ fn retry_later(state: &AppState, wait: std::time::Duration) -> Response {
     let mut response = state.notice(
         StatusCode::TOO_MANY_REQUESTS,
         "Too many requests",
-        &["Many people are signing up right now. Please try again in a few seconds."],
+        &["Too many attempts right now. Please try again a little later."],
     );
-    let seconds = wait.as_secs().max(1).to_string();
+    // Whole seconds, rounded up, as the API's Retry-After.
+    let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+        .max(1)
+        .to_string();
     if let Ok(value) = HeaderValue::from_str(&seconds) {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
@@ -204,24 +207,8 @@ async fn sign_up(
     if !csrf_ok(&headers, form.authenticity_token.as_deref()) {
         return bad_token(&state);
     }
-    if let Err(e) = ratelimit::check(&state, ratelimit::SIGN_UP, ip).await {
-        return e.into_response();
-    }
-    if form.password != form.password_confirmation {
-        let mut v = Validation::default();
-        v.add(
-            "password_confirmation",
-            "ERR_CONFIRMATION",
-            "doesn't match Password",
-        );
-        return render_sign_up(
-            &state,
-            &headers,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            &form,
-            v.messages(),
-        )
-        .await;
+    if let Err(wait) = ratelimit::check_wait(&state, ratelimit::SIGN_UP, ip).await {
+        return retry_later(&state, wait);
     }
     let input = SignUp {
         username: form.username.clone(),
@@ -363,8 +350,8 @@ async fn sign_in(
     if !csrf_ok(&headers, form.authenticity_token.as_deref()) {
         return bad_token(&state);
     }
-    if let Err(e) = ratelimit::check(&state, ratelimit::SIGN_IN, ip).await {
-        return e.into_response();
+    if let Err(wait) = ratelimit::check_wait(&state, ratelimit::SIGN_IN, ip).await {
+        return retry_later(&state, wait);
     }
     let return_to = safe_return_to(form.return_to.as_deref());
     let signed_in = match check_password(&state, &form.email, &form.password).await {
@@ -518,8 +505,8 @@ async fn password_create(
     if !csrf_ok(&headers, form.authenticity_token.as_deref()) {
         return bad_token(&state);
     }
-    if let Err(e) = ratelimit::check(&state, ratelimit::SIGN_IN, ip).await {
-        return e.into_response();
+    if let Err(wait) = ratelimit::check_wait(&state, ratelimit::SIGN_IN, ip).await {
+        return retry_later(&state, wait);
     }
     let token = tokens::generate();
     let sent = async {

@@ -10,15 +10,16 @@ use stampede_mastodon::{Application, CredentialApplication};
 use crate::auth::Auth;
 use crate::error::{ApiError, Validation};
 use crate::oauth::OOB;
-use crate::payload::{Params, flex};
+use crate::payload::Params;
 use crate::{AppState, tokens};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateApp {
     #[serde(default)]
     client_name: Option<String>,
-    #[serde(default, deserialize_with = "flex::opt_list")]
-    redirect_uris: Option<Vec<String>>,
+    /// One string with URIs separated by newlines (or spaces), or an array.
+    #[serde(default)]
+    redirect_uris: Option<serde_json::Value>,
     #[serde(default)]
     scopes: Option<String>,
     #[serde(default)]
@@ -64,16 +65,18 @@ pub async fn create(
             "is too long (maximum is 60 characters)",
         );
     }
-    let redirect_uris: Vec<String> = p
-        .redirect_uris
-        .unwrap_or_default()
-        .into_iter()
-        .flat_map(|u| {
-            u.split('\n')
-                .map(|s| s.trim().to_string())
-                .collect::<Vec<_>>()
-        })
-        .filter(|u| !u.is_empty())
+    let given: Vec<String> = match p.redirect_uris {
+        Some(serde_json::Value::String(s)) => vec![s],
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    // URIs never contain whitespace, so it separates them; commas may appear inside one.
+    let redirect_uris: Vec<String> = given
+        .iter()
+        .flat_map(|u| u.split_whitespace().map(str::to_string))
         .collect();
     if redirect_uris.is_empty() {
         v.add("redirect_uri", "ERR_BLANK", "can't be blank");
