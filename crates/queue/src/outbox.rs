@@ -23,6 +23,9 @@ use crate::{Envelope, Queue, WorkQueue};
 /// The channel the outbox trigger notifies.
 pub const CHANNEL: &str = "stampede_outbox";
 
+/// The advisory lock the leading relay holds (per database).
+const RELAY_LOCK: i64 = 0x5354_414d_5045_4445; // "STAMPEDE"
+
 /// Writes `envelope` for `queue` within the caller's transaction.
 pub async fn enqueue(
     conn: &mut PgConnection,
@@ -133,12 +136,21 @@ impl Relay {
     }
 
     /// Relays until `shutdown` is cancelled.
+    ///
+    /// One relay per database leads: it holds a session advisory lock on its listener
+    /// connection, LISTENs, and relays at each commit. The others stand by, polling once per
+    /// `poll_interval` (which also covers a leader that stopped without letting go) and trying
+    /// for the lock; when the leader's connection ends, one of them takes over within a poll.
+    /// So N web replicas cost one wake-up per commit, not N. Leadership is an economy, not a
+    /// guarantee: should two relays both lead for a moment, `SKIP LOCKED` keeps them apart.
     pub async fn run(self, shutdown: CancellationToken) {
-        let mut listener: Option<PgListener> = None;
+        let mut conn: Option<PgListener> = None;
+        let mut leading = false;
         let mut failures = 0u32;
+        let mut backlog_sampled: Option<std::time::Instant> = None;
         while !shutdown.is_cancelled() {
-            if listener.is_none() {
-                listener = self.listen().await;
+            if !leading {
+                leading = self.try_lead(&mut conn).await;
             }
             match self.relay_once().await {
                 Ok(n) => {
@@ -157,29 +169,70 @@ impl Relay {
                     }
                 }
             }
-            if let Ok(backlog) = self.backlog().await {
-                self.metrics.outbox_backlog.set(backlog);
+            // count(*) is not free: sample the backlog at most once a second.
+            if backlog_sampled.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                backlog_sampled = Some(std::time::Instant::now());
+                if let Ok(backlog) = self.backlog().await {
+                    self.metrics.outbox_backlog.set(backlog);
+                }
             }
+            let listener = if leading { conn.as_mut() } else { None };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(self.poll_interval) => {}
-                notified = wait(&mut listener) => {
-                    if notified.is_err() {
-                        listener = None; // reconnect on the next round; polling covers the gap
+                notified = wait(listener) => {
+                    match notified {
+                        // Commits that arrived meanwhile are all picked up by the next round:
+                        // one round for the lot, not one per notification.
+                        Ok(()) => {
+                            if let Some(l) = conn.as_mut() {
+                                while l.next_buffered().is_some() {}
+                            }
+                        }
+                        // Lost the connection, and with it the lock: stand by and try again.
+                        Err(_) => {
+                            conn = None;
+                            leading = false;
+                        }
                     }
                 }
             }
         }
     }
 
-    async fn listen(&self) -> Option<PgListener> {
-        let mut listener = PgListener::connect_with(&self.pool).await.ok()?;
-        listener.listen(CHANNEL).await.ok()?;
-        Some(listener)
+    /// Tries to become the leading relay on `conn` (connecting it if needed).
+    async fn try_lead(&self, conn: &mut Option<PgListener>) -> bool {
+        if conn.is_none() {
+            *conn = PgListener::connect_with(&self.pool).await.ok();
+        }
+        let Some(listener) = conn.as_mut() else {
+            return false;
+        };
+        let locked: Result<bool, sqlx::Error> =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(RELAY_LOCK)
+                .fetch_one(&mut *listener)
+                .await;
+        match locked {
+            Ok(true) => {
+                if listener.listen(CHANNEL).await.is_ok() {
+                    tracing::debug!("leading the outbox relay");
+                    true
+                } else {
+                    *conn = None;
+                    false
+                }
+            }
+            Ok(false) => false,
+            Err(_) => {
+                *conn = None;
+                false
+            }
+        }
     }
 }
 
-async fn wait(listener: &mut Option<PgListener>) -> Result<(), sqlx::Error> {
+async fn wait(listener: Option<&mut PgListener>) -> Result<(), sqlx::Error> {
     match listener {
         Some(l) => l.recv().await.map(|_| ()),
         None => std::future::pending().await,

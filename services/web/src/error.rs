@@ -144,16 +144,7 @@ impl Validation {
 
     /// The 422 answer: `Validation failed: Username has already been taken, …`.
     pub fn into_error(self) -> ApiError {
-        let summary: Vec<String> = self
-            .details
-            .iter()
-            .flat_map(|(field, errors)| {
-                let name = humanize(field);
-                errors
-                    .iter()
-                    .map(move |e| format!("{name} {}", e.description))
-            })
-            .collect();
+        let summary = self.messages();
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             body: serde_json::json!(ValidationBody {

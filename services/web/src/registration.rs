@@ -39,7 +39,7 @@ pub struct Registered {
     pub account_id: i64,
     pub approved: bool,
     /// The access token issued with it (API sign-ups only).
-    pub access_token: Option<(String, Scopes, chrono::DateTime<Utc>)>,
+    pub access_token: Option<stampede_mastodon::Token>,
 }
 
 /// Why a sign-up failed.
@@ -338,21 +338,16 @@ impl AppState {
         mail::enqueue(&mut tx, &mail).await?;
 
         let access_token = match app {
-            Some((app_id, scopes)) => {
-                let token = tokens::generate();
-                let created_at: chrono::DateTime<Utc> = sqlx::query_scalar(
-                    "INSERT INTO oauth_access_tokens (id, token_hash, application_id, account_id, scopes) \
-                     VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
+            Some((app_id, scopes)) => Some(
+                crate::oauth::token::issue(
+                    &mut *tx,
+                    &self.ids,
+                    Some(app_id),
+                    Some(account_id),
+                    &scopes,
                 )
-                .bind(self.ids.next_id().as_i64())
-                .bind(tokens::digest(&token))
-                .bind(app_id)
-                .bind(account_id)
-                .bind(scopes.to_string())
-                .fetch_one(&mut *tx)
-                .await?;
-                Some((token, scopes, created_at))
-            }
+                .await?,
+            ),
             None => None,
         };
         tx.commit().await?;

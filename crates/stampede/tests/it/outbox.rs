@@ -116,3 +116,61 @@ async fn a_message_delivered_twice_is_applied_once() {
     assert_eq!(status[0].applied_count, 1);
     assert!(status[0].latency_s.is_some());
 }
+
+#[tokio::test]
+async fn one_relay_leads_and_another_takes_over_when_it_stops() {
+    let (pool, queue, _) = setup().await;
+    let relay = |poll: Duration| {
+        let mut r = Relay::new(pool.clone(), queue.clone(), Metrics::new());
+        r.poll_interval = poll;
+        r
+    };
+    let first_stop = tokio_util::sync::CancellationToken::new();
+    let second_stop = tokio_util::sync::CancellationToken::new();
+    let first = tokio::spawn(relay(Duration::from_millis(300)).run(first_stop.clone()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = tokio::spawn(relay(Duration::from_millis(300)).run(second_stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let leaders: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = \
+         (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(leaders, 1, "exactly one relay leads");
+
+    let mut consumer = queue.consume(WorkQueue::Deliver, 10).await.unwrap();
+    let send = || async {
+        let mut tx = pool.begin().await.unwrap();
+        let envelope = Envelope::new("test", serde_json::json!({}));
+        outbox::enqueue(&mut tx, WorkQueue::Deliver, &envelope)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        envelope.id
+    };
+    let id = send().await;
+    let got = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.envelope.id, id);
+    got.ack().await.unwrap();
+
+    // The leader stops; the standby picks up the next commit within its poll.
+    first_stop.cancel();
+    first.await.unwrap();
+    let id = send().await;
+    let got = tokio::time::timeout(Duration::from_secs(5), consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.envelope.id, id);
+    got.ack().await.unwrap();
+    second_stop.cancel();
+    second.await.unwrap();
+}

@@ -7,8 +7,9 @@ use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sqlx::Row;
+use sqlx::{PgExecutor, Row};
 use stampede_core::Scopes;
+use stampede_core::id::IdGenerator;
 use stampede_mastodon::Token;
 
 use super::{App, find_app};
@@ -113,24 +114,25 @@ fn requested_scopes(app: &App, scope: Option<&str>) -> Result<Scopes, ApiError> 
     }
 }
 
-/// Issues a token (in its own statement; callers in a transaction use their own insert).
+/// Issues a token on `db` (the pool, or the caller's transaction); only its digest is stored.
 pub async fn issue(
-    state: &AppState,
+    db: impl PgExecutor<'_>,
+    ids: &IdGenerator,
     app_id: Option<i64>,
     account_id: Option<i64>,
     scopes: &Scopes,
-) -> Result<Token, ApiError> {
+) -> Result<Token, sqlx::Error> {
     let token = tokens::generate();
     let created_at: DateTime<Utc> = sqlx::query_scalar(
         "INSERT INTO oauth_access_tokens (id, token_hash, application_id, account_id, scopes) \
          VALUES ($1, $2, $3, $4, $5) RETURNING created_at",
     )
-    .bind(state.ids.next_id().as_i64())
+    .bind(ids.next_id().as_i64())
     .bind(tokens::digest(&token))
     .bind(app_id)
     .bind(account_id)
     .bind(scopes.to_string())
-    .fetch_one(&state.ctx.db)
+    .fetch_one(db)
     .await?;
     Ok(Token {
         access_token: token,
@@ -182,13 +184,22 @@ pub async fn token(
             let account_id: i64 = row.try_get("account_id")?;
             tx.commit().await?;
             Ok(Json(
-                issue(&state, Some(app.id), Some(account_id), &scopes).await?,
+                issue(
+                    &state.ctx.db,
+                    &state.ids,
+                    Some(app.id),
+                    Some(account_id),
+                    &scopes,
+                )
+                .await?,
             ))
         }
         Some("client_credentials") => {
             let (app, _) = authenticate_client(&state, &headers, &p, true).await?;
             let scopes = requested_scopes(&app, p.scope.as_deref())?;
-            Ok(Json(issue(&state, Some(app.id), None, &scopes).await?))
+            Ok(Json(
+                issue(&state.ctx.db, &state.ids, Some(app.id), None, &scopes).await?,
+            ))
         }
         Some("password") => {
             let (app, _) = authenticate_client(&state, &headers, &p, true).await?;
@@ -203,7 +214,14 @@ pub async fn token(
             .map_err(|busy| ApiError::too_many_requests(busy.retry_after))?
             .ok_or_else(invalid_grant)?;
             Ok(Json(
-                issue(&state, Some(app.id), Some(signed_in.account_id), &scopes).await?,
+                issue(
+                    &state.ctx.db,
+                    &state.ids,
+                    Some(app.id),
+                    Some(signed_in.account_id),
+                    &scopes,
+                )
+                .await?,
             ))
         }
         _ => Err(ApiError::oauth(

@@ -61,15 +61,10 @@ pub async fn create(
             Some((app_id, auth.scopes.clone())),
         )
         .await?;
-    let (access_token, scopes, created_at) = registered
+    registered
         .access_token
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("API sign-up without a token")))?;
-    Ok(Json(Token {
-        access_token,
-        token_type: "Bearer".into(),
-        scope: scopes.to_string(),
-        created_at: created_at.timestamp(),
-    }))
+        .map(Json)
+        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("API sign-up without a token")))
 }
 
 async fn credential_account(
