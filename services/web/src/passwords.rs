@@ -162,8 +162,11 @@ impl std::fmt::Debug for PasswordPool {
 }
 
 fn worker(jobs: flume::Receiver<Work>, shared: Arc<Shared>) {
-    let mut scratch = Scratch::new();
+    // Allocated at the first hash, so a process that never hashes (an idle replica, a CLI
+    // command) does not carry 19 MiB per thread.
+    let mut scratch: Option<Scratch> = None;
     while let Ok(work) = jobs.recv() {
+        let scratch = scratch.get_or_insert_with(Scratch::new);
         shared.waiting.fetch_sub(1, Ordering::Relaxed);
         shared
             .metrics
