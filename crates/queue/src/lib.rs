@@ -159,7 +159,7 @@ impl Delivery {
         match self.settle {
             Settle::Amqp(s) => s.retry(self.queue, &next, delay).await,
             Settle::Memory(s) => {
-                s.retry(self.queue, next, delay);
+                s.retry(self.queue, next, delay).await;
                 Ok(())
             }
         }

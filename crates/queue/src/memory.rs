@@ -26,10 +26,14 @@ struct Lane {
     parked_rx: Arc<Mutex<mpsc::Receiver<(Envelope, String)>>>,
 }
 
+/// Messages waiting out a retry delay, by message id.
+type Delayed = Arc<Mutex<HashMap<uuid::Uuid, (WorkQueue, Envelope)>>>;
+
 /// The in-process queue; clones share the same queues.
 #[derive(Clone)]
 pub struct MemoryQueue {
     lanes: Arc<HashMap<WorkQueue, Lane>>,
+    delayed: Delayed,
 }
 
 impl std::fmt::Debug for MemoryQueue {
@@ -64,6 +68,7 @@ impl MemoryQueue {
             .collect();
         MemoryQueue {
             lanes: Arc::new(lanes),
+            delayed: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -91,6 +96,7 @@ impl MemoryQueue {
             rx: lane.rx.clone(),
             requeue: lane.tx.clone(),
             parked: lane.parked_tx.clone(),
+            delayed: self.delayed.clone(),
         }
     }
 
@@ -104,10 +110,12 @@ impl MemoryQueue {
         (tx.max_capacity() - tx.capacity()) as u32
     }
 
-    /// Takes every message still waiting in any queue. `stampede all` calls this after its
-    /// workers stop and writes them back to the outbox, so a clean stop loses nothing.
+    /// Takes every message still waiting in any queue, or waiting out a retry delay. `stampede
+    /// all` calls this after its workers stop and writes them back to the outbox, so a clean stop
+    /// loses nothing.
     pub async fn drain_all(&self) -> Vec<(WorkQueue, Envelope)> {
-        let mut out = Vec::new();
+        let mut out: Vec<(WorkQueue, Envelope)> =
+            self.delayed.lock().await.drain().map(|(_, v)| v).collect();
         for queue in WorkQueue::ALL {
             let mut rx = self.lane(queue).rx.lock().await;
             while let Ok(envelope) = rx.try_recv() {
@@ -134,6 +142,7 @@ pub struct MemoryConsumer {
     rx: Arc<Mutex<mpsc::Receiver<Envelope>>>,
     requeue: mpsc::Sender<Envelope>,
     parked: mpsc::Sender<(Envelope, String)>,
+    delayed: Delayed,
 }
 
 impl MemoryConsumer {
@@ -147,6 +156,7 @@ impl MemoryConsumer {
                 pending: Some(envelope),
                 requeue: self.requeue.clone(),
                 parked: self.parked.clone(),
+                delayed: self.delayed.clone(),
             }),
         })
     }
@@ -158,6 +168,7 @@ pub(crate) struct MemorySettle {
     pending: Option<Envelope>,
     requeue: mpsc::Sender<Envelope>,
     parked: mpsc::Sender<(Envelope, String)>,
+    delayed: Delayed,
 }
 
 impl MemorySettle {
@@ -165,12 +176,20 @@ impl MemorySettle {
         self.pending = None;
     }
 
-    pub(crate) fn retry(mut self, _queue: WorkQueue, next: Envelope, delay: Duration) {
+    /// Holds `next` for `delay`, where [`MemoryQueue::drain_all`] can still find it, then puts it
+    /// back on its queue.
+    pub(crate) async fn retry(mut self, queue: WorkQueue, next: Envelope, delay: Duration) {
         self.pending = None;
-        let requeue = self.requeue.clone();
+        let id = next.id;
+        self.delayed.lock().await.insert(id, (queue, next));
+        let (requeue, delayed) = (self.requeue.clone(), self.delayed.clone());
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = requeue.send(next).await;
+            // Gone if drained at shutdown meanwhile.
+            let due = delayed.lock().await.remove(&id);
+            if let Some((_, envelope)) = due {
+                let _ = requeue.send(envelope).await;
+            }
         });
     }
 

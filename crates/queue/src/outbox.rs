@@ -81,16 +81,32 @@ impl Relay {
         }
 
         let mut jobs = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
         for row in rows {
             let id: i64 = row.try_get("id")?;
             let queue_name: String = row.try_get("queue")?;
             let created_at: DateTime<Utc> = row.try_get("created_at")?;
-            let envelope: sqlx::types::Json<Envelope> = row.try_get("envelope")?;
+            let raw: sqlx::types::Json<serde_json::Value> = row.try_get("envelope")?;
             // Filtered by `queue = ANY(known)` above.
             let Some(queue) = WorkQueue::from_name(&queue_name) else {
                 continue;
             };
-            jobs.push((id, queue, created_at, envelope.0));
+            // One row this build cannot read (written by a newer one, say) must not stop the
+            // rest: it is set aside, kept for an operator, and the batch goes on.
+            match serde_json::from_value::<Envelope>(raw.0.clone()) {
+                Ok(envelope) => jobs.push((id, queue, created_at, envelope)),
+                Err(error) => {
+                    tracing::error!(outbox_id = id, %queue, %error, envelope = %raw.0,
+                        "outbox row is not an envelope this build reads; set aside as unreadable");
+                    unreadable.push(id);
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            sqlx::query("UPDATE outbox SET queue = 'unreadable:' || queue WHERE id = ANY($1)")
+                .bind(&unreadable)
+                .execute(&mut *tx)
+                .await?;
         }
 
         let results = join_all(
@@ -152,7 +168,18 @@ impl Relay {
             if !leading {
                 leading = self.try_lead(&mut conn).await;
             }
-            match self.relay_once().await {
+            // A publish can wait (a full in-process queue, a slow broker); shutdown must not wait
+            // for ever. A round gets a few seconds to finish after shutdown (cutting a healthy one
+            // short would publish its rows twice); one cut short rolls back, and its rows are
+            // published again later.
+            let round = tokio::select! {
+                _ = async {
+                    shutdown.cancelled().await;
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                } => break,
+                round = self.relay_once() => round,
+            };
+            match round {
                 Ok(n) => {
                     failures = 0;
                     if n as i64 >= self.batch_size {

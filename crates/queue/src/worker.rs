@@ -110,14 +110,18 @@ impl Worker {
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(usize::from(this.concurrency)));
         let mut failures = 0u32;
+        // The consumer outlives the loop: on shutdown, jobs still running must be able to
+        // acknowledge on its channel, so it is closed (and what it holds handed back) only after
+        // they finish or the deadline passes.
+        let mut current: Option<crate::Consumer> = None;
         'connect: while !shutdown.is_cancelled() {
-            let mut consumer = match this.queue.consume(this.work_queue, this.concurrency).await {
+            let consumer = match this.queue.consume(this.work_queue, this.concurrency).await {
                 Ok(c) => {
                     if failures > 0 {
                         tracing::info!(queue = %this.work_queue, "consuming again");
                     }
                     failures = 0;
-                    c
+                    current.insert(c)
                 }
                 Err(error) => {
                     failures += 1;
@@ -170,6 +174,7 @@ impl Worker {
         {
             tracing::warn!(queue = %this.work_queue, "jobs still running at the shutdown deadline; they will be redelivered");
         }
+        drop(current);
     }
 
     async fn process(&self, delivery: Delivery) {

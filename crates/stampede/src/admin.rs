@@ -105,8 +105,8 @@ pub enum InvitesCommand {
         #[arg(long)]
         max_uses: Option<i32>,
         /// Hours until it expires (never when omitted).
-        #[arg(long)]
-        expires_in_hours: Option<i64>,
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=87_600))]
+        expires_in_hours: Option<i32>,
     },
 }
 

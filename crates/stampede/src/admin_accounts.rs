@@ -205,7 +205,7 @@ pub async fn invites(command: InvitesCommand, ctx: Context) -> anyhow::Result<Ex
             )
             .bind(&code)
             .bind(max_uses)
-            .bind(expires_in_hours.map(|h| h as i32))
+            .bind(expires_in_hours)
             .execute(&ctx.db)
             .await?;
             println!(

@@ -40,7 +40,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let mut value = pairs_to_value(query);
+        let mut value = pairs_to_value(query)?;
         let body_value = if content_type.starts_with("multipart/form-data") {
             let boundary = multer::parse_boundary(&content_type)
                 .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?;
@@ -69,7 +69,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
                     .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?;
                 pairs.push((name, text));
             }
-            Some(pairs_to_value(pairs))
+            Some(pairs_to_value(pairs)?)
         } else {
             let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
                 .await
@@ -101,11 +101,21 @@ fn parse_body(content_type: &str, body: &Bytes) -> Result<Option<Value>, ApiErro
     }
     // Forms, and bodies without a content type, as Rails reads them.
     let pairs = url::form_urlencoded::parse(body).into_owned().collect();
-    Ok(Some(pairs_to_value(pairs)))
+    Ok(Some(pairs_to_value(pairs)?))
 }
 
+/// Nesting deeper than this is refused: no real parameter comes close, and unbounded nesting
+/// would let one request exhaust the stack (Rack draws the same line).
+pub const MAX_DEPTH: usize = 16;
+
+/// More parameters than this are refused.
+pub const MAX_PARAMS: usize = 1000;
+
 /// Rails-style nesting: `a[b]=1&a[c][]=2&d=3` → `{"a": {"b": "1", "c": ["2"]}, "d": "3"}`.
-pub fn pairs_to_value(pairs: Vec<(String, String)>) -> Value {
+pub fn pairs_to_value(pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
+    if pairs.len() > MAX_PARAMS {
+        return Err(ApiError::unprocessable("Too many parameters"));
+    }
     let mut root = Value::Object(Map::new());
     for (key, value) in pairs {
         let mut path: Vec<String> = Vec::new();
@@ -114,13 +124,16 @@ pub fn pairs_to_value(pairs: Vec<(String, String)>) -> Value {
                 path.push(head.to_string());
                 for part in rest.split('[') {
                     path.push(part.trim_end_matches(']').to_string());
+                    if path.len() > MAX_DEPTH {
+                        return Err(ApiError::unprocessable("Parameters nested too deeply"));
+                    }
                 }
             }
             None => path.push(key),
         }
         insert(&mut root, &path, Value::String(value));
     }
-    root
+    Ok(root)
 }
 
 fn insert(node: &mut Value, path: &[String], value: Value) {
@@ -240,6 +253,11 @@ mod tests {
 
     #[test]
     fn rails_nesting() {
+        let deep = format!("a{}", "[".repeat(100_000));
+        assert!(
+            pairs_to_value(vec![(deep, "x".into())]).is_err(),
+            "bounded depth"
+        );
         let v = pairs_to_value(vec![
             ("display_name".into(), "Al".into()),
             ("source[privacy]".into(), "unlisted".into()),
@@ -247,7 +265,8 @@ mod tests {
             ("fields_attributes[0][value]".into(), "x".into()),
             ("scopes[]".into(), "read".into()),
             ("scopes[]".into(), "write".into()),
-        ]);
+        ])
+        .unwrap();
         assert_eq!(
             v,
             serde_json::json!({

@@ -46,7 +46,7 @@ pub async fn check_wait(state: &AppState, limit: Limit, ip: IpAddr) -> Result<()
     if !state.ctx.config.registrations.rate_limits {
         return Ok(());
     }
-    let key = format!("ratelimit:{}:{ip}", limit.action);
+    let key = format!("ratelimit:{}:{}", limit.action, bucket(ip));
     match state.ctx.cache.hit(&key, limit.window).await {
         Ok(count) if count > limit.max => {
             state
@@ -64,5 +64,33 @@ pub async fn check_wait(state: &AppState, limit: Limit, ip: IpAddr) -> Result<()
             tracing::warn!(%error, "rate limit not checked: cache unavailable");
             Ok(())
         }
+    }
+}
+
+/// The address a limit counts against: IPv4 as is, IPv6 by its /64, since one host commonly
+/// holds a whole /64 and could otherwise rotate through it (Mastodon does the same).
+fn bucket(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::from([s[0], s[1], s[2], s[3], 0, 0, 0, 0])
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn ipv6_counts_by_its_64() {
+        let a: std::net::IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: std::net::IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: std::net::IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(bucket(a), bucket(b));
+        assert_ne!(bucket(a), bucket(c));
+        let v4: std::net::IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(bucket(v4), v4);
     }
 }

@@ -71,7 +71,7 @@ impl From<RegisterError> for ApiError {
     }
 }
 
-/// Password length limits (Mastodon's: bcrypt's 72-byte limit kept for compatibility).
+/// Password length limits in characters (Mastodon's).
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 72;
 
@@ -162,7 +162,7 @@ impl AppState {
                 "ERR_TOO_SHORT",
                 "is too short (minimum is 8 characters)",
             );
-        } else if input.password.len() > PASSWORD_MAX {
+        } else if length > PASSWORD_MAX {
             v.add(
                 "password",
                 "ERR_TOO_LONG",

@@ -573,6 +573,18 @@ async fn approval_mode_waits_for_a_moderator() {
     .unwrap();
     let mod_token = mod_token["access_token"].as_str().unwrap().to_string();
 
+    // One per page: the next page keeps the filter.
+    let first = get(
+        &app,
+        "/api/v1/admin/accounts?status=pending&limit=1",
+        Some(&mod_token),
+    )
+    .await;
+    let link = first.headers()["link"].to_str().unwrap().to_string();
+    assert!(
+        link.contains("status=pending") && link.contains("max_id="),
+        "{link}"
+    );
     let pending: Value = get(
         &app,
         "/api/v1/admin/accounts?status=pending",
@@ -971,4 +983,41 @@ async fn a_code_issued_without_pkce_needs_the_client_secret() {
         exchange(vec![("client_secret", creds.client_secret.clone())], None).await,
         200
     );
+}
+
+#[tokio::test]
+async fn hostile_parameters_are_refused_not_fatal() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let deep = format!("a{}=1", "[".repeat(100_000));
+    let response = app
+        .client
+        .post(app.url("/api/v1/apps"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let many: String = (0..5000).map(|i| format!("k{i}=v&")).collect();
+    let response = app
+        .client
+        .post(app.url("/api/v1/apps"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(many)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    // Still serving.
+    assert_eq!(get(&app, "/health/live", None).await.status(), 200);
+    for bad in ["javascript:alert(1)", "data:text/html,hi"] {
+        let response = post_form(
+            &app,
+            "/api/v1/apps",
+            None,
+            &[("client_name", "x"), ("redirect_uris", bad)],
+        )
+        .await;
+        assert_eq!(response.status(), 422, "{bad}");
+    }
 }

@@ -110,10 +110,24 @@ async fn the_in_process_queue_hands_back_what_it_still_holds() {
     let q = Queue::Memory(queue.clone());
     q.publish(WorkQueue::Deliver, &a).await.unwrap();
     q.publish(WorkQueue::Media, &b).await.unwrap();
-    let drained = queue.drain_all().await;
+    // And one waiting out a retry delay.
+    let c = Envelope::new("test", serde_json::json!({ "n": 3 }));
+    q.publish(WorkQueue::Mail, &c).await.unwrap();
+    let mut consumer = q.consume(WorkQueue::Mail, 1).await.unwrap();
+    let delivery = consumer.next().await.unwrap().unwrap();
+    delivery.retry(Duration::from_secs(3600)).await.unwrap();
+    let mut retried = c.clone();
+    retried.attempt = 1;
+
+    let mut drained = queue.drain_all().await;
+    drained.sort_by_key(|(_, e)| e.payload["n"].as_i64());
     assert_eq!(
         drained,
-        vec![(WorkQueue::Deliver, a), (WorkQueue::Media, b)],
+        vec![
+            (WorkQueue::Deliver, a),
+            (WorkQueue::Media, b),
+            (WorkQueue::Mail, retried)
+        ],
         "every waiting message, with its queue"
     );
     assert_eq!(q.depth(WorkQueue::Deliver).await, Some(0));

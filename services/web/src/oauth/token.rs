@@ -166,7 +166,8 @@ pub async fn token(
             let grant_app: i64 = row.try_get("application_id")?;
             let redirect_uri: String = row.try_get("redirect_uri")?;
             let challenge: Option<String> = row.try_get("code_challenge")?;
-            if grant_app != app.id || p.redirect_uri.as_deref().is_some_and(|r| r != redirect_uri) {
+            // The redirect URI of the authorization must be repeated (RFC 6749 §4.1.3).
+            if grant_app != app.id || p.redirect_uri.as_deref() != Some(redirect_uri.as_str()) {
                 return Err(invalid_grant());
             }
             match (&challenge, p.code_verifier.as_deref()) {
@@ -182,17 +183,17 @@ pub async fn token(
             let scopes =
                 Scopes::parse(&row.try_get::<String, _>("scopes")?).map_err(|_| invalid_scope())?;
             let account_id: i64 = row.try_get("account_id")?;
+            // In the transaction that spends the code: both happen, or neither.
+            let token = issue(
+                &mut *tx,
+                &state.ids,
+                Some(app.id),
+                Some(account_id),
+                &scopes,
+            )
+            .await?;
             tx.commit().await?;
-            Ok(Json(
-                issue(
-                    &state.ctx.db,
-                    &state.ids,
-                    Some(app.id),
-                    Some(account_id),
-                    &scopes,
-                )
-                .await?,
-            ))
+            Ok(Json(token))
         }
         Some("client_credentials") => {
             let (app, _) = authenticate_client(&state, &headers, &p, true).await?;
@@ -210,8 +211,7 @@ pub async fn token(
                 p.username.as_deref().unwrap_or(""),
                 p.password.as_deref().unwrap_or(""),
             )
-            .await
-            .map_err(|busy| ApiError::too_many_requests(busy.retry_after))?
+            .await?
             .ok_or_else(invalid_grant)?;
             Ok(Json(
                 issue(

@@ -62,11 +62,42 @@ fn redirect(to: &str, cookies: Vec<HeaderValue>) -> Response {
 
 /// Only local paths may be returned to, so the log-in page cannot be used to redirect elsewhere.
 fn safe_return_to(return_to: Option<&str>) -> String {
+    // A path on this server: starts with one '/', and holds no backslash, whitespace or control
+    // character (browsers drop tabs and newlines, which would turn "/\t/evil" into "//evil").
     match return_to {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path
+                    .chars()
+                    .any(|c| c == '\\' || c.is_whitespace() || c.is_control()) =>
+        {
             path.to_string()
         }
         _ => "/".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return_to;
+
+    #[test]
+    fn return_to_stays_on_this_server() {
+        assert_eq!(
+            safe_return_to(Some("/oauth/authorize?a=1")),
+            "/oauth/authorize?a=1"
+        );
+        for bad in [
+            "//evil.com",
+            "/\t/evil.com",
+            "/\\evil.com",
+            "https://evil.com",
+            "/\n/evil",
+            "evil",
+        ] {
+            assert_eq!(safe_return_to(Some(bad)), "/", "{bad:?}");
+        }
     }
 }
 
@@ -301,12 +332,13 @@ struct SignInForm {
 }
 
 /// Checks an e-mail and password (for the sign-in page and the password grant). `Ok(None)` when
-/// they do not match; the lookup costs one hash either way.
+/// they do not match; the lookup costs one hash either way. A database failure is an error, not
+/// "wrong password": clients forget credentials they are told are wrong.
 pub async fn check_password(
     state: &AppState,
     email: &str,
     password: &str,
-) -> Result<Option<SignedIn>, crate::passwords::Busy> {
+) -> Result<Option<SignedIn>, crate::error::ApiError> {
     let row = sqlx::query(
         "SELECT u.account_id, u.password_hash, u.confirmed_at IS NOT NULL AS confirmed, u.approved, \
                 u.disabled OR a.suspended_at IS NOT NULL AS disabled \
@@ -314,19 +346,22 @@ pub async fn check_password(
     )
     .bind(email.trim())
     .fetch_optional(&state.ctx.db)
-    .await
-    .ok()
-    .flatten();
-    let phc = row
-        .as_ref()
-        .and_then(|r| r.try_get::<String, _>("password_hash").ok());
-    let ok = state.passwords.verify(password.to_string(), phc).await?;
+    .await?;
+    let phc = match &row {
+        Some(r) => Some(r.try_get::<String, _>("password_hash")?),
+        None => None,
+    };
+    let ok = state
+        .passwords
+        .verify(password.to_string(), phc)
+        .await
+        .map_err(|busy| crate::error::ApiError::too_many_requests(busy.retry_after))?;
     Ok(match (ok, row) {
         (true, Some(row)) => Some(SignedIn {
-            account_id: row.try_get("account_id").unwrap_or_default(),
-            confirmed: row.try_get("confirmed").unwrap_or(false),
-            approved: row.try_get("approved").unwrap_or(false),
-            disabled: row.try_get("disabled").unwrap_or(true),
+            account_id: row.try_get("account_id")?,
+            confirmed: row.try_get("confirmed")?,
+            approved: row.try_get("approved")?,
+            disabled: row.try_get("disabled")?,
         }),
         _ => None,
     })
@@ -355,7 +390,10 @@ async fn sign_in(
     }
     let return_to = safe_return_to(form.return_to.as_deref());
     let signed_in = match check_password(&state, &form.email, &form.password).await {
-        Err(busy) => return retry_later(&state, busy.retry_after),
+        Err(e) if e.status() == StatusCode::TOO_MANY_REQUESTS => {
+            return retry_later(&state, std::time::Duration::from_secs(1));
+        }
+        Err(e) => return e.into_response(),
         Ok(result) => result,
     };
     let Some(signed_in) = signed_in else {
@@ -423,10 +461,14 @@ async fn sign_out(
         return bad_token(&state);
     }
     if let Some(session) = cookie(&headers, SESSION_COOKIE) {
-        let _ = sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+        // If the session cannot be ended on the server, say so rather than pretend.
+        if let Err(e) = sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
             .bind(tokens::digest(&session))
             .execute(&state.ctx.db)
-            .await;
+            .await
+        {
+            return crate::error::ApiError::from(e).into_response();
+        }
     }
     redirect(
         "/auth/sign_in",
@@ -622,7 +664,7 @@ async fn password_update(
             "ERR_TOO_SHORT",
             "is too short (minimum is 8 characters)",
         );
-    } else if form.password.len() > PASSWORD_MAX {
+    } else if length > PASSWORD_MAX {
         v.add(
             "password",
             "ERR_TOO_LONG",

@@ -175,6 +175,9 @@ impl IntoResponse for Page {
             [
                 (header::CONTENT_TYPE, "text/html; charset=utf-8"),
                 (header::CACHE_CONTROL, "no-store"),
+                // No page may be framed (the consent page least of all: clickjacking).
+                (header::X_FRAME_OPTIONS, "DENY"),
+                (header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"),
             ],
             self.body,
         )

@@ -29,7 +29,10 @@ pub struct CreateApp {
 fn valid_redirect(uri: &str) -> bool {
     // Absolute, with a scheme, no fragment (RFC 6749 §3.1.2); custom schemes are how apps
     // receive the code, so they are allowed.
-    uri == OOB || url::Url::parse(uri).is_ok_and(|u| u.fragment().is_none())
+    uri == OOB
+        || url::Url::parse(uri).is_ok_and(|u| {
+            u.fragment().is_none() && !matches!(u.scheme(), "javascript" | "data" | "vbscript")
+        })
 }
 
 fn render(

@@ -1,7 +1,7 @@
 //! `/api/v1/admin/accounts` (and `/api/v2/admin/accounts`): review and approve sign-ups.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -42,6 +42,7 @@ async fn index(
     state: AppState,
     auth: Auth,
     q: IndexQuery,
+    raw_query: Option<String>,
     path: &str,
 ) -> Result<Response, ApiError> {
     auth.require(&["admin:read", "admin:read:accounts"])?;
@@ -76,10 +77,18 @@ async fn index(
     if rows.len() as i64 == limit
         && let Some((last, _, _)) = rows.last()
     {
+        // The next page keeps every filter of this one; only the cursor moves.
+        let mut next = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(raw_query.unwrap_or_default().as_bytes()) {
+            if !matches!(k.as_ref(), "max_id" | "min_id" | "since_id") {
+                next.append_pair(&k, &v);
+            }
+        }
+        next.append_pair("max_id", &last.id.to_string());
         let link = format!(
-            "<{}{path}?max_id={}&limit={limit}>; rel=\"next\"",
+            "<{}{path}?{}>; rel=\"next\"",
             state.base_url(),
-            last.id
+            next.finish()
         );
         if let Ok(value) = HeaderValue::from_str(&link) {
             response.headers_mut().insert(header::LINK, value);
@@ -92,16 +101,18 @@ pub async fn index_v1(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<IndexQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    index(state, auth, q, "/api/v1/admin/accounts").await
+    index(state, auth, q, raw, "/api/v1/admin/accounts").await
 }
 
 pub async fn index_v2(
     State(state): State<AppState>,
     auth: Auth,
     Query(q): Query<IndexQuery>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    index(state, auth, q, "/api/v2/admin/accounts").await
+    index(state, auth, q, raw, "/api/v2/admin/accounts").await
 }
 
 async fn render(state: &AppState, id: i64) -> Result<Value, ApiError> {
