@@ -331,3 +331,70 @@ async fn web_is_not_ready_until_migrated() {
     migrate(&env).await;
     wait_ready(port, 200).await;
 }
+
+/// A stand-in OpenTelemetry collector: counts the OTLP/HTTP trace exports it receives.
+async fn collector() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                let counter = counter.clone();
+                async move {
+                    let protobuf = headers
+                        .get("content-type")
+                        .is_some_and(|v| v.to_str().unwrap_or("").contains("protobuf"));
+                    if protobuf && !body.is_empty() {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    axum::http::StatusCode::OK
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (port, received)
+}
+
+// Multi-threaded: the collector must keep answering while this test blocks waiting for the exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_are_exported_over_otlp_when_configured() {
+    let db = TestDb::new().await.unwrap();
+    let mut env = test_env(
+        &db,
+        &AppOptions {
+            amqp: true,
+            redis: true,
+            ..AppOptions::default()
+        },
+    );
+    migrate(&env).await;
+    let (collector_port, received) = collector().await;
+    env.push((
+        "OTEL_EXPORTER_OTLP_ENDPOINT".into(),
+        format!("http://127.0.0.1:{collector_port}"),
+    ));
+    env.push(("RUST_LOG".into(), "info".into()));
+    let port = free_port();
+    let mut web = spawn(&env, &["web"], port);
+    wait_ready(port, 200).await;
+    for _ in 0..5 {
+        reqwest::get(format!("http://127.0.0.1:{port}/api/v1/instance"))
+            .await
+            .unwrap();
+    }
+    // Spans are exported in batches; stopping flushes the last one.
+    web.signal("TERM");
+    assert!(web.wait_exit(Duration::from_secs(20)).is_some());
+    assert!(
+        received.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the collector received no trace export"
+    );
+}
