@@ -70,7 +70,7 @@ impl AppState {
 /// the JSON 404 every process answers unknown paths with).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(api::router())
+        .merge(api::router(&state))
         .merge(oauth::router())
         .merge(pages::router())
         .with_state(state)

@@ -7,6 +7,6 @@ use axum::Router;
 
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new().merge(v1::router()).merge(v2::router())
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new().merge(v1::router(state)).merge(v2::router())
 }

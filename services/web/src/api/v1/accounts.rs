@@ -32,6 +32,21 @@ pub struct CreateAccount {
     invite_code: Option<String>,
 }
 
+/// Turns sign-ups away while the hashing pool is saturated, before anything else is done for
+/// them — not even the token lookup — so that under a flood a refusal costs only the HTTP
+/// exchange.
+pub async fn admission(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    match state.passwords.precheck() {
+        Ok(()) => next.run(request).await,
+        Err(busy) => ApiError::too_many_requests(busy.retry_after).into_response(),
+    }
+}
+
 /// `POST /api/v1/accounts`: needs an app token with `write:accounts`; answers with the new
 /// user's token (usable once the e-mail is confirmed and, in approval mode, the account approved).
 pub async fn create(

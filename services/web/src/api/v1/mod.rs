@@ -10,14 +10,20 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/api/v1/apps", post(apps::create))
         .route(
             "/api/v1/apps/verify_credentials",
             get(apps::verify_credentials),
         )
-        .route("/api/v1/accounts", post(accounts::create))
+        .route(
+            "/api/v1/accounts",
+            post(accounts::create).route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                accounts::admission,
+            )),
+        )
         .route(
             "/api/v1/accounts/verify_credentials",
             get(accounts::verify_credentials),
