@@ -1021,3 +1021,78 @@ async fn hostile_parameters_are_refused_not_fatal() {
         assert_eq!(response.status(), 422, "{bad}");
     }
 }
+
+#[tokio::test]
+async fn invites_open_closed_registrations_and_blocked_domains_are_refused() {
+    let app = spawn_app(AppOptions {
+        env: vec![("REGISTRATIONS_MODE".into(), "none".into())],
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let creds = register_app(&app, "read write").await;
+    let token = app_token(&app, &creds, "read write").await;
+
+    let closed = sign_up(&app, &token, "gina", json!({})).await;
+    assert_eq!(closed.status(), 403, "closed without an invite");
+
+    let output =
+        crate::process::command(&app.env, &["admin", "invites", "create", "--max-uses", "1"])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+    assert!(output.status.success());
+    let invite: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let code = invite["code"].as_str().unwrap().to_string();
+
+    let body: Value = sign_up(&app, &token, "gina", json!({ "invite_code": "wrong" }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["details"]["invite_code"][0]["error"], "ERR_INVALID",
+        "{body}"
+    );
+    let response = sign_up(&app, &token, "gina", json!({ "invite_code": code })).await;
+    assert_eq!(response.status(), 200);
+    let body: Value = sign_up(&app, &token, "hank", json!({ "invite_code": code }))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body["details"]["invite_code"][0]["error"], "ERR_INVALID",
+        "a one-use invite is spent: {body}"
+    );
+
+    // Blocked e-mail domains, and the domains below them.
+    let status = crate::process::command(
+        &app.env,
+        &["admin", "email-domain-blocks", "add", "spam.example"],
+    )
+    .status()
+    .unwrap();
+    assert!(status.success());
+    let output = crate::process::command(&app.env, &["admin", "invites", "create"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let open_invite: Value = serde_json::from_slice(&output.stdout).unwrap();
+    for email in ["ivy@spam.example", "ivy@mx.spam.example"] {
+        let body: Value = sign_up(
+            &app,
+            &token,
+            "ivy",
+            json!({ "email": email, "invite_code": open_invite["code"] }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            body["details"]["email"][0]["error"], "ERR_BLOCKED",
+            "{email}: {body}"
+        );
+    }
+}
