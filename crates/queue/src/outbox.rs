@@ -164,6 +164,14 @@ impl Relay {
         let mut leading = false;
         let mut failures = 0u32;
         let mut backlog_sampled: Option<std::time::Instant> = None;
+        // A fresh database may not be migrated yet (`stampede all` migrates as it starts): wait
+        // for the table quietly rather than log a failure every second.
+        while !shutdown.is_cancelled() && !self.table_exists().await {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(self.poll_interval.min(Duration::from_secs(1))) => {}
+            }
+        }
         while !shutdown.is_cancelled() {
             if !leading {
                 leading = self.try_lead(&mut conn).await;
@@ -225,6 +233,13 @@ impl Relay {
                 }
             }
         }
+    }
+
+    async fn table_exists(&self) -> bool {
+        sqlx::query_scalar::<_, bool>("SELECT to_regclass('outbox') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or(false)
     }
 
     /// Tries to become the leading relay on `conn` (connecting it if needed).
