@@ -79,7 +79,7 @@ async fn sample_depths(ctx: Context) {
             if let Some(depth) = ctx.queue.depth(queue).await {
                 ctx.metrics
                     .queue_depth
-                    .get_or_create(&stampede_telemetry_labels(queue))
+                    .get_or_create(&stampede_runtime::telemetry::Metrics::queue(queue.name()))
                     .set(i64::from(depth));
             }
         }
@@ -115,10 +115,4 @@ async fn prune(ctx: Context) {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
-}
-
-fn stampede_telemetry_labels(
-    queue: WorkQueue,
-) -> stampede_runtime::telemetry::metrics::QueueLabels {
-    stampede_runtime::telemetry::Metrics::queue(queue.name())
 }

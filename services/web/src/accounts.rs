@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgExecutor};
-use stampede_mastodon::time::{day, iso};
+use stampede_mastodon::time::day;
 use stampede_mastodon::{Account, CredentialAccount, Field, Role, Source};
 
 use crate::AppState;
@@ -216,9 +216,4 @@ impl AppState {
             },
         }
     }
-}
-
-/// `created_at` as Mastodon renders it for admin views (full precision).
-pub fn iso_time(at: DateTime<Utc>) -> String {
-    iso(at)
 }

@@ -3,7 +3,9 @@
 use serde_json::{Value, json};
 use sqlx::{PgPool, Row};
 
-use crate::accounts::{self, iso_time};
+use stampede_mastodon::time::iso;
+
+use crate::accounts;
 use crate::error::ApiError;
 use crate::{AppState, mail};
 
@@ -84,7 +86,7 @@ impl AppState {
             "id": account.id.to_string(),
             "username": account.username,
             "domain": account.domain,
-            "created_at": iso_time(account.created_at),
+            "created_at": iso(account.created_at),
             "email": user.email,
             "ip": ip,
             "ips": [],

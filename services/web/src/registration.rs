@@ -75,6 +75,24 @@ impl From<RegisterError> for ApiError {
 pub const PASSWORD_MIN: usize = 8;
 pub const PASSWORD_MAX: usize = 72;
 
+/// Records a password that is too short or too long (in characters).
+pub fn check_password_length(password: &str, v: &mut Validation) {
+    let length = password.chars().count();
+    if length < PASSWORD_MIN {
+        v.add(
+            "password",
+            "ERR_TOO_SHORT",
+            "is too short (minimum is 8 characters)",
+        );
+    } else if length > PASSWORD_MAX {
+        v.add(
+            "password",
+            "ERR_TOO_LONG",
+            "is too long (maximum is 72 characters)",
+        );
+    }
+}
+
 /// A plausible address: one `@`, something before it, a dotted domain after, no spaces.
 pub fn valid_email(email: &str) -> bool {
     let Some((local, domain)) = email.rsplit_once('@') else {
@@ -156,18 +174,8 @@ impl AppState {
         let length = input.password.chars().count();
         if length == 0 {
             v.add("password", "ERR_BLANK", "can't be blank");
-        } else if length < PASSWORD_MIN {
-            v.add(
-                "password",
-                "ERR_TOO_SHORT",
-                "is too short (minimum is 8 characters)",
-            );
-        } else if length > PASSWORD_MAX {
-            v.add(
-                "password",
-                "ERR_TOO_LONG",
-                "is too long (maximum is 72 characters)",
-            );
+        } else {
+            check_password_length(&input.password, &mut v);
         }
         if !input.agreement {
             v.add("agreement", "ERR_ACCEPTED", "must be accepted");

@@ -14,7 +14,7 @@ use super::{SESSION_COOKIE, cookie, csrf, csrf_ok, set_cookie};
 use crate::auth::ClientIp;
 use crate::error::Validation;
 use crate::payload::{Params, flex};
-use crate::registration::{PASSWORD_MAX, PASSWORD_MIN, RegisterError, SignUp};
+use crate::registration::{RegisterError, SignUp, check_password_length};
 use crate::{AppState, mail, ratelimit, tokens};
 
 /// How long a session cookie lives: two weeks, like Mastodon's "remember me".
@@ -657,20 +657,7 @@ async fn password_update(
         return invalid_reset(&state);
     }
     let mut v = Validation::default();
-    let length = form.password.chars().count();
-    if length < PASSWORD_MIN {
-        v.add(
-            "password",
-            "ERR_TOO_SHORT",
-            "is too short (minimum is 8 characters)",
-        );
-    } else if length > PASSWORD_MAX {
-        v.add(
-            "password",
-            "ERR_TOO_LONG",
-            "is too long (maximum is 72 characters)",
-        );
-    }
+    check_password_length(&form.password, &mut v);
     if form.password != form.password_confirmation {
         v.add(
             "password_confirmation",
