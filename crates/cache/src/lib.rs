@@ -94,9 +94,37 @@ impl Cache {
         dispatch!(self, c => c.feed_range(key, max, min, limit).await)
     }
 
-    /// Removes ids from a feed.
-    pub async fn feed_remove(&self, key: &str, ids: &[i64]) -> Result<(), CacheError> {
-        dispatch!(self, c => c.feed_remove(key, ids).await)
+    /// Removes `ids` from each feed in `keys`, in one round trip.
+    pub async fn feed_remove(&self, keys: &[String], ids: &[i64]) -> Result<(), CacheError> {
+        dispatch!(self, c => c.feed_remove(keys, ids).await)
+    }
+
+    /// Reads a feed that is known to be complete: `None` when `marker` is absent (the feed was
+    /// never built, has expired or Redis lost it), else the ids as [`Cache::feed_range`] gives
+    /// them — and the marker's lifetime starts over. One round trip.
+    pub async fn feed_read(
+        &self,
+        key: &str,
+        marker: &str,
+        ttl: Duration,
+        max: Option<i64>,
+        min: Option<i64>,
+        limit: usize,
+    ) -> Result<Option<Vec<i64>>, CacheError> {
+        dispatch!(self, c => c.feed_read(key, marker, ttl, max, min, limit).await)
+    }
+
+    /// Adds `ids` to feed `key`, trims it to the newest `max_len` and sets `marker` for `ttl`:
+    /// the end of a rebuild. One round trip.
+    pub async fn feed_fill(
+        &self,
+        key: &str,
+        ids: &[i64],
+        max_len: usize,
+        marker: &str,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        dispatch!(self, c => c.feed_fill(key, ids, max_len, marker, ttl).await)
     }
 
     /// Publishes `payload` on `channel`; returns how many subscribers (processes) received it.

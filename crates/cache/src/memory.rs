@@ -134,12 +134,64 @@ impl MemoryCache {
             .collect())
     }
 
-    pub(crate) async fn feed_remove(&self, key: &str, ids: &[i64]) -> Result<(), CacheError> {
-        if let Some(Entry::Feed(set)) = self.entries.lock().await.get_mut(key) {
-            for id in ids {
-                set.remove(id);
+    pub(crate) async fn feed_remove(&self, keys: &[String], ids: &[i64]) -> Result<(), CacheError> {
+        let mut entries = self.entries.lock().await;
+        for key in keys {
+            if let Some(Entry::Feed(set)) = entries.get_mut(key) {
+                for id in ids {
+                    set.remove(id);
+                }
             }
         }
+        Ok(())
+    }
+
+    pub(crate) async fn feed_read(
+        &self,
+        key: &str,
+        marker: &str,
+        ttl: Duration,
+        max: Option<i64>,
+        min: Option<i64>,
+        limit: usize,
+    ) -> Result<Option<Vec<i64>>, CacheError> {
+        {
+            let mut entries = self.entries.lock().await;
+            match entries.get_mut(marker) {
+                Some(Entry::Value(_, expires)) if expires.is_none_or(|at| at > Instant::now()) => {
+                    *expires = Some(Instant::now() + ttl);
+                }
+                _ => return Ok(None),
+            }
+        }
+        self.feed_range(key, max, min, limit).await.map(Some)
+    }
+
+    pub(crate) async fn feed_fill(
+        &self,
+        key: &str,
+        ids: &[i64],
+        max_len: usize,
+        marker: &str,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let mut entries = self.entries.lock().await;
+        let entry = entries
+            .entry(key.to_string())
+            .or_insert_with(|| Entry::Feed(BTreeSet::new()));
+        if !matches!(entry, Entry::Feed(_)) {
+            *entry = Entry::Feed(BTreeSet::new());
+        }
+        if let Entry::Feed(set) = entry {
+            set.extend(ids.iter().copied());
+            while set.len() > max_len {
+                set.pop_first();
+            }
+        }
+        entries.insert(
+            marker.to_string(),
+            Entry::Value("1".to_string(), Some(Instant::now() + ttl)),
+        );
         Ok(())
     }
 

@@ -184,17 +184,80 @@ impl RedisCache {
             .map_err(unavailable)
     }
 
-    pub(crate) async fn feed_remove(&self, key: &str, ids: &[i64]) -> Result<(), CacheError> {
-        if ids.is_empty() {
+    pub(crate) async fn feed_remove(&self, keys: &[String], ids: &[i64]) -> Result<(), CacheError> {
+        if keys.is_empty() || ids.is_empty() {
             return Ok(());
         }
         let mut conn = self.conn().await?;
-        redis::cmd("ZREM")
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("ZREM").arg(self.key(key)).arg(ids).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    pub(crate) async fn feed_read(
+        &self,
+        key: &str,
+        marker: &str,
+        ttl: Duration,
+        max: Option<i64>,
+        min: Option<i64>,
+        limit: usize,
+    ) -> Result<Option<Vec<i64>>, CacheError> {
+        let mut conn = self.conn().await?;
+        let max = max.map_or_else(|| "+inf".to_string(), |m| format!("({m}"));
+        let min = min.map_or_else(|| "-inf".to_string(), |m| format!("({m}"));
+        let (refreshed, ids): (bool, Vec<i64>) = redis::pipe()
+            .cmd("EXPIRE")
+            .arg(self.key(marker))
+            .arg(ttl.as_secs().max(1))
+            .cmd("ZRANGE")
             .arg(self.key(key))
-            .arg(ids)
-            .query_async::<()>(&mut conn)
+            .arg(max)
+            .arg(min)
+            .arg("BYSCORE")
+            .arg("REV")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        Ok(refreshed.then_some(ids))
+    }
+
+    pub(crate) async fn feed_fill(
+        &self,
+        key: &str,
+        ids: &[i64],
+        max_len: usize,
+        marker: &str,
+        ttl: Duration,
+    ) -> Result<(), CacheError> {
+        let mut conn = self.conn().await?;
+        let key = self.key(key);
+        let mut pipe = redis::pipe();
+        for chunk in ids.chunks(500) {
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&key);
+            for id in chunk {
+                zadd.arg(id).arg(id);
+            }
+            pipe.add_command(zadd).ignore();
+        }
+        pipe.cmd("ZREMRANGEBYRANK")
+            .arg(&key)
+            .arg(0)
+            .arg(-(max_len as i64) - 1)
+            .ignore();
+        pipe.cmd("SET")
+            .arg(self.key(marker))
+            .arg(1)
+            .arg("EX")
+            .arg(ttl.as_secs().max(1))
+            .ignore();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 
     pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<u64, CacheError> {

@@ -37,6 +37,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub web: WebConfig,
     pub registrations: RegistrationConfig,
+    pub statuses: StatusesConfig,
 }
 
 /// How the web service presents itself and trusts its clients.
@@ -68,6 +69,20 @@ pub struct RegistrationConfig {
     pub max_hash_wait: Duration,
     /// PASSWORD_HASH_THREADS: the hashing pool's size; the machine's cores by default.
     pub hash_threads: Option<usize>,
+}
+
+/// Statuses and home-feed fan-out.
+#[derive(Clone, Debug)]
+pub struct StatusesConfig {
+    /// MAX_TOOT_CHARS: the longest status, in characters (a URL counts as 23); 500 by default.
+    pub max_chars: usize,
+    /// FANOUT_READ_TIME_THRESHOLD: authors with more followers than this are not written into
+    /// their followers' home feeds; their statuses are merged in when a feed is read (hybrid
+    /// fan-out). 100,000 by default.
+    pub fanout_threshold: i64,
+    /// FANOUT_ACTIVE_DAYS: only followers who used the API within this many days get a status
+    /// written into their feed; the others' feeds are rebuilt when they return. 7 by default.
+    pub active_days: u32,
 }
 
 /// Mastodon's registration modes.
@@ -331,9 +346,18 @@ impl Config {
             hash_threads: env.parse_in("PASSWORD_HASH_THREADS", 1..=1024)?,
         };
 
+        let statuses = StatusesConfig {
+            max_chars: env.parse_in("MAX_TOOT_CHARS", 1..=100_000)?.unwrap_or(500),
+            fanout_threshold: env
+                .parse_in("FANOUT_READ_TIME_THRESHOLD", 0..=i64::MAX)?
+                .unwrap_or(100_000),
+            active_days: env.parse_in("FANOUT_ACTIVE_DAYS", 1..=365)?.unwrap_or(7),
+        };
+
         Ok(Config {
             web,
             registrations,
+            statuses,
             bind: env
                 .parse::<IpAddr>("BIND")?
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),

@@ -12,6 +12,7 @@ use stampede_queue::outbox::Relay;
 use stampede_queue::{WorkQueue, Worker, dedupe};
 use stampede_runtime::canary::{self, CanaryHandler};
 use stampede_runtime::{Context, Dependency, server};
+use stampede_social::distribute::Distributor;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -37,6 +38,11 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     ctx.require(Dependency::Amqp).await;
     let prefetch = ctx.config.amqp.as_ref().map_or(32, |a| a.prefetch);
     let mailer = mail::MailHandler::new(ctx.db.clone(), ctx.config.smtp.as_ref())?;
+    let distributor = Distributor::new(
+        ctx.db.clone(),
+        ctx.cache.clone(),
+        ctx.config.statuses.clone(),
+    );
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
         let mut worker = Worker::new(ctx.queue.clone(), queue, prefetch, ctx.metrics.clone())
@@ -44,6 +50,9 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
         if queue == WorkQueue::Mail {
             worker = worker.handle(stampede_runtime::mail::KIND, mailer.clone());
+        }
+        if queue == WorkQueue::Distribute {
+            worker = distributor.register(worker);
         }
         tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
     }
@@ -53,6 +62,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     );
     tasks.spawn(sample_depths(ctx.clone()));
     tasks.spawn(prune(ctx.clone()));
+    tasks.spawn(clock(ctx.clone()));
     if let Some(listener) = listener {
         let ctx = ctx.clone();
         tasks.spawn(async move {
@@ -70,6 +80,26 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
 pub async fn run(ctx: Context, addr: SocketAddr) -> anyhow::Result<()> {
     let listener = server::bind(addr).await?;
     serve(ctx, Some(listener)).await
+}
+
+/// Work that comes due with time, every 5 s: scheduled statuses are posted and ended polls
+/// announced. Safe with several delivery processes (rows are claimed with SKIP LOCKED).
+async fn clock(ctx: Context) {
+    let ids = stampede_core::id::IdGenerator::new();
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        match stampede_social::post::publish_due(&ctx.db, &ids, &ctx.config).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(published = n, "scheduled statuses posted"),
+            Err(error) => tracing::warn!(%error, "scheduled statuses: will retry"),
+        }
+        if let Err(error) = stampede_social::post::notify_ended_polls(&ctx.db, &ids).await {
+            tracing::warn!(%error, "ended polls: will retry");
+        }
+    }
 }
 
 /// Publishes each queue's depth as `stampede_queue_depth` every 10 s (what KEDA scales on).

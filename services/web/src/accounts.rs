@@ -30,6 +30,10 @@ pub struct AccountRow {
     pub fields: sqlx::types::Json<Vec<FieldSource>>,
     pub created_at: DateTime<Utc>,
     pub suspended_at: Option<DateTime<Utc>>,
+    pub statuses_count: i64,
+    pub following_count: i64,
+    pub followers_count: i64,
+    pub last_status_at: Option<DateTime<Utc>>,
 }
 
 /// The parts of a `users` row the account's owner sees.
@@ -50,8 +54,10 @@ pub struct UserRow {
     pub created_at: DateTime<Utc>,
 }
 
-const ACCOUNT_COLUMNS: &str = "id, username, domain, display_name, note, locked, bot, discoverable, \
-     indexable, fields, created_at, suspended_at";
+/// The columns of [`AccountRow`], read from the view `accounts_with_stats`.
+pub const ACCOUNT_COLUMNS: &str = "id, username, domain, display_name, note, locked, bot, \
+     discoverable, indexable, fields, created_at, suspended_at, statuses_count, following_count, \
+     followers_count, last_status_at";
 
 const USER_COLUMNS: &str = "id, account_id, email, role, approved, confirmed_at, locale, reason, \
      source_privacy, source_sensitive, source_language, disabled, created_at";
@@ -59,7 +65,7 @@ const USER_COLUMNS: &str = "id, account_id, email, role, approved, confirmed_at,
 /// An account by id.
 pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<AccountRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_with_stats WHERE id = $1"
     ))
     .bind(id)
     .fetch_optional(db)
@@ -72,10 +78,23 @@ pub async fn find_local(
     username: &str,
 ) -> Result<Option<AccountRow>, sqlx::Error> {
     sqlx::query_as(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL"
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_with_stats WHERE lower(username) = lower($1) AND domain IS NULL"
     ))
     .bind(username)
     .fetch_optional(db)
+    .await
+}
+
+/// Accounts by id, in no particular order.
+pub async fn find_many(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_with_stats WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
     .await
 }
 
@@ -157,10 +176,10 @@ impl AppState {
             avatar_static: avatar,
             header: header.clone(),
             header_static: header,
-            followers_count: 0,
-            following_count: 0,
-            statuses_count: 0,
-            last_status_at: None,
+            followers_count: row.followers_count,
+            following_count: row.following_count,
+            statuses_count: row.statuses_count,
+            last_status_at: row.last_status_at.map(|t| t.date_naive().to_string()),
             hide_collections: None,
             noindex: !row.indexable,
             emojis: Vec::new(),

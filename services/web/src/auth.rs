@@ -59,7 +59,8 @@ fn bearer(parts: &Parts) -> Option<String> {
 pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Auth>, ApiError> {
     let row = sqlx::query(
         "SELECT t.id, t.application_id, t.scopes, t.revoked_at, t.account_id, \
-                u.id AS user_id, u.role, u.confirmed_at, u.approved, u.disabled, a.suspended_at \
+                u.id AS user_id, u.role, u.confirmed_at, u.approved, u.disabled, a.suspended_at, \
+                u.last_active_at \
          FROM oauth_access_tokens t \
          LEFT JOIN users u ON u.account_id = t.account_id \
          LEFT JOIN accounts a ON a.id = t.account_id \
@@ -78,6 +79,23 @@ pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Auth>, ApiEr
     let scopes = Scopes::parse(&row.try_get::<String, _>("scopes")?)
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored scopes: {e}")))?;
     let account_id: Option<i64> = row.try_get("account_id")?;
+    let last_active: Option<DateTime<Utc>> = row.try_get("last_active_at")?;
+    if let (Some(account_id), Some(last_active)) = (account_id, last_active)
+        && Utc::now() - last_active > chrono::Duration::hours(1)
+    {
+        // Home-feed fan-out reaches only recently active users: note this one's return (at
+        // most hourly, off the request's path).
+        let db = state.ctx.db.clone();
+        tokio::spawn(async move {
+            let result = sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")
+                .bind(account_id)
+                .execute(&db)
+                .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not record activity");
+            }
+        });
+    }
     let user = match (account_id, row.try_get::<Option<i64>, _>("user_id")?) {
         (Some(account_id), Some(user_id)) => Some(TokenUser {
             account_id,
@@ -118,7 +136,48 @@ impl FromRequestParts<AppState> for Auth {
     }
 }
 
+/// An optional bearer token: public endpoints answer anyone, but a token that is given must be
+/// valid (401 otherwise).
+#[derive(Debug, Clone)]
+pub struct Viewer(pub Option<Auth>);
+
+impl FromRequestParts<AppState> for Viewer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if bearer(parts).is_none() {
+            return Ok(Viewer(None));
+        }
+        Auth::from_request_parts(parts, state).await.map(|a| Viewer(Some(a)))
+    }
+}
+
+impl Viewer {
+    /// The signed-in account, after checking that the token (if any) holds one of `scopes`.
+    pub fn account(&self, scopes: &[&str]) -> Result<Option<i64>, ApiError> {
+        match &self.0 {
+            None => Ok(None),
+            Some(auth) => {
+                auth.require(scopes)?;
+                if auth.user.is_none() {
+                    return Ok(None); // an app token reads as nobody
+                }
+                Ok(Some(auth.user()?.account_id))
+            }
+        }
+    }
+}
+
 impl Auth {
+    /// The acting account: the token must hold one of `scopes` and belong to a user who may act.
+    pub fn account(&self, scopes: &[&str]) -> Result<i64, ApiError> {
+        self.require(scopes)?;
+        Ok(self.user()?.account_id)
+    }
+
     /// 403 unless the token holds one of `scopes`.
     pub fn require(&self, scopes: &[&str]) -> Result<(), ApiError> {
         if self.scopes.grants_any(scopes) {

@@ -13,10 +13,12 @@ pub mod error;
 pub mod mail;
 pub mod oauth;
 pub mod pages;
+pub mod paging;
 pub mod passwords;
 pub mod payload;
 pub mod ratelimit;
 pub mod registration;
+pub mod statuses;
 pub mod tokens;
 
 use std::net::SocketAddr;
@@ -57,12 +59,7 @@ impl AppState {
 
     /// `https://WEB_DOMAIN` (or http:// when LOCAL_HTTPS=false).
     pub fn base_url(&self) -> String {
-        let scheme = if self.ctx.config.web.https {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://{}", self.ctx.config.web_domain)
+        stampede_social::post::base_url(&self.ctx.config)
     }
 }
 

@@ -221,6 +221,25 @@ pub mod flex {
         }
     }
 
+    /// An optional id (Mastodon sends ids as strings; numbers are accepted too). An empty
+    /// string is no id; anything else that is not a whole number is an error.
+    pub fn opt_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        let value = Option::<Value>::deserialize(d)?;
+        match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| serde::de::Error::custom("expected an id")),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => s
+                .parse()
+                .map(Some)
+                .map_err(|_| serde::de::Error::custom(format!("expected an id, got {s:?}"))),
+            Some(v) => Err(serde::de::Error::custom(format!("expected an id, got {v}"))),
+        }
+    }
+
     /// A list given as an array, or as one space/comma-separated string.
     pub fn opt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
         let value = Option::<Value>::deserialize(d)?;

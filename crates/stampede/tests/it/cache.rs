@@ -49,7 +49,7 @@ async fn behaves(cache: Cache) {
             .unwrap(),
         vec![10, 9]
     );
-    cache.feed_remove("feed:home:1", &[9, 7]).await.unwrap();
+    cache.feed_remove(&["feed:home:1".to_string()], &[9, 7]).await.unwrap();
     assert_eq!(
         cache
             .feed_range("feed:home:1", None, None, 20)
@@ -63,6 +63,35 @@ async fn behaves(cache: Cache) {
             .await
             .unwrap()
             .is_empty()
+    );
+
+    // A feed read needs its marker: absent → None (rebuild); a fill sets it.
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        cache
+            .feed_read("feed:home:4", "feed:home:4:ready", ttl, None, None, 20)
+            .await
+            .unwrap(),
+        None
+    );
+    cache
+        .feed_fill("feed:home:4", &[3, 1, 2, 5, 4], 4, "feed:home:4:ready", ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache
+            .feed_read("feed:home:4", "feed:home:4:ready", ttl, Some(5), None, 20)
+            .await
+            .unwrap(),
+        Some(vec![4, 3, 2])
+    );
+    cache.del("feed:home:4:ready").await.unwrap();
+    assert_eq!(
+        cache
+            .feed_read("feed:home:4", "feed:home:4:ready", ttl, None, None, 20)
+            .await
+            .unwrap(),
+        None
     );
 
     let mut rx = cache.subscribe();

@@ -14,5 +14,7 @@ mod pages;
 mod platform;
 mod process;
 mod queue;
+mod social;
 mod storage;
 mod trace_context;
+mod visibility;

@@ -3,10 +3,20 @@
 pub mod accounts;
 pub mod admin;
 pub mod apps;
+pub mod conversations;
+pub mod graph;
 pub mod instance;
+pub mod lists;
+pub mod markers;
+pub mod notifications;
+pub mod polls;
+pub mod scheduled;
+pub mod statuses;
+pub mod tags;
+pub mod timelines;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::AppState;
 
@@ -33,7 +43,102 @@ pub fn router(state: &AppState) -> Router<AppState> {
             axum::routing::patch(accounts::update_credentials),
         )
         .route("/api/v1/accounts/lookup", get(accounts::lookup))
+        .route("/api/v1/accounts/relationships", get(graph::relationships))
+        .route("/api/v1/accounts/search", get(graph::search))
         .route("/api/v1/accounts/{id}", get(accounts::show))
+        .route("/api/v1/accounts/{id}/follow", post(graph::follow))
+        .route("/api/v1/accounts/{id}/unfollow", post(graph::unfollow))
+        .route("/api/v1/accounts/{id}/block", post(graph::block))
+        .route("/api/v1/accounts/{id}/unblock", post(graph::unblock))
+        .route("/api/v1/accounts/{id}/mute", post(graph::mute))
+        .route("/api/v1/accounts/{id}/unmute", post(graph::unmute))
+        .route("/api/v1/accounts/{id}/followers", get(graph::followers))
+        .route("/api/v1/accounts/{id}/following", get(graph::following))
+        .route("/api/v1/accounts/{id}/statuses", get(graph::statuses))
+        .route("/api/v1/accounts/{id}/lists", get(lists::of_account))
+        .route("/api/v1/follow_requests", get(graph::follow_requests))
+        .route(
+            "/api/v1/follow_requests/{id}/authorize",
+            post(graph::authorize),
+        )
+        .route("/api/v1/follow_requests/{id}/reject", post(graph::reject))
+        .route("/api/v1/blocks", get(graph::blocks))
+        .route("/api/v1/mutes", get(graph::mutes))
+        .route("/api/v1/statuses", post(statuses::create))
+        .route(
+            "/api/v1/statuses/{id}",
+            get(statuses::show)
+                .delete(statuses::delete)
+                .put(statuses::edit),
+        )
+        .route("/api/v1/statuses/{id}/history", get(statuses::history))
+        .route("/api/v1/statuses/{id}/source", get(statuses::source))
+        .route("/api/v1/statuses/{id}/context", get(statuses::context))
+        .route("/api/v1/statuses/{id}/reblog", post(statuses::reblog))
+        .route("/api/v1/statuses/{id}/unreblog", post(statuses::unreblog))
+        .route("/api/v1/statuses/{id}/favourite", post(statuses::favourite))
+        .route(
+            "/api/v1/statuses/{id}/unfavourite",
+            post(statuses::unfavourite),
+        )
+        .route("/api/v1/statuses/{id}/bookmark", post(statuses::bookmark))
+        .route(
+            "/api/v1/statuses/{id}/unbookmark",
+            post(statuses::unbookmark),
+        )
+        .route("/api/v1/statuses/{id}/pin", post(statuses::pin))
+        .route("/api/v1/statuses/{id}/unpin", post(statuses::unpin))
+        .route("/api/v1/statuses/{id}/mute", post(statuses::mute))
+        .route("/api/v1/statuses/{id}/unmute", post(statuses::unmute))
+        .route(
+            "/api/v1/statuses/{id}/reblogged_by",
+            get(statuses::reblogged_by),
+        )
+        .route(
+            "/api/v1/statuses/{id}/favourited_by",
+            get(statuses::favourited_by),
+        )
+        .route("/api/v1/polls/{id}", get(polls::show))
+        .route("/api/v1/polls/{id}/votes", post(polls::vote))
+        .route("/api/v1/scheduled_statuses", get(scheduled::index))
+        .route(
+            "/api/v1/scheduled_statuses/{id}",
+            get(scheduled::show)
+                .put(scheduled::update)
+                .delete(scheduled::delete),
+        )
+        .route("/api/v1/timelines/home", get(timelines::home))
+        .route("/api/v1/timelines/public", get(timelines::public))
+        .route("/api/v1/timelines/tag/{name}", get(timelines::tag))
+        .route("/api/v1/timelines/list/{id}", get(timelines::list))
+        .route("/api/v1/bookmarks", get(timelines::bookmarks))
+        .route("/api/v1/favourites", get(timelines::favourites))
+        .route("/api/v1/notifications", get(notifications::index))
+        .route("/api/v1/notifications/clear", post(notifications::clear))
+        .route("/api/v1/notifications/{id}", get(notifications::show))
+        .route(
+            "/api/v1/notifications/{id}/dismiss",
+            post(notifications::dismiss),
+        )
+        .route("/api/v1/lists", get(lists::index).post(lists::create))
+        .route(
+            "/api/v1/lists/{id}",
+            get(lists::show).put(lists::update).delete(lists::delete),
+        )
+        .route(
+            "/api/v1/lists/{id}/accounts",
+            get(lists::accounts)
+                .post(lists::add_accounts)
+                .delete(lists::remove_accounts),
+        )
+        .route("/api/v1/markers", get(markers::show).post(markers::save))
+        .route("/api/v1/conversations", get(conversations::index))
+        .route("/api/v1/conversations/{id}", delete(conversations::delete))
+        .route("/api/v1/conversations/{id}/read", post(conversations::read))
+        .route("/api/v1/tags/{name}", get(tags::show))
+        .route("/api/v1/tags/{name}/follow", post(tags::follow))
+        .route("/api/v1/tags/{name}/unfollow", post(tags::unfollow))
+        .route("/api/v1/followed_tags", get(tags::followed))
         .route("/api/v1/instance", get(instance::v1))
         .route("/api/v1/instance/rules", get(instance::rules))
         .merge(admin::router())

@@ -3,6 +3,8 @@
 use axum::Router;
 use axum::routing::get;
 
+pub mod search;
+
 use crate::AppState;
 use crate::api::v1::{admin, instance};
 
@@ -10,4 +12,5 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v2/instance", get(instance::v2))
         .route("/api/v2/admin/accounts", get(admin::accounts::index_v2))
+        .route("/api/v2/search", get(search::search))
 }

@@ -1,0 +1,114 @@
+//! The local social network's domain, shared by the web service (which writes statuses and
+//! relationships) and the delivery service (which fans them out and publishes scheduled
+//! statuses):
+//!
+//! - [`text`]: parsing and rendering status text;
+//! - [`post`]: creating a status in one transaction, with its mentions, tags, poll, counters,
+//!   notifications and the outbox message that fans it out;
+//! - [`feeds`]: the Redis home feeds — keys, rebuilding from PostgreSQL;
+//! - [`distribute`]: the `distribute` queue's handlers (fan-out, removal, merge on follow).
+//!
+//! Who may see a status is decided in one place, the SQL functions `status_visible` and
+//! `status_muted` (migrations/…_social.sql), which every read path calls.
+
+pub mod distribute;
+pub mod feeds;
+pub mod post;
+pub mod text;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Who a status is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Visibility {
+    Public,
+    Unlisted,
+    Private,
+    Direct,
+}
+
+impl Visibility {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Visibility::Public => "public",
+            Visibility::Unlisted => "unlisted",
+            Visibility::Private => "private",
+            Visibility::Direct => "direct",
+        }
+    }
+}
+
+impl FromStr for Visibility {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "public" => Ok(Visibility::Public),
+            "unlisted" => Ok(Visibility::Unlisted),
+            "private" => Ok(Visibility::Private),
+            "direct" => Ok(Visibility::Direct),
+            _ => Err(()),
+        }
+    }
+}
+
+impl fmt::Display for Visibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Notification types (Mastodon's names).
+pub mod notification {
+    pub const MENTION: &str = "mention";
+    pub const STATUS: &str = "status";
+    pub const REBLOG: &str = "reblog";
+    pub const FOLLOW: &str = "follow";
+    pub const FOLLOW_REQUEST: &str = "follow_request";
+    pub const FAVOURITE: &str = "favourite";
+    pub const POLL: &str = "poll";
+    pub const UPDATE: &str = "update";
+    pub const ALL: [&str; 8] = [
+        MENTION,
+        STATUS,
+        REBLOG,
+        FOLLOW,
+        FOLLOW_REQUEST,
+        FAVOURITE,
+        POLL,
+        UPDATE,
+    ];
+
+    /// Inserts a notification unless the recipient blocks the actor, or mutes them with
+    /// notifications hidden, or it already exists. Runs in the caller's transaction.
+    pub async fn create(
+        conn: &mut sqlx::PgConnection,
+        id: i64,
+        recipient: i64,
+        from: i64,
+        kind: &str,
+        status_id: Option<i64>,
+    ) -> Result<(), sqlx::Error> {
+        if recipient == from {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO notifications (id, account_id, from_account_id, type, status_id) \
+             SELECT $1, $2, $3, $4, $5 \
+             WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $2 AND target_account_id = $3) \
+                                                     OR (account_id = $3 AND target_account_id = $2)) \
+               AND NOT EXISTS (SELECT 1 FROM mutes WHERE account_id = $2 AND target_account_id = $3 \
+                                 AND hide_notifications AND (expires_at IS NULL OR expires_at > now())) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(recipient)
+        .bind(from)
+        .bind(kind)
+        .bind(status_id)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}

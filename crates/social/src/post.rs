@@ -1,0 +1,446 @@
+//! Creating a status: one transaction writes the status with its mentions, tags, poll,
+//! counters, mention notifications, direct-message conversations and the outbox message that
+//! fans it out. Nothing is half-written: an error rolls all of it back.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, Row};
+use stampede_core::id::IdGenerator;
+use stampede_queue::{Envelope, WorkQueue, outbox};
+
+use crate::text::{self, MentionLink};
+use crate::{Visibility, distribute, notification};
+
+/// Mastodon's poll limits.
+pub const MAX_POLL_OPTIONS: usize = 4;
+pub const MAX_POLL_OPTION_CHARS: usize = 50;
+pub const MIN_POLL_EXPIRY: i64 = 300;
+pub const MAX_POLL_EXPIRY: i64 = 2_629_746;
+
+/// A poll as requested.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPoll {
+    pub options: Vec<String>,
+    pub expires_in: i64,
+    #[serde(default)]
+    pub multiple: bool,
+    #[serde(default)]
+    pub hide_totals: bool,
+}
+
+/// A status as requested (also what a scheduled status stores).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewStatus {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub spoiler_text: String,
+    #[serde(default)]
+    pub sensitive: bool,
+    pub visibility: Option<String>,
+    pub language: Option<String>,
+    pub in_reply_to_id: Option<i64>,
+    pub poll: Option<NewPoll>,
+}
+
+/// Why a status was not created.
+#[derive(Debug, thiserror::Error)]
+pub enum PostError {
+    /// 422 with this message (`Validation failed: …`).
+    #[error("{0}")]
+    Invalid(String),
+    /// The status replied to does not exist or is not visible to the author: 404.
+    #[error("Record not found")]
+    NotFound,
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+/// Checks a status without writing anything; returns its visibility.
+pub fn validate(
+    new: &NewStatus,
+    default_visibility: &str,
+    max_chars: usize,
+) -> Result<Visibility, PostError> {
+    let invalid = |m: &str| PostError::Invalid(format!("Validation failed: {m}"));
+    let visibility = new
+        .visibility
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(default_visibility)
+        .parse::<Visibility>()
+        .map_err(|()| invalid("Visibility is not included in the list"))?;
+    if new.text.trim().is_empty() && new.poll.is_none() {
+        return Err(invalid("Text can't be blank"));
+    }
+    if text::length(&new.text) + new.spoiler_text.chars().count() > max_chars {
+        return Err(invalid(&format!(
+            "Text character limit of {max_chars} exceeded"
+        )));
+    }
+    if let Some(language) = &new.language
+        && !(language.len() >= 2
+            && language.len() <= 3
+            && language.chars().all(|c| c.is_ascii_lowercase()))
+    {
+        return Err(invalid("Language is not a valid ISO 639 code"));
+    }
+    if let Some(poll) = &new.poll {
+        if poll.options.len() < 2 {
+            return Err(invalid("Poll must have at least 2 options"));
+        }
+        if poll.options.len() > MAX_POLL_OPTIONS {
+            return Err(invalid(&format!(
+                "Poll can't contain more than {MAX_POLL_OPTIONS} items"
+            )));
+        }
+        if poll
+            .options
+            .iter()
+            .any(|o| o.trim().is_empty() || o.chars().count() > MAX_POLL_OPTION_CHARS)
+        {
+            return Err(invalid(&format!(
+                "Poll options can't be blank or longer than {MAX_POLL_OPTION_CHARS} characters"
+            )));
+        }
+        if poll.expires_in < MIN_POLL_EXPIRY {
+            return Err(invalid("Poll duration is too short"));
+        }
+        if poll.expires_in > MAX_POLL_EXPIRY {
+            return Err(invalid("Poll duration is too long"));
+        }
+    }
+    Ok(visibility)
+}
+
+/// The local accounts `mentions` (as written in the text) name, keyed by lower-cased mention.
+pub async fn resolve_mentions(
+    conn: &mut PgConnection,
+    mentions: &[String],
+    local_domain: &str,
+    base_url: &str,
+) -> Result<HashMap<String, (i64, MentionLink)>, sqlx::Error> {
+    let mut wanted: HashMap<String, String> = HashMap::new(); // lower username → mention key
+    for acct in mentions {
+        let (user, domain) = acct.split_once('@').unwrap_or((acct, ""));
+        if domain.is_empty() || domain.eq_ignore_ascii_case(local_domain) {
+            wanted.insert(user.to_lowercase(), acct.to_lowercase());
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let names: Vec<String> = wanted.keys().cloned().collect();
+    let rows = sqlx::query(
+        "SELECT id, username FROM accounts \
+         WHERE domain IS NULL AND lower(username) = ANY($1) AND suspended_at IS NULL",
+    )
+    .bind(&names)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = HashMap::new();
+    for row in rows {
+        let id: i64 = row.try_get("id")?;
+        let username: String = row.try_get("username")?;
+        if let Some(key) = wanted.get(&username.to_lowercase()) {
+            let url = format!("{base_url}/@{username}");
+            out.insert(key.clone(), (id, MentionLink { username, url }));
+        }
+    }
+    Ok(out)
+}
+
+/// Where a new status is posted from.
+#[derive(Debug, Clone)]
+pub struct Author<'a> {
+    pub account_id: i64,
+    pub application_id: Option<i64>,
+    pub default_visibility: &'a str,
+    pub local_domain: &'a str,
+    pub base_url: &'a str,
+    pub max_chars: usize,
+}
+
+/// Writes a new status in the caller's transaction and queues its fan-out; returns its id.
+/// `created_at` is now unless given (a scheduled status keeps its id's time).
+pub async fn create(
+    conn: &mut PgConnection,
+    ids: &IdGenerator,
+    author: &Author<'_>,
+    new: &NewStatus,
+) -> Result<i64, PostError> {
+    let visibility = validate(new, author.default_visibility, author.max_chars)?;
+    let id = ids.next_id().as_i64();
+
+    // The thread: a reply must be to something the author can see.
+    let (reply_account, conversation_id) = match new.in_reply_to_id {
+        None => (None, id),
+        Some(parent) => {
+            let row = sqlx::query(
+                "SELECT account_id, conversation_id FROM statuses \
+                 WHERE id = $1 AND reblog_of_id IS NULL AND status_visible(id, $2)",
+            )
+            .bind(parent)
+            .bind(author.account_id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .ok_or(PostError::NotFound)?;
+            (
+                Some(row.try_get::<i64, _>("account_id")?),
+                row.try_get::<i64, _>("conversation_id")?,
+            )
+        }
+    };
+
+    let parsed = text::parse(&new.text);
+    let mentioned = resolve_mentions(conn, &parsed.mentions, author.local_domain, author.base_url)
+        .await?;
+    let links: HashMap<String, MentionLink> = mentioned
+        .iter()
+        .map(|(k, (_, link))| (k.clone(), link.clone()))
+        .collect();
+    let content = text::render(&new.text, &links, author.base_url);
+
+    sqlx::query(
+        "INSERT INTO statuses (id, account_id, application_id, text, content, spoiler_text, \
+            sensitive, visibility, language, in_reply_to_id, in_reply_to_account_id, \
+            conversation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(id)
+    .bind(author.account_id)
+    .bind(author.application_id)
+    .bind(&new.text)
+    .bind(&content)
+    .bind(&new.spoiler_text)
+    .bind(new.sensitive || !new.spoiler_text.is_empty())
+    .bind(visibility.as_str())
+    .bind(&new.language)
+    .bind(new.in_reply_to_id)
+    .bind(reply_account)
+    .bind(conversation_id)
+    .execute(&mut *conn)
+    .await?;
+
+    let mentioned_ids: Vec<i64> = {
+        let mut v: Vec<i64> = mentioned.values().map(|(id, _)| *id).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    if !mentioned_ids.is_empty() {
+        sqlx::query(
+            "INSERT INTO mentions (status_id, account_id) SELECT $1, unnest($2::bigint[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(&mentioned_ids)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !parsed.tags.is_empty() {
+        // Insert missing tags (keeping the first spelling), then link them all.
+        sqlx::query(
+            "INSERT INTO tags (name) SELECT DISTINCT ON (lower(n)) n FROM unnest($1::text[]) n \
+             ON CONFLICT (lower(name)) DO NOTHING",
+        )
+        .bind(&parsed.tags)
+        .execute(&mut *conn)
+        .await?;
+        let lowered: Vec<String> = parsed.tags.iter().map(|t| t.to_lowercase()).collect();
+        sqlx::query(
+            "INSERT INTO statuses_tags (tag_id, status_id) \
+             SELECT id, $1 FROM tags WHERE lower(name) = ANY($2) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(&lowered)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(poll) = &new.poll {
+        let expires_at: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(poll.expires_in);
+        sqlx::query(
+            "INSERT INTO polls (id, status_id, options, multiple, hide_totals, expires_at) \
+             VALUES ($1, $1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(&poll.options)
+        .bind(poll.multiple)
+        .bind(poll.hide_totals)
+        .bind(expires_at)
+        .execute(&mut *conn)
+        .await?;
+    }
+    sqlx::query(
+        "INSERT INTO account_stats (account_id, statuses_count, last_status_at) VALUES ($1, 1, now()) \
+         ON CONFLICT (account_id) DO UPDATE SET statuses_count = account_stats.statuses_count + 1, \
+           last_status_at = now()",
+    )
+    .bind(author.account_id)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(parent) = new.in_reply_to_id {
+        sqlx::query("UPDATE statuses SET replies_count = replies_count + 1 WHERE id = $1")
+            .bind(parent)
+            .execute(&mut *conn)
+            .await?;
+    }
+    for target in &mentioned_ids {
+        notification::create(
+            conn,
+            ids.next_id().as_i64(),
+            *target,
+            author.account_id,
+            notification::MENTION,
+            Some(id),
+        )
+        .await?;
+    }
+    if visibility == Visibility::Direct {
+        record_conversation(conn, ids, author.account_id, conversation_id, id, &mentioned_ids)
+            .await?;
+    }
+    outbox::enqueue(
+        conn,
+        WorkQueue::Distribute,
+        &Envelope::new(
+            distribute::STATUS_CREATED,
+            serde_json::json!({ "status_id": id }),
+        ),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// A direct message updates the conversation of the author and of each participant (unread for
+/// all but the author).
+async fn record_conversation(
+    conn: &mut PgConnection,
+    ids: &IdGenerator,
+    author: i64,
+    conversation_id: i64,
+    status_id: i64,
+    mentioned: &[i64],
+) -> Result<(), sqlx::Error> {
+    let mut everyone: Vec<i64> = mentioned.to_vec();
+    everyone.push(author);
+    everyone.sort_unstable();
+    everyone.dedup();
+    for account in &everyone {
+        let others: Vec<i64> = everyone.iter().copied().filter(|a| a != account).collect();
+        sqlx::query(
+            "INSERT INTO account_conversations \
+               (id, account_id, conversation_id, participant_ids, last_status_id, unread) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (account_id, conversation_id) DO UPDATE SET \
+               participant_ids = ARRAY(SELECT DISTINCT unnest(account_conversations.participant_ids || EXCLUDED.participant_ids)), \
+               last_status_id = EXCLUDED.last_status_id, unread = EXCLUDED.unread",
+        )
+        .bind(ids.next_id().as_i64())
+        .bind(account)
+        .bind(conversation_id)
+        .bind(&others)
+        .bind(status_id)
+        .bind(*account != author)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `https://WEB_DOMAIN` (or `http://` when LOCAL_HTTPS=false): where this server's pages live.
+pub fn base_url(config: &stampede_config::Config) -> String {
+    let scheme = if config.web.https { "https" } else { "http" };
+    format!("{scheme}://{}", config.web_domain)
+}
+
+/// Publishes the scheduled statuses whose time has come, one transaction each (the scheduled
+/// row is deleted in the transaction that posts it, so each is posted once even with several
+/// delivery processes). One that can no longer be posted (its reply target is gone) is dropped
+/// with a warning. Returns how many were posted.
+pub async fn publish_due(
+    db: &sqlx::PgPool,
+    ids: &IdGenerator,
+    config: &stampede_config::Config,
+) -> Result<usize, sqlx::Error> {
+    let base = base_url(config);
+    let mut published = 0;
+    loop {
+        let mut tx = db.begin().await?;
+        let Some(row) = sqlx::query(
+            "DELETE FROM scheduled_statuses WHERE id = ( \
+               SELECT id FROM scheduled_statuses WHERE scheduled_at <= now() \
+               ORDER BY scheduled_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, account_id, application_id, params, \
+               (SELECT source_privacy FROM users u WHERE u.account_id = scheduled_statuses.account_id) AS privacy",
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(published);
+        };
+        let scheduled_id: i64 = row.try_get("id")?;
+        let new: sqlx::types::Json<NewStatus> = row.try_get("params")?;
+        let privacy: Option<String> = row.try_get("privacy")?;
+        let default_visibility = privacy.unwrap_or_else(|| "public".to_string());
+        let author = Author {
+            account_id: row.try_get("account_id")?,
+            application_id: row.try_get("application_id")?,
+            default_visibility: &default_visibility,
+            local_domain: &config.local_domain,
+            base_url: &base,
+            max_chars: config.statuses.max_chars,
+        };
+        match create(&mut tx, ids, &author, &new.0).await {
+            Ok(_) => published += 1,
+            Err(PostError::Db(error)) => return Err(error),
+            Err(error) => {
+                tracing::warn!(scheduled_id, %error, "scheduled status dropped");
+            }
+        }
+        tx.commit().await?;
+    }
+}
+
+/// Tells the author and the voters of each poll that has ended (once per poll).
+pub async fn notify_ended_polls(
+    db: &sqlx::PgPool,
+    ids: &IdGenerator,
+) -> Result<usize, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let ended = sqlx::query(
+        "WITH ended AS ( \
+           UPDATE polls SET notified = true WHERE id IN ( \
+             SELECT id FROM polls WHERE NOT notified AND expires_at <= now() \
+             LIMIT 500 FOR UPDATE SKIP LOCKED) \
+           RETURNING id, status_id) \
+         SELECT e.status_id, s.account_id, \
+                ARRAY(SELECT DISTINCT v.account_id FROM poll_votes v WHERE v.poll_id = e.id) AS voters \
+         FROM ended e JOIN statuses s ON s.id = e.status_id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for poll in &ended {
+        let status_id: i64 = poll.try_get("status_id")?;
+        let author: i64 = poll.try_get("account_id")?;
+        let mut recipients: Vec<i64> = poll.try_get("voters")?;
+        recipients.push(author);
+        for recipient in recipients {
+            sqlx::query(
+                "INSERT INTO notifications (id, account_id, from_account_id, type, status_id) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            )
+            .bind(ids.next_id().as_i64())
+            .bind(recipient)
+            .bind(author)
+            .bind(notification::POLL)
+            .bind(status_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(ended.len())
+}

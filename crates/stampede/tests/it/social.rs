@@ -1,0 +1,543 @@
+//! Statuses, the social graph, timelines and notifications through the HTTP API, against the
+//! real PostgreSQL, Redis and RabbitMQ; fan-out through the queue.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use stampede_test_support::{AppOptions, TestApp, spawn_app};
+
+/// A signed-in local account.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub username: String,
+    pub token: String,
+}
+
+/// Creates a confirmed, approved local user with a `read write follow` token straight in the
+/// database — the fast path tests and load tests use instead of sign-up, whose own tests live
+/// in accounts.rs.
+pub async fn seed_user(app: &TestApp, username: &str, locked: bool) -> User {
+    let db = &app.ctx.db;
+    let ids = stampede_core::id::IdGenerator::new();
+    let account_id = ids.next_id().as_i64();
+    let mut tx = db.begin().await.unwrap();
+    sqlx::query("INSERT INTO accounts (id, username, locked) VALUES ($1, $2, $3)")
+        .bind(account_id)
+        .bind(username)
+        .bind(locked)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO users (id, account_id, email, password_hash, approved, confirmed_at) \
+         VALUES ($1, $2, $3, 'unusable', true, now())",
+    )
+    .bind(ids.next_id().as_i64())
+    .bind(account_id)
+    .bind(format!("{username}@mail.example"))
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    let token = stampede_web::tokens::generate();
+    sqlx::query(
+        "INSERT INTO oauth_access_tokens (id, token_hash, account_id, scopes) \
+         VALUES ($1, $2, $3, 'read write follow push')",
+    )
+    .bind(ids.next_id().as_i64())
+    .bind(stampede_web::tokens::digest(&token))
+    .bind(account_id)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    User {
+        id: account_id.to_string(),
+        username: username.to_string(),
+        token,
+    }
+}
+
+/// An HTTP answer: status, Link header and JSON body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub link: Option<String>,
+    pub body: Value,
+}
+
+pub async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> Answer {
+    let mut request = app.client.request(method, app.url(path));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let link = response
+        .headers()
+        .get("link")
+        .map(|v| v.to_str().unwrap().to_string());
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer { status, link, body }
+}
+
+pub async fn get(app: &TestApp, path: &str, user: &User) -> Answer {
+    call(app, Method::GET, path, Some(&user.token), None).await
+}
+
+pub async fn post(app: &TestApp, path: &str, user: &User, body: Value) -> Answer {
+    call(app, Method::POST, path, Some(&user.token), Some(body)).await
+}
+
+/// Posts a status and returns its id.
+pub async fn post_status(app: &TestApp, user: &User, body: Value) -> String {
+    let answer = post(app, "/api/v1/statuses", user, body).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    answer.body["id"].as_str().unwrap().to_string()
+}
+
+fn ids(answer: &Answer) -> Vec<String> {
+    answer
+        .body
+        .as_array()
+        .unwrap_or_else(|| panic!("expected a list, got {} {:?}", answer.status, answer.body))
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits (up to 15 s) until `user`'s home timeline satisfies `check`.
+pub async fn home_until(app: &TestApp, user: &User, check: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let answer = get(app, "/api/v1/timelines/home?limit=40", user).await;
+        assert!(answer.status == 200 || answer.status == 206, "{:?}", answer.body);
+        let found = ids(&answer);
+        if check(&found) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "home of @{} stayed {found:?} ({})",
+            user.username,
+            answer.status
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn full_app() -> TestApp {
+    spawn_app(AppOptions {
+        amqp: true,
+        redis: true,
+        workers: true,
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn posting_renders_html_mentions_tags_and_notifies() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+
+    let answer = post(
+        &app,
+        "/api/v1/statuses",
+        &alice,
+        json!({"status": "Hi @bob and @nobody! #Rust <script>x</script> https://example.com/a?b=c", "language": "en"}),
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+    let status = &answer.body;
+    let content = status["content"].as_str().unwrap();
+    assert!(content.starts_with("<p>Hi <span class=\"h-card\""), "{content}");
+    assert!(content.contains("href=\"http://stampede.test/@bob\""), "{content}");
+    assert!(content.contains("@nobody"), "{content}");
+    assert!(content.contains("&lt;script&gt;"), "{content}");
+    assert!(!content.contains("<script"), "{content}");
+    assert!(content.contains("href=\"https://example.com/a?b=c\""), "{content}");
+    assert_eq!(status["mentions"][0]["acct"], "bob");
+    assert_eq!(status["tags"][0]["name"], "rust");
+    assert_eq!(status["visibility"], "public");
+    assert_eq!(status["language"], "en");
+    assert_eq!(status["account"]["statuses_count"], 1);
+    assert_eq!(status["favourited"], false);
+    let id = status["id"].as_str().unwrap();
+
+    // Bob is told, and can favourite, boost and bookmark it.
+    let notes = get(&app, "/api/v1/notifications", &bob).await;
+    assert_eq!(notes.body[0]["type"], "mention");
+    assert_eq!(notes.body[0]["status"]["id"], id);
+    let fav = post(&app, &format!("/api/v1/statuses/{id}/favourite"), &bob, json!({})).await;
+    assert_eq!(fav.body["favourited"], true);
+    assert_eq!(fav.body["favourites_count"], 1);
+    // Twice is once.
+    let fav = post(&app, &format!("/api/v1/statuses/{id}/favourite"), &bob, json!({})).await;
+    assert_eq!(fav.body["favourites_count"], 1);
+    let boost = post(&app, &format!("/api/v1/statuses/{id}/reblog"), &bob, json!({})).await;
+    assert_eq!(boost.status, 200, "{:?}", boost.body);
+    assert_eq!(boost.body["reblog"]["id"], id);
+    assert_eq!(boost.body["reblog"]["reblogs_count"], 1);
+    assert_eq!(boost.body["reblogged"], true);
+    let mark = post(&app, &format!("/api/v1/statuses/{id}/bookmark"), &bob, json!({})).await;
+    assert_eq!(mark.body["bookmarked"], true);
+    let marks = get(&app, "/api/v1/bookmarks", &bob).await;
+    assert_eq!(ids(&marks), vec![id.to_string()]);
+    let favs = get(&app, "/api/v1/favourites", &bob).await;
+    assert_eq!(ids(&favs), vec![id.to_string()]);
+    let by = get(&app, &format!("/api/v1/statuses/{id}/favourited_by"), &alice).await;
+    assert_eq!(by.body[0]["username"], "bob");
+    let by = get(&app, &format!("/api/v1/statuses/{id}/reblogged_by"), &alice).await;
+    assert_eq!(by.body[0]["username"], "bob");
+
+    let notes = get(&app, "/api/v1/notifications?exclude_types[]=mention", &alice).await;
+    let kinds: Vec<&str> = notes.body.as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, vec!["reblog", "favourite"]);
+    let only = get(&app, "/api/v1/notifications?types[]=favourite", &alice).await;
+    assert_eq!(only.body.as_array().unwrap().len(), 1);
+
+    // Unboost and unfavourite restore the counts.
+    let un = post(&app, &format!("/api/v1/statuses/{id}/unreblog"), &bob, json!({})).await;
+    assert_eq!(un.body["reblogged"], false);
+    assert_eq!(un.body["reblogs_count"], 0);
+    let un = post(&app, &format!("/api/v1/statuses/{id}/unfavourite"), &bob, json!({})).await;
+    assert_eq!(un.body["favourites_count"], 0);
+
+    // Anyone may read a public status; an unknown id is 404 with Mastodon's body.
+    let anon = call(&app, Method::GET, &format!("/api/v1/statuses/{id}"), None, None).await;
+    assert_eq!(anon.status, 200);
+    assert!(anon.body.get("favourited").is_none());
+    let missing = call(&app, Method::GET, "/api/v1/statuses/123", None, None).await;
+    assert_eq!((missing.status, missing.body["error"].as_str()), (404, Some("Record not found")));
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_and_nothing_is_written() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let cases = [
+        (json!({"status": ""}), "Validation failed: Text can't be blank"),
+        (json!({"status": "x".repeat(501)}), "Validation failed: Text character limit of 500 exceeded"),
+        (json!({"status": "x", "visibility": "everyone"}), "Validation failed: Visibility is not included in the list"),
+        (json!({"status": "x", "poll": {"options": ["only"], "expires_in": 600}}), "Validation failed: Poll must have at least 2 options"),
+        (json!({"status": "x", "poll": {"options": ["a", "b"], "expires_in": 10}}), "Validation failed: Poll duration is too short"),
+    ];
+    for (body, error) in cases {
+        let answer = post(&app, "/api/v1/statuses", &alice, body).await;
+        assert_eq!((answer.status, answer.body["error"].as_str()), (422, Some(error)));
+    }
+    // A URL counts as 23 characters: 480 + 23 fits.
+    let long_url = format!("{} https://example.com/{}", "x".repeat(476), "y".repeat(300));
+    post_status(&app, &alice, json!({"status": long_url})).await;
+    // A reply to something that does not exist is 404, and writes nothing.
+    let answer = post(&app, "/api/v1/statuses", &alice, json!({"status": "re", "in_reply_to_id": "42"})).await;
+    assert_eq!(answer.status, 404);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM statuses").fetch_one(&app.ctx.db).await.unwrap();
+    assert_eq!(count, 1);
+    // No token: 401; a token without write: 403 with Mastodon's text.
+    let anon = call(&app, Method::POST, "/api/v1/statuses", None, Some(json!({"status": "x"}))).await;
+    assert_eq!(anon.status, 401);
+}
+
+#[tokio::test]
+async fn idempotency_key_edit_history_and_delete_and_redraft() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let post_once = || async {
+        app.client
+            .post(app.url("/api/v1/statuses"))
+            .bearer_auth(&alice.token)
+            .header("Idempotency-Key", "abc-123")
+            .json(&json!({"status": "only once"}))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let (a, b) = tokio::join!(post_once(), post_once());
+    assert_eq!(a["id"], b["id"]);
+    let id = a["id"].as_str().unwrap().to_string();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM statuses").fetch_one(&app.ctx.db).await.unwrap();
+    assert_eq!(count, 1);
+
+    let edited = call(&app, Method::PUT, &format!("/api/v1/statuses/{id}"), Some(&alice.token), Some(json!({"status": "edited #now", "spoiler_text": "cw"}))).await;
+    assert_eq!(edited.status, 200, "{:?}", edited.body);
+    assert!(edited.body["edited_at"].is_string());
+    assert_eq!(edited.body["spoiler_text"], "cw");
+    assert_eq!(edited.body["sensitive"], true);
+    assert_eq!(edited.body["tags"][0]["name"], "now");
+    let history = get(&app, &format!("/api/v1/statuses/{id}/history"), &alice).await;
+    let versions: Vec<&str> = history.body.as_array().unwrap().iter().map(|v| v["content"].as_str().unwrap()).collect();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(versions[0], "<p>only once</p>");
+    let source = get(&app, &format!("/api/v1/statuses/{id}/source"), &alice).await;
+    assert_eq!(source.body["text"], "edited #now");
+
+    // Someone else cannot edit or delete it.
+    let bob = seed_user(&app, "bob", false).await;
+    let denied = call(&app, Method::DELETE, &format!("/api/v1/statuses/{id}"), Some(&bob.token), None).await;
+    assert_eq!(denied.status, 404);
+
+    let deleted = call(&app, Method::DELETE, &format!("/api/v1/statuses/{id}"), Some(&alice.token), None).await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(deleted.body["text"], "edited #now");
+    let gone = get(&app, &format!("/api/v1/statuses/{id}"), &alice).await;
+    assert_eq!(gone.status, 404);
+    let me = get(&app, "/api/v1/accounts/verify_credentials", &alice).await;
+    assert_eq!(me.body["statuses_count"], 0);
+}
+
+#[tokio::test]
+async fn home_timeline_fans_out_paginates_and_forgets() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+    // Bob reads his (empty) home first, so his feed exists and fan-out keeps it.
+    home_until(&app, &bob, |ids| ids.is_empty()).await;
+    let rel = post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    assert_eq!(rel.body["following"], true);
+    let rel = post(&app, &format!("/api/v1/accounts/{}/follow", bob.id), &carol, json!({})).await;
+    assert_eq!(rel.body["following"], true);
+    let mut posted = Vec::new();
+    for i in 0..5 {
+        posted.push(post_status(&app, &alice, json!({"status": format!("post {i}")})).await);
+    }
+    let expected: Vec<String> = posted.iter().rev().cloned().collect();
+    home_until(&app, &bob, |ids| ids == expected.as_slice()).await;
+
+    // Pagination: limit, Link header, max_id, min_id, since_id.
+    let page = get(&app, "/api/v1/timelines/home?limit=2", &bob).await;
+    assert_eq!(ids(&page), expected[..2].to_vec());
+    let link = page.link.unwrap();
+    assert!(link.contains(&format!("max_id={}>; rel=\"next\"", expected[1])), "{link}");
+    assert!(link.contains(&format!("min_id={}>; rel=\"prev\"", expected[0])), "{link}");
+    let next = get(&app, &format!("/api/v1/timelines/home?limit=2&max_id={}", expected[1]), &bob).await;
+    assert_eq!(ids(&next), expected[2..4].to_vec());
+    let newer = get(&app, &format!("/api/v1/timelines/home?limit=2&min_id={}", expected[4]), &bob).await;
+    assert_eq!(ids(&newer), expected[2..4].to_vec());
+    let since = get(&app, &format!("/api/v1/timelines/home?limit=2&since_id={}", expected[4]), &bob).await;
+    assert_eq!(ids(&since), expected[..2].to_vec());
+
+    // A boost reaches the booster's followers.
+    let boost = post(&app, &format!("/api/v1/statuses/{}/reblog", posted[0]), &bob, json!({})).await;
+    let boost_id = boost.body["id"].as_str().unwrap().to_string();
+    home_until(&app, &carol, |ids| ids.first() == Some(&boost_id)).await;
+
+    // Deleting a status takes it out of every feed.
+    call(&app, Method::DELETE, &format!("/api/v1/statuses/{}", posted[4]), Some(&alice.token), None).await;
+    home_until(&app, &bob, |ids| !ids.contains(&posted[4])).await;
+    let in_redis = app.ctx.cache.feed_range(&format!("feed:home:{}", bob.id), None, None, 100).await.unwrap();
+    assert!(!in_redis.contains(&posted[4].parse().unwrap()), "{in_redis:?}");
+
+    // Unfollowing takes the author's statuses out of the follower's feed.
+    let rel = post(&app, &format!("/api/v1/accounts/{}/unfollow", alice.id), &bob, json!({})).await;
+    assert_eq!(rel.body["following"], false, "{:?}", rel.body);
+    home_until(&app, &bob, |ids| ids.iter().all(|id| !posted.contains(id))).await;
+
+    // Following again merges them back (beside Bob's own boost).
+    post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    home_until(&app, &bob, |ids| ids.len() == 5).await;
+    let me = get(&app, "/api/v1/accounts/verify_credentials", &bob).await;
+    assert_eq!(me.body["following_count"], 1);
+    assert_eq!(me.body["followers_count"], 1);
+}
+
+#[tokio::test]
+async fn losing_redis_loses_nothing() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    let first = post_status(&app, &alice, json!({"status": "one"})).await;
+    let second = post_status(&app, &alice, json!({"status": "two"})).await;
+    let want = vec![second.clone(), first.clone()];
+    home_until(&app, &bob, |ids| ids == want.as_slice()).await;
+
+    // Redis forgets everything about Bob's feed: the next read answers 206 from PostgreSQL,
+    // complete, and rebuilds the feed.
+    app.ctx.cache.del(&format!("feed:home:{}", bob.id)).await.unwrap();
+    app.ctx.cache.del(&format!("feed:home:{}:ready", bob.id)).await.unwrap();
+    let answer = get(&app, "/api/v1/timelines/home", &bob).await;
+    assert_eq!(answer.status, 206);
+    assert_eq!(ids(&answer), want);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = get(&app, "/api/v1/timelines/home", &bob).await;
+        if answer.status == 200 {
+            assert_eq!(ids(&answer), want);
+            break;
+        }
+        assert!(Instant::now() < deadline, "feed never rebuilt");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn hybrid_fanout_merges_big_accounts_at_read_time() {
+    let app = spawn_app(AppOptions {
+        amqp: true,
+        redis: true,
+        workers: true,
+        env: vec![("FANOUT_READ_TIME_THRESHOLD".into(), "1".into())],
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let star = seed_user(&app, "star", false).await;
+    let fan1 = seed_user(&app, "fan1", false).await;
+    let fan2 = seed_user(&app, "fan2", false).await;
+    for fan in [&fan1, &fan2] {
+        home_until(&app, fan, |ids| ids.is_empty()).await;
+        post(&app, &format!("/api/v1/accounts/{}/follow", star.id), fan, json!({})).await;
+    }
+    let id = post_status(&app, &star, json!({"status": "to the many"})).await;
+    for fan in [&fan1, &fan2] {
+        home_until(&app, fan, |ids| ids == [id.clone()]).await;
+    }
+    // The star's own feed got it; the fans' feeds did not — it was merged as they read.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let own = app.ctx.cache.feed_range(&format!("feed:home:{}", star.id), None, None, 10).await.unwrap();
+    assert_eq!(own, vec![id.parse::<i64>().unwrap()]);
+    let fan_feed = app.ctx.cache.feed_range(&format!("feed:home:{}", fan1.id), None, None, 10).await.unwrap();
+    assert!(fan_feed.is_empty(), "{fan_feed:?}");
+}
+
+#[tokio::test]
+async fn locked_accounts_blocks_mutes_and_private_statuses() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", true).await; // locked
+    let bob = seed_user(&app, "bob", false).await;
+    let eve = seed_user(&app, "eve", false).await;
+
+    let private = post_status(&app, &alice, json!({"status": "friends only", "visibility": "private"})).await;
+    let direct = post_status(&app, &alice, json!({"status": "@bob psst", "visibility": "direct"})).await;
+
+    // Bob asks to follow; until Alice accepts he sees neither the private status nor its
+    // place in her profile; the direct message (he is mentioned) he sees.
+    let rel = post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    assert_eq!((rel.body["following"].as_bool(), rel.body["requested"].as_bool()), (Some(false), Some(true)));
+    assert_eq!(get(&app, &format!("/api/v1/statuses/{private}"), &bob).await.status, 404);
+    assert_eq!(get(&app, &format!("/api/v1/statuses/{direct}"), &bob).await.status, 200);
+    assert_eq!(get(&app, &format!("/api/v1/statuses/{direct}"), &eve).await.status, 404);
+    let requests = get(&app, "/api/v1/follow_requests", &alice).await;
+    assert_eq!(requests.body[0]["username"], "bob");
+    let notes = get(&app, "/api/v1/notifications?types[]=follow_request", &alice).await;
+    assert_eq!(notes.body[0]["account"]["username"], "bob");
+    let rel = post(&app, &format!("/api/v1/follow_requests/{}/authorize", bob.id), &alice, json!({})).await;
+    assert_eq!(rel.body["followed_by"], true);
+    assert_eq!(get(&app, &format!("/api/v1/statuses/{private}"), &bob).await.status, 200);
+    assert_eq!(get(&app, &format!("/api/v1/statuses/{private}"), &eve).await.status, 404);
+    let profile = get(&app, &format!("/api/v1/accounts/{}/statuses", alice.id), &bob).await;
+    assert_eq!(ids(&profile), vec![private.clone()]);
+    let profile = get(&app, &format!("/api/v1/accounts/{}/statuses", alice.id), &eve).await;
+    assert!(ids(&profile).is_empty());
+    // Nobody may boost someone else's private status.
+    let boost = post(&app, &format!("/api/v1/statuses/{private}/reblog"), &bob, json!({})).await;
+    assert_eq!(boost.status, 403);
+
+    // Eve posts publicly; Bob mutes her: gone from his public timeline, still there by id.
+    let loud = post_status(&app, &eve, json!({"status": "loud #news"})).await;
+    let public = get(&app, "/api/v1/timelines/public", &bob).await;
+    assert!(ids(&public).contains(&loud));
+    post(&app, &format!("/api/v1/accounts/{}/mute", eve.id), &bob, json!({})).await;
+    let public = get(&app, "/api/v1/timelines/public", &bob).await;
+    assert!(!ids(&public).contains(&loud));
+    let tag = get(&app, "/api/v1/timelines/tag/news", &bob).await;
+    assert!(ids(&tag).is_empty());
+    assert_eq!(get(&app, &format!("/api/v1/statuses/{loud}"), &bob).await.status, 200);
+    let mutes = get(&app, "/api/v1/mutes", &bob).await;
+    assert_eq!(mutes.body[0]["username"], "eve");
+
+    // Alice blocks Eve: each is invisible to the other.
+    let rel = post(&app, &format!("/api/v1/accounts/{}/block", eve.id), &alice, json!({})).await;
+    assert_eq!(rel.body["blocking"], true);
+    let public = get(&app, "/api/v1/timelines/public", &alice).await;
+    assert!(!ids(&public).contains(&loud));
+    let alice_public = post_status(&app, &alice, json!({"status": "hello world"})).await;
+    assert_eq!(get(&app, &format!("/api/v1/statuses/{alice_public}"), &eve).await.status, 404);
+    let follow = post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &eve, json!({})).await;
+    assert_eq!(follow.status, 403);
+    let rels = get(&app, &format!("/api/v1/accounts/relationships?id[]={}&id[]={}", alice.id, bob.id), &eve).await;
+    assert_eq!(rels.body[0]["blocked_by"], true);
+    assert_eq!(rels.body[1]["blocked_by"], false);
+}
+
+#[tokio::test]
+async fn threads_polls_lists_markers_search_and_conversations() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+
+    let root = post_status(&app, &alice, json!({"status": "root"})).await;
+    let reply = post_status(&app, &bob, json!({"status": "@alice reply", "in_reply_to_id": root})).await;
+    let deeper = post_status(&app, &alice, json!({"status": "@bob deeper", "in_reply_to_id": reply})).await;
+    let context = get(&app, &format!("/api/v1/statuses/{reply}/context"), &bob).await;
+    assert_eq!(ids(&Answer { status: 200, link: None, body: context.body["ancestors"].clone() }), vec![root.clone()]);
+    assert_eq!(ids(&Answer { status: 200, link: None, body: context.body["descendants"].clone() }), vec![deeper.clone()]);
+    let root_status = get(&app, &format!("/api/v1/statuses/{root}"), &bob).await;
+    assert_eq!(root_status.body["replies_count"], 1);
+
+    // Polls: vote once, not in one's own, results counted.
+    let answer = post(&app, "/api/v1/statuses", &alice, json!({"status": "which?", "poll": {"options": ["tea", "coffee"], "expires_in": 600}})).await;
+    let poll_id = answer.body["poll"]["id"].as_str().unwrap().to_string();
+    let vote = post(&app, &format!("/api/v1/polls/{poll_id}/votes"), &bob, json!({"choices": ["1"]})).await;
+    assert_eq!(vote.status, 200, "{:?}", vote.body);
+    assert_eq!(vote.body["options"][1]["votes_count"], 1);
+    assert_eq!(vote.body["own_votes"], json!([1]));
+    let again = post(&app, &format!("/api/v1/polls/{poll_id}/votes"), &bob, json!({"choices": ["0"]})).await;
+    assert_eq!(again.status, 422);
+    let own = post(&app, &format!("/api/v1/polls/{poll_id}/votes"), &alice, json!({"choices": ["0"]})).await;
+    assert_eq!(own.status, 422);
+
+    // Lists hold followed accounts only.
+    let list = post(&app, "/api/v1/lists", &bob, json!({"title": "friends"})).await;
+    let list_id = list.body["id"].as_str().unwrap().to_string();
+    let refused = post(&app, &format!("/api/v1/lists/{list_id}/accounts"), &bob, json!({"account_ids": [alice.id]})).await;
+    assert_eq!(refused.status, 422);
+    post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    let added = post(&app, &format!("/api/v1/lists/{list_id}/accounts"), &bob, json!({"account_ids": [alice.id]})).await;
+    assert_eq!(added.status, 200);
+    let timeline = get(&app, &format!("/api/v1/timelines/list/{list_id}"), &bob).await;
+    assert!(ids(&timeline).contains(&root));
+    let members = get(&app, &format!("/api/v1/lists/{list_id}/accounts"), &bob).await;
+    assert_eq!(members.body[0]["username"], "alice");
+
+    // Markers keep their version.
+    let saved = post(&app, "/api/v1/markers", &bob, json!({"home": {"last_read_id": root}})).await;
+    assert_eq!(saved.body["home"]["last_read_id"], root.as_str());
+    let saved = post(&app, "/api/v1/markers", &bob, json!({"home": {"last_read_id": reply}})).await;
+    assert_eq!(saved.body["home"]["version"], 2);
+
+    // Search finds what the viewer may see.
+    let found = get(&app, "/api/v2/search?q=deeper", &bob).await;
+    assert_eq!(found.body["statuses"][0]["id"], deeper.as_str());
+    let found = get(&app, "/api/v2/search?q=ali&type=accounts", &bob).await;
+    assert_eq!(found.body["accounts"][0]["username"], "alice");
+    post_status(&app, &alice, json!({"status": "secret words", "visibility": "direct"})).await;
+    let hidden = get(&app, "/api/v2/search?q=secret", &bob).await;
+    assert!(hidden.body["statuses"].as_array().unwrap().is_empty());
+
+    // Direct messages make conversations for both sides.
+    let dm = post_status(&app, &alice, json!({"status": "@bob just us", "visibility": "direct"})).await;
+    let conversations = get(&app, "/api/v1/conversations", &bob).await;
+    assert_eq!(conversations.body[0]["last_status"]["id"], dm.as_str());
+    assert_eq!(conversations.body[0]["unread"], true);
+    assert_eq!(conversations.body[0]["accounts"][0]["username"], "alice");
+}

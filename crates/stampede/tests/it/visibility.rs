@@ -1,0 +1,308 @@
+//! Property: no read path leaks a status its viewer may not see.
+//!
+//! Each case generates accounts (some locked), follows (some pending), blocks, mutes and
+//! statuses of every visibility with random mentions, replies and boosts, from a seed; a model
+//! of the rules decides what each viewer (and nobody signed in) may see; then every read path —
+//! the status itself, its context, home, public and hashtag timelines, account statuses,
+//! search, notifications and conversations — is checked against the model. A failure names
+//! its seed, so it can be replayed.
+
+use std::collections::{HashMap, HashSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::Method;
+use serde_json::{Value, json};
+use stampede_test_support::{AppOptions, TestApp, spawn_app};
+
+use crate::social::{User, call, post, seed_user};
+
+const ACCOUNTS: usize = 5;
+const STATUSES_PER_ACCOUNT: usize = 4;
+const CASES: u64 = 6;
+const VISIBILITIES: [&str; 4] = ["public", "unlisted", "private", "direct"];
+
+#[derive(Debug, Clone)]
+struct ModelStatus {
+    id: String,
+    author: usize,
+    visibility: &'static str,
+    mentions: HashSet<usize>,
+    reblog_of: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    follows: HashSet<(usize, usize)>,
+    blocks: HashSet<(usize, usize)>,
+    mutes: HashSet<(usize, usize)>,
+    statuses: HashMap<String, ModelStatus>,
+}
+
+impl Model {
+    fn blocked(&self, a: usize, b: usize) -> bool {
+        self.blocks.contains(&(a, b)) || self.blocks.contains(&(b, a))
+    }
+
+    fn sees_one(&self, viewer: Option<usize>, s: &ModelStatus) -> bool {
+        let Some(v) = viewer else {
+            return matches!(s.visibility, "public" | "unlisted");
+        };
+        if v == s.author {
+            return true;
+        }
+        if self.blocked(v, s.author) {
+            return false;
+        }
+        match s.visibility {
+            "public" | "unlisted" => true,
+            "private" => self.follows.contains(&(v, s.author)) || s.mentions.contains(&v),
+            _ => s.mentions.contains(&v),
+        }
+    }
+
+    fn sees(&self, viewer: Option<usize>, id: &str) -> bool {
+        let Some(s) = self.statuses.get(id) else {
+            return false;
+        };
+        self.sees_one(viewer, s)
+            && s
+                .reblog_of
+                .as_ref()
+                .is_none_or(|o| self.statuses.get(o).is_some_and(|o| self.sees_one(viewer, o)))
+    }
+
+    fn muted(&self, viewer: Option<usize>, id: &str) -> bool {
+        let (Some(v), Some(s)) = (viewer, self.statuses.get(id)) else {
+            return false;
+        };
+        let original = s.reblog_of.as_ref().and_then(|o| self.statuses.get(o));
+        self.mutes.contains(&(v, s.author))
+            || original.is_some_and(|o| self.mutes.contains(&(v, o.author)))
+    }
+}
+
+/// Every status id in a rendered status (itself and what it boosts).
+fn status_ids(status: &Value) -> Vec<String> {
+    let mut out = vec![status["id"].as_str().unwrap().to_string()];
+    if let Some(inner) = status["reblog"].as_object() {
+        out.push(inner["id"].as_str().unwrap().to_string());
+    }
+    out
+}
+
+async fn build(app: &TestApp, seed: u64, rng: &mut StdRng) -> (Vec<User>, Model) {
+    let mut users = Vec::new();
+    let mut locked = Vec::new();
+    for i in 0..ACCOUNTS {
+        let is_locked = rng.random_bool(0.3);
+        users.push(seed_user(app, &format!("u{seed}x{i}"), is_locked).await);
+        locked.push(is_locked);
+    }
+    let mut model = Model::default();
+    for a in 0..ACCOUNTS {
+        for b in 0..ACCOUNTS {
+            if a == b {
+                continue;
+            }
+            if rng.random_bool(0.5) {
+                let path = format!("/api/v1/accounts/{}/follow", users[b].id);
+                assert_eq!(post(app, &path, &users[a], json!({})).await.status, 200);
+                // A locked account accepts some requests.
+                if !locked[b] {
+                    model.follows.insert((a, b));
+                } else if rng.random_bool(0.5) {
+                    let path = format!("/api/v1/follow_requests/{}/authorize", users[a].id);
+                    assert_eq!(post(app, &path, &users[b], json!({})).await.status, 200);
+                    model.follows.insert((a, b));
+                }
+            }
+        }
+    }
+    for a in 0..ACCOUNTS {
+        for b in 0..ACCOUNTS {
+            if a != b && rng.random_bool(0.12) {
+                let path = format!("/api/v1/accounts/{}/block", users[b].id);
+                assert_eq!(post(app, &path, &users[a], json!({})).await.status, 200);
+                model.blocks.insert((a, b));
+                model.follows.remove(&(a, b));
+                model.follows.remove(&(b, a));
+            }
+            if a != b && rng.random_bool(0.15) {
+                let path = format!("/api/v1/accounts/{}/mute", users[b].id);
+                assert_eq!(post(app, &path, &users[a], json!({})).await.status, 200);
+                model.mutes.insert((a, b));
+            }
+        }
+    }
+    let mut posted: Vec<String> = Vec::new();
+    for round in 0..STATUSES_PER_ACCOUNT {
+        for author in 0..ACCOUNTS {
+            let visibility = VISIBILITIES[rng.random_range(0..VISIBILITIES.len())];
+            let mentions: HashSet<usize> = (0..ACCOUNTS)
+                .filter(|m| *m != author && rng.random_bool(0.3))
+                .collect();
+            let text: String = mentions
+                .iter()
+                .map(|m| format!("@{} ", users[*m].username))
+                .collect::<String>()
+                + &format!("word{seed} #t{seed} r{round}");
+            let mut body = json!({"status": text, "visibility": visibility});
+            // Reply to a random earlier status: the server must refuse one the author cannot see.
+            if !posted.is_empty() && rng.random_bool(0.3) {
+                let parent = posted[rng.random_range(0..posted.len())].clone();
+                body["in_reply_to_id"] = json!(parent);
+                let expect = model.sees(Some(author), &parent)
+                    && model.statuses[&parent].reblog_of.is_none();
+                let answer = post(app, "/api/v1/statuses", &users[author], body.clone()).await;
+                if !expect {
+                    assert_eq!(answer.status, 404, "seed {seed}: reply to an invisible status");
+                    continue;
+                }
+                assert_eq!(answer.status, 200, "seed {seed}: {:?}", answer.body);
+                let id = answer.body["id"].as_str().unwrap().to_string();
+                model.statuses.insert(
+                    id.clone(),
+                    ModelStatus { id: id.clone(), author, visibility, mentions, reblog_of: None },
+                );
+                posted.push(id);
+                continue;
+            }
+            let answer = post(app, "/api/v1/statuses", &users[author], body).await;
+            assert_eq!(answer.status, 200, "seed {seed}: {:?}", answer.body);
+            let id = answer.body["id"].as_str().unwrap().to_string();
+            model.statuses.insert(
+                id.clone(),
+                ModelStatus { id: id.clone(), author, visibility, mentions, reblog_of: None },
+            );
+            posted.push(id);
+        }
+        // Some boosts of what each account can see.
+        for booster in 0..ACCOUNTS {
+            if posted.is_empty() || !rng.random_bool(0.4) {
+                continue;
+            }
+            let target = posted[rng.random_range(0..posted.len())].clone();
+            let original = &model.statuses[&target];
+            let allowed = model.sees(Some(booster), &target)
+                && original.reblog_of.is_none()
+                && (matches!(original.visibility, "public" | "unlisted")
+                    || (original.visibility == "private" && original.author == booster));
+            let path = format!("/api/v1/statuses/{target}/reblog");
+            let answer = post(app, &path, &users[booster], json!({})).await;
+            if !model.sees(Some(booster), &target) {
+                assert_eq!(answer.status, 404, "seed {seed}: boost of an invisible status");
+                continue;
+            }
+            if !allowed {
+                assert_eq!(answer.status, 403, "seed {seed}: forbidden boost {:?}", answer.body);
+                continue;
+            }
+            assert_eq!(answer.status, 200, "seed {seed}: {:?}", answer.body);
+            let id = answer.body["id"].as_str().unwrap().to_string();
+            if !model.statuses.contains_key(&id) {
+                let visibility = if original.visibility == "private" { "private" } else { "public" };
+                model.statuses.insert(
+                    id.clone(),
+                    ModelStatus {
+                        id: id.clone(),
+                        author: booster,
+                        visibility,
+                        mentions: HashSet::new(),
+                        reblog_of: Some(target),
+                    },
+                );
+            }
+        }
+    }
+    (users, model)
+}
+
+async fn list(app: &TestApp, path: &str, token: Option<&str>) -> Vec<Value> {
+    let answer = call(app, Method::GET, path, token, None).await;
+    assert!(answer.status == 200 || answer.status == 206, "{path}: {} {:?}", answer.status, answer.body);
+    answer.body.as_array().cloned().unwrap_or_default()
+}
+
+async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
+    let viewers: Vec<Option<usize>> = std::iter::once(None).chain((0..ACCOUNTS).map(Some)).collect();
+    for viewer in viewers {
+        let token = viewer.map(|v| users[v].token.as_str());
+        let who = viewer.map_or("nobody".to_string(), |v| users[v].username.clone());
+        let leak = |path: &str, status: &Value, hide_muted: bool| {
+            for id in status_ids(status) {
+                assert!(model.sees(viewer, &id), "seed {seed}: {path} showed {id} to {who}");
+                if hide_muted {
+                    assert!(!model.muted(viewer, &id), "seed {seed}: {path} showed muted {id} to {who}");
+                }
+            }
+        };
+        for status in model.statuses.values() {
+            let path = format!("/api/v1/statuses/{}", status.id);
+            let answer = call(app, Method::GET, &path, token, None).await;
+            let expected = if model.sees(viewer, &status.id) { 200 } else { 404 };
+            assert_eq!(answer.status, expected, "seed {seed}: {path} for {who}: {status:?}");
+            if expected == 200 {
+                let context = call(app, Method::GET, &format!("{path}/context"), token, None).await;
+                for part in ["ancestors", "descendants"] {
+                    for s in context.body[part].as_array().unwrap() {
+                        leak(&format!("{path}/context"), s, true);
+                    }
+                }
+            }
+        }
+        for path in [
+            "/api/v1/timelines/public?limit=40".to_string(),
+            format!("/api/v1/timelines/tag/t{seed}?limit=40"),
+        ] {
+            for s in list(app, &path, token).await {
+                leak(&path, &s, true);
+                assert!(s["reblog"].is_null(), "seed {seed}: {path} has a boost");
+                assert_eq!(s["visibility"], "public", "seed {seed}: {path}");
+            }
+        }
+        for (i, user) in users.iter().enumerate() {
+            let path = format!("/api/v1/accounts/{}/statuses?limit=40", user.id);
+            for s in list(app, &path, token).await {
+                leak(&path, &s, false);
+                assert_ne!(s["visibility"], "direct", "seed {seed}: {path}");
+                assert_eq!(s["account"]["id"], users[i].id.as_str());
+            }
+        }
+        let Some(v) = viewer else { continue };
+        for path in ["/api/v1/timelines/home?limit=40".to_string(), format!("/api/v2/search?q=word{seed}&type=statuses&limit=40")] {
+            let items = if path.contains("search") {
+                let answer = call(app, Method::GET, &path, token, None).await;
+                answer.body["statuses"].as_array().cloned().unwrap_or_default()
+            } else {
+                list(app, &path, token).await
+            };
+            for s in items {
+                leak(&path, &s, true);
+            }
+        }
+        for n in list(app, "/api/v1/notifications?limit=80", token).await {
+            let from = users.iter().position(|u| u.id == n["account"]["id"].as_str().unwrap()).unwrap();
+            assert!(!model.blocked(v, from), "seed {seed}: notification from a blocked account to {who}");
+            if !n["status"].is_null() {
+                leak("/api/v1/notifications", &n["status"], false);
+            }
+        }
+        for c in list(app, "/api/v1/conversations", token).await {
+            if !c["last_status"].is_null() {
+                leak("/api/v1/conversations", &c["last_status"], false);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn no_read_path_leaks_what_its_viewer_may_not_see() {
+    for seed in 1..=CASES {
+        let app = spawn_app(AppOptions { workers: true, ..AppOptions::default() }).await.unwrap();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (users, model) = build(&app, seed, &mut rng).await;
+        check(&app, seed, &users, &model).await;
+        app.stop().await;
+    }
+}

@@ -1,0 +1,120 @@
+//! `/api/v1/conversations`: direct-message threads as the viewer sees them.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use sqlx::FromRow;
+use stampede_mastodon::Conversation;
+
+use crate::AppState;
+use crate::accounts;
+use crate::api::v1::statuses::path_id;
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::paging::{Page, PageQuery};
+use crate::payload::Params;
+use crate::statuses::Filter;
+
+#[derive(Debug, FromRow)]
+struct Row {
+    id: i64,
+    participant_ids: Vec<i64>,
+    last_status_id: i64,
+    unread: bool,
+}
+
+async fn render(state: &AppState, viewer: i64, rows: Vec<Row>) -> Result<Vec<Conversation>, ApiError> {
+    let account_ids: Vec<i64> = rows.iter().flat_map(|r| r.participant_ids.clone()).collect();
+    let found: HashMap<i64, accounts::AccountRow> = accounts::find_many(&state.ctx.db, &account_ids)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    let status_ids: Vec<i64> = rows.iter().map(|r| r.last_status_id).collect();
+    let statuses: HashMap<String, stampede_mastodon::Status> = state
+        .load_statuses(Some(viewer), &status_ids, Filter::default())
+        .await?
+        .into_iter()
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    Ok(rows
+        .into_iter()
+        .map(|r| Conversation {
+            id: r.id.to_string(),
+            unread: r.unread,
+            accounts: r
+                .participant_ids
+                .iter()
+                .filter_map(|a| found.get(a))
+                .map(|a| state.render_account(a))
+                .collect(),
+            last_status: statuses.get(&r.last_status_id.to_string()).cloned(),
+        })
+        .collect())
+}
+
+pub async fn index(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(q): Params<PageQuery>,
+) -> Result<Page<Conversation>, ApiError> {
+    let account_id = auth.account(&["read", "read:statuses"])?;
+    let bounds = q.bounds(20, 40);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, participant_ids, last_status_id, unread FROM account_conversations \
+         WHERE account_id = $1 \
+           AND ($2::bigint IS NULL OR last_status_id < $2) AND ($3::bigint IS NULL OR last_status_id > $3) \
+         ORDER BY last_status_id DESC LIMIT $4",
+    )
+    .bind(account_id)
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    let newest = rows.first().map(|r| r.last_status_id);
+    let oldest = rows.last().map(|r| r.last_status_id);
+    let items = render(&state, account_id, rows).await?;
+    Ok(Page::new(items, &state.base_url(), &uri, newest, oldest))
+}
+
+pub async fn read(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    let account_id = auth.account(&["write", "write:conversations"])?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "UPDATE account_conversations SET unread = false WHERE id = $1 AND account_id = $2 \
+         RETURNING id, participant_ids, last_status_id, unread",
+    )
+    .bind(path_id(&id)?)
+    .bind(account_id)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    render(&state, account_id, rows)
+        .await?
+        .pop()
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let account_id = auth.account(&["write", "write:conversations"])?;
+    let removed = sqlx::query("DELETE FROM account_conversations WHERE id = $1 AND account_id = $2")
+        .bind(path_id(&id)?)
+        .bind(account_id)
+        .execute(&state.ctx.db)
+        .await?;
+    if removed.rows_affected() == 0 {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(serde_json::json!({})))
+}

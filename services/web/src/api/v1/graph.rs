@@ -1,0 +1,800 @@
+//! The social graph: follow (with requests for locked accounts), block, mute, the lists of
+//! each, relationships, an account's statuses, and account search.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use serde::Deserialize;
+use sqlx::{PgConnection, Row};
+use stampede_mastodon::{Account, Relationship, Status};
+use stampede_queue::{Envelope, WorkQueue, outbox};
+use stampede_social::{distribute, notification};
+
+use crate::AppState;
+use crate::accounts;
+use crate::api::v1::statuses::{READ, path_id};
+use crate::auth::{Auth, Viewer};
+use crate::error::ApiError;
+use crate::paging::{Page, PageQuery, newest_first};
+use crate::payload::{Params, flex};
+use crate::statuses::Filter;
+
+const FOLLOW_READ: &[&str] = &["read", "read:follows", "follow"];
+const FOLLOW_WRITE: &[&str] = &["write", "write:follows", "follow"];
+const BLOCK_WRITE: &[&str] = &["write", "write:blocks", "follow"];
+const MUTE_WRITE: &[&str] = &["write", "write:mutes", "follow"];
+const ACCOUNTS_READ: &[&str] = &["read", "read:accounts"];
+
+impl AppState {
+    /// Accounts in the order of `rows` (`(paging id, account id)`), suspended ones left out,
+    /// with a Link header paging by the first column.
+    pub async fn accounts_page(
+        &self,
+        uri: &Uri,
+        rows: Vec<(i64, i64)>,
+    ) -> Result<Page<Account>, ApiError> {
+        let ids: Vec<i64> = rows.iter().map(|(_, a)| *a).collect();
+        let found: HashMap<i64, accounts::AccountRow> = accounts::find_many(&self.ctx.db, &ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let items = rows
+            .iter()
+            .filter_map(|(_, a)| found.get(a))
+            .filter(|a| a.suspended_at.is_none())
+            .map(|a| self.render_account(a))
+            .collect();
+        Ok(Page::new(
+            items,
+            &self.base_url(),
+            uri,
+            rows.first().map(|r| r.0),
+            rows.last().map(|r| r.0),
+        ))
+    }
+
+    /// Relationships of `viewer` with each of `targets`, in order.
+    pub async fn relationships(
+        &self,
+        viewer: i64,
+        targets: &[i64],
+    ) -> Result<Vec<Relationship>, ApiError> {
+        let rows = sqlx::query(
+            "SELECT t.id, \
+               f.id IS NOT NULL AS following, \
+               coalesce(f.show_reblogs, r.show_reblogs, false) AS showing_reblogs, \
+               coalesce(f.notify, r.notify, false) AS notifying, \
+               EXISTS (SELECT 1 FROM follows x WHERE x.account_id = t.id AND x.target_account_id = $1) AS followed_by, \
+               EXISTS (SELECT 1 FROM blocks x WHERE x.account_id = $1 AND x.target_account_id = t.id) AS blocking, \
+               EXISTS (SELECT 1 FROM blocks x WHERE x.account_id = t.id AND x.target_account_id = $1) AS blocked_by, \
+               m.id IS NOT NULL AS muting, coalesce(m.hide_notifications, false) AS muting_notifications, \
+               r.id IS NOT NULL AS requested, \
+               EXISTS (SELECT 1 FROM follow_requests x WHERE x.account_id = t.id AND x.target_account_id = $1) AS requested_by \
+             FROM unnest($2::bigint[]) WITH ORDINALITY t(id, n) \
+             LEFT JOIN follows f ON f.account_id = $1 AND f.target_account_id = t.id \
+             LEFT JOIN follow_requests r ON r.account_id = $1 AND r.target_account_id = t.id \
+             LEFT JOIN mutes m ON m.account_id = $1 AND m.target_account_id = t.id \
+                               AND (m.expires_at IS NULL OR m.expires_at > now()) \
+             ORDER BY t.n",
+        )
+        .bind(viewer)
+        .bind(targets)
+        .fetch_all(&self.ctx.db)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(Relationship {
+                    id: r.try_get::<i64, _>("id")?.to_string(),
+                    following: r.try_get("following")?,
+                    showing_reblogs: r.try_get("showing_reblogs")?,
+                    notifying: r.try_get("notifying")?,
+                    languages: None,
+                    followed_by: r.try_get("followed_by")?,
+                    blocking: r.try_get("blocking")?,
+                    blocked_by: r.try_get("blocked_by")?,
+                    muting: r.try_get("muting")?,
+                    muting_notifications: r.try_get("muting_notifications")?,
+                    requested: r.try_get("requested")?,
+                    requested_by: r.try_get("requested_by")?,
+                    domain_blocking: false,
+                    endorsed: false,
+                    note: String::new(),
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(Into::into)
+    }
+
+    async fn relationship(&self, viewer: i64, target: i64) -> Result<Json<Relationship>, ApiError> {
+        self.relationships(viewer, &[target])
+            .await?
+            .pop()
+            .map(Json)
+            .ok_or_else(ApiError::not_found)
+    }
+
+    /// A visible account by path id, or 404.
+    pub async fn target_account(&self, id: &str) -> Result<accounts::AccountRow, ApiError> {
+        let account = accounts::find(&self.ctx.db, path_id(id)?)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+        if account.suspended_at.is_some() {
+            return Err(ApiError::not_found());
+        }
+        Ok(account)
+    }
+}
+
+/// Adds `delta` to one of an account's counters.
+async fn bump(
+    conn: &mut PgConnection,
+    account_id: i64,
+    column: &str,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO account_stats (account_id, {column}) VALUES ($1, greatest($2, 0)) \
+         ON CONFLICT (account_id) DO UPDATE SET {column} = greatest(account_stats.{column} + $2, 0)"
+    ))
+    .bind(account_id)
+    .bind(delta)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn queue_feed(
+    conn: &mut PgConnection,
+    kind: &str,
+    account_id: i64,
+    target: i64,
+) -> Result<(), sqlx::Error> {
+    outbox::enqueue(
+        conn,
+        WorkQueue::Distribute,
+        &Envelope::new(
+            kind,
+            serde_json::json!(distribute::Pair {
+                account_id,
+                target_account_id: target,
+            }),
+        ),
+    )
+    .await
+}
+
+/// Records an accepted follow with its counters and feed merge; `false` if it existed.
+async fn insert_follow(
+    state: &AppState,
+    conn: &mut PgConnection,
+    account_id: i64,
+    target: i64,
+    reblogs: bool,
+    notify: bool,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO follows (id, account_id, target_account_id, show_reblogs, notify) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(state.ids.next_id().as_i64())
+    .bind(account_id)
+    .bind(target)
+    .bind(reblogs)
+    .bind(notify)
+    .execute(&mut *conn)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Ok(false);
+    }
+    bump(conn, account_id, "following_count", 1).await?;
+    bump(conn, target, "followers_count", 1).await?;
+    queue_feed(conn, distribute::FEED_MERGE, account_id, target).await?;
+    Ok(true)
+}
+
+/// Removes a follow (either direction is the caller's choice); `false` if there was none.
+async fn remove_follow(
+    conn: &mut PgConnection,
+    account_id: i64,
+    target: i64,
+) -> Result<bool, sqlx::Error> {
+    let removed =
+        sqlx::query("DELETE FROM follows WHERE account_id = $1 AND target_account_id = $2")
+            .bind(account_id)
+            .bind(target)
+            .execute(&mut *conn)
+            .await?;
+    if removed.rows_affected() == 0 {
+        return Ok(false);
+    }
+    bump(conn, account_id, "following_count", -1).await?;
+    bump(conn, target, "followers_count", -1).await?;
+    queue_feed(conn, distribute::FEED_UNMERGE, account_id, target).await?;
+    Ok(true)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct FollowParams {
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    reblogs: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    notify: Option<bool>,
+}
+
+/// `POST /api/v1/accounts/:id/follow`: follows at once, or asks when the account is locked.
+/// Following again updates `reblogs` and `notify`.
+pub async fn follow(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Params(p): Params<FollowParams>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(FOLLOW_WRITE)?;
+    let target = state.target_account(&id).await?;
+    if target.id == account_id {
+        return Err(ApiError::forbidden("This action is not allowed"));
+    }
+    let mut tx = state.ctx.db.begin().await?;
+    let blocked: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $1 AND target_account_id = $2) \
+                                               OR (account_id = $2 AND target_account_id = $1))",
+    )
+    .bind(account_id)
+    .bind(target.id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if blocked {
+        return Err(ApiError::forbidden("This action is not allowed"));
+    }
+    let updated = sqlx::query(
+        "UPDATE follows SET show_reblogs = coalesce($3, show_reblogs), notify = coalesce($4, notify) \
+         WHERE account_id = $1 AND target_account_id = $2",
+    )
+    .bind(account_id)
+    .bind(target.id)
+    .bind(p.reblogs)
+    .bind(p.notify)
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() == 0 {
+        let reblogs = p.reblogs.unwrap_or(true);
+        let notify = p.notify.unwrap_or(false);
+        if target.locked {
+            let inserted = sqlx::query(
+                "INSERT INTO follow_requests (id, account_id, target_account_id, show_reblogs, notify) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, target_account_id) \
+                 DO UPDATE SET show_reblogs = EXCLUDED.show_reblogs, notify = EXCLUDED.notify \
+                 RETURNING (xmax = 0) AS fresh",
+            )
+            .bind(state.ids.next_id().as_i64())
+            .bind(account_id)
+            .bind(target.id)
+            .bind(reblogs)
+            .bind(notify)
+            .fetch_one(&mut *tx)
+            .await?;
+            if inserted.try_get::<bool, _>("fresh")? {
+                notification::create(
+                    &mut tx,
+                    state.ids.next_id().as_i64(),
+                    target.id,
+                    account_id,
+                    notification::FOLLOW_REQUEST,
+                    None,
+                )
+                .await?;
+            }
+        } else if insert_follow(&state, &mut tx, account_id, target.id, reblogs, notify).await? {
+            notification::create(
+                &mut tx,
+                state.ids.next_id().as_i64(),
+                target.id,
+                account_id,
+                notification::FOLLOW,
+                None,
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    state.relationship(account_id, target.id).await
+}
+
+pub async fn unfollow(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(FOLLOW_WRITE)?;
+    let target = state.target_account(&id).await?;
+    let mut tx = state.ctx.db.begin().await?;
+    remove_follow(&mut tx, account_id, target.id).await?;
+    sqlx::query("DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2")
+        .bind(account_id)
+        .bind(target.id)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    state.relationship(account_id, target.id).await
+}
+
+/// `POST /api/v1/accounts/:id/block`: also ends follows and requests both ways.
+pub async fn block(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(BLOCK_WRITE)?;
+    let target = state.target_account(&id).await?;
+    if target.id == account_id {
+        return Err(ApiError::forbidden("This action is not allowed"));
+    }
+    let mut tx = state.ctx.db.begin().await?;
+    sqlx::query(
+        "INSERT INTO blocks (id, account_id, target_account_id) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(state.ids.next_id().as_i64())
+    .bind(account_id)
+    .bind(target.id)
+    .execute(&mut *tx)
+    .await?;
+    remove_follow(&mut tx, account_id, target.id).await?;
+    remove_follow(&mut tx, target.id, account_id).await?;
+    sqlx::query(
+        "DELETE FROM follow_requests WHERE (account_id = $1 AND target_account_id = $2) \
+                                        OR (account_id = $2 AND target_account_id = $1)",
+    )
+    .bind(account_id)
+    .bind(target.id)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    state.relationship(account_id, target.id).await
+}
+
+pub async fn unblock(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(BLOCK_WRITE)?;
+    let target = state.target_account(&id).await?;
+    sqlx::query("DELETE FROM blocks WHERE account_id = $1 AND target_account_id = $2")
+        .bind(account_id)
+        .bind(target.id)
+        .execute(&state.ctx.db)
+        .await?;
+    state.relationship(account_id, target.id).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MuteParams {
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    notifications: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    duration: Option<u32>,
+}
+
+pub async fn mute(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Params(p): Params<MuteParams>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(MUTE_WRITE)?;
+    let target = state.target_account(&id).await?;
+    if target.id == account_id {
+        return Err(ApiError::forbidden("This action is not allowed"));
+    }
+    sqlx::query(
+        "INSERT INTO mutes (id, account_id, target_account_id, hide_notifications, expires_at) \
+         VALUES ($1, $2, $3, $4, CASE WHEN $5 > 0 THEN now() + make_interval(secs => $5) END) \
+         ON CONFLICT (account_id, target_account_id) DO UPDATE SET \
+           hide_notifications = EXCLUDED.hide_notifications, expires_at = EXCLUDED.expires_at",
+    )
+    .bind(state.ids.next_id().as_i64())
+    .bind(account_id)
+    .bind(target.id)
+    .bind(p.notifications.unwrap_or(true))
+    .bind(f64::from(p.duration.unwrap_or(0)))
+    .execute(&state.ctx.db)
+    .await?;
+    state.relationship(account_id, target.id).await
+}
+
+pub async fn unmute(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(MUTE_WRITE)?;
+    let target = state.target_account(&id).await?;
+    sqlx::query("DELETE FROM mutes WHERE account_id = $1 AND target_account_id = $2")
+        .bind(account_id)
+        .bind(target.id)
+        .execute(&state.ctx.db)
+        .await?;
+    state.relationship(account_id, target.id).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RelationshipsQuery {
+    #[serde(default, deserialize_with = "flex::opt_list")]
+    id: Option<Vec<String>>,
+}
+
+pub async fn relationships(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(q): Params<RelationshipsQuery>,
+) -> Result<Json<Vec<Relationship>>, ApiError> {
+    let account_id = auth.account(FOLLOW_READ)?;
+    let ids: Vec<i64> = q
+        .id
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.parse().ok())
+        .take(40)
+        .collect();
+    let existing: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM unnest($1::bigint[]) WITH ORDINALITY t(id, n) \
+                             WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.id) ORDER BY n")
+            .bind(&ids)
+            .fetch_all(&state.ctx.db)
+            .await?;
+    Ok(Json(state.relationships(account_id, &existing).await?))
+}
+
+async fn follow_list(
+    state: &AppState,
+    viewer: Viewer,
+    id: &str,
+    uri: &Uri,
+    query: &PageQuery,
+    sql: &str,
+) -> Result<Page<Account>, ApiError> {
+    viewer.account(ACCOUNTS_READ)?;
+    let target = state.target_account(id).await?;
+    let bounds = query.bounds(40, 80);
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "{sql} AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
+         ORDER BY id {} LIMIT $4",
+        bounds.order()
+    ))
+    .bind(target.id)
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    let rows = if bounds.ascending {
+        rows.into_iter().rev().collect()
+    } else {
+        rows
+    };
+    state.accounts_page(uri, rows).await
+}
+
+pub async fn followers(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    uri: Uri,
+    Params(query): Params<PageQuery>,
+) -> Result<Page<Account>, ApiError> {
+    follow_list(
+        &state,
+        viewer,
+        &id,
+        &uri,
+        &query,
+        "SELECT id, account_id FROM follows WHERE target_account_id = $1",
+    )
+    .await
+}
+
+pub async fn following(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    uri: Uri,
+    Params(query): Params<PageQuery>,
+) -> Result<Page<Account>, ApiError> {
+    follow_list(
+        &state,
+        viewer,
+        &id,
+        &uri,
+        &query,
+        "SELECT id, target_account_id FROM follows WHERE account_id = $1",
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AccountStatusesQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    pinned: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    only_media: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    exclude_replies: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    exclude_reblogs: Option<bool>,
+    #[serde(default)]
+    tagged: Option<String>,
+}
+
+/// `GET /api/v1/accounts/:id/statuses`: what the viewer may see of an account's statuses
+/// (direct messages never show on a profile).
+pub async fn statuses(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    uri: Uri,
+    Params(q): Params<AccountStatusesQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let viewer = viewer.account(READ)?;
+    let target = state.target_account(&id).await?;
+    let bounds = q.page.bounds(20, 40);
+    if q.only_media == Some(true) {
+        // No media attachments exist yet.
+        return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
+    }
+    let pinned = q.pinned == Some(true);
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT s.id FROM statuses s \
+         WHERE s.account_id = $1 AND s.visibility <> 'direct' \
+           AND ($2::bigint IS NULL OR s.id < $2) AND ($3::bigint IS NULL OR s.id > $3) \
+           AND (NOT $5 OR s.in_reply_to_id IS NULL OR s.in_reply_to_account_id = s.account_id) \
+           AND (NOT $6 OR s.reblog_of_id IS NULL) \
+           AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+                                            WHERE st.status_id = s.id AND lower(t.name) = lower($7))) \
+           AND (NOT $8 OR EXISTS (SELECT 1 FROM status_pins p WHERE p.status_id = s.id AND p.account_id = s.account_id)) \
+           AND status_visible(s.id, $4) \
+         ORDER BY s.id {} LIMIT $9",
+        bounds.order()
+    ))
+    .bind(target.id)
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(viewer)
+    .bind(q.exclude_replies == Some(true))
+    .bind(q.exclude_reblogs == Some(true))
+    .bind(q.tagged.as_deref().filter(|t| !t.is_empty()))
+    .bind(pinned)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    let ids = newest_first(ids, &bounds);
+    let items = state.load_statuses(viewer, &ids, Filter::default()).await?;
+    Ok(Page::new(
+        items,
+        &state.base_url(),
+        &uri,
+        ids.first().copied(),
+        ids.last().copied(),
+    ))
+}
+
+/// Lists of the viewer's own relations, paged by the relation's id.
+async fn own_list(
+    state: &AppState,
+    auth: &Auth,
+    scopes: &[&str],
+    uri: &Uri,
+    query: &PageQuery,
+    sql: &str,
+) -> Result<Page<Account>, ApiError> {
+    let account_id = auth.account(scopes)?;
+    let bounds = query.bounds(40, 80);
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "{sql} AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(account_id)
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    state.accounts_page(uri, rows).await
+}
+
+pub async fn blocks(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(query): Params<PageQuery>,
+) -> Result<Page<Account>, ApiError> {
+    own_list(
+        &state,
+        &auth,
+        &["read", "read:blocks", "follow"],
+        &uri,
+        &query,
+        "SELECT id, target_account_id FROM blocks WHERE account_id = $1",
+    )
+    .await
+}
+
+pub async fn mutes(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(query): Params<PageQuery>,
+) -> Result<Page<Account>, ApiError> {
+    own_list(
+        &state,
+        &auth,
+        &["read", "read:mutes", "follow"],
+        &uri,
+        &query,
+        "SELECT id, target_account_id FROM mutes WHERE account_id = $1 \
+           AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .await
+}
+
+pub async fn follow_requests(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(query): Params<PageQuery>,
+) -> Result<Page<Account>, ApiError> {
+    own_list(
+        &state,
+        &auth,
+        FOLLOW_READ,
+        &uri,
+        &query,
+        "SELECT id, account_id FROM follow_requests WHERE target_account_id = $1",
+    )
+    .await
+}
+
+/// `POST /api/v1/follow_requests/:account_id/authorize`.
+pub async fn authorize(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(FOLLOW_WRITE)?;
+    let requester = path_id(&id)?;
+    let mut tx = state.ctx.db.begin().await?;
+    let request = sqlx::query(
+        "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2 \
+         RETURNING show_reblogs, notify",
+    )
+    .bind(requester)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or_else(ApiError::not_found)?;
+    insert_follow(
+        &state,
+        &mut tx,
+        requester,
+        account_id,
+        request.try_get("show_reblogs")?,
+        request.try_get("notify")?,
+    )
+    .await?;
+    tx.commit().await?;
+    state.relationship(account_id, requester).await
+}
+
+pub async fn reject(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(FOLLOW_WRITE)?;
+    let requester = path_id(&id)?;
+    let removed = sqlx::query(
+        "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2",
+    )
+    .bind(requester)
+    .bind(account_id)
+    .execute(&state.ctx.db)
+    .await?;
+    if removed.rows_affected() == 0 {
+        return Err(ApiError::not_found());
+    }
+    state.relationship(account_id, requester).await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AccountSearchQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    offset: Option<u32>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    following: Option<bool>,
+}
+
+/// Accounts whose username or display name starts with (or contains) `q`, local and visible,
+/// without those the viewer blocks or is blocked by.
+pub async fn search_accounts(
+    state: &AppState,
+    viewer: Option<i64>,
+    q: &str,
+    following: bool,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<Account>, ApiError> {
+    let q = q.trim().trim_start_matches('@');
+    let (user, domain) = q.split_once('@').unwrap_or((q, ""));
+    if user.is_empty()
+        || !(domain.is_empty()
+            || domain.eq_ignore_ascii_case(&state.ctx.config.local_domain)
+            || domain.eq_ignore_ascii_case(&state.ctx.config.web_domain))
+    {
+        return Ok(Vec::new());
+    }
+    let pattern = format!(
+        "{}%",
+        user.replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_")
+            .to_lowercase()
+    );
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT a.id FROM accounts a JOIN users u ON u.account_id = a.id \
+         WHERE a.domain IS NULL AND a.suspended_at IS NULL AND u.approved AND NOT u.disabled \
+           AND u.confirmed_at IS NOT NULL \
+           AND (lower(a.username) LIKE $1 OR lower(a.display_name) LIKE $1 \
+                OR lower(a.display_name) LIKE '% ' || $1) \
+           AND ($2::bigint IS NULL OR NOT EXISTS (SELECT 1 FROM blocks b \
+                WHERE (b.account_id = $2 AND b.target_account_id = a.id) \
+                   OR (b.account_id = a.id AND b.target_account_id = $2))) \
+           AND (NOT $3 OR EXISTS (SELECT 1 FROM follows f WHERE f.account_id = $2 AND f.target_account_id = a.id)) \
+         ORDER BY (lower(a.username) = $4) DESC, a.id LIMIT $5 OFFSET $6",
+    )
+    .bind(&pattern)
+    .bind(viewer)
+    .bind(following && viewer.is_some())
+    .bind(user.to_lowercase())
+    .bind(i64::from(limit.clamp(1, 80)))
+    .bind(i64::from(offset))
+    .fetch_all(&state.ctx.db)
+    .await?;
+    let rows: HashMap<i64, accounts::AccountRow> = accounts::find_many(&state.ctx.db, &ids)
+        .await?
+        .into_iter()
+        .map(|a| (a.id, a))
+        .collect();
+    Ok(ids
+        .iter()
+        .filter_map(|id| rows.get(id))
+        .map(|a| state.render_account(a))
+        .collect())
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(q): Params<AccountSearchQuery>,
+) -> Result<Json<Vec<Account>>, ApiError> {
+    let account_id = auth.account(&["read", "read:accounts"])?;
+    Ok(Json(
+        search_accounts(
+            &state,
+            Some(account_id),
+            &q.q,
+            q.following.unwrap_or(false),
+            q.limit.unwrap_or(40),
+            q.offset.unwrap_or(0),
+        )
+        .await?,
+    ))
+}

@@ -1,0 +1,361 @@
+//! Timelines: home (from the Redis feed, merged with hybrid-fan-out authors, rebuilt from
+//! PostgreSQL when missing), public, hashtag and list; and the viewer's bookmarks and
+//! favourites.
+
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, Uri};
+use serde::Deserialize;
+use stampede_mastodon::Status;
+use stampede_social::feeds::{self, Bounds};
+
+use crate::AppState;
+use crate::api::v1::statuses::{READ, path_id};
+use crate::auth::{Auth, Viewer};
+use crate::error::ApiError;
+use crate::paging::{Page, PageQuery};
+use crate::payload::{Params, flex};
+use crate::statuses::Filter;
+
+impl AppState {
+    /// A page of at most `bounds.limit` statuses from candidate ids in the order the query
+    /// produced them (oldest first for `min_id`): loaded, filtered for the viewer, put newest
+    /// first, linked by the statuses shown — or, when every candidate was filtered out, by the
+    /// candidates, so paging goes on past them.
+    async fn status_page(
+        &self,
+        viewer: Option<i64>,
+        uri: &Uri,
+        ids: Vec<i64>,
+        filter: Filter,
+        bounds: &Bounds,
+    ) -> Result<Page<Status>, ApiError> {
+        let mut items = self.load_statuses(viewer, &ids, filter).await?;
+        items.truncate(bounds.limit);
+        if bounds.ascending {
+            items.reverse();
+        }
+        let shown = |s: Option<&Status>| s.and_then(|s| s.id.parse::<i64>().ok());
+        let (newest, oldest) = if items.is_empty() {
+            (ids.iter().max().copied(), ids.iter().min().copied())
+        } else {
+            (shown(items.first()), shown(items.last()))
+        };
+        Ok(Page::new(items, &self.base_url(), uri, newest, oldest))
+    }
+}
+
+/// Merges two id lists (each newest first, or oldest first when `ascending`), without
+/// duplicates, keeping the first `limit` in page order.
+fn merge(mut a: Vec<i64>, b: Vec<i64>, bounds: &Bounds) -> Vec<i64> {
+    a.extend(b);
+    a.sort_unstable();
+    a.dedup();
+    if !bounds.ascending {
+        a.reverse();
+    }
+    a.truncate(bounds.limit);
+    a
+}
+
+/// `GET /api/v1/timelines/home`. Answers 206 (Mastodon's "being regenerated") when the feed
+/// had to be rebuilt; the statuses then come straight from PostgreSQL, so nothing is missing.
+pub async fn home(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(q): Params<PageQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let account_id = auth.account(READ)?;
+    let bounds = q.bounds(20, 40);
+    let config = &state.ctx.config.statuses;
+    // Over-fetch: some candidates may have been deleted or become invisible since.
+    let fetch = Bounds {
+        limit: bounds.limit * 2,
+        ..bounds
+    };
+    let feed = if bounds.ascending {
+        // The feed holds at most FEED_MAX: read the whole range above min_id, oldest first.
+        state
+            .ctx
+            .cache
+            .feed_read(
+                &feeds::home_key(account_id),
+                &feeds::ready_key(account_id),
+                feeds::ready_ttl(config),
+                bounds.max,
+                bounds.min,
+                feeds::FEED_MAX,
+            )
+            .await
+            .map(|ids| {
+                ids.map(|mut ids| {
+                    ids.reverse();
+                    ids.truncate(fetch.limit);
+                    ids
+                })
+            })
+    } else {
+        state
+            .ctx
+            .cache
+            .feed_read(
+                &feeds::home_key(account_id),
+                &feeds::ready_key(account_id),
+                feeds::ready_ttl(config),
+                bounds.max,
+                bounds.min,
+                fetch.limit,
+            )
+            .await
+    };
+    let hide = Filter { hide_muted: true };
+    match feed {
+        Ok(Some(ids)) => {
+            let hybrid = feeds::hybrid_ids(&state.ctx.db, account_id, config.fanout_threshold, fetch)
+                .await?;
+            let ids = merge(ids, hybrid, &fetch);
+            state
+                .status_page(Some(account_id), &uri, ids, hide, &bounds)
+                .await
+        }
+        other => {
+            if let Err(error) = &other {
+                tracing::warn!(%error, "home feed unavailable; reading from PostgreSQL");
+            }
+            // Rebuild in the background (once), answer from PostgreSQL now.
+            let rebuild = state.clone();
+            tokio::spawn(async move {
+                let ctx = &rebuild.ctx;
+                if let Err(error) =
+                    feeds::rebuild_home(&ctx.db, &ctx.cache, &ctx.config.statuses, account_id)
+                        .await
+                {
+                    tracing::warn!(error = %format!("{error:#}"), account_id, "feed rebuild failed");
+                }
+            });
+            let ids = feeds::home_from_db(&state.ctx.db, account_id, bounds).await?;
+            let mut page = state
+                .status_page(Some(account_id), &uri, ids, hide, &bounds)
+                .await?;
+            page.status = StatusCode::PARTIAL_CONTENT;
+            Ok(page)
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PublicQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    local: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    remote: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    only_media: Option<bool>,
+}
+
+/// `GET /api/v1/timelines/public`: public, original statuses (no boosts), newest first.
+pub async fn public(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    uri: Uri,
+    Params(q): Params<PublicQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let viewer = viewer.account(READ)?;
+    let bounds = q.page.bounds(20, 40);
+    // Every status is local until federation arrives; no media exists yet.
+    if q.remote == Some(true) || q.only_media == Some(true) {
+        return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
+    }
+    // `local=true` changes nothing while every status is local.
+    let _ = q.local;
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT s.id FROM statuses s \
+         WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
+           AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
+           AND status_visible(s.id, $3) AND NOT status_muted(s.id, $3) \
+         ORDER BY s.id {} LIMIT $4",
+        bounds.order()
+    ))
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(viewer)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    state
+        .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
+        .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TagQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    remote: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    only_media: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_list")]
+    any: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "flex::opt_list")]
+    all: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "flex::opt_list")]
+    none: Option<Vec<String>>,
+}
+
+/// `GET /api/v1/timelines/tag/:hashtag` (with `any`, `all`, `none`).
+pub async fn tag(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Path(name): Path<String>,
+    uri: Uri,
+    Params(q): Params<TagQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let viewer = viewer.account(READ)?;
+    let bounds = q.page.bounds(20, 40);
+    if q.remote == Some(true) || q.only_media == Some(true) {
+        return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
+    }
+    let lower = |v: Option<Vec<String>>| -> Vec<String> {
+        v.unwrap_or_default()
+            .into_iter()
+            .map(|t| t.trim_start_matches('#').to_lowercase())
+            .collect()
+    };
+    let mut any = lower(q.any);
+    any.push(name.trim_start_matches('#').to_lowercase());
+    let all = lower(q.all);
+    let none = lower(q.none);
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT s.id FROM statuses s \
+         WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
+           AND EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+                       WHERE st.status_id = s.id AND lower(t.name) = ANY($5)) \
+           AND (SELECT count(DISTINCT lower(t.name)) FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+                WHERE st.status_id = s.id AND lower(t.name) = ANY($6)) = cardinality($6) \
+           AND NOT EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+                           WHERE st.status_id = s.id AND lower(t.name) = ANY($7)) \
+           AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
+           AND status_visible(s.id, $3) AND NOT status_muted(s.id, $3) \
+         ORDER BY s.id {} LIMIT $4",
+        bounds.order()
+    ))
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(viewer)
+    .bind(bounds.limit as i64)
+    .bind(&any)
+    .bind(&all)
+    .bind(&none)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    state
+        .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
+        .await
+}
+
+/// `GET /api/v1/timelines/list/:id`: statuses of the list's members the owner may see
+/// (replies per the list's policy), read from PostgreSQL.
+pub async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    uri: Uri,
+    Params(q): Params<PageQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let account_id = auth.account(&["read", "read:lists"])?;
+    let list_id = path_id(&id)?;
+    let policy: String =
+        sqlx::query_scalar("SELECT replies_policy FROM lists WHERE id = $1 AND account_id = $2")
+            .bind(list_id)
+            .bind(account_id)
+            .fetch_optional(&state.ctx.db)
+            .await?
+            .ok_or_else(ApiError::not_found)?;
+    let bounds = q.bounds(20, 40);
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT s.id FROM statuses s \
+         WHERE s.account_id IN (SELECT account_id FROM list_accounts WHERE list_id = $1) \
+           AND ($2::bigint IS NULL OR s.id < $2) AND ($3::bigint IS NULL OR s.id > $3) \
+           AND (s.in_reply_to_account_id IS NULL OR s.in_reply_to_account_id = s.account_id \
+                OR ($5 = 'followed' AND EXISTS (SELECT 1 FROM follows f WHERE f.account_id = $4 \
+                                               AND f.target_account_id = s.in_reply_to_account_id)) \
+                OR ($5 = 'list' AND s.in_reply_to_account_id IN \
+                       (SELECT account_id FROM list_accounts WHERE list_id = $1))) \
+           AND status_visible(s.id, $4) AND NOT status_muted(s.id, $4) \
+         ORDER BY s.id {} LIMIT $6",
+        bounds.order()
+    ))
+    .bind(list_id)
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(account_id)
+    .bind(&policy)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    state
+        .status_page(
+            Some(account_id),
+            &uri,
+            ids,
+            Filter { hide_muted: true },
+            &bounds,
+        )
+        .await
+}
+
+/// Bookmarks and favourites page by the bookmark's or favourite's id.
+async fn marked(
+    state: &AppState,
+    account_id: i64,
+    uri: &Uri,
+    q: &PageQuery,
+    table: &str,
+) -> Result<Page<Status>, ApiError> {
+    let bounds = q.bounds(20, 40);
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT id, status_id FROM {table} WHERE account_id = $1 \
+           AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
+         ORDER BY id DESC LIMIT $4"
+    ))
+    .bind(account_id)
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    let ids: Vec<i64> = rows.iter().map(|(_, s)| *s).collect();
+    let items = state
+        .load_statuses(Some(account_id), &ids, Filter::default())
+        .await?;
+    Ok(Page::new(
+        items,
+        &state.base_url(),
+        uri,
+        rows.first().map(|r| r.0),
+        rows.last().map(|r| r.0),
+    ))
+}
+
+pub async fn bookmarks(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(q): Params<PageQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let account_id = auth.account(&["read", "read:bookmarks"])?;
+    marked(&state, account_id, &uri, &q, "bookmarks").await
+}
+
+pub async fn favourites(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(q): Params<PageQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let account_id = auth.account(&["read", "read:favourites"])?;
+    marked(&state, account_id, &uri, &q, "favourites").await
+}

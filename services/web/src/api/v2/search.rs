@@ -1,0 +1,108 @@
+//! `GET /api/v2/search`: accounts, hashtags and statuses (PostgreSQL full-text search over
+//! what the viewer may see).
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use stampede_mastodon::SearchResults;
+
+use crate::AppState;
+use crate::api::v1::graph::search_accounts;
+use crate::auth::Viewer;
+use crate::error::ApiError;
+use crate::payload::{Params, flex};
+use crate::statuses::Filter;
+
+#[derive(Debug, Deserialize)]
+pub struct SearchQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    following: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_id")]
+    account_id: Option<i64>,
+    #[serde(default, deserialize_with = "flex::opt_id")]
+    max_id: Option<i64>,
+    #[serde(default, deserialize_with = "flex::opt_id")]
+    min_id: Option<i64>,
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    offset: Option<u32>,
+}
+
+pub async fn search(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Params(q): Params<SearchQuery>,
+) -> Result<Json<SearchResults>, ApiError> {
+    let viewer = viewer.account(&["read", "read:search"])?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 40);
+    let offset = q.offset.unwrap_or(0);
+    // Without a signed-in user Mastodon refuses paging into results.
+    if viewer.is_none() && offset > 0 {
+        return Err(ApiError::unauthorized("Search queries pagination is not supported without authentication"));
+    }
+    let wants = |k: &str| q.kind.as_deref().is_none_or(|t| t.is_empty() || t == k);
+    let text = q.q.trim();
+    let mut results = SearchResults {
+        accounts: Vec::new(),
+        statuses: Vec::new(),
+        hashtags: Vec::new(),
+    };
+    if text.is_empty() {
+        return Ok(Json(results));
+    }
+    if wants("accounts") {
+        results.accounts = search_accounts(
+            &state,
+            viewer,
+            text,
+            q.following.unwrap_or(false),
+            limit,
+            offset,
+        )
+        .await?;
+    }
+    if wants("hashtags") {
+        let name = text.trim_start_matches('#').to_lowercase();
+        let tags: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, name FROM tags WHERE lower(name) LIKE $1 || '%' \
+             ORDER BY (lower(name) = $1) DESC, length(name), name LIMIT $2 OFFSET $3",
+        )
+        .bind(name.replace('%', "").replace('_', "\\_"))
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&state.ctx.db)
+        .await?;
+        for (id, name) in tags {
+            results.hashtags.push(state.render_tag(id, &name, viewer).await?);
+        }
+    }
+    // Statuses are searched only for a signed-in viewer, as in Mastodon.
+    if wants("statuses") && viewer.is_some() {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT s.id FROM statuses s \
+             WHERE s.search @@ plainto_tsquery('simple', $1) AND s.reblog_of_id IS NULL \
+               AND ($2::bigint IS NULL OR s.account_id = $2) \
+               AND ($3::bigint IS NULL OR s.id < $3) AND ($4::bigint IS NULL OR s.id > $4) \
+               AND status_visible(s.id, $5) AND NOT status_muted(s.id, $5) \
+             ORDER BY s.id DESC LIMIT $6 OFFSET $7",
+        )
+        .bind(text)
+        .bind(q.account_id)
+        .bind(q.max_id)
+        .bind(q.min_id)
+        .bind(viewer)
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&state.ctx.db)
+        .await?;
+        results.statuses = state
+            .load_statuses(viewer, &ids, Filter { hide_muted: true })
+            .await?;
+    }
+    Ok(Json(results))
+}

@@ -1,0 +1,326 @@
+//! Statuses as the API shows them: loaded in batches (one query for the statuses with their
+//! mentions, tags and the viewer's flags, one for the accounts, one for polls when there are
+//! any), filtered through `status_visible` — so nothing a viewer may not see can leave here —
+//! and rendered to Mastodon's entity.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::FromRow;
+use stampede_mastodon::time::iso;
+use stampede_mastodon::{Mention, Poll, PollOption, Status, StatusApplication, StatusTag};
+
+use crate::AppState;
+use crate::accounts::{self, AccountRow};
+use crate::error::ApiError;
+
+/// A status with what the viewer needs to know about it.
+#[derive(Debug, Clone, FromRow)]
+pub struct StatusRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub application_id: Option<i64>,
+    pub text: String,
+    pub content: String,
+    pub spoiler_text: String,
+    pub sensitive: bool,
+    pub visibility: String,
+    pub language: Option<String>,
+    pub in_reply_to_id: Option<i64>,
+    pub in_reply_to_account_id: Option<i64>,
+    pub reblog_of_id: Option<i64>,
+    pub conversation_id: i64,
+    pub replies_count: i64,
+    pub reblogs_count: i64,
+    pub favourites_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub app_name: Option<String>,
+    pub app_website: Option<String>,
+    pub visible: bool,
+    pub muted: bool,
+    pub has_poll: bool,
+    pub mention_ids: Vec<i64>,
+    pub tag_names: Vec<String>,
+    pub favourited: bool,
+    pub reblogged: bool,
+    pub bookmarked: bool,
+    pub pinned: bool,
+    pub conversation_muted: bool,
+}
+
+const STATUS_QUERY: &str = "\
+SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, s.sensitive, \
+       s.visibility, s.language, s.in_reply_to_id, s.in_reply_to_account_id, s.reblog_of_id, \
+       s.conversation_id, s.replies_count, s.reblogs_count, s.favourites_count, s.created_at, \
+       s.edited_at, app.name AS app_name, app.website AS app_website, \
+       status_visible(s.id, $2) AS visible, status_muted(s.id, $2) AS muted, \
+       EXISTS (SELECT 1 FROM polls p WHERE p.status_id = s.id) AS has_poll, \
+       ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id) AS mention_ids, \
+       ARRAY(SELECT t.name FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+             WHERE st.status_id = s.id ORDER BY t.name) AS tag_names, \
+       ($2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM favourites f \
+             WHERE f.status_id = s.id AND f.account_id = $2)) AS favourited, \
+       ($2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM statuses r \
+             WHERE r.reblog_of_id = s.id AND r.account_id = $2)) AS reblogged, \
+       ($2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM bookmarks b \
+             WHERE b.status_id = s.id AND b.account_id = $2)) AS bookmarked, \
+       ($2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM status_pins p \
+             WHERE p.status_id = s.id AND p.account_id = $2)) AS pinned, \
+       ($2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM conversation_mutes c \
+             WHERE c.conversation_id = s.conversation_id AND c.account_id = $2)) AS conversation_muted \
+FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
+WHERE s.id = ANY($1)";
+
+/// Loads status rows (visible or not) by id.
+pub async fn fetch_rows(
+    state: &AppState,
+    viewer: Option<i64>,
+    ids: &[i64],
+) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<StatusRow> = sqlx::query_as(STATUS_QUERY)
+        .bind(ids)
+        .bind(viewer)
+        .fetch_all(&state.ctx.db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+#[derive(Debug, FromRow)]
+struct PollRow {
+    id: i64,
+    status_id: i64,
+    options: Vec<String>,
+    multiple: bool,
+    hide_totals: bool,
+    expires_at: DateTime<Utc>,
+    counts: Vec<i64>,
+    voters: i64,
+    own: Vec<i32>,
+}
+
+async fn polls(
+    state: &AppState,
+    viewer: Option<i64>,
+    status_ids: &[i64],
+) -> Result<HashMap<i64, PollRow>, sqlx::Error> {
+    let rows: Vec<PollRow> = sqlx::query_as(
+        "SELECT p.id, p.status_id, p.options, p.multiple, p.hide_totals, p.expires_at, \
+           ARRAY(SELECT count(v.choice) FROM generate_subscripts(p.options, 1) i \
+                 LEFT JOIN poll_votes v ON v.poll_id = p.id AND v.choice = i - 1 \
+                 GROUP BY i ORDER BY i) AS counts, \
+           (SELECT count(DISTINCT v.account_id) FROM poll_votes v WHERE v.poll_id = p.id) AS voters, \
+           ARRAY(SELECT v.choice FROM poll_votes v WHERE v.poll_id = p.id AND v.account_id = $2 \
+                 ORDER BY v.choice) AS own \
+         FROM polls p WHERE p.status_id = ANY($1)",
+    )
+    .bind(status_ids)
+    .bind(viewer)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    Ok(rows.into_iter().map(|p| (p.status_id, p)).collect())
+}
+
+/// Which statuses to leave out besides those the viewer may not see.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter {
+    /// Leave out statuses by (or boosting) accounts the viewer mutes: timelines, search,
+    /// notifications. A status looked up directly is shown.
+    pub hide_muted: bool,
+}
+
+impl AppState {
+    /// The statuses `ids` as `viewer` may see them, in the order given; the others are left out.
+    pub async fn load_statuses(
+        &self,
+        viewer: Option<i64>,
+        ids: &[i64],
+        filter: Filter,
+    ) -> Result<Vec<Status>, ApiError> {
+        let mut rows = fetch_rows(self, viewer, ids).await?;
+        let missing: Vec<i64> = rows
+            .values()
+            .filter_map(|r| r.reblog_of_id)
+            .filter(|id| !rows.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            rows.extend(fetch_rows(self, viewer, &missing).await?);
+        }
+        let mut account_ids: HashSet<i64> = HashSet::new();
+        for row in rows.values() {
+            account_ids.insert(row.account_id);
+            account_ids.extend(row.mention_ids.iter().copied());
+        }
+        let account_ids: Vec<i64> = account_ids.into_iter().collect();
+        let accounts: HashMap<i64, AccountRow> = accounts::find_many(&self.ctx.db, &account_ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let with_polls: Vec<i64> = rows.values().filter(|r| r.has_poll).map(|r| r.id).collect();
+        let polls = if with_polls.is_empty() {
+            HashMap::new()
+        } else {
+            polls(self, viewer, &with_polls).await?
+        };
+        let set = Loaded {
+            rows: &rows,
+            accounts: &accounts,
+            polls: &polls,
+            viewer,
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let row = rows.get(id)?;
+                if !row.visible || (filter.hide_muted && row.muted) {
+                    return None;
+                }
+                self.render_status(&set, row)
+            })
+            .collect())
+    }
+
+    /// One status as `viewer` may see it, or 404.
+    pub async fn load_status(&self, viewer: Option<i64>, id: i64) -> Result<Status, ApiError> {
+        self.load_statuses(viewer, &[id], Filter::default())
+            .await?
+            .pop()
+            .ok_or_else(ApiError::not_found)
+    }
+
+    fn render_status(&self, set: &Loaded<'_>, row: &StatusRow) -> Option<Status> {
+        let account = set.accounts.get(&row.account_id)?;
+        let base = self.base_url();
+        let reblog = match row.reblog_of_id {
+            None => None,
+            Some(original) => {
+                let original = set.rows.get(&original)?;
+                if !original.visible {
+                    return None;
+                }
+                Some(Box::new(self.render_status(set, original)?))
+            }
+        };
+        let path = format!("{base}/users/{}/statuses/{}", account.username, row.id);
+        let own = set.viewer == Some(row.account_id);
+        let flags = set.viewer.is_some();
+        let source = reblog.as_deref();
+        Some(Status {
+            id: row.id.to_string(),
+            uri: if reblog.is_some() {
+                format!("{path}/activity")
+            } else {
+                path
+            },
+            url: Some(format!("{base}/@{}/{}", account.username, row.id)),
+            created_at: iso(row.created_at),
+            account: self.render_account(account),
+            content: row.content.clone(),
+            visibility: row.visibility.clone(),
+            sensitive: row.sensitive,
+            spoiler_text: row.spoiler_text.clone(),
+            media_attachments: Vec::new(),
+            application: if own {
+                row.app_name.as_ref().map(|name| StatusApplication {
+                    name: name.clone(),
+                    website: row.app_website.clone(),
+                })
+            } else {
+                None
+            },
+            mentions: row
+                .mention_ids
+                .iter()
+                .filter_map(|id| set.accounts.get(id))
+                .map(|a| {
+                    let rendered = self.render_account(a);
+                    Mention {
+                        id: rendered.id,
+                        username: rendered.username,
+                        url: rendered.url,
+                        acct: rendered.acct,
+                    }
+                })
+                .collect(),
+            tags: row
+                .tag_names
+                .iter()
+                .map(|name| StatusTag {
+                    name: name.to_lowercase(),
+                    url: format!("{base}/tags/{}", name.to_lowercase()),
+                })
+                .collect(),
+            emojis: Vec::new(),
+            reblogs_count: row.reblogs_count,
+            favourites_count: row.favourites_count,
+            replies_count: row.replies_count,
+            in_reply_to_id: row.in_reply_to_id.map(|i| i.to_string()),
+            in_reply_to_account_id: row.in_reply_to_account_id.map(|i| i.to_string()),
+            poll: set.polls.get(&row.id).map(|p| render_poll(p, flags)),
+            card: None,
+            language: row.language.clone(),
+            text: None,
+            edited_at: row.edited_at.map(iso),
+            favourited: flags.then_some(source.map_or(row.favourited, |s| s.favourited == Some(true))),
+            reblogged: flags.then_some(source.map_or(row.reblogged, |s| s.reblogged == Some(true))),
+            muted: flags.then_some(row.conversation_muted),
+            bookmarked: flags.then_some(source.map_or(row.bookmarked, |s| s.bookmarked == Some(true))),
+            pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.pinned),
+            filtered: flags.then(Vec::new),
+            reblog,
+        })
+    }
+}
+
+struct Loaded<'a> {
+    rows: &'a HashMap<i64, StatusRow>,
+    accounts: &'a HashMap<i64, AccountRow>,
+    polls: &'a HashMap<i64, PollRow>,
+    viewer: Option<i64>,
+}
+
+fn render_poll(p: &PollRow, signed_in: bool) -> Poll {
+    let expired = p.expires_at <= Utc::now();
+    let show = !p.hide_totals || expired;
+    Poll {
+        id: p.id.to_string(),
+        expires_at: Some(iso(p.expires_at)),
+        expired,
+        multiple: p.multiple,
+        votes_count: p.counts.iter().sum(),
+        voters_count: p.multiple.then_some(p.voters),
+        options: p
+            .options
+            .iter()
+            .enumerate()
+            .map(|(i, title)| PollOption {
+                title: title.clone(),
+                votes_count: show.then(|| p.counts.get(i).copied().unwrap_or(0)),
+            })
+            .collect(),
+        emojis: Vec::new(),
+        voted: signed_in.then_some(!p.own.is_empty()),
+        own_votes: signed_in.then(|| p.own.iter().map(|c| i64::from(*c)).collect()),
+    }
+}
+
+/// A single poll by its id, as `viewer` sees it (through its status's visibility).
+pub async fn poll(state: &AppState, viewer: Option<i64>, poll_id: i64) -> Result<Poll, ApiError> {
+    let status_id: Option<i64> = sqlx::query_scalar(
+        "SELECT status_id FROM polls WHERE id = $1 AND status_visible(status_id, $2)",
+    )
+    .bind(poll_id)
+    .bind(viewer)
+    .fetch_optional(&state.ctx.db)
+    .await?;
+    let status_id = status_id.ok_or_else(ApiError::not_found)?;
+    let polls = polls(state, viewer, &[status_id]).await?;
+    polls
+        .get(&status_id)
+        .map(|p| render_poll(p, viewer.is_some()))
+        .ok_or_else(ApiError::not_found)
+}
