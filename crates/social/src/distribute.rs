@@ -12,11 +12,13 @@ use std::time::Instant;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use stampede_cache::Cache;
 use stampede_config::StatusesConfig;
 use stampede_core::id::IdGenerator;
 use stampede_queue::{Envelope, Handler, JobError, Worker};
+use stampede_telemetry::Metrics;
 
 use crate::{feeds, notification};
 
@@ -52,6 +54,7 @@ pub struct Pair {
 
 /// Handles every kind above.
 pub struct Distributor {
+    metrics: Arc<Metrics>,
     db: PgPool,
     cache: Cache,
     config: StatusesConfig,
@@ -74,8 +77,14 @@ fn cache_error(error: stampede_cache::CacheError) -> JobError {
 }
 
 impl Distributor {
-    pub fn new(db: PgPool, cache: Cache, config: StatusesConfig) -> Arc<Self> {
+    pub fn new(
+        db: PgPool,
+        cache: Cache,
+        config: StatusesConfig,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Distributor {
+            metrics,
             db,
             cache,
             config,
@@ -121,7 +130,11 @@ impl Distributor {
         .await
     }
 
-    async fn status_created(&self, status_id: i64) -> Result<(), JobError> {
+    async fn status_created(
+        &self,
+        status_id: i64,
+        committed_at: DateTime<Utc>,
+    ) -> Result<(), JobError> {
         let started = Instant::now();
         let Some(row) = sqlx::query(
             "SELECT s.account_id, s.visibility, s.reblog_of_id IS NOT NULL AS reblog, \
@@ -175,6 +188,18 @@ impl Distributor {
         feeds::push(&self.cache, &targets, status_id)
             .await
             .map_err(cache_error)?;
+        let since_commit = (Utc::now() - committed_at).to_std().unwrap_or_default();
+        self.metrics
+            .fanout_duration
+            .observe(since_commit.as_secs_f64());
+        self.metrics.fanout_feeds_written.inc_by(targets.len() as u64);
+        tracing::info!(
+            status_id,
+            feeds = targets.len(),
+            fanout_ms = started.elapsed().as_millis() as u64,
+            since_commit_ms = since_commit.as_millis() as u64,
+            "status distributed"
+        );
 
         // Followers who asked to be told about this account's posts.
         if !reblog && visibility != "direct" {
@@ -197,12 +222,6 @@ impl Distributor {
                 .await?;
             }
         }
-        tracing::debug!(
-            status_id,
-            feeds = targets.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "distributed"
-        );
         Ok(())
     }
 
@@ -301,7 +320,7 @@ impl Handler for Distributor {
             match envelope.kind.as_str() {
                 STATUS_CREATED => {
                     let r: StatusRef = payload(envelope)?;
-                    self.status_created(r.status_id).await
+                    self.status_created(r.status_id, envelope.created_at).await
                 }
                 STATUS_DELETED => self.status_deleted(payload(envelope)?).await,
                 STATUS_UPDATED => {

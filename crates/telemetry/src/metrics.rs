@@ -91,6 +91,10 @@ pub struct Metrics {
     pub password_hash_duration: Histogram,
     /// Requests refused by a per-IP rate limit, by action.
     pub rate_limited: Family<ActionLabels, Counter>,
+    /// Time from a status's commit to the last home feed written for it.
+    pub fanout_duration: Histogram,
+    /// Home-feed entries written by fan-out.
+    pub fanout_feeds_written: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -121,6 +125,8 @@ impl Metrics {
             password_hash_waiting: Gauge::default(),
             password_hash_duration: latency_buckets(),
             rate_limited: Family::default(),
+            fanout_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            fanout_feeds_written: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -207,6 +213,16 @@ impl Metrics {
             "rate_limited",
             "Requests refused by a per-IP rate limit, by action",
             m.rate_limited.clone(),
+        );
+        registry.register(
+            "fanout_duration_seconds",
+            "Time from a status's commit to the last home feed written for it",
+            m.fanout_duration.clone(),
+        );
+        registry.register(
+            "fanout_feeds_written",
+            "Home-feed entries written by fan-out",
+            m.fanout_feeds_written.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

@@ -42,6 +42,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ctx.db.clone(),
         ctx.cache.clone(),
         ctx.config.statuses.clone(),
+        ctx.metrics.clone(),
     );
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
