@@ -12,10 +12,17 @@
 //!   the physical limit of sign-ups on this machine.
 //! - `signup`: sign-ups through `POST /api/v1/accounts` at a fixed rate, with a reader calling
 //!   `verify_credentials` meanwhile (see [`signup`]).
+//!
+//! And the surge simulator ([`surge`]), whose scenarios write an HTML report and a JSON summary
+//! and exit 0 (every `--slo` rule met), 1 (a rule failed, or the run broke), or 2 (not started:
+//! bad input or a target that is unreachable or lacks an endpoint; no load was sent):
+//! `signup-wave`, `migration-day`, `viral-post`, `streaming-crowd`, `dead-peers`.
 
 mod signup;
+mod surge;
 
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
@@ -39,6 +46,16 @@ enum Command {
     },
     /// Sign-ups through the API at a fixed rate while a reader measures verify_credentials.
     Signup(signup::Args),
+    /// Surge: sign-ups arriving on a rate profile (the November 2022 shape) × a multiplier.
+    SignupWave(surge::signup_wave::Args),
+    /// Surge: newcomers sign up, follow 50-200 accounts, read, post, favourite, boost, stream.
+    MigrationDay(surge::migration_day::Args),
+    /// Surge: one account with N followers posts; time until the post is in their home feeds.
+    ViralPost(surge::viral_post::Args),
+    /// Surge: N streaming connections; time from a post to its arrival on each.
+    StreamingCrowd(surge::streaming_crowd::Args),
+    /// Surge: a share of remote inboxes time out or fail (needs federation; not yet).
+    DeadPeers(surge::dead_peers::Args),
     /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
     OutboxLatency {
         #[command(flatten)]
@@ -117,11 +134,45 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     (sorted[index] * 10.0).round() / 10.0
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let report = match Command::parse() {
+fn main() -> ExitCode {
+    let command = Command::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stampede-loadtest: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("stampede-loadtest: FAILED: at least one --slo rule was not met");
+            ExitCode::from(1)
+        }
+        Err(e) if e.downcast_ref::<surge::NotStarted>().is_some() => {
+            eprintln!("stampede-loadtest: not started, no load was sent: {e:#}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("stampede-loadtest: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Runs a command; `Ok(false)` when a surge scenario's rules failed.
+async fn run(command: Command) -> anyhow::Result<bool> {
+    let report = match command {
         Command::Argon2 { threads, seconds } => argon2_rate(threads, seconds).await?,
         Command::Signup(args) => signup::run(args).await?,
+        Command::SignupWave(args) => return surge::signup_wave::run(args).await,
+        Command::MigrationDay(args) => return surge::migration_day::run(args).await,
+        Command::ViralPost(args) => return surge::viral_post::run(args).await,
+        Command::StreamingCrowd(args) => return surge::streaming_crowd::run(args).await,
+        Command::DeadPeers(args) => return surge::dead_peers::run(args).await,
         Command::OutboxLatency {
             conn,
             rate,
@@ -140,7 +191,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("{report}");
-    Ok(())
+    Ok(true)
 }
 
 async fn argon2_rate(threads: Option<usize>, seconds: u64) -> anyhow::Result<serde_json::Value> {
