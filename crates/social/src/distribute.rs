@@ -20,7 +20,7 @@ use stampede_core::id::IdGenerator;
 use stampede_queue::{Envelope, Handler, JobError, Worker};
 use stampede_telemetry::Metrics;
 
-use crate::{feeds, notification};
+use crate::{feeds, notification, visibility};
 
 /// A status was created: write it into feeds, notify subscribers.
 pub const STATUS_CREATED: &str = "status.created";
@@ -278,12 +278,13 @@ impl Distributor {
             return Ok(());
         }
         // Authors above the hybrid threshold are merged at read time, never into feeds.
-        let ids: Vec<i64> = sqlx::query_scalar(
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT s.id FROM statuses s WHERE s.account_id = $2 \
                AND coalesce((SELECT followers_count FROM account_stats \
                              WHERE account_id = $2), 0) <= $3 \
-               AND status_visible(s.id, $1) ORDER BY s.id DESC LIMIT 100",
-        )
+               AND {} ORDER BY s.id DESC LIMIT 100",
+            visibility::visible("s", "$1")
+        ))
         .bind(pair.account_id)
         .bind(pair.target_account_id)
         .bind(self.config.fanout_threshold)

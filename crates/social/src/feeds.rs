@@ -6,11 +6,14 @@
 //! lost its marker first. A read that finds no marker — a returning user, a new follower of
 //! nobody, or a Redis that lost everything — answers from PostgreSQL and rebuilds the feed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use stampede_cache::{Cache, CacheError};
 use stampede_config::StatusesConfig;
+
+use crate::visibility::{muted, visible};
 
 /// Statuses kept per home feed (Mastodon's 800).
 pub const FEED_MAX: usize = 800;
@@ -73,8 +76,10 @@ pub async fn home_from_db(
                 OR s.in_reply_to_account_id IN (s.account_id, $1) OR EXISTS ( \
                  SELECT 1 FROM follows f WHERE f.account_id = $1 \
                    AND f.target_account_id = s.in_reply_to_account_id)) \
-           AND status_visible(s.id, $1) AND NOT status_muted(s.id, $1) \
+           AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
+        visible("s", "$1"),
+        muted("s", "$1"),
         bounds.order()
     );
     sqlx::query_scalar(&sql)
@@ -86,27 +91,73 @@ pub async fn home_from_db(
         .await
 }
 
-/// Statuses of followed accounts with more followers than the fan-out threshold, which fan-out
-/// skips: merged into the home timeline when it is read.
+/// How stale the list of [`BigAccounts`] may be: how long, after an account crosses the
+/// threshold, its new statuses may be missing from home timelines.
+const REFRESH: Duration = Duration::from_secs(2);
+
+/// The accounts above the fan-out threshold, which fan-out skips and home reads merge in. They
+/// are few (often none), so each process keeps the list and refreshes it every 2 s rather
+/// than asking on every read.
+#[derive(Debug)]
+pub struct BigAccounts {
+    threshold: i64,
+    known: tokio::sync::RwLock<(Option<std::time::Instant>, Arc<Vec<i64>>)>,
+}
+
+impl BigAccounts {
+    pub fn new(threshold: i64) -> Self {
+        BigAccounts {
+            threshold,
+            known: tokio::sync::RwLock::new((None, Arc::new(Vec::new()))),
+        }
+    }
+
+    /// The current list (refreshed when older than 2 s).
+    pub async fn get(&self, db: &PgPool) -> Result<Arc<Vec<i64>>, sqlx::Error> {
+        {
+            let known = self.known.read().await;
+            if known.0.is_some_and(|at| at.elapsed() < REFRESH) {
+                return Ok(known.1.clone());
+            }
+        }
+        let mut known = self.known.write().await;
+        if known.0.is_some_and(|at| at.elapsed() < REFRESH) {
+            return Ok(known.1.clone());
+        }
+        let ids: Vec<i64> =
+            sqlx::query_scalar("SELECT account_id FROM account_stats WHERE followers_count > $1")
+                .bind(self.threshold)
+                .fetch_all(db)
+                .await?;
+        *known = (Some(std::time::Instant::now()), Arc::new(ids));
+        Ok(known.1.clone())
+    }
+}
+
+/// Statuses of followed accounts among `big` (see [`BigAccounts`]), merged into the home
+/// timeline when it is read.
 pub async fn hybrid_ids(
     db: &PgPool,
     viewer: i64,
-    threshold: i64,
+    big: &[i64],
     bounds: Bounds,
 ) -> Result<Vec<i64>, sqlx::Error> {
+    if big.is_empty() {
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "SELECT s.id FROM follows f \
-         JOIN account_stats st ON st.account_id = f.target_account_id AND st.followers_count > $2 \
          CROSS JOIN LATERAL ( \
             SELECT id FROM statuses s WHERE s.account_id = f.target_account_id \
               AND ($3::bigint IS NULL OR s.id < $3) AND ($4::bigint IS NULL OR s.id > $4) \
             ORDER BY s.id {order} LIMIT $5) s \
-         WHERE f.account_id = $1 ORDER BY s.id {order} LIMIT $5",
+         WHERE f.account_id = $1 AND f.target_account_id = ANY($2) \
+         ORDER BY s.id {order} LIMIT $5",
         order = bounds.order()
     );
     sqlx::query_scalar(&sql)
         .bind(viewer)
-        .bind(threshold)
+        .bind(big)
         .bind(bounds.max)
         .bind(bounds.min)
         .bind(bounds.limit as i64)

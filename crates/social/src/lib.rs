@@ -8,13 +8,14 @@
 //! - [`feeds`]: the Redis home feeds — keys, rebuilding from PostgreSQL;
 //! - [`distribute`]: the `distribute` queue's handlers (fan-out, removal, merge on follow).
 //!
-//! Who may see a status is decided in one place, the SQL functions `status_visible` and
-//! `status_muted` (migrations/…_social.sql), which every read path calls.
+//! Who may see a status is decided in one place, [`visibility`], whose SQL predicates every
+//! read path embeds.
 
 pub mod distribute;
 pub mod feeds;
 pub mod post;
 pub mod text;
+pub mod visibility;
 
 use std::fmt;
 use std::str::FromStr;

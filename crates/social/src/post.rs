@@ -178,10 +178,11 @@ pub async fn create(
     let (reply_account, conversation_id) = match new.in_reply_to_id {
         None => (None, id),
         Some(parent) => {
-            let row = sqlx::query(
-                "SELECT account_id, conversation_id FROM statuses \
-                 WHERE id = $1 AND reblog_of_id IS NULL AND status_visible(id, $2)",
-            )
+            let row = sqlx::query(&format!(
+                "SELECT s.account_id, s.conversation_id FROM statuses s \
+                 WHERE s.id = $1 AND s.reblog_of_id IS NULL AND {}",
+                crate::visibility::visible("s", "$2")
+            ))
             .bind(parent)
             .bind(author.account_id)
             .fetch_optional(&mut *conn)

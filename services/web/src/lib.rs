@@ -40,6 +40,7 @@ pub struct AppState {
     pub passwords: Arc<passwords::PasswordPool>,
     pub ids: Arc<IdGenerator>,
     pub templates: Arc<pages::Templates>,
+    pub big_accounts: Arc<stampede_social::feeds::BigAccounts>,
 }
 
 impl AppState {
@@ -53,6 +54,9 @@ impl AppState {
             )),
             ids: Arc::new(IdGenerator::new()),
             templates: Arc::new(pages::Templates::new()),
+            big_accounts: Arc::new(stampede_social::feeds::BigAccounts::new(
+                ctx.config.statuses.fanout_threshold,
+            )),
             ctx,
         }
     }

@@ -1,6 +1,6 @@
 //! Statuses as the API shows them: loaded in batches (one query for the statuses with their
 //! mentions, tags and the viewer's flags, one for the accounts, one for polls when there are
-//! any), filtered through `status_visible` — so nothing a viewer may not see can leave here —
+//! any), filtered through [`stampede_social::visibility`] — so nothing a viewer may not see can leave here —
 //! and rendered to Mastodon's entity.
 
 use std::collections::{HashMap, HashSet};
@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 use stampede_mastodon::time::iso;
 use stampede_mastodon::{Mention, Poll, PollOption, Status, StatusApplication, StatusTag};
+use stampede_social::visibility;
 
 use crate::AppState;
 use crate::accounts::{self, AccountRow};
@@ -49,12 +50,14 @@ pub struct StatusRow {
     pub conversation_muted: bool,
 }
 
-const STATUS_QUERY: &str = "\
+fn status_query() -> String {
+    format!(
+        "\
 SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, s.sensitive, \
        s.visibility, s.language, s.in_reply_to_id, s.in_reply_to_account_id, s.reblog_of_id, \
        s.conversation_id, s.replies_count, s.reblogs_count, s.favourites_count, s.created_at, \
        s.edited_at, app.name AS app_name, app.website AS app_website, \
-       status_visible(s.id, $2) AS visible, status_muted(s.id, $2) AS muted, \
+       {VISIBLE} AS visible, {MUTED} AS muted, \
        EXISTS (SELECT 1 FROM polls p WHERE p.status_id = s.id) AS has_poll, \
        ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id) AS mention_ids, \
        ARRAY(SELECT t.name FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
@@ -70,7 +73,11 @@ SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, 
        ($2::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM conversation_mutes c \
              WHERE c.conversation_id = s.conversation_id AND c.account_id = $2)) AS conversation_muted \
 FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
-WHERE s.id = ANY($1)";
+WHERE s.id = ANY($1)",
+        VISIBLE = visibility::visible("s", "$2"),
+        MUTED = visibility::muted("s", "$2"),
+    )
+}
 
 /// Loads status rows (visible or not) by id.
 pub async fn fetch_rows(
@@ -81,7 +88,8 @@ pub async fn fetch_rows(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<StatusRow> = sqlx::query_as(STATUS_QUERY)
+    static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(status_query);
+    let rows: Vec<StatusRow> = sqlx::query_as(&QUERY)
         .bind(ids)
         .bind(viewer)
         .fetch_all(&state.ctx.db)
@@ -310,9 +318,11 @@ fn render_poll(p: &PollRow, signed_in: bool) -> Poll {
 
 /// A single poll by its id, as `viewer` sees it (through its status's visibility).
 pub async fn poll(state: &AppState, viewer: Option<i64>, poll_id: i64) -> Result<Poll, ApiError> {
-    let status_id: Option<i64> = sqlx::query_scalar(
-        "SELECT status_id FROM polls WHERE id = $1 AND status_visible(status_id, $2)",
-    )
+    let status_id: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT p.status_id FROM polls p JOIN statuses s ON s.id = p.status_id \
+         WHERE p.id = $1 AND {}",
+        visibility::visible("s", "$2")
+    ))
     .bind(poll_id)
     .bind(viewer)
     .fetch_optional(&state.ctx.db)

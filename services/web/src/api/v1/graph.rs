@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sqlx::{PgConnection, Row};
 use stampede_mastodon::{Account, Relationship, Status};
 use stampede_queue::{Envelope, WorkQueue, outbox};
+use stampede_social::visibility::visible;
 use stampede_social::{distribute, notification};
 
 use crate::AppState;
@@ -557,8 +558,9 @@ pub async fn statuses(
            AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
                                             WHERE st.status_id = s.id AND lower(t.name) = lower($7))) \
            AND (NOT $8 OR EXISTS (SELECT 1 FROM status_pins p WHERE p.status_id = s.id AND p.account_id = s.account_id)) \
-           AND status_visible(s.id, $4) \
+           AND {} \
          ORDER BY s.id {} LIMIT $9",
+        visible("s", "$4"),
         bounds.order()
     ))
     .bind(target.id)

@@ -7,6 +7,7 @@ use axum::http::{StatusCode, Uri};
 use serde::Deserialize;
 use stampede_mastodon::Status;
 use stampede_social::feeds::{self, Bounds};
+use stampede_social::visibility::{muted, visible};
 
 use crate::AppState;
 use crate::api::v1::statuses::{READ, path_id};
@@ -68,11 +69,9 @@ pub async fn home(
     let account_id = auth.account(READ)?;
     let bounds = q.bounds(20, 40);
     let config = &state.ctx.config.statuses;
-    // Over-fetch: some candidates may have been deleted or become invisible since.
-    let fetch = Bounds {
-        limit: bounds.limit * 2,
-        ..bounds
-    };
+    // Candidates deleted or hidden since they were written make a page short, as in
+    // Mastodon; the Link header still leads past them.
+    let fetch = bounds;
     let feed = if bounds.ascending {
         // The feed holds at most FEED_MAX: read the whole range above min_id, oldest first.
         state
@@ -111,8 +110,8 @@ pub async fn home(
     let hide = Filter { hide_muted: true };
     match feed {
         Ok(Some(ids)) => {
-            let hybrid = feeds::hybrid_ids(&state.ctx.db, account_id, config.fanout_threshold, fetch)
-                .await?;
+            let big = state.big_accounts.get(&state.ctx.db).await?;
+            let hybrid = feeds::hybrid_ids(&state.ctx.db, account_id, &big, fetch).await?;
             let ids = merge(ids, hybrid, &fetch);
             state
                 .status_page(Some(account_id), &uri, ids, hide, &bounds)
@@ -174,8 +173,10 @@ pub async fn public(
         "SELECT s.id FROM statuses s \
          WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
            AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
-           AND status_visible(s.id, $3) AND NOT status_muted(s.id, $3) \
+           AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
+        visible("s", "$3"),
+        muted("s", "$3"),
         bounds.order()
     ))
     .bind(bounds.max)
@@ -238,8 +239,10 @@ pub async fn tag(
            AND NOT EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
                            WHERE st.status_id = s.id AND lower(t.name) = ANY($7)) \
            AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
-           AND status_visible(s.id, $3) AND NOT status_muted(s.id, $3) \
+           AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
+        visible("s", "$3"),
+        muted("s", "$3"),
         bounds.order()
     ))
     .bind(bounds.max)
@@ -284,8 +287,10 @@ pub async fn list(
                                                AND f.target_account_id = s.in_reply_to_account_id)) \
                 OR ($5 = 'list' AND s.in_reply_to_account_id IN \
                        (SELECT account_id FROM list_accounts WHERE list_id = $1))) \
-           AND status_visible(s.id, $4) AND NOT status_muted(s.id, $4) \
+           AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $6",
+        visible("s", "$4"),
+        muted("s", "$4"),
         bounds.order()
     ))
     .bind(list_id)

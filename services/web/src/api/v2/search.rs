@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use stampede_mastodon::SearchResults;
+use stampede_social::visibility::{muted, visible};
 
 use crate::AppState;
 use crate::api::v1::graph::search_accounts;
@@ -83,14 +84,16 @@ pub async fn search(
     }
     // Statuses are searched only for a signed-in viewer, as in Mastodon.
     if wants("statuses") && viewer.is_some() {
-        let ids: Vec<i64> = sqlx::query_scalar(
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT s.id FROM statuses s \
              WHERE s.search @@ plainto_tsquery('simple', $1) AND s.reblog_of_id IS NULL \
                AND ($2::bigint IS NULL OR s.account_id = $2) \
                AND ($3::bigint IS NULL OR s.id < $3) AND ($4::bigint IS NULL OR s.id > $4) \
-               AND status_visible(s.id, $5) AND NOT status_muted(s.id, $5) \
+               AND {} AND NOT {} \
              ORDER BY s.id DESC LIMIT $6 OFFSET $7",
-        )
+            visible("s", "$5"),
+            muted("s", "$5")
+        ))
         .bind(text)
         .bind(q.account_id)
         .bind(q.max_id)

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Home-timeline benchmark (issue: statuses/timelines): GET /api/v1/timelines/home?limit=20 from
+# 10,000 accounts each following 200, against `stampede web` (+ `stampede delivery`, idle) with
+# PostgreSQL, Redis and RabbitMQ on the same 2-core machine. wrk (Debian's package) drives it
+# with each request signed by a random one of the 10,000 tokens.
+#
+#   loadtest/home.sh [SECONDS] [CONNECTIONS...]      (defaults: 30 s; 8 16 32 connections)
+#
+# Seeding is the documented fast path: accounts, users, tokens (`bench-<n>`), follows and
+# 40,000 statuses (4 per account) written straight into PostgreSQL, and each home feed (the 800
+# newest statuses of the 200 accounts followed, exactly what fan-out writes) with its ready
+# marker straight into Redis. Prints one JSON line per connection count.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+deploy/local/backing-services.sh postgres redis rabbitmq >&2
+command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
+cargo build --release --bin stampede >&2
+bin="$CARGO_TARGET_DIR/release"
+seconds="${1:-30}"
+shift || true
+connections=("${@:-8 16 32}")
+# shellcheck disable=SC2206
+connections=(${connections[*]})
+
+db=stampede_home_bench
+vhost=stampede_home_bench
+ns=home-bench
+redis_db=11
+accounts=10000
+psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
+psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
+rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+rabbitmqctl -q add_vhost "$vhost" >/dev/null
+rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+redis-cli -n "$redis_db" flushdb >/dev/null
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn LOCAL_HTTPS=false
+     AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=bench
+     REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE="$ns" DB_POOL=16)
+env "${env[@]}" "$bin/stampede" migrate >&2
+
+echo "seeding $accounts accounts × 200 follows, 40,000 statuses" >&2
+psql -q "$DATABASE_URL" <<SQL
+INSERT INTO accounts (id, username) SELECT g, 'u' || g FROM generate_series(1, $accounts) g;
+INSERT INTO users (id, account_id, email, password_hash, approved, confirmed_at)
+SELECT g, g, 'u' || g || '@bench.example', 'unusable', true, now() FROM generate_series(1, $accounts) g;
+INSERT INTO oauth_access_tokens (id, token_hash, account_id, scopes)
+SELECT g, encode(sha256(('bench-' || g)::bytea), 'hex'), g, 'read write follow'
+FROM generate_series(1, $accounts) g;
+-- Account a follows a+37k (mod N) for k = 1..200: distinct, never itself.
+INSERT INTO follows (id, account_id, target_account_id)
+SELECT a * 1000 + k, a, ((a - 1 + 37 * k) % $accounts) + 1
+FROM generate_series(1, $accounts) a, generate_series(1, 200) k;
+INSERT INTO statuses (id, account_id, text, content, visibility, conversation_id, created_at)
+SELECT ((1700000000000 + g) << 16), ((g - 1) % $accounts) + 1, 'status ' || g,
+       '<p>status ' || g || '</p>', 'public', ((1700000000000 + g) << 16),
+       now() - make_interval(secs => 40000 - g)
+FROM generate_series(1, 4 * $accounts) g;
+INSERT INTO account_stats (account_id, statuses_count, following_count, followers_count)
+SELECT g, 4, 200, 200 FROM generate_series(1, $accounts) g;
+ANALYZE;
+SQL
+
+echo "writing $accounts home feeds into Redis" >&2
+psql -qAt "$DATABASE_URL" <<SQL | redis-cli -n "$redis_db" >/dev/null
+SELECT 'ZADD $ns:feed:home:' || f.account_id || ' ' || string_agg(s.id || ' ' || s.id, ' ')
+FROM follows f JOIN statuses s ON s.account_id = f.target_account_id
+GROUP BY f.account_id;
+SELECT 'SET $ns:feed:home:' || g || ':ready 1 EX 86400' FROM generate_series(1, $accounts) g;
+SQL
+echo "feeds: $(redis-cli -n "$redis_db" dbsize) keys; one holds $(redis-cli -n "$redis_db" zcard "$ns:feed:home:1")" >&2
+
+pids=()
+script=$(mktemp --suffix=.lua)
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -f "$script"; }
+trap cleanup EXIT
+env "${env[@]}" PORT=3980 "$bin/stampede" web >/dev/null 2>&1 & pids+=($!)
+env "${env[@]}" PORT=3981 "$bin/stampede" delivery >/dev/null 2>&1 & pids+=($!)
+for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3980/health/ready >/dev/null && break; sleep 0.1; done
+
+check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-1' 'http://127.0.0.1:3980/api/v1/timelines/home?limit=20')
+[ "$check" = 200 ] || { echo "home answered $check, not 200: the feeds are not in place" >&2; exit 1; }
+
+cat >"$script" <<LUA
+local threads = {}
+function setup(thread)
+    table.insert(threads, thread)
+end
+function init(args)
+    math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+    other = 0
+end
+request = function()
+    local n = math.random(1, $accounts)
+    return wrk.format("GET", "/api/v1/timelines/home?limit=20", {["Authorization"] = "Bearer bench-" .. n})
+end
+response = function(status, headers, body)
+    if status ~= 200 then other = other + 1 end
+end
+done = function(summary, latency, requests)
+    local non200 = 0
+    for _, t in ipairs(threads) do non200 = non200 + t:get("other") end
+    io.write(string.format('{"requests":%d,"seconds":%.1f,"rps":%.0f,"p50_ms":%.1f,"p90_ms":%.1f,"p99_ms":%.1f,"max_ms":%.1f,"errors":%d,"non_200":%d}\\n',
+        summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+        latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
+        latency.max / 1000, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status, non200))
+end
+LUA
+
+echo "warm-up: 10 s" >&2
+wrk -t2 -c8 -d10s -s "$script" http://127.0.0.1:3980 >/dev/null
+for c in "${connections[@]}"; do
+    echo "$c connections, $seconds s" >&2
+    wrk -t2 -c"$c" -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1 |
+        jq -c --argjson c "$c" '{benchmark: "home_timeline", connections: $c} + .'
+done
