@@ -7,6 +7,7 @@
 #   deploy/local/cluster.sh start     # build, migrate, start everything, wait until ready
 #   deploy/local/cluster.sh status    # each process's /health/ready
 #   deploy/local/cluster.sh stop      # stop every process it started (SIGTERM, then SIGKILL)
+#   deploy/local/cluster.sh reset     # stop, then drop its database, vhost and Redis db
 #   deploy/local/cluster.sh env       # the variables a load test needs (eval "$(… env)")
 #
 # Everything listens on 127.0.0.1: the load balancer on CLUSTER_PORT (default 3100), web on
@@ -197,10 +198,19 @@ PY
     cluster_env
 }
 
+reset_cluster() {
+    stop_cluster
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
+    rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+    redis-cli -n "$redis_db" flushdb >/dev/null
+    log "dropped database $db, vhost $vhost and Redis db $redis_db"
+}
+
 case "${1:-}" in
     start) start_cluster ;;
+    reset) reset_cluster ;;
     stop) stop_cluster ;;
     status) status_cluster ;;
     env) cluster_env ;;
-    *) echo "usage: $0 start|status|stop|env" >&2; exit 2 ;;
+    *) echo "usage: $0 start|status|stop|reset|env" >&2; exit 2 ;;
 esac

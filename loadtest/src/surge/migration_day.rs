@@ -38,7 +38,7 @@ pub struct Args {
     /// Newcomers arriving per second.
     #[arg(long, default_value_t = 2.0)]
     pub arrival_rate: f64,
-    /// Run length in seconds.
+    /// Run length in seconds, arrivals included.
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub seconds: u64,
     /// Established accounts seeded for newcomers to follow (each posts once).
@@ -345,6 +345,15 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
             "--arrival-rate must be a number of people per second in (0, 1000]"
         )));
     }
+    let ramp = args.people as f64 / args.arrival_rate;
+    if ramp >= args.seconds as f64 {
+        return Err(not_started(anyhow::anyhow!(
+            "{} people arriving at {}/s need {ramp:.0} s, longer than --seconds {}: lower --people or raise --arrival-rate or --seconds",
+            args.people,
+            args.arrival_rate,
+            args.seconds
+        )));
+    }
     let mut ops = vec![
         "app",
         "token",
@@ -459,7 +468,9 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         deadline,
         updates: updates_tx,
     });
-    let config = super::goose_config(&prep, args.people as usize, args.arrival_rate, args.seconds);
+    // Goose counts its run time from the last user's start: what is left after the arrivals.
+    let run_time = (args.seconds as f64 - ramp).ceil().max(1.0) as u64;
+    let config = super::goose_config(&prep, args.people as usize, args.arrival_rate, run_time);
     let scenario = scenario!("newcomer")
         .set_wait_time(Duration::from_secs(1), Duration::from_secs(4))?
         .register_transaction(

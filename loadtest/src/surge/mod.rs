@@ -201,8 +201,8 @@ pub fn machine() -> String {
 }
 
 impl Prepared {
-    /// Summarises, writes the report, prints the summary on standard output and the verdict on
-    /// standard error; returns whether every rule passed.
+    /// Summarises, writes the report and prints where it is and each rule's verdict on standard
+    /// output; returns whether every rule passed.
     pub fn finish(&self, info: RunInfo, data: Collected) -> anyhow::Result<bool> {
         let summary = Summary::build(
             info,
@@ -213,16 +213,17 @@ impl Prepared {
             &machine(),
         );
         report::write(&self.report_dir, &summary)?;
-        println!("{}", serde_json::to_string_pretty(&summary.json)?);
+        // Standard output is for people (goose prints a line there too); the numbers are in
+        // summary.json.
         let html = self.report_dir.join("report.html");
         let html = html.canonicalize().unwrap_or(html);
-        eprintln!("report: file://{}", html.display());
-        eprintln!(
+        println!("report: file://{}", html.display());
+        println!(
             "summary: {}",
             self.report_dir.join("summary.json").display()
         );
         for r in &summary.slo {
-            eprintln!(
+            println!(
                 "slo {:<28} observed {:<18} limit {:<14} {}",
                 r["rule"].as_str().unwrap_or(""),
                 r["observed_text"].as_str().unwrap_or(""),

@@ -232,7 +232,6 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     .await;
     let seeding_s = seeding.elapsed().as_secs_f64();
     eprintln!("viral-post: seeded in {seeding_s:.1} s ({failed_follows} follows failed)");
-    let load_start = recorder.elapsed();
     let poll = Duration::from_millis(args.poll_ms);
     let mut missing = 0u64;
     let mut probed = 0u64;
@@ -289,7 +288,8 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
             slowest.as_millis()
         );
     }
-    let load_seconds = (recorder.elapsed() - load_start).as_secs_f64();
+    // Throughput counts the whole recorded run, follows included.
+    let load_seconds = recorder.elapsed().as_secs_f64();
     let data = recorder.finish().await;
     let share_missing = if probed == 0 {
         f64::NAN
