@@ -1,5 +1,9 @@
 -- Statuses, the social graph, timelines' sources and notifications.
 
+-- Each process claims a node number for the ids it makes (crates/core/src/id.rs), so processes
+-- making ids in the same millisecond never collide.
+CREATE SEQUENCE id_nodes MINVALUE 0 MAXVALUE 1023 START 0 CYCLE;
+
 -- Counters shown on accounts, kept in the same transaction as the rows they count.
 CREATE TABLE account_stats (
     account_id       bigint      PRIMARY KEY REFERENCES accounts ON DELETE CASCADE,

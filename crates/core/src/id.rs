@@ -82,50 +82,74 @@ impl<'de> Deserialize<'de> for Id {
     }
 }
 
-/// Makes ids in one process. Ids from different processes made in the same millisecond are told
-/// apart by a random starting sequence.
-#[derive(Debug)]
-pub struct IdGenerator {
-    last: AtomicU64,
+/// Bits of an id's low 16 that name the process that made it (1,024 processes).
+const NODE_BITS: u32 = 10;
+/// Bits left for the sequence within one millisecond (64 ids per millisecond per process; more
+/// borrow from the next millisecond).
+const SEQUENCE_BITS: u32 = 16 - NODE_BITS;
+const SEQUENCE_MAX: u64 = (1 << SEQUENCE_BITS) - 1;
+
+/// This process's node number. Random until [`claim_node`] sets one that no other live process
+/// holds (the runtime claims one from PostgreSQL as soon as the database answers).
+static NODE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// The last id this process made, shared by every [`IdGenerator`] in it, so two generators in
+/// one process never make the same id.
+static LAST: AtomicU64 = AtomicU64::new(0);
+
+fn node() -> u64 {
+    let node = NODE.load(Ordering::Relaxed);
+    if node != u64::MAX {
+        return node;
+    }
+    let random = u64::from(rand::random::<u16>()) & ((1 << NODE_BITS) - 1);
+    match NODE.compare_exchange(u64::MAX, random, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => random,
+        Err(set) => set,
+    }
 }
 
-impl Default for IdGenerator {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Sets this process's node number (taken modulo 1,024).
+pub fn claim_node(node: u64) {
+    NODE.store(node & ((1 << NODE_BITS) - 1), Ordering::Relaxed);
+}
+
+/// Makes ids: `(unix_millis << 16) | (node << 6) | sequence`. Ids from one process never repeat
+/// and always increase; ids from processes with different node numbers never collide.
+#[derive(Debug, Default)]
+pub struct IdGenerator {
+    _private: (),
 }
 
 impl IdGenerator {
-    /// A generator whose sequence starts at a random point.
     pub fn new() -> Self {
-        IdGenerator {
-            last: AtomicU64::new(u64::from(rand::random::<u16>())),
-        }
+        IdGenerator { _private: () }
     }
 
-    /// The next id: never smaller than the previous one from this generator, and never equal.
+    /// The next id of this process.
     pub fn next_id(&self) -> Id {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let floor = now_ms << 16;
-        let mut prev = self.last.load(Ordering::Relaxed);
+        let node = node();
+        let mut prev = LAST.load(Ordering::Relaxed);
         loop {
-            // Within one millisecond, count up; a new millisecond starts from its floor plus the
-            // low bits of the previous value so concurrent processes are unlikely to collide.
-            let candidate = if prev >> 16 >= now_ms {
+            // `LAST` holds (millis << SEQUENCE_BITS) | sequence.
+            let prev_ms = prev >> SEQUENCE_BITS;
+            let next = if prev_ms >= now_ms {
+                // Same millisecond (or borrowed ahead): count up, into the next when full.
                 prev + 1
             } else {
-                floor | (prev & 0xff)
+                now_ms << SEQUENCE_BITS
             };
-            match self.last.compare_exchange_weak(
-                prev,
-                candidate,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Id((candidate & (i64::MAX as u64)) as i64),
+            match LAST.compare_exchange_weak(prev, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    let ms = next >> SEQUENCE_BITS;
+                    let sequence = next & SEQUENCE_MAX;
+                    let raw = (ms << 16) | (node << SEQUENCE_BITS) | sequence;
+                    return Id((raw & (i64::MAX as u64)) as i64);
+                }
                 Err(actual) => prev = actual,
             }
         }
@@ -150,6 +174,20 @@ mod tests {
             .unwrap()
             .as_millis() as u64;
         assert!(now.abs_diff(prev.unix_millis()) < 5_000);
+    }
+
+    #[test]
+    fn generators_share_one_sequence_and_carry_the_node() {
+        claim_node(1024 + 5);
+        let a = IdGenerator::new();
+        let b = IdGenerator::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5_000 {
+            assert!(seen.insert(a.next_id()));
+            let id = b.next_id();
+            assert!(seen.insert(id));
+            assert_eq!((id.as_i64() as u64 >> SEQUENCE_BITS) & 1023, 5);
+        }
     }
 
     #[test]

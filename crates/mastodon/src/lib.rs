@@ -14,9 +14,9 @@ pub mod time;
 
 pub use account::{Account, CredentialAccount, Field, Role, Source};
 pub use application::{Application, CredentialApplication, Token};
+pub use error::{ErrorBody, FieldError, ValidationBody};
 pub use status::{
     Context, Conversation, List, Marker, Mention, Notification, Poll, PollOption, Relationship,
     ScheduledStatus, SearchResults, Status, StatusApplication, StatusEdit, StatusSource, StatusTag,
     Tag, TagHistory,
 };
-pub use error::{ErrorBody, FieldError, ValidationBody};

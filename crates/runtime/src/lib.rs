@@ -82,9 +82,42 @@ impl Context {
     }
 
     /// Adds `dependency` to this process's readiness checks.
+    /// Claims this process's id node number from PostgreSQL (the `id_nodes` sequence, which
+    /// cycles through 1,024), once per process, retrying until the database answers and is
+    /// migrated. Until then ids use a random node; nothing is written before the database
+    /// answers anyway.
+    fn claim_id_node(&self) {
+        static CLAIMED: std::sync::Once = std::sync::Once::new();
+        CLAIMED.call_once(|| {
+            let db = self.db.clone();
+            let shutdown = self.shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    match sqlx::query_scalar::<_, i64>("SELECT nextval('id_nodes')")
+                        .fetch_one(&db)
+                        .await
+                    {
+                        Ok(node) => {
+                            stampede_core::id::claim_node(node as u64);
+                            tracing::debug!(node, "id node claimed");
+                            return;
+                        }
+                        Err(_) => {
+                            tokio::select! {
+                                () = shutdown.cancelled() => return,
+                                () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                            }
+                        }
+                    }
+                }
+            });
+        });
+    }
+
     pub async fn require(&self, dependency: Dependency) {
         let (name, check): (&str, stampede_telemetry::HealthCheck) = match dependency {
             Dependency::Postgres => {
+                self.claim_id_node();
                 let db = self.db.clone();
                 (
                     "postgres",

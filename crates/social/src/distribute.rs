@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Row};
 use stampede_cache::Cache;
 use stampede_config::StatusesConfig;
@@ -192,7 +192,9 @@ impl Distributor {
         self.metrics
             .fanout_duration
             .observe(since_commit.as_secs_f64());
-        self.metrics.fanout_feeds_written.inc_by(targets.len() as u64);
+        self.metrics
+            .fanout_feeds_written
+            .inc_by(targets.len() as u64);
         tracing::info!(
             status_id,
             feeds = targets.len(),
@@ -239,12 +241,11 @@ impl Distributor {
     }
 
     async fn status_updated(&self, status_id: i64) -> Result<(), JobError> {
-        let boosters: Vec<i64> = sqlx::query_scalar(
-            "SELECT DISTINCT account_id FROM statuses WHERE reblog_of_id = $1",
-        )
-        .bind(status_id)
-        .fetch_all(&self.db)
-        .await?;
+        let boosters: Vec<i64> =
+            sqlx::query_scalar("SELECT DISTINCT account_id FROM statuses WHERE reblog_of_id = $1")
+                .bind(status_id)
+                .fetch_all(&self.db)
+                .await?;
         let author: Option<i64> =
             sqlx::query_scalar("SELECT account_id FROM statuses WHERE id = $1")
                 .bind(status_id)

@@ -196,8 +196,8 @@ pub async fn create(
     };
 
     let parsed = text::parse(&new.text);
-    let mentioned = resolve_mentions(conn, &parsed.mentions, author.local_domain, author.base_url)
-        .await?;
+    let mentioned =
+        resolve_mentions(conn, &parsed.mentions, author.local_domain, author.base_url).await?;
     let links: HashMap<String, MentionLink> = mentioned
         .iter()
         .map(|(k, (_, link))| (k.clone(), link.clone()))
@@ -300,8 +300,15 @@ pub async fn create(
         .await?;
     }
     if visibility == Visibility::Direct {
-        record_conversation(conn, ids, author.account_id, conversation_id, id, &mentioned_ids)
-            .await?;
+        record_conversation(
+            conn,
+            ids,
+            author.account_id,
+            conversation_id,
+            id,
+            &mentioned_ids,
+        )
+        .await?;
     }
     outbox::enqueue(
         conn,

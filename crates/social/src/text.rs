@@ -70,7 +70,8 @@ fn tokenize(text: &str) -> Vec<Token<'_>> {
         let before = text[..whole.start()].chars().last();
         let token = if let Some(m) = caps.name("url") {
             let url = trim_url(m.as_str());
-            (url.len() > "https://".len()).then(|| (m.start(), m.start() + url.len(), Token::Url(url)))
+            (url.len() > "https://".len())
+                .then(|| (m.start(), m.start() + url.len(), Token::Url(url)))
         } else if let Some(m) = caps.name("mention") {
             // `a@b` is an e-mail address, `/@user` part of a URL.
             let ok = before.is_none_or(|c| !word_char(c) && c != '/' && c != '@');
@@ -244,7 +245,8 @@ pub fn sanitize(html: &str) -> String {
         .link_rel(Some("nofollow noopener"));
         b
     });
-    CLEANER.clean(html).to_string()
+    // html5ever writes void elements HTML-style; Mastodon's clients expect `<br />`.
+    CLEANER.clean(html).to_string().replace("<br>", "<br />")
 }
 
 #[cfg(test)]
@@ -253,7 +255,8 @@ mod tests {
 
     #[test]
     fn finds_mentions_tags_and_urls() {
-        let p = parse("hi @alice and @Bob@example.org #Rust #rust #1 mail a@b.c https://x.org/@carol");
+        let p =
+            parse("hi @alice and @Bob@example.org #Rust #rust #1 mail a@b.c https://x.org/@carol");
         assert_eq!(p.mentions, vec!["alice", "Bob@example.org"]);
         assert_eq!(p.tags, vec!["Rust"]);
     }

@@ -87,10 +87,11 @@ pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Auth>, ApiEr
         // most hourly, off the request's path).
         let db = state.ctx.db.clone();
         tokio::spawn(async move {
-            let result = sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")
-                .bind(account_id)
-                .execute(&db)
-                .await;
+            let result =
+                sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")
+                    .bind(account_id)
+                    .execute(&db)
+                    .await;
             if let Err(error) = result {
                 tracing::warn!(%error, "could not record activity");
             }
@@ -151,7 +152,9 @@ impl FromRequestParts<AppState> for Viewer {
         if bearer(parts).is_none() {
             return Ok(Viewer(None));
         }
-        Auth::from_request_parts(parts, state).await.map(|a| Viewer(Some(a)))
+        Auth::from_request_parts(parts, state)
+            .await
+            .map(|a| Viewer(Some(a)))
     }
 }
 

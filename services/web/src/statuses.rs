@@ -273,10 +273,12 @@ impl AppState {
             language: row.language.clone(),
             text: None,
             edited_at: row.edited_at.map(iso),
-            favourited: flags.then_some(source.map_or(row.favourited, |s| s.favourited == Some(true))),
+            favourited: flags
+                .then_some(source.map_or(row.favourited, |s| s.favourited == Some(true))),
             reblogged: flags.then_some(source.map_or(row.reblogged, |s| s.reblogged == Some(true))),
             muted: flags.then_some(row.conversation_muted),
-            bookmarked: flags.then_some(source.map_or(row.bookmarked, |s| s.bookmarked == Some(true))),
+            bookmarked: flags
+                .then_some(source.map_or(row.bookmarked, |s| s.bookmarked == Some(true))),
             pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.pinned),
             filtered: flags.then(Vec::new),
             reblog,

@@ -49,7 +49,10 @@ async fn behaves(cache: Cache) {
             .unwrap(),
         vec![10, 9]
     );
-    cache.feed_remove(&["feed:home:1".to_string()], &[9, 7]).await.unwrap();
+    cache
+        .feed_remove(&["feed:home:1".to_string()], &[9, 7])
+        .await
+        .unwrap();
     assert_eq!(
         cache
             .feed_range("feed:home:1", None, None, 20)

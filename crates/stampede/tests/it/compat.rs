@@ -12,6 +12,10 @@ const SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/compat/mastodon_py_flow.py"
 );
+const SOCIAL_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/compat/mastodon_py_social.py"
+);
 
 fn python() -> String {
     std::env::var("STAMPEDE_COMPAT_PYTHON").unwrap_or_else(|_| {
@@ -20,8 +24,12 @@ fn python() -> String {
 }
 
 fn run(args: &[&str]) -> String {
+    run_script(SCRIPT, args)
+}
+
+fn run_script(script: &str, args: &[&str]) -> String {
     let output = Command::new(python())
-        .arg(SCRIPT)
+        .arg(script)
         .args(args)
         .output()
         .unwrap();
@@ -82,4 +90,25 @@ async fn mastodon_py_drives_the_account_flow() {
         .unwrap();
     let report: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
     assert_eq!(report["ok"], true);
+}
+
+#[tokio::test]
+async fn mastodon_py_drives_the_social_api() {
+    let app = crate::social::full_app().await;
+    let mut tokens = serde_json::Map::new();
+    for (name, locked) in [
+        ("alice", false),
+        ("bob", true),
+        ("carol", false),
+        ("eve", false),
+    ] {
+        let user = crate::social::seed_user(&app, name, locked).await;
+        tokens.insert(name.to_string(), user.token.into());
+    }
+    let base = format!("http://{}", app.addr);
+    let tokens = serde_json::Value::Object(tokens).to_string();
+    let out = tokio::task::spawn_blocking(move || run_script(SOCIAL_SCRIPT, &[&base, &tokens]))
+        .await
+        .unwrap();
+    assert!(out.contains("\"ok\": true"), "{out}");
 }

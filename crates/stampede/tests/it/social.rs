@@ -118,11 +118,19 @@ fn ids(answer: &Answer) -> Vec<String> {
 }
 
 /// Waits (up to 15 s) until `user`'s home timeline satisfies `check`.
-pub async fn home_until(app: &TestApp, user: &User, check: impl Fn(&[String]) -> bool) -> Vec<String> {
+pub async fn home_until(
+    app: &TestApp,
+    user: &User,
+    check: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let answer = get(app, "/api/v1/timelines/home?limit=40", user).await;
-        assert!(answer.status == 200 || answer.status == 206, "{:?}", answer.body);
+        assert!(
+            answer.status == 200 || answer.status == 206,
+            "{:?}",
+            answer.body
+        );
         let found = ids(&answer);
         if check(&found) {
             return found;
@@ -164,12 +172,21 @@ async fn posting_renders_html_mentions_tags_and_notifies() {
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let status = &answer.body;
     let content = status["content"].as_str().unwrap();
-    assert!(content.starts_with("<p>Hi <span class=\"h-card\""), "{content}");
-    assert!(content.contains("href=\"http://stampede.test/@bob\""), "{content}");
+    assert!(
+        content.starts_with("<p>Hi <span class=\"h-card\""),
+        "{content}"
+    );
+    assert!(
+        content.contains("href=\"http://stampede.test/@bob\""),
+        "{content}"
+    );
     assert!(content.contains("@nobody"), "{content}");
     assert!(content.contains("&lt;script&gt;"), "{content}");
     assert!(!content.contains("<script"), "{content}");
-    assert!(content.contains("href=\"https://example.com/a?b=c\""), "{content}");
+    assert!(
+        content.contains("href=\"https://example.com/a?b=c\""),
+        "{content}"
+    );
     assert_eq!(status["mentions"][0]["acct"], "bob");
     assert_eq!(status["tags"][0]["name"], "rust");
     assert_eq!(status["visibility"], "public");
@@ -182,47 +199,109 @@ async fn posting_renders_html_mentions_tags_and_notifies() {
     let notes = get(&app, "/api/v1/notifications", &bob).await;
     assert_eq!(notes.body[0]["type"], "mention");
     assert_eq!(notes.body[0]["status"]["id"], id);
-    let fav = post(&app, &format!("/api/v1/statuses/{id}/favourite"), &bob, json!({})).await;
+    let fav = post(
+        &app,
+        &format!("/api/v1/statuses/{id}/favourite"),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(fav.body["favourited"], true);
     assert_eq!(fav.body["favourites_count"], 1);
     // Twice is once.
-    let fav = post(&app, &format!("/api/v1/statuses/{id}/favourite"), &bob, json!({})).await;
+    let fav = post(
+        &app,
+        &format!("/api/v1/statuses/{id}/favourite"),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(fav.body["favourites_count"], 1);
-    let boost = post(&app, &format!("/api/v1/statuses/{id}/reblog"), &bob, json!({})).await;
+    let boost = post(
+        &app,
+        &format!("/api/v1/statuses/{id}/reblog"),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(boost.status, 200, "{:?}", boost.body);
     assert_eq!(boost.body["reblog"]["id"], id);
     assert_eq!(boost.body["reblog"]["reblogs_count"], 1);
     assert_eq!(boost.body["reblogged"], true);
-    let mark = post(&app, &format!("/api/v1/statuses/{id}/bookmark"), &bob, json!({})).await;
+    let mark = post(
+        &app,
+        &format!("/api/v1/statuses/{id}/bookmark"),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(mark.body["bookmarked"], true);
     let marks = get(&app, "/api/v1/bookmarks", &bob).await;
     assert_eq!(ids(&marks), vec![id.to_string()]);
     let favs = get(&app, "/api/v1/favourites", &bob).await;
     assert_eq!(ids(&favs), vec![id.to_string()]);
-    let by = get(&app, &format!("/api/v1/statuses/{id}/favourited_by"), &alice).await;
+    let by = get(
+        &app,
+        &format!("/api/v1/statuses/{id}/favourited_by"),
+        &alice,
+    )
+    .await;
     assert_eq!(by.body[0]["username"], "bob");
     let by = get(&app, &format!("/api/v1/statuses/{id}/reblogged_by"), &alice).await;
     assert_eq!(by.body[0]["username"], "bob");
 
-    let notes = get(&app, "/api/v1/notifications?exclude_types[]=mention", &alice).await;
-    let kinds: Vec<&str> = notes.body.as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+    let notes = get(
+        &app,
+        "/api/v1/notifications?exclude_types[]=mention",
+        &alice,
+    )
+    .await;
+    let kinds: Vec<&str> = notes
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["type"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, vec!["reblog", "favourite"]);
     let only = get(&app, "/api/v1/notifications?types[]=favourite", &alice).await;
     assert_eq!(only.body.as_array().unwrap().len(), 1);
 
     // Unboost and unfavourite restore the counts.
-    let un = post(&app, &format!("/api/v1/statuses/{id}/unreblog"), &bob, json!({})).await;
+    let un = post(
+        &app,
+        &format!("/api/v1/statuses/{id}/unreblog"),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(un.body["reblogged"], false);
     assert_eq!(un.body["reblogs_count"], 0);
-    let un = post(&app, &format!("/api/v1/statuses/{id}/unfavourite"), &bob, json!({})).await;
+    let un = post(
+        &app,
+        &format!("/api/v1/statuses/{id}/unfavourite"),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(un.body["favourites_count"], 0);
 
     // Anyone may read a public status; an unknown id is 404 with Mastodon's body.
-    let anon = call(&app, Method::GET, &format!("/api/v1/statuses/{id}"), None, None).await;
+    let anon = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/statuses/{id}"),
+        None,
+        None,
+    )
+    .await;
     assert_eq!(anon.status, 200);
     assert!(anon.body.get("favourited").is_none());
     let missing = call(&app, Method::GET, "/api/v1/statuses/123", None, None).await;
-    assert_eq!((missing.status, missing.body["error"].as_str()), (404, Some("Record not found")));
+    assert_eq!(
+        (missing.status, missing.body["error"].as_str()),
+        (404, Some("Record not found"))
+    );
 }
 
 #[tokio::test]
@@ -230,26 +309,64 @@ async fn bad_input_is_refused_and_nothing_is_written() {
     let app = full_app().await;
     let alice = seed_user(&app, "alice", false).await;
     let cases = [
-        (json!({"status": ""}), "Validation failed: Text can't be blank"),
-        (json!({"status": "x".repeat(501)}), "Validation failed: Text character limit of 500 exceeded"),
-        (json!({"status": "x", "visibility": "everyone"}), "Validation failed: Visibility is not included in the list"),
-        (json!({"status": "x", "poll": {"options": ["only"], "expires_in": 600}}), "Validation failed: Poll must have at least 2 options"),
-        (json!({"status": "x", "poll": {"options": ["a", "b"], "expires_in": 10}}), "Validation failed: Poll duration is too short"),
+        (
+            json!({"status": ""}),
+            "Validation failed: Text can't be blank",
+        ),
+        (
+            json!({"status": "x".repeat(501)}),
+            "Validation failed: Text character limit of 500 exceeded",
+        ),
+        (
+            json!({"status": "x", "visibility": "everyone"}),
+            "Validation failed: Visibility is not included in the list",
+        ),
+        (
+            json!({"status": "x", "poll": {"options": ["only"], "expires_in": 600}}),
+            "Validation failed: Poll must have at least 2 options",
+        ),
+        (
+            json!({"status": "x", "poll": {"options": ["a", "b"], "expires_in": 10}}),
+            "Validation failed: Poll duration is too short",
+        ),
     ];
     for (body, error) in cases {
         let answer = post(&app, "/api/v1/statuses", &alice, body).await;
-        assert_eq!((answer.status, answer.body["error"].as_str()), (422, Some(error)));
+        assert_eq!(
+            (answer.status, answer.body["error"].as_str()),
+            (422, Some(error))
+        );
     }
     // A URL counts as 23 characters: 480 + 23 fits.
-    let long_url = format!("{} https://example.com/{}", "x".repeat(476), "y".repeat(300));
+    let long_url = format!(
+        "{} https://example.com/{}",
+        "x".repeat(476),
+        "y".repeat(300)
+    );
     post_status(&app, &alice, json!({"status": long_url})).await;
     // A reply to something that does not exist is 404, and writes nothing.
-    let answer = post(&app, "/api/v1/statuses", &alice, json!({"status": "re", "in_reply_to_id": "42"})).await;
+    let answer = post(
+        &app,
+        "/api/v1/statuses",
+        &alice,
+        json!({"status": "re", "in_reply_to_id": "42"}),
+    )
+    .await;
     assert_eq!(answer.status, 404);
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM statuses").fetch_one(&app.ctx.db).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM statuses")
+        .fetch_one(&app.ctx.db)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
     // No token: 401; a token without write: 403 with Mastodon's text.
-    let anon = call(&app, Method::POST, "/api/v1/statuses", None, Some(json!({"status": "x"}))).await;
+    let anon = call(
+        &app,
+        Method::POST,
+        "/api/v1/statuses",
+        None,
+        Some(json!({"status": "x"})),
+    )
+    .await;
     assert_eq!(anon.status, 401);
 }
 
@@ -273,17 +390,33 @@ async fn idempotency_key_edit_history_and_delete_and_redraft() {
     let (a, b) = tokio::join!(post_once(), post_once());
     assert_eq!(a["id"], b["id"]);
     let id = a["id"].as_str().unwrap().to_string();
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM statuses").fetch_one(&app.ctx.db).await.unwrap();
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM statuses")
+        .fetch_one(&app.ctx.db)
+        .await
+        .unwrap();
     assert_eq!(count, 1);
 
-    let edited = call(&app, Method::PUT, &format!("/api/v1/statuses/{id}"), Some(&alice.token), Some(json!({"status": "edited #now", "spoiler_text": "cw"}))).await;
+    let edited = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/statuses/{id}"),
+        Some(&alice.token),
+        Some(json!({"status": "edited #now", "spoiler_text": "cw"})),
+    )
+    .await;
     assert_eq!(edited.status, 200, "{:?}", edited.body);
     assert!(edited.body["edited_at"].is_string());
     assert_eq!(edited.body["spoiler_text"], "cw");
     assert_eq!(edited.body["sensitive"], true);
     assert_eq!(edited.body["tags"][0]["name"], "now");
     let history = get(&app, &format!("/api/v1/statuses/{id}/history"), &alice).await;
-    let versions: Vec<&str> = history.body.as_array().unwrap().iter().map(|v| v["content"].as_str().unwrap()).collect();
+    let versions: Vec<&str> = history
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["content"].as_str().unwrap())
+        .collect();
     assert_eq!(versions.len(), 2);
     assert_eq!(versions[0], "<p>only once</p>");
     let source = get(&app, &format!("/api/v1/statuses/{id}/source"), &alice).await;
@@ -291,10 +424,24 @@ async fn idempotency_key_edit_history_and_delete_and_redraft() {
 
     // Someone else cannot edit or delete it.
     let bob = seed_user(&app, "bob", false).await;
-    let denied = call(&app, Method::DELETE, &format!("/api/v1/statuses/{id}"), Some(&bob.token), None).await;
+    let denied = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/statuses/{id}"),
+        Some(&bob.token),
+        None,
+    )
+    .await;
     assert_eq!(denied.status, 404);
 
-    let deleted = call(&app, Method::DELETE, &format!("/api/v1/statuses/{id}"), Some(&alice.token), None).await;
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/statuses/{id}"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
     assert_eq!(deleted.status, 200);
     assert_eq!(deleted.body["text"], "edited #now");
     let gone = get(&app, &format!("/api/v1/statuses/{id}"), &alice).await;
@@ -311,9 +458,21 @@ async fn home_timeline_fans_out_paginates_and_forgets() {
     let carol = seed_user(&app, "carol", false).await;
     // Bob reads his (empty) home first, so his feed exists and fan-out keeps it.
     home_until(&app, &bob, |ids| ids.is_empty()).await;
-    let rel = post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    let rel = post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(rel.body["following"], true);
-    let rel = post(&app, &format!("/api/v1/accounts/{}/follow", bob.id), &carol, json!({})).await;
+    let rel = post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", bob.id),
+        &carol,
+        json!({}),
+    )
+    .await;
     assert_eq!(rel.body["following"], true);
     let mut posted = Vec::new();
     for i in 0..5 {
@@ -326,33 +485,87 @@ async fn home_timeline_fans_out_paginates_and_forgets() {
     let page = get(&app, "/api/v1/timelines/home?limit=2", &bob).await;
     assert_eq!(ids(&page), expected[..2].to_vec());
     let link = page.link.unwrap();
-    assert!(link.contains(&format!("max_id={}>; rel=\"next\"", expected[1])), "{link}");
-    assert!(link.contains(&format!("min_id={}>; rel=\"prev\"", expected[0])), "{link}");
-    let next = get(&app, &format!("/api/v1/timelines/home?limit=2&max_id={}", expected[1]), &bob).await;
+    assert!(
+        link.contains(&format!("max_id={}>; rel=\"next\"", expected[1])),
+        "{link}"
+    );
+    assert!(
+        link.contains(&format!("min_id={}>; rel=\"prev\"", expected[0])),
+        "{link}"
+    );
+    let next = get(
+        &app,
+        &format!("/api/v1/timelines/home?limit=2&max_id={}", expected[1]),
+        &bob,
+    )
+    .await;
     assert_eq!(ids(&next), expected[2..4].to_vec());
-    let newer = get(&app, &format!("/api/v1/timelines/home?limit=2&min_id={}", expected[4]), &bob).await;
+    let newer = get(
+        &app,
+        &format!("/api/v1/timelines/home?limit=2&min_id={}", expected[4]),
+        &bob,
+    )
+    .await;
     assert_eq!(ids(&newer), expected[2..4].to_vec());
-    let since = get(&app, &format!("/api/v1/timelines/home?limit=2&since_id={}", expected[4]), &bob).await;
+    let since = get(
+        &app,
+        &format!("/api/v1/timelines/home?limit=2&since_id={}", expected[4]),
+        &bob,
+    )
+    .await;
     assert_eq!(ids(&since), expected[..2].to_vec());
 
     // A boost reaches the booster's followers.
-    let boost = post(&app, &format!("/api/v1/statuses/{}/reblog", posted[0]), &bob, json!({})).await;
+    let boost = post(
+        &app,
+        &format!("/api/v1/statuses/{}/reblog", posted[0]),
+        &bob,
+        json!({}),
+    )
+    .await;
     let boost_id = boost.body["id"].as_str().unwrap().to_string();
     home_until(&app, &carol, |ids| ids.first() == Some(&boost_id)).await;
 
     // Deleting a status takes it out of every feed.
-    call(&app, Method::DELETE, &format!("/api/v1/statuses/{}", posted[4]), Some(&alice.token), None).await;
+    call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/statuses/{}", posted[4]),
+        Some(&alice.token),
+        None,
+    )
+    .await;
     home_until(&app, &bob, |ids| !ids.contains(&posted[4])).await;
-    let in_redis = app.ctx.cache.feed_range(&format!("feed:home:{}", bob.id), None, None, 100).await.unwrap();
-    assert!(!in_redis.contains(&posted[4].parse().unwrap()), "{in_redis:?}");
+    let in_redis = app
+        .ctx
+        .cache
+        .feed_range(&format!("feed:home:{}", bob.id), None, None, 100)
+        .await
+        .unwrap();
+    assert!(
+        !in_redis.contains(&posted[4].parse().unwrap()),
+        "{in_redis:?}"
+    );
 
     // Unfollowing takes the author's statuses out of the follower's feed.
-    let rel = post(&app, &format!("/api/v1/accounts/{}/unfollow", alice.id), &bob, json!({})).await;
+    let rel = post(
+        &app,
+        &format!("/api/v1/accounts/{}/unfollow", alice.id),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(rel.body["following"], false, "{:?}", rel.body);
     home_until(&app, &bob, |ids| ids.iter().all(|id| !posted.contains(id))).await;
 
     // Following again merges them back (beside Bob's own boost).
-    post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &bob,
+        json!({}),
+    )
+    .await;
     home_until(&app, &bob, |ids| ids.len() == 5).await;
     let me = get(&app, "/api/v1/accounts/verify_credentials", &bob).await;
     assert_eq!(me.body["following_count"], 1);
@@ -364,7 +577,13 @@ async fn losing_redis_loses_nothing() {
     let app = full_app().await;
     let alice = seed_user(&app, "alice", false).await;
     let bob = seed_user(&app, "bob", false).await;
-    post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &bob,
+        json!({}),
+    )
+    .await;
     let first = post_status(&app, &alice, json!({"status": "one"})).await;
     let second = post_status(&app, &alice, json!({"status": "two"})).await;
     let want = vec![second.clone(), first.clone()];
@@ -372,8 +591,16 @@ async fn losing_redis_loses_nothing() {
 
     // Redis forgets everything about Bob's feed: the next read answers 206 from PostgreSQL,
     // complete, and rebuilds the feed.
-    app.ctx.cache.del(&format!("feed:home:{}", bob.id)).await.unwrap();
-    app.ctx.cache.del(&format!("feed:home:{}:ready", bob.id)).await.unwrap();
+    app.ctx
+        .cache
+        .del(&format!("feed:home:{}", bob.id))
+        .await
+        .unwrap();
+    app.ctx
+        .cache
+        .del(&format!("feed:home:{}:ready", bob.id))
+        .await
+        .unwrap();
     let answer = get(&app, "/api/v1/timelines/home", &bob).await;
     assert_eq!(answer.status, 206);
     assert_eq!(ids(&answer), want);
@@ -405,7 +632,13 @@ async fn hybrid_fanout_merges_big_accounts_at_read_time() {
     let fan2 = seed_user(&app, "fan2", false).await;
     for fan in [&fan1, &fan2] {
         home_until(&app, fan, |ids| ids.is_empty()).await;
-        post(&app, &format!("/api/v1/accounts/{}/follow", star.id), fan, json!({})).await;
+        post(
+            &app,
+            &format!("/api/v1/accounts/{}/follow", star.id),
+            fan,
+            json!({}),
+        )
+        .await;
     }
     let id = post_status(&app, &star, json!({"status": "to the many"})).await;
     for fan in [&fan1, &fan2] {
@@ -413,9 +646,19 @@ async fn hybrid_fanout_merges_big_accounts_at_read_time() {
     }
     // The star's own feed got it; the fans' feeds did not — it was merged as they read.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let own = app.ctx.cache.feed_range(&format!("feed:home:{}", star.id), None, None, 10).await.unwrap();
+    let own = app
+        .ctx
+        .cache
+        .feed_range(&format!("feed:home:{}", star.id), None, None, 10)
+        .await
+        .unwrap();
     assert_eq!(own, vec![id.parse::<i64>().unwrap()]);
-    let fan_feed = app.ctx.cache.feed_range(&format!("feed:home:{}", fan1.id), None, None, 10).await.unwrap();
+    let fan_feed = app
+        .ctx
+        .cache
+        .feed_range(&format!("feed:home:{}", fan1.id), None, None, 10)
+        .await
+        .unwrap();
     assert!(fan_feed.is_empty(), "{fan_feed:?}");
 }
 
@@ -426,55 +669,160 @@ async fn locked_accounts_blocks_mutes_and_private_statuses() {
     let bob = seed_user(&app, "bob", false).await;
     let eve = seed_user(&app, "eve", false).await;
 
-    let private = post_status(&app, &alice, json!({"status": "friends only", "visibility": "private"})).await;
-    let direct = post_status(&app, &alice, json!({"status": "@bob psst", "visibility": "direct"})).await;
+    let private = post_status(
+        &app,
+        &alice,
+        json!({"status": "friends only", "visibility": "private"}),
+    )
+    .await;
+    let direct = post_status(
+        &app,
+        &alice,
+        json!({"status": "@bob psst", "visibility": "direct"}),
+    )
+    .await;
 
     // Bob asks to follow; until Alice accepts he sees neither the private status nor its
     // place in her profile; the direct message (he is mentioned) he sees.
-    let rel = post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
-    assert_eq!((rel.body["following"].as_bool(), rel.body["requested"].as_bool()), (Some(false), Some(true)));
-    assert_eq!(get(&app, &format!("/api/v1/statuses/{private}"), &bob).await.status, 404);
-    assert_eq!(get(&app, &format!("/api/v1/statuses/{direct}"), &bob).await.status, 200);
-    assert_eq!(get(&app, &format!("/api/v1/statuses/{direct}"), &eve).await.status, 404);
+    let rel = post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (
+            rel.body["following"].as_bool(),
+            rel.body["requested"].as_bool()
+        ),
+        (Some(false), Some(true))
+    );
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{private}"), &bob)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{direct}"), &bob)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{direct}"), &eve)
+            .await
+            .status,
+        404
+    );
     let requests = get(&app, "/api/v1/follow_requests", &alice).await;
     assert_eq!(requests.body[0]["username"], "bob");
     let notes = get(&app, "/api/v1/notifications?types[]=follow_request", &alice).await;
     assert_eq!(notes.body[0]["account"]["username"], "bob");
-    let rel = post(&app, &format!("/api/v1/follow_requests/{}/authorize", bob.id), &alice, json!({})).await;
+    let rel = post(
+        &app,
+        &format!("/api/v1/follow_requests/{}/authorize", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
     assert_eq!(rel.body["followed_by"], true);
-    assert_eq!(get(&app, &format!("/api/v1/statuses/{private}"), &bob).await.status, 200);
-    assert_eq!(get(&app, &format!("/api/v1/statuses/{private}"), &eve).await.status, 404);
-    let profile = get(&app, &format!("/api/v1/accounts/{}/statuses", alice.id), &bob).await;
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{private}"), &bob)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{private}"), &eve)
+            .await
+            .status,
+        404
+    );
+    let profile = get(
+        &app,
+        &format!("/api/v1/accounts/{}/statuses", alice.id),
+        &bob,
+    )
+    .await;
     assert_eq!(ids(&profile), vec![private.clone()]);
-    let profile = get(&app, &format!("/api/v1/accounts/{}/statuses", alice.id), &eve).await;
+    let profile = get(
+        &app,
+        &format!("/api/v1/accounts/{}/statuses", alice.id),
+        &eve,
+    )
+    .await;
     assert!(ids(&profile).is_empty());
     // Nobody may boost someone else's private status.
-    let boost = post(&app, &format!("/api/v1/statuses/{private}/reblog"), &bob, json!({})).await;
+    let boost = post(
+        &app,
+        &format!("/api/v1/statuses/{private}/reblog"),
+        &bob,
+        json!({}),
+    )
+    .await;
     assert_eq!(boost.status, 403);
 
     // Eve posts publicly; Bob mutes her: gone from his public timeline, still there by id.
     let loud = post_status(&app, &eve, json!({"status": "loud #news"})).await;
     let public = get(&app, "/api/v1/timelines/public", &bob).await;
     assert!(ids(&public).contains(&loud));
-    post(&app, &format!("/api/v1/accounts/{}/mute", eve.id), &bob, json!({})).await;
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/mute", eve.id),
+        &bob,
+        json!({}),
+    )
+    .await;
     let public = get(&app, "/api/v1/timelines/public", &bob).await;
     assert!(!ids(&public).contains(&loud));
     let tag = get(&app, "/api/v1/timelines/tag/news", &bob).await;
     assert!(ids(&tag).is_empty());
-    assert_eq!(get(&app, &format!("/api/v1/statuses/{loud}"), &bob).await.status, 200);
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{loud}"), &bob)
+            .await
+            .status,
+        200
+    );
     let mutes = get(&app, "/api/v1/mutes", &bob).await;
     assert_eq!(mutes.body[0]["username"], "eve");
 
     // Alice blocks Eve: each is invisible to the other.
-    let rel = post(&app, &format!("/api/v1/accounts/{}/block", eve.id), &alice, json!({})).await;
+    let rel = post(
+        &app,
+        &format!("/api/v1/accounts/{}/block", eve.id),
+        &alice,
+        json!({}),
+    )
+    .await;
     assert_eq!(rel.body["blocking"], true);
     let public = get(&app, "/api/v1/timelines/public", &alice).await;
     assert!(!ids(&public).contains(&loud));
     let alice_public = post_status(&app, &alice, json!({"status": "hello world"})).await;
-    assert_eq!(get(&app, &format!("/api/v1/statuses/{alice_public}"), &eve).await.status, 404);
-    let follow = post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &eve, json!({})).await;
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{alice_public}"), &eve)
+            .await
+            .status,
+        404
+    );
+    let follow = post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &eve,
+        json!({}),
+    )
+    .await;
     assert_eq!(follow.status, 403);
-    let rels = get(&app, &format!("/api/v1/accounts/relationships?id[]={}&id[]={}", alice.id, bob.id), &eve).await;
+    let rels = get(
+        &app,
+        &format!(
+            "/api/v1/accounts/relationships?id[]={}&id[]={}",
+            alice.id, bob.id
+        ),
+        &eve,
+    )
+    .await;
     assert_eq!(rels.body[0]["blocked_by"], true);
     assert_eq!(rels.body[1]["blocked_by"], false);
 }
@@ -486,33 +834,99 @@ async fn threads_polls_lists_markers_search_and_conversations() {
     let bob = seed_user(&app, "bob", false).await;
 
     let root = post_status(&app, &alice, json!({"status": "root"})).await;
-    let reply = post_status(&app, &bob, json!({"status": "@alice reply", "in_reply_to_id": root})).await;
-    let deeper = post_status(&app, &alice, json!({"status": "@bob deeper", "in_reply_to_id": reply})).await;
+    let reply = post_status(
+        &app,
+        &bob,
+        json!({"status": "@alice reply", "in_reply_to_id": root}),
+    )
+    .await;
+    let deeper = post_status(
+        &app,
+        &alice,
+        json!({"status": "@bob deeper", "in_reply_to_id": reply}),
+    )
+    .await;
     let context = get(&app, &format!("/api/v1/statuses/{reply}/context"), &bob).await;
-    assert_eq!(ids(&Answer { status: 200, link: None, body: context.body["ancestors"].clone() }), vec![root.clone()]);
-    assert_eq!(ids(&Answer { status: 200, link: None, body: context.body["descendants"].clone() }), vec![deeper.clone()]);
+    assert_eq!(
+        ids(&Answer {
+            status: 200,
+            link: None,
+            body: context.body["ancestors"].clone()
+        }),
+        vec![root.clone()]
+    );
+    assert_eq!(
+        ids(&Answer {
+            status: 200,
+            link: None,
+            body: context.body["descendants"].clone()
+        }),
+        vec![deeper.clone()]
+    );
     let root_status = get(&app, &format!("/api/v1/statuses/{root}"), &bob).await;
     assert_eq!(root_status.body["replies_count"], 1);
 
     // Polls: vote once, not in one's own, results counted.
-    let answer = post(&app, "/api/v1/statuses", &alice, json!({"status": "which?", "poll": {"options": ["tea", "coffee"], "expires_in": 600}})).await;
+    let answer = post(
+        &app,
+        "/api/v1/statuses",
+        &alice,
+        json!({"status": "which?", "poll": {"options": ["tea", "coffee"], "expires_in": 600}}),
+    )
+    .await;
     let poll_id = answer.body["poll"]["id"].as_str().unwrap().to_string();
-    let vote = post(&app, &format!("/api/v1/polls/{poll_id}/votes"), &bob, json!({"choices": ["1"]})).await;
+    let vote = post(
+        &app,
+        &format!("/api/v1/polls/{poll_id}/votes"),
+        &bob,
+        json!({"choices": ["1"]}),
+    )
+    .await;
     assert_eq!(vote.status, 200, "{:?}", vote.body);
     assert_eq!(vote.body["options"][1]["votes_count"], 1);
     assert_eq!(vote.body["own_votes"], json!([1]));
-    let again = post(&app, &format!("/api/v1/polls/{poll_id}/votes"), &bob, json!({"choices": ["0"]})).await;
+    let again = post(
+        &app,
+        &format!("/api/v1/polls/{poll_id}/votes"),
+        &bob,
+        json!({"choices": ["0"]}),
+    )
+    .await;
     assert_eq!(again.status, 422);
-    let own = post(&app, &format!("/api/v1/polls/{poll_id}/votes"), &alice, json!({"choices": ["0"]})).await;
+    let own = post(
+        &app,
+        &format!("/api/v1/polls/{poll_id}/votes"),
+        &alice,
+        json!({"choices": ["0"]}),
+    )
+    .await;
     assert_eq!(own.status, 422);
 
     // Lists hold followed accounts only.
     let list = post(&app, "/api/v1/lists", &bob, json!({"title": "friends"})).await;
     let list_id = list.body["id"].as_str().unwrap().to_string();
-    let refused = post(&app, &format!("/api/v1/lists/{list_id}/accounts"), &bob, json!({"account_ids": [alice.id]})).await;
+    let refused = post(
+        &app,
+        &format!("/api/v1/lists/{list_id}/accounts"),
+        &bob,
+        json!({"account_ids": [alice.id]}),
+    )
+    .await;
     assert_eq!(refused.status, 422);
-    post(&app, &format!("/api/v1/accounts/{}/follow", alice.id), &bob, json!({})).await;
-    let added = post(&app, &format!("/api/v1/lists/{list_id}/accounts"), &bob, json!({"account_ids": [alice.id]})).await;
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &bob,
+        json!({}),
+    )
+    .await;
+    let added = post(
+        &app,
+        &format!("/api/v1/lists/{list_id}/accounts"),
+        &bob,
+        json!({"account_ids": [alice.id]}),
+    )
+    .await;
     assert_eq!(added.status, 200);
     let timeline = get(&app, &format!("/api/v1/timelines/list/{list_id}"), &bob).await;
     assert!(ids(&timeline).contains(&root));
@@ -520,9 +934,21 @@ async fn threads_polls_lists_markers_search_and_conversations() {
     assert_eq!(members.body[0]["username"], "alice");
 
     // Markers keep their version.
-    let saved = post(&app, "/api/v1/markers", &bob, json!({"home": {"last_read_id": root}})).await;
+    let saved = post(
+        &app,
+        "/api/v1/markers",
+        &bob,
+        json!({"home": {"last_read_id": root}}),
+    )
+    .await;
     assert_eq!(saved.body["home"]["last_read_id"], root.as_str());
-    let saved = post(&app, "/api/v1/markers", &bob, json!({"home": {"last_read_id": reply}})).await;
+    let saved = post(
+        &app,
+        "/api/v1/markers",
+        &bob,
+        json!({"home": {"last_read_id": reply}}),
+    )
+    .await;
     assert_eq!(saved.body["home"]["version"], 2);
 
     // Search finds what the viewer may see.
@@ -530,12 +956,22 @@ async fn threads_polls_lists_markers_search_and_conversations() {
     assert_eq!(found.body["statuses"][0]["id"], deeper.as_str());
     let found = get(&app, "/api/v2/search?q=ali&type=accounts", &bob).await;
     assert_eq!(found.body["accounts"][0]["username"], "alice");
-    post_status(&app, &alice, json!({"status": "secret words", "visibility": "direct"})).await;
+    post_status(
+        &app,
+        &alice,
+        json!({"status": "secret words", "visibility": "direct"}),
+    )
+    .await;
     let hidden = get(&app, "/api/v2/search?q=secret", &bob).await;
     assert!(hidden.body["statuses"].as_array().unwrap().is_empty());
 
     // Direct messages make conversations for both sides.
-    let dm = post_status(&app, &alice, json!({"status": "@bob just us", "visibility": "direct"})).await;
+    let dm = post_status(
+        &app,
+        &alice,
+        json!({"status": "@bob just us", "visibility": "direct"}),
+    )
+    .await;
     let conversations = get(&app, "/api/v1/conversations", &bob).await;
     assert_eq!(conversations.body[0]["last_status"]["id"], dm.as_str());
     assert_eq!(conversations.body[0]["unread"], true);

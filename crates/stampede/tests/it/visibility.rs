@@ -7,6 +7,9 @@
 //! search, notifications and conversations — is checked against the model. A failure names
 //! its seed, so it can be replayed.
 
+// Accounts are numbered: the model and the users list share the index.
+#![allow(clippy::needless_range_loop)]
+
 use std::collections::{HashMap, HashSet};
 
 use rand::rngs::StdRng;
@@ -66,10 +69,11 @@ impl Model {
             return false;
         };
         self.sees_one(viewer, s)
-            && s
-                .reblog_of
-                .as_ref()
-                .is_none_or(|o| self.statuses.get(o).is_some_and(|o| self.sees_one(viewer, o)))
+            && s.reblog_of.as_ref().is_none_or(|o| {
+                self.statuses
+                    .get(o)
+                    .is_some_and(|o| self.sees_one(viewer, o))
+            })
     }
 
     fn muted(&self, viewer: Option<usize>, id: &str) -> bool {
@@ -156,14 +160,23 @@ async fn build(app: &TestApp, seed: u64, rng: &mut StdRng) -> (Vec<User>, Model)
                     && model.statuses[&parent].reblog_of.is_none();
                 let answer = post(app, "/api/v1/statuses", &users[author], body.clone()).await;
                 if !expect {
-                    assert_eq!(answer.status, 404, "seed {seed}: reply to an invisible status");
+                    assert_eq!(
+                        answer.status, 404,
+                        "seed {seed}: reply to an invisible status"
+                    );
                     continue;
                 }
                 assert_eq!(answer.status, 200, "seed {seed}: {:?}", answer.body);
                 let id = answer.body["id"].as_str().unwrap().to_string();
                 model.statuses.insert(
                     id.clone(),
-                    ModelStatus { id: id.clone(), author, visibility, mentions, reblog_of: None },
+                    ModelStatus {
+                        id: id.clone(),
+                        author,
+                        visibility,
+                        mentions,
+                        reblog_of: None,
+                    },
                 );
                 posted.push(id);
                 continue;
@@ -173,7 +186,13 @@ async fn build(app: &TestApp, seed: u64, rng: &mut StdRng) -> (Vec<User>, Model)
             let id = answer.body["id"].as_str().unwrap().to_string();
             model.statuses.insert(
                 id.clone(),
-                ModelStatus { id: id.clone(), author, visibility, mentions, reblog_of: None },
+                ModelStatus {
+                    id: id.clone(),
+                    author,
+                    visibility,
+                    mentions,
+                    reblog_of: None,
+                },
             );
             posted.push(id);
         }
@@ -191,17 +210,28 @@ async fn build(app: &TestApp, seed: u64, rng: &mut StdRng) -> (Vec<User>, Model)
             let path = format!("/api/v1/statuses/{target}/reblog");
             let answer = post(app, &path, &users[booster], json!({})).await;
             if !model.sees(Some(booster), &target) {
-                assert_eq!(answer.status, 404, "seed {seed}: boost of an invisible status");
+                assert_eq!(
+                    answer.status, 404,
+                    "seed {seed}: boost of an invisible status"
+                );
                 continue;
             }
             if !allowed {
-                assert_eq!(answer.status, 403, "seed {seed}: forbidden boost {:?}", answer.body);
+                assert_eq!(
+                    answer.status, 403,
+                    "seed {seed}: forbidden boost {:?}",
+                    answer.body
+                );
                 continue;
             }
             assert_eq!(answer.status, 200, "seed {seed}: {:?}", answer.body);
             let id = answer.body["id"].as_str().unwrap().to_string();
             if !model.statuses.contains_key(&id) {
-                let visibility = if original.visibility == "private" { "private" } else { "public" };
+                let visibility = if original.visibility == "private" {
+                    "private"
+                } else {
+                    "public"
+                };
                 model.statuses.insert(
                     id.clone(),
                     ModelStatus {
@@ -220,28 +250,48 @@ async fn build(app: &TestApp, seed: u64, rng: &mut StdRng) -> (Vec<User>, Model)
 
 async fn list(app: &TestApp, path: &str, token: Option<&str>) -> Vec<Value> {
     let answer = call(app, Method::GET, path, token, None).await;
-    assert!(answer.status == 200 || answer.status == 206, "{path}: {} {:?}", answer.status, answer.body);
+    assert!(
+        answer.status == 200 || answer.status == 206,
+        "{path}: {} {:?}",
+        answer.status,
+        answer.body
+    );
     answer.body.as_array().cloned().unwrap_or_default()
 }
 
 async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
-    let viewers: Vec<Option<usize>> = std::iter::once(None).chain((0..ACCOUNTS).map(Some)).collect();
+    let viewers: Vec<Option<usize>> = std::iter::once(None)
+        .chain((0..ACCOUNTS).map(Some))
+        .collect();
     for viewer in viewers {
         let token = viewer.map(|v| users[v].token.as_str());
         let who = viewer.map_or("nobody".to_string(), |v| users[v].username.clone());
         let leak = |path: &str, status: &Value, hide_muted: bool| {
             for id in status_ids(status) {
-                assert!(model.sees(viewer, &id), "seed {seed}: {path} showed {id} to {who}");
+                assert!(
+                    model.sees(viewer, &id),
+                    "seed {seed}: {path} showed {id} to {who}"
+                );
                 if hide_muted {
-                    assert!(!model.muted(viewer, &id), "seed {seed}: {path} showed muted {id} to {who}");
+                    assert!(
+                        !model.muted(viewer, &id),
+                        "seed {seed}: {path} showed muted {id} to {who}"
+                    );
                 }
             }
         };
         for status in model.statuses.values() {
             let path = format!("/api/v1/statuses/{}", status.id);
             let answer = call(app, Method::GET, &path, token, None).await;
-            let expected = if model.sees(viewer, &status.id) { 200 } else { 404 };
-            assert_eq!(answer.status, expected, "seed {seed}: {path} for {who}: {status:?}");
+            let expected = if model.sees(viewer, &status.id) {
+                200
+            } else {
+                404
+            };
+            assert_eq!(
+                answer.status, expected,
+                "seed {seed}: {path} for {who}: {status:?}"
+            );
             if expected == 200 {
                 let context = call(app, Method::GET, &format!("{path}/context"), token, None).await;
                 for part in ["ancestors", "descendants"] {
@@ -270,10 +320,16 @@ async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
             }
         }
         let Some(v) = viewer else { continue };
-        for path in ["/api/v1/timelines/home?limit=40".to_string(), format!("/api/v2/search?q=word{seed}&type=statuses&limit=40")] {
+        for path in [
+            "/api/v1/timelines/home?limit=40".to_string(),
+            format!("/api/v2/search?q=word{seed}&type=statuses&limit=40"),
+        ] {
             let items = if path.contains("search") {
                 let answer = call(app, Method::GET, &path, token, None).await;
-                answer.body["statuses"].as_array().cloned().unwrap_or_default()
+                answer.body["statuses"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
             } else {
                 list(app, &path, token).await
             };
@@ -282,8 +338,14 @@ async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
             }
         }
         for n in list(app, "/api/v1/notifications?limit=80", token).await {
-            let from = users.iter().position(|u| u.id == n["account"]["id"].as_str().unwrap()).unwrap();
-            assert!(!model.blocked(v, from), "seed {seed}: notification from a blocked account to {who}");
+            let from = users
+                .iter()
+                .position(|u| u.id == n["account"]["id"].as_str().unwrap())
+                .unwrap();
+            assert!(
+                !model.blocked(v, from),
+                "seed {seed}: notification from a blocked account to {who}"
+            );
             if !n["status"].is_null() {
                 leak("/api/v1/notifications", &n["status"], false);
             }
@@ -299,7 +361,12 @@ async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
 #[tokio::test]
 async fn no_read_path_leaks_what_its_viewer_may_not_see() {
     for seed in 1..=CASES {
-        let app = spawn_app(AppOptions { workers: true, ..AppOptions::default() }).await.unwrap();
+        let app = spawn_app(AppOptions {
+            workers: true,
+            ..AppOptions::default()
+        })
+        .await
+        .unwrap();
         let mut rng = StdRng::seed_from_u64(seed);
         let (users, model) = build(&app, seed, &mut rng).await;
         check(&app, seed, &users, &model).await;

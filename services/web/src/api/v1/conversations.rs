@@ -25,13 +25,21 @@ struct Row {
     unread: bool,
 }
 
-async fn render(state: &AppState, viewer: i64, rows: Vec<Row>) -> Result<Vec<Conversation>, ApiError> {
-    let account_ids: Vec<i64> = rows.iter().flat_map(|r| r.participant_ids.clone()).collect();
-    let found: HashMap<i64, accounts::AccountRow> = accounts::find_many(&state.ctx.db, &account_ids)
-        .await?
-        .into_iter()
-        .map(|a| (a.id, a))
+async fn render(
+    state: &AppState,
+    viewer: i64,
+    rows: Vec<Row>,
+) -> Result<Vec<Conversation>, ApiError> {
+    let account_ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.participant_ids.clone())
         .collect();
+    let found: HashMap<i64, accounts::AccountRow> =
+        accounts::find_many(&state.ctx.db, &account_ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
     let status_ids: Vec<i64> = rows.iter().map(|r| r.last_status_id).collect();
     let statuses: HashMap<String, stampede_mastodon::Status> = state
         .load_statuses(Some(viewer), &status_ids, Filter::default())
@@ -108,11 +116,12 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let account_id = auth.account(&["write", "write:conversations"])?;
-    let removed = sqlx::query("DELETE FROM account_conversations WHERE id = $1 AND account_id = $2")
-        .bind(path_id(&id)?)
-        .bind(account_id)
-        .execute(&state.ctx.db)
-        .await?;
+    let removed =
+        sqlx::query("DELETE FROM account_conversations WHERE id = $1 AND account_id = $2")
+            .bind(path_id(&id)?)
+            .bind(account_id)
+            .execute(&state.ctx.db)
+            .await?;
     if removed.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }

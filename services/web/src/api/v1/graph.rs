@@ -434,19 +434,19 @@ pub async fn relationships(
     Params(q): Params<RelationshipsQuery>,
 ) -> Result<Json<Vec<Relationship>>, ApiError> {
     let account_id = auth.account(FOLLOW_READ)?;
-    let ids: Vec<i64> = q
-        .id
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|i| i.parse().ok())
-        .take(40)
-        .collect();
-    let existing: Vec<i64> =
-        sqlx::query_scalar("SELECT id FROM unnest($1::bigint[]) WITH ORDINALITY t(id, n) \
-                             WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.id) ORDER BY n")
-            .bind(&ids)
-            .fetch_all(&state.ctx.db)
-            .await?;
+    let ids: Vec<i64> =
+        q.id.unwrap_or_default()
+            .iter()
+            .filter_map(|i| i.parse().ok())
+            .take(40)
+            .collect();
+    let existing: Vec<i64> = sqlx::query_scalar(
+        "SELECT id FROM unnest($1::bigint[]) WITH ORDINALITY t(id, n) \
+                             WHERE EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.id) ORDER BY n",
+    )
+    .bind(&ids)
+    .fetch_all(&state.ctx.db)
+    .await?;
     Ok(Json(state.relationships(account_id, &existing).await?))
 }
 
@@ -699,13 +699,12 @@ pub async fn reject(
 ) -> Result<Json<Relationship>, ApiError> {
     let account_id = auth.account(FOLLOW_WRITE)?;
     let requester = path_id(&id)?;
-    let removed = sqlx::query(
-        "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2",
-    )
-    .bind(requester)
-    .bind(account_id)
-    .execute(&state.ctx.db)
-    .await?;
+    let removed =
+        sqlx::query("DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2")
+            .bind(requester)
+            .bind(account_id)
+            .execute(&state.ctx.db)
+            .await?;
     if removed.rows_affected() == 0 {
         return Err(ApiError::not_found());
     }

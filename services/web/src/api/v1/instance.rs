@@ -61,7 +61,11 @@ fn configuration(state: &AppState) -> Value {
         "urls": { "streaming": streaming_url(state), "status": null },
         "vapid": { "public_key": "" },
         "accounts": { "max_featured_tags": 10, "max_pinned_statuses": 5 },
-        "statuses": { "max_characters": 500, "max_media_attachments": 4, "characters_reserved_per_url": 23 },
+        "statuses": {
+            "max_characters": state.ctx.config.statuses.max_chars,
+            "max_media_attachments": 4,
+            "characters_reserved_per_url": stampede_social::text::URL_LENGTH,
+        },
         "media_attachments": {
             "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/webp"],
             "image_size_limit": 16_777_216,
@@ -71,7 +75,12 @@ fn configuration(state: &AppState) -> Value {
             "video_matrix_limit": 8_294_400,
             "description_limit": 1500,
         },
-        "polls": { "max_options": 4, "max_characters_per_option": 50, "min_expiration": 300, "max_expiration": 2_629_746 },
+        "polls": {
+            "max_options": stampede_social::post::MAX_POLL_OPTIONS,
+            "max_characters_per_option": stampede_social::post::MAX_POLL_OPTION_CHARS,
+            "min_expiration": stampede_social::post::MIN_POLL_EXPIRY,
+            "max_expiration": stampede_social::post::MAX_POLL_EXPIRY,
+        },
         "translation": { "enabled": false },
     })
 }

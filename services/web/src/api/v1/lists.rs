@@ -45,10 +45,7 @@ async fn own(state: &AppState, account_id: i64, id: &str) -> Result<ListRow, Api
     .ok_or_else(ApiError::not_found)
 }
 
-pub async fn index(
-    State(state): State<AppState>,
-    auth: Auth,
-) -> Result<Json<Vec<List>>, ApiError> {
+pub async fn index(State(state): State<AppState>, auth: Auth) -> Result<Json<Vec<List>>, ApiError> {
     let account_id = auth.account(READ)?;
     let rows: Vec<ListRow> = sqlx::query_as(
         "SELECT id, title, replies_policy, exclusive FROM lists WHERE account_id = $1 ORDER BY id",
@@ -74,7 +71,9 @@ impl ListParams {
         if (creating || self.title.is_some())
             && self.title.as_deref().is_none_or(|t| t.trim().is_empty())
         {
-            return Err(ApiError::unprocessable("Validation failed: Title can't be blank"));
+            return Err(ApiError::unprocessable(
+                "Validation failed: Title can't be blank",
+            ));
         }
         if let Some(policy) = &self.replies_policy
             && !["followed", "list", "none"].contains(&policy.as_str())

@@ -16,7 +16,11 @@ use crate::payload::{Params, flex};
 
 const TIMELINES: [&str; 2] = ["home", "notifications"];
 
-async fn read(state: &AppState, account_id: i64, timelines: &[String]) -> Result<BTreeMap<String, Marker>, ApiError> {
+async fn read(
+    state: &AppState,
+    account_id: i64,
+    timelines: &[String],
+) -> Result<BTreeMap<String, Marker>, ApiError> {
     let rows: Vec<(String, i64, i32, DateTime<Utc>)> = sqlx::query_as(
         "SELECT timeline, last_read_id, version, updated_at FROM markers \
          WHERE account_id = $1 AND timeline = ANY($2)",

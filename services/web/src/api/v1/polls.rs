@@ -94,5 +94,7 @@ pub async fn vote(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(statuses::poll(&state, Some(account_id), poll_id).await?))
+    Ok(Json(
+        statuses::poll(&state, Some(account_id), poll_id).await?,
+    ))
 }

@@ -170,7 +170,11 @@ pub async fn create(
             ));
         }
         let default_visibility = state.default_visibility(account_id).await?;
-        post::validate(&new, &default_visibility, state.ctx.config.statuses.max_chars)?;
+        post::validate(
+            &new,
+            &default_visibility,
+            state.ctx.config.statuses.max_chars,
+        )?;
         let scheduled =
             crate::api::v1::scheduled::schedule(&state, account_id, auth.application_id, at, &new)
                 .await?;
@@ -202,9 +206,7 @@ pub async fn create(
             let existing = idempotent(&state, account_id, key)
                 .await?
                 .ok_or_else(ApiError::not_found)?;
-            return Ok(
-                Json(state.load_status(Some(account_id), existing).await?).into_response(),
-            );
+            return Ok(Json(state.load_status(Some(account_id), existing).await?).into_response());
         }
     }
     tx.commit().await?;
@@ -409,10 +411,17 @@ pub async fn edit(
             hide_totals: false,
         });
     }
-    post::validate(&check, &default_visibility, state.ctx.config.statuses.max_chars)?;
+    post::validate(
+        &check,
+        &default_visibility,
+        state.ctx.config.statuses.max_chars,
+    )?;
 
     // The first edit keeps the original as version one.
-    if current.try_get::<Option<DateTime<Utc>>, _>("edited_at")?.is_none() {
+    if current
+        .try_get::<Option<DateTime<Utc>>, _>("edited_at")?
+        .is_none()
+    {
         sqlx::query(
             "INSERT INTO status_edits (status_id, text, content, spoiler_text, sensitive, created_at) \
              SELECT id, text, content, spoiler_text, sensitive, created_at FROM statuses WHERE id = $1",
@@ -649,13 +658,12 @@ pub async fn reblog(
         visibility
     };
     let mut tx = state.ctx.db.begin().await?;
-    let existing: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM statuses WHERE account_id = $1 AND reblog_of_id = $2",
-    )
-    .bind(account_id)
-    .bind(original_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM statuses WHERE account_id = $1 AND reblog_of_id = $2")
+            .bind(account_id)
+            .bind(original_id)
+            .fetch_optional(&mut *tx)
+            .await?;
     let reblog_id = match existing {
         Some(existing) => existing,
         None => {
@@ -728,13 +736,12 @@ pub async fn unreblog(
     let account_id = auth.account(&["write", "write:statuses"])?;
     let original = original_of(&state, account_id, path_id(&id)?).await?;
     let mut tx = state.ctx.db.begin().await?;
-    let existing: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM statuses WHERE account_id = $1 AND reblog_of_id = $2",
-    )
-    .bind(account_id)
-    .bind(original)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let existing: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM statuses WHERE account_id = $1 AND reblog_of_id = $2")
+            .bind(account_id)
+            .bind(original)
+            .fetch_optional(&mut *tx)
+            .await?;
     if let Some(reblog) = existing {
         delete_status(&mut tx, reblog).await?;
     }

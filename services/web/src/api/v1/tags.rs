@@ -87,19 +87,26 @@ pub async fn follow(
 ) -> Result<Json<Tag>, ApiError> {
     let account_id = auth.account(&["write", "write:follows", "follow"])?;
     let name = name.trim_start_matches('#').to_string();
-    if stampede_social::text::parse(&format!("#{name}")).tags.is_empty() {
-        return Err(ApiError::unprocessable("Validation failed: Name is invalid"));
+    if stampede_social::text::parse(&format!("#{name}"))
+        .tags
+        .is_empty()
+    {
+        return Err(ApiError::unprocessable(
+            "Validation failed: Name is invalid",
+        ));
     }
     sqlx::query("INSERT INTO tags (name) VALUES ($1) ON CONFLICT (lower(name)) DO NOTHING")
         .bind(&name)
         .execute(&state.ctx.db)
         .await?;
     let (id, name) = state.find_tag(&name).await?;
-    sqlx::query("INSERT INTO tag_follows (account_id, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-        .bind(account_id)
-        .bind(id)
-        .execute(&state.ctx.db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO tag_follows (account_id, tag_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(account_id)
+    .bind(id)
+    .execute(&state.ctx.db)
+    .await?;
     Ok(Json(state.render_tag(id, &name, Some(account_id)).await?))
 }
 

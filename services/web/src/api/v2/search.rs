@@ -44,7 +44,9 @@ pub async fn search(
     let offset = q.offset.unwrap_or(0);
     // Without a signed-in user Mastodon refuses paging into results.
     if viewer.is_none() && offset > 0 {
-        return Err(ApiError::unauthorized("Search queries pagination is not supported without authentication"));
+        return Err(ApiError::unauthorized(
+            "Search queries pagination is not supported without authentication",
+        ));
     }
     let wants = |k: &str| q.kind.as_deref().is_none_or(|t| t.is_empty() || t == k);
     let text = q.q.trim();
@@ -79,7 +81,9 @@ pub async fn search(
         .fetch_all(&state.ctx.db)
         .await?;
         for (id, name) in tags {
-            results.hashtags.push(state.render_tag(id, &name, viewer).await?);
+            results
+                .hashtags
+                .push(state.render_tag(id, &name, viewer).await?);
         }
     }
     // Statuses are searched only for a signed-in viewer, as in Mastodon.
