@@ -231,35 +231,7 @@ pub async fn create(
         v.dedup();
         v
     };
-    if !mentioned_ids.is_empty() {
-        sqlx::query(
-            "INSERT INTO mentions (status_id, account_id) SELECT $1, unnest($2::bigint[]) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(&mentioned_ids)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if !parsed.tags.is_empty() {
-        // Insert missing tags (keeping the first spelling), then link them all.
-        sqlx::query(
-            "INSERT INTO tags (name) SELECT DISTINCT ON (lower(n)) n FROM unnest($1::text[]) n \
-             ON CONFLICT (lower(name)) DO NOTHING",
-        )
-        .bind(&parsed.tags)
-        .execute(&mut *conn)
-        .await?;
-        let lowered: Vec<String> = parsed.tags.iter().map(|t| t.to_lowercase()).collect();
-        sqlx::query(
-            "INSERT INTO statuses_tags (tag_id, status_id) \
-             SELECT id, $1 FROM tags WHERE lower(name) = ANY($2) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(&lowered)
-        .execute(&mut *conn)
-        .await?;
-    }
+    attach(conn, id, &mentioned_ids, &parsed.tags).await?;
     if let Some(poll) = &new.poll {
         let expires_at: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(poll.expires_in);
         sqlx::query(
@@ -320,6 +292,45 @@ pub async fn create(
     )
     .await?;
     Ok(id)
+}
+
+/// Records a status's mentions and hashtags (creating tags not seen before, keeping their first
+/// spelling). Adding what is already there changes nothing.
+pub async fn attach(
+    conn: &mut PgConnection,
+    status_id: i64,
+    mentioned: &[i64],
+    tags: &[String],
+) -> Result<(), sqlx::Error> {
+    if !mentioned.is_empty() {
+        sqlx::query(
+            "INSERT INTO mentions (status_id, account_id) SELECT $1, unnest($2::bigint[]) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(status_id)
+        .bind(mentioned)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if !tags.is_empty() {
+        sqlx::query(
+            "INSERT INTO tags (name) SELECT DISTINCT ON (lower(n)) n FROM unnest($1::text[]) n \
+             ON CONFLICT (lower(name)) DO NOTHING",
+        )
+        .bind(tags)
+        .execute(&mut *conn)
+        .await?;
+        let lowered: Vec<String> = tags.iter().map(|t| t.to_lowercase()).collect();
+        sqlx::query(
+            "INSERT INTO statuses_tags (tag_id, status_id) \
+             SELECT id, $1 FROM tags WHERE lower(name) = ANY($2) ON CONFLICT DO NOTHING",
+        )
+        .bind(status_id)
+        .bind(&lowered)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
 }
 
 /// A direct message updates the conversation of the author and of each participant (unread for

@@ -457,36 +457,12 @@ pub async fn edit(
     .execute(&mut *tx)
     .await?;
     let mentioned_ids: Vec<i64> = mentioned.values().map(|(a, _)| *a).collect();
-    sqlx::query(
-        "INSERT INTO mentions (status_id, account_id) SELECT $1, unnest($2::bigint[]) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(id)
-    .bind(&mentioned_ids)
-    .execute(&mut *tx)
-    .await?;
+    // Mentions accumulate (whoever was notified stays able to see it); tags are replaced.
     sqlx::query("DELETE FROM statuses_tags WHERE status_id = $1")
         .bind(id)
         .execute(&mut *tx)
         .await?;
-    if !parsed.tags.is_empty() {
-        sqlx::query(
-            "INSERT INTO tags (name) SELECT DISTINCT ON (lower(n)) n FROM unnest($1::text[]) n \
-             ON CONFLICT (lower(name)) DO NOTHING",
-        )
-        .bind(&parsed.tags)
-        .execute(&mut *tx)
-        .await?;
-        let lowered: Vec<String> = parsed.tags.iter().map(|t| t.to_lowercase()).collect();
-        sqlx::query(
-            "INSERT INTO statuses_tags (tag_id, status_id) \
-             SELECT id, $1 FROM tags WHERE lower(name) = ANY($2) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(&lowered)
-        .execute(&mut *tx)
-        .await?;
-    }
+    post::attach(&mut tx, id, &mentioned_ids, &parsed.tags).await?;
     sqlx::query(
         "INSERT INTO status_edits (status_id, text, content, spoiler_text, sensitive) \
          VALUES ($1, $2, $3, $4, $5)",
