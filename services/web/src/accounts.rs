@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgExecutor};
 use stampede_mastodon::time::day;
 use stampede_mastodon::{Account, CredentialAccount, Field, Role, Source};
+use stampede_social::text::escape;
 
 use crate::AppState;
 
@@ -109,22 +110,6 @@ pub async fn user_of(
     .bind(account_id)
     .fetch_optional(db)
     .await
-}
-
-/// Escapes text for HTML.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
 }
 
 /// A plain-text bio as Mastodon renders it: paragraphs split on blank lines, line breaks kept,

@@ -71,7 +71,6 @@ pub async fn home(
     let config = &state.ctx.config.statuses;
     // Candidates deleted or hidden since they were written make a page short, as in
     // Mastodon; the Link header still leads past them.
-    let fetch = bounds;
     let feed = if bounds.ascending {
         // The feed holds at most FEED_MAX: read the whole range above min_id, oldest first.
         state
@@ -89,7 +88,7 @@ pub async fn home(
             .map(|ids| {
                 ids.map(|mut ids| {
                     ids.reverse();
-                    ids.truncate(fetch.limit);
+                    ids.truncate(bounds.limit);
                     ids
                 })
             })
@@ -103,7 +102,7 @@ pub async fn home(
                 feeds::ready_ttl(config),
                 bounds.max,
                 bounds.min,
-                fetch.limit,
+                bounds.limit,
             )
             .await
     };
@@ -111,8 +110,8 @@ pub async fn home(
     match feed {
         Ok(Some(ids)) => {
             let big = state.big_accounts.get(&state.ctx.db).await?;
-            let hybrid = feeds::hybrid_ids(&state.ctx.db, account_id, &big, fetch).await?;
-            let ids = merge(ids, hybrid, &fetch);
+            let hybrid = feeds::hybrid_ids(&state.ctx.db, account_id, &big, bounds).await?;
+            let ids = merge(ids, hybrid, &bounds);
             state
                 .status_page(Some(account_id), &uri, ids, hide, &bounds)
                 .await
