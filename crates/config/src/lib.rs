@@ -38,6 +38,7 @@ pub struct Config {
     pub web: WebConfig,
     pub registrations: RegistrationConfig,
     pub statuses: StatusesConfig,
+    pub streaming: StreamingConfig,
 }
 
 /// How the web service presents itself and trusts its clients.
@@ -83,6 +84,22 @@ pub struct StatusesConfig {
     /// FANOUT_ACTIVE_DAYS: only followers who used the API within this many days get a status
     /// written into their feed; the others' feeds are rebuilt when they return. 7 by default.
     pub active_days: u32,
+}
+
+/// The streaming service's bounds.
+#[derive(Clone, Debug)]
+pub struct StreamingConfig {
+    /// STREAMING_MAX_SUBSCRIPTIONS: streams one WebSocket may subscribe to; 50 by default.
+    pub max_subscriptions: usize,
+    /// STREAMING_MAX_CONNECTIONS_PER_ACCOUNT: connections one account may hold in one process;
+    /// 50 by default.
+    pub max_connections_per_account: usize,
+    /// STREAMING_CLIENT_BUFFER: events queued for one connection; a client that falls this far
+    /// behind is disconnected (and counted). 256 by default.
+    pub client_buffer: usize,
+    /// STREAMING_PING_SECONDS: how often idle connections are pinged (WebSocket ping frames,
+    /// SSE comments), to keep proxies from closing them; 15 by default.
+    pub ping_interval: Duration,
 }
 
 /// Mastodon's registration modes.
@@ -354,10 +371,27 @@ impl Config {
             active_days: env.parse_in("FANOUT_ACTIVE_DAYS", 1..=365)?.unwrap_or(7),
         };
 
+        let streaming = StreamingConfig {
+            max_subscriptions: env
+                .parse_in("STREAMING_MAX_SUBSCRIPTIONS", 1..=10_000)?
+                .unwrap_or(50),
+            max_connections_per_account: env
+                .parse_in("STREAMING_MAX_CONNECTIONS_PER_ACCOUNT", 1..=100_000)?
+                .unwrap_or(50),
+            client_buffer: env
+                .parse_in("STREAMING_CLIENT_BUFFER", 1..=100_000)?
+                .unwrap_or(256),
+            ping_interval: Duration::from_secs(
+                env.parse_in("STREAMING_PING_SECONDS", 1..=3600)?
+                    .unwrap_or(15),
+            ),
+        };
+
         Ok(Config {
             web,
             registrations,
             statuses,
+            streaming,
             bind: env
                 .parse::<IpAddr>("BIND")?
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),

@@ -13,13 +13,15 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use stampede_cache::Cache;
 use stampede_config::StatusesConfig;
 use stampede_core::id::IdGenerator;
 use stampede_queue::{Envelope, Handler, JobError, Worker};
 use stampede_telemetry::Metrics;
 
+use crate::render::{ConversationRow, NotificationRow, Renderer};
+use crate::stream::{self, AccountEvent, AccountStream, StatusEvent};
 use crate::{feeds, notification, visibility};
 
 /// A status was created: write it into feeds, notify subscribers.
@@ -28,6 +30,8 @@ pub const STATUS_CREATED: &str = "status.created";
 pub const STATUS_DELETED: &str = "status.deleted";
 /// A status was edited: notify those who boosted it.
 pub const STATUS_UPDATED: &str = "status.updated";
+/// A notification was created: push it to the recipient's streams.
+pub const NOTIFICATION_CREATED: &str = "notification.created";
 /// `account_id` now follows `target_account_id`: merge the target's recent statuses.
 pub const FEED_MERGE: &str = "feed.merge";
 /// `account_id` no longer follows (or blocked) `target_account_id`: take them out.
@@ -44,6 +48,31 @@ pub struct Deleted {
     pub account_id: i64,
     #[serde(default)]
     pub mentioned: Vec<i64>,
+    /// It was on the public timelines (public, not a boost).
+    #[serde(default)]
+    pub public: bool,
+    /// Its hashtags, lower-cased.
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NotificationRef {
+    pub notification_id: i64,
+}
+
+/// What fan-out needs to know about a status.
+#[derive(Debug, sqlx::FromRow)]
+struct Facts {
+    account_id: i64,
+    visibility: String,
+    reblog_of_id: Option<i64>,
+    reblog_author: Option<i64>,
+    in_reply_to_account_id: Option<i64>,
+    local: bool,
+    followers: i64,
+    mentioned: Vec<i64>,
+    tags: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -59,6 +88,7 @@ pub struct Distributor {
     cache: Cache,
     config: StatusesConfig,
     ids: Arc<IdGenerator>,
+    render: Renderer,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -82,8 +112,10 @@ impl Distributor {
         cache: Cache,
         config: StatusesConfig,
         metrics: Arc<Metrics>,
+        render: Renderer,
     ) -> Arc<Self> {
         Arc::new(Distributor {
+            render,
             metrics,
             db,
             cache,
@@ -98,6 +130,7 @@ impl Distributor {
             STATUS_CREATED,
             STATUS_DELETED,
             STATUS_UPDATED,
+            NOTIFICATION_CREATED,
             FEED_MERGE,
             FEED_UNMERGE,
         ]
@@ -130,33 +163,42 @@ impl Distributor {
         .await
     }
 
-    async fn status_created(
-        &self,
-        status_id: i64,
-        committed_at: DateTime<Utc>,
-    ) -> Result<(), JobError> {
-        let started = Instant::now();
-        let Some(row) = sqlx::query(
-            "SELECT s.account_id, s.visibility, s.reblog_of_id IS NOT NULL AS reblog, \
-                    s.in_reply_to_account_id, coalesce(st.followers_count, 0) AS followers \
-             FROM statuses s LEFT JOIN account_stats st ON st.account_id = s.account_id \
+    async fn facts(&self, status_id: i64) -> Result<Option<Facts>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT s.account_id, s.visibility, s.reblog_of_id, r.account_id AS reblog_author, \
+                    s.in_reply_to_account_id, a.domain IS NULL AS local, \
+                    coalesce(st.followers_count, 0) AS followers, \
+                    ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id) AS mentioned, \
+                    ARRAY(SELECT lower(t.name) FROM statuses_tags x JOIN tags t ON t.id = x.tag_id \
+                          WHERE x.status_id = s.id) AS tags \
+             FROM statuses s JOIN accounts a ON a.id = s.account_id \
+             LEFT JOIN statuses r ON r.id = s.reblog_of_id \
+             LEFT JOIN account_stats st ON st.account_id = s.account_id \
              WHERE s.id = $1",
         )
         .bind(status_id)
         .fetch_optional(&self.db)
-        .await?
-        else {
-            return Ok(()); // deleted before it was distributed
-        };
-        let author: i64 = row.try_get("account_id")?;
-        let visibility: String = row.try_get("visibility")?;
-        let reblog: bool = row.try_get("reblog")?;
-        let reply_to: Option<i64> = row.try_get("in_reply_to_account_id")?;
-        let followers: i64 = row.try_get("followers")?;
+        .await
+    }
 
-        let mut targets: Vec<i64> = vec![author];
-        if visibility != "direct" && followers <= self.config.fanout_threshold {
-            targets.extend(self.active_followers(author, reblog, reply_to).await?);
+    /// The local accounts whose home feed (and user stream) gets the status: the author, active
+    /// followers (all of them, or none above the hybrid threshold when `for_feeds`), active
+    /// followers of its hashtags, and the mentioned for private and direct statuses.
+    async fn home_audience(
+        &self,
+        status_id: i64,
+        facts: &Facts,
+        for_feeds: bool,
+    ) -> Result<Vec<i64>, sqlx::Error> {
+        let visibility = facts.visibility.as_str();
+        let reblog = facts.reblog_of_id.is_some();
+        let mut targets: Vec<i64> = vec![facts.account_id];
+        if visibility != "direct" && (!for_feeds || facts.followers <= self.config.fanout_threshold)
+        {
+            targets.extend(
+                self.active_followers(facts.account_id, reblog, facts.in_reply_to_account_id)
+                    .await?,
+            );
         }
         if visibility == "public" && !reblog {
             // Followers of its hashtags.
@@ -185,7 +227,80 @@ impl Distributor {
         }
         targets.sort_unstable();
         targets.dedup();
-        feeds::push(&self.cache, &targets, status_id)
+        Ok(targets)
+    }
+
+    /// Lists that include the author (never for direct statuses).
+    async fn lists_of(&self, author: i64, visibility: &str) -> Result<Vec<i64>, sqlx::Error> {
+        if visibility == "direct" {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar("SELECT list_id FROM list_accounts WHERE account_id = $1")
+            .bind(author)
+            .fetch_all(&self.db)
+            .await
+    }
+
+    /// Publishes `event` (`update` or `status.update`) for the status to every stream it
+    /// belongs on.
+    async fn publish_status(
+        &self,
+        event: &str,
+        status_id: i64,
+        facts: &Facts,
+        home: Vec<i64>,
+    ) -> Result<(), JobError> {
+        let Some(status) = self.render.load_published(&[status_id]).await?.pop() else {
+            return Ok(());
+        };
+        let payload = serde_json::to_string(&status).map_err(|e| JobError::Permanent(e.into()))?;
+        let public = facts.visibility == "public" && facts.reblog_of_id.is_none();
+        let mut involved = vec![facts.account_id];
+        involved.extend(facts.reblog_author);
+        involved.extend(facts.mentioned.iter().copied());
+        let message = StatusEvent {
+            event: event.to_string(),
+            payload,
+            published_ms: stream::now_ms(),
+            author: facts.account_id,
+            involved,
+            public,
+            local: facts.local,
+            media: !status.media_attachments.is_empty(),
+            tags: if public {
+                facts.tags.clone()
+            } else {
+                Vec::new()
+            },
+            home,
+            lists: self.lists_of(facts.account_id, &facts.visibility).await?,
+        };
+        stream::publish(&self.cache, stream::STATUS_CHANNEL, &message).await;
+        Ok(())
+    }
+
+    async fn status_created(
+        &self,
+        status_id: i64,
+        committed_at: DateTime<Utc>,
+    ) -> Result<(), JobError> {
+        let started = Instant::now();
+        let Some(facts) = self.facts(status_id).await? else {
+            return Ok(()); // deleted before it was distributed
+        };
+        let author = facts.account_id;
+        let reblog = facts.reblog_of_id.is_some();
+        let visibility = facts.visibility.as_str();
+        let big = facts.followers > self.config.fanout_threshold && visibility != "direct";
+        // Above the threshold, feeds get only the author; streams still get every active
+        // follower, since streaming has no read-time merge.
+        let home = self.home_audience(status_id, &facts, false).await?;
+        let feeds_to: Vec<i64> = if big {
+            self.home_audience(status_id, &facts, true).await?
+        } else {
+            home.clone()
+        };
+        feeds::push(&self.cache, &feeds_to, status_id)
             .await
             .map_err(cache_error)?;
         let since_commit = (Utc::now() - committed_at).to_std().unwrap_or_default();
@@ -194,14 +309,19 @@ impl Distributor {
             .observe(since_commit.as_secs_f64());
         self.metrics
             .fanout_feeds_written
-            .inc_by(targets.len() as u64);
+            .inc_by(feeds_to.len() as u64);
+        self.publish_status("update", status_id, &facts, home)
+            .await?;
         tracing::info!(
             status_id,
-            feeds = targets.len(),
+            feeds = feeds_to.len(),
             fanout_ms = started.elapsed().as_millis() as u64,
             since_commit_ms = since_commit.as_millis() as u64,
             "status distributed"
         );
+        if visibility == "direct" {
+            self.publish_conversations(status_id).await?;
+        }
 
         // Followers who asked to be told about this account's posts.
         if !reblog && visibility != "direct" {
@@ -227,6 +347,38 @@ impl Distributor {
         Ok(())
     }
 
+    /// The `conversation` event, to each local participant's direct stream.
+    async fn publish_conversations(&self, status_id: i64) -> Result<(), JobError> {
+        let rows: Vec<(i64, i64, Vec<i64>, bool)> = sqlx::query_as(
+            "SELECT account_id, id, participant_ids, unread FROM account_conversations \
+             WHERE last_status_id = $1",
+        )
+        .bind(status_id)
+        .fetch_all(&self.db)
+        .await?;
+        for (account, id, participant_ids, unread) in rows {
+            let row = ConversationRow {
+                id,
+                participant_ids,
+                last_status_id: status_id,
+                unread,
+            };
+            if let Some(conversation) = self.render.conversations(account, vec![row]).await?.pop() {
+                let payload = serde_json::to_string(&conversation)
+                    .map_err(|e| JobError::Permanent(e.into()))?;
+                let event = AccountEvent {
+                    account,
+                    stream: AccountStream::Direct,
+                    event: "conversation".to_string(),
+                    payload,
+                    published_ms: stream::now_ms(),
+                };
+                stream::publish(&self.cache, stream::ACCOUNT_CHANNEL, &event).await;
+            }
+        }
+        Ok(())
+    }
+
     async fn status_deleted(&self, deleted: Deleted) -> Result<(), JobError> {
         let mut targets = self
             .active_followers(deleted.account_id, false, None)
@@ -237,33 +389,74 @@ impl Distributor {
         targets.dedup();
         feeds::remove(&self.cache, &targets, &[deleted.status_id])
             .await
-            .map_err(cache_error)
+            .map_err(cache_error)?;
+        let message = StatusEvent {
+            event: "delete".to_string(),
+            payload: deleted.status_id.to_string(),
+            published_ms: stream::now_ms(),
+            author: deleted.account_id,
+            public: deleted.public,
+            tags: deleted.tags,
+            lists: self.lists_of(deleted.account_id, "public").await?,
+            home: targets,
+            ..StatusEvent::default()
+        };
+        stream::publish(&self.cache, stream::STATUS_CHANNEL, &message).await;
+        Ok(())
     }
 
     async fn status_updated(&self, status_id: i64) -> Result<(), JobError> {
+        let Some(facts) = self.facts(status_id).await? else {
+            return Ok(());
+        };
+        let home = self.home_audience(status_id, &facts, false).await?;
+        self.publish_status("status.update", status_id, &facts, home)
+            .await?;
         let boosters: Vec<i64> =
             sqlx::query_scalar("SELECT DISTINCT account_id FROM statuses WHERE reblog_of_id = $1")
                 .bind(status_id)
                 .fetch_all(&self.db)
                 .await?;
-        let author: Option<i64> =
-            sqlx::query_scalar("SELECT account_id FROM statuses WHERE id = $1")
-                .bind(status_id)
-                .fetch_optional(&self.db)
-                .await?;
-        let Some(author) = author else { return Ok(()) };
         let mut conn = self.db.acquire().await?;
         for booster in boosters {
             notification::create(
                 &mut conn,
                 self.ids.next_id().as_i64(),
                 booster,
-                author,
+                facts.account_id,
                 notification::UPDATE,
                 Some(status_id),
             )
             .await?;
         }
+        Ok(())
+    }
+
+    async fn notification_created(&self, notification_id: i64) -> Result<(), JobError> {
+        let row: Option<NotificationRow> = sqlx::query_as(
+            "SELECT id, account_id, from_account_id, type, status_id, created_at \
+             FROM notifications WHERE id = $1",
+        )
+        .bind(notification_id)
+        .fetch_optional(&self.db)
+        .await?;
+        let Some(row) = row else {
+            return Ok(()); // dismissed already
+        };
+        let account = row.account_id;
+        let Some(notification) = self.render.notifications(account, vec![row]).await?.pop() else {
+            return Ok(());
+        };
+        let payload =
+            serde_json::to_string(&notification).map_err(|e| JobError::Permanent(e.into()))?;
+        let event = AccountEvent {
+            account,
+            stream: AccountStream::Notification,
+            event: "notification".to_string(),
+            payload,
+            published_ms: stream::now_ms(),
+        };
+        stream::publish(&self.cache, stream::ACCOUNT_CHANNEL, &event).await;
         Ok(())
     }
 
@@ -328,6 +521,10 @@ impl Handler for Distributor {
                 STATUS_UPDATED => {
                     let r: StatusRef = payload(envelope)?;
                     self.status_updated(r.status_id).await
+                }
+                NOTIFICATION_CREATED => {
+                    let r: NotificationRef = payload(envelope)?;
+                    self.notification_created(r.notification_id).await
                 }
                 FEED_MERGE => self.merge(payload(envelope)?).await,
                 FEED_UNMERGE => self.unmerge(payload(envelope)?).await,

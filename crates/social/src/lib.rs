@@ -11,10 +11,14 @@
 //! Who may see a status is decided in one place, [`visibility`], whose SQL predicates every
 //! read path embeds.
 
+pub mod accounts;
 pub mod distribute;
 pub mod feeds;
 pub mod post;
+pub mod render;
+pub mod stream;
 pub mod text;
+pub mod tokens;
 pub mod visibility;
 
 use std::fmt;
@@ -82,7 +86,8 @@ pub mod notification {
     ];
 
     /// Inserts a notification unless the recipient blocks the actor, or mutes them with
-    /// notifications hidden, or it already exists. Runs in the caller's transaction.
+    /// notifications hidden, or it already exists, and queues it for the recipient's streams.
+    /// Runs in the caller's transaction.
     pub async fn create(
         conn: &mut sqlx::PgConnection,
         id: i64,
@@ -94,7 +99,7 @@ pub mod notification {
         if recipient == from {
             return Ok(());
         }
-        sqlx::query(
+        let inserted = sqlx::query(
             "INSERT INTO notifications (id, account_id, from_account_id, type, status_id) \
              SELECT $1, $2, $3, $4, $5 \
              WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $2 AND target_account_id = $3) \
@@ -108,8 +113,20 @@ pub mod notification {
         .bind(from)
         .bind(kind)
         .bind(status_id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await?;
+        if inserted.rows_affected() == 1 {
+            // The distribute worker renders it for the recipient's streams.
+            stampede_queue::outbox::enqueue(
+                conn,
+                stampede_queue::WorkQueue::Distribute,
+                &stampede_queue::Envelope::new(
+                    crate::distribute::NOTIFICATION_CREATED,
+                    serde_json::json!({ "notification_id": id }),
+                ),
+            )
+            .await?;
+        }
         Ok(())
     }
 }

@@ -43,6 +43,12 @@ pub struct ActionLabels {
     pub action: String,
 }
 
+/// Labels naming a stream type (`user`, `public:local`, `hashtag`, …).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub stream: String,
+}
+
 /// Labels of a backing service (`postgres`, `redis`, `rabbitmq`, `storage`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DependencyLabels {
@@ -95,6 +101,16 @@ pub struct Metrics {
     pub fanout_duration: Histogram,
     /// Home-feed entries written by fan-out.
     pub fanout_feeds_written: Counter,
+    /// Open streaming connections (WebSocket and SSE).
+    pub streaming_connections: Gauge,
+    /// Streaming subscriptions, by stream type.
+    pub streaming_subscriptions: Family<StreamLabels, Gauge>,
+    /// Events sent to streaming clients, by stream type.
+    pub streaming_messages_sent: Family<StreamLabels, Counter>,
+    /// Streaming clients disconnected for falling behind.
+    pub streaming_slow_clients_dropped: Counter,
+    /// Time from an event's publication to its frame being written to a client.
+    pub streaming_event_lag: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -127,6 +143,11 @@ impl Metrics {
             rate_limited: Family::default(),
             fanout_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             fanout_feeds_written: Counter::default(),
+            streaming_connections: Gauge::default(),
+            streaming_subscriptions: Family::default(),
+            streaming_messages_sent: Family::default(),
+            streaming_slow_clients_dropped: Counter::default(),
+            streaming_event_lag: latency_buckets(),
             registry: Registry::default(),
         };
         registry.register(
@@ -223,6 +244,31 @@ impl Metrics {
             "fanout_feeds_written",
             "Home-feed entries written by fan-out",
             m.fanout_feeds_written.clone(),
+        );
+        registry.register(
+            "streaming_connections",
+            "Open streaming connections (WebSocket and SSE)",
+            m.streaming_connections.clone(),
+        );
+        registry.register(
+            "streaming_subscriptions",
+            "Streaming subscriptions, by stream type",
+            m.streaming_subscriptions.clone(),
+        );
+        registry.register(
+            "streaming_messages_sent",
+            "Events sent to streaming clients, by stream type",
+            m.streaming_messages_sent.clone(),
+        );
+        registry.register(
+            "streaming_slow_clients_dropped",
+            "Streaming clients disconnected for falling behind",
+            m.streaming_slow_clients_dropped.clone(),
+        );
+        registry.register(
+            "streaming_event_lag_seconds",
+            "Time from an event's publication to its frame being written to a client",
+            m.streaming_event_lag.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

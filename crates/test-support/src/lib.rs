@@ -185,6 +185,8 @@ pub struct AppOptions {
     pub workers: bool,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
+    /// Also run the streaming service, on its own port ([`TestApp::streaming`]).
+    pub streaming: bool,
     /// Listen on this port instead of one the OS picks (for clients that must know the server's
     /// own URL in advance, through WEB_DOMAIN).
     pub port: Option<u16>,
@@ -199,6 +201,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The environment the app was configured with (to start more processes like it).
     pub env: Vec<(String, String)>,
+    /// The streaming service's address, when started.
+    pub streaming: Option<SocketAddr>,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
@@ -215,6 +219,20 @@ impl TestApp {
             let _ = task.await;
         }
     }
+}
+
+/// Another streaming process configured like `app` (its own connections and Redis
+/// subscription), as a second replica behind a load balancer would be. Stops with `shutdown`.
+pub async fn spawn_streaming(
+    app: &TestApp,
+) -> anyhow::Result<(SocketAddr, tokio_util::sync::CancellationToken)> {
+    let config = Config::from_source(&Env::from_pairs(app.env.clone()))?;
+    let ctx = Context::new(config, "stampede-test-streaming")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(stampede_streaming::serve(ctx, listener));
+    Ok((addr, shutdown))
 }
 
 impl Drop for TestApp {
@@ -273,12 +291,22 @@ pub async fn spawn_app(options: AppOptions) -> anyhow::Result<TestApp> {
         tasks.push(tokio::spawn(stampede_delivery::serve(ctx.clone(), None)));
         tasks.push(tokio::spawn(stampede_media::serve(ctx.clone(), None)));
     }
+    let mut streaming = None;
+    if options.streaming {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        streaming = Some(listener.local_addr()?);
+        tasks.push(tokio::spawn(stampede_streaming::serve(
+            ctx.clone(),
+            listener,
+        )));
+    }
     Ok(TestApp {
         addr,
         ctx,
         db,
         client: reqwest::Client::new(),
         env,
+        streaming,
         tasks,
     })
 }

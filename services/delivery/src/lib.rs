@@ -43,6 +43,10 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ctx.cache.clone(),
         ctx.config.statuses.clone(),
         ctx.metrics.clone(),
+        stampede_social::render::Renderer::new(
+            ctx.db.clone(),
+            stampede_social::post::base_url(&ctx.config),
+        ),
     );
     let mut tasks = JoinSet::new();
     for queue in QUEUES {

@@ -1,28 +1,85 @@
-//! The streaming service: Mastodon's streaming API (`/api/v1/streaming`, WebSocket and
-//! server-sent events). Stateless: each process holds one Redis subscription and fans events out
-//! to its own connections.
+//! The streaming service: Mastodon's streaming API — one multiplexed WebSocket at
+//! `/api/v1/streaming`, and server-sent events at `/api/v1/streaming/{user, public, hashtag, …}`.
+//!
+//! Stateless: each process holds one Redis subscription ([`stampede_cache::Cache::subscribe`])
+//! and fans the events out in memory to its own clients through the [`hub`]. Any number of
+//! processes run behind a load balancer; every one receives every event.
+
+pub mod hub;
+mod request;
+mod sse;
+mod ws;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
 use stampede_runtime::{Context, Dependency, server};
 use tokio::net::TcpListener;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::hub::Hub;
 
 /// The port `stampede streaming` listens on unless PORT (or, in `all`, STREAMING_PORT) says otherwise.
 pub const DEFAULT_PORT: u16 = 4000;
 
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct State {
+    pub ctx: Context,
+    pub hub: Arc<Hub>,
+}
+
+impl State {
+    /// A hub for `ctx`, fed by the process's pub/sub subscription until shutdown.
+    pub fn start(ctx: &Context) -> State {
+        let hub = Hub::new(
+            ctx.db.clone(),
+            ctx.metrics.clone(),
+            ctx.config.streaming.client_buffer,
+        );
+        let mut events = ctx.cache.subscribe();
+        let feeding = hub.clone();
+        let shutdown = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let received = tokio::select! {
+                    received = events.recv() => received,
+                    () = shutdown.cancelled() => break,
+                };
+                match received {
+                    Ok(message) => feeding.dispatch(&message),
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "streaming fell behind its subscription");
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        });
+        State {
+            ctx: ctx.clone(),
+            hub,
+        }
+    }
+}
+
 /// The streaming routes.
-pub fn router(_ctx: &Context) -> Router {
+pub fn router(state: State) -> Router {
     // Mastodon's streaming server answers its health check with a plain "OK".
-    Router::new().route("/api/v1/streaming/health", get(|| async { "OK" }))
+    Router::new()
+        .route("/api/v1/streaming/health", get(|| async { "OK" }))
+        .route("/api/v1/streaming", get(ws::connect))
+        .route("/api/v1/streaming/{*stream}", get(sse::connect))
+        .with_state(state)
 }
 
 /// Serves on `listener` until shutdown.
 pub async fn serve(ctx: Context, listener: TcpListener) -> anyhow::Result<()> {
     ctx.require(Dependency::Postgres).await;
     ctx.require(Dependency::Redis).await;
-    server::serve(&ctx, listener, router(&ctx)).await
+    let state = State::start(&ctx);
+    server::serve(&ctx, listener, router(state)).await
 }
 
 /// `stampede streaming`: binds `addr`, then [`serve`]s.

@@ -10,13 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use chrono::{DateTime, Utc};
-use sqlx::Row;
 use stampede_core::Scopes;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::tokens;
 
 /// A verified bearer token.
 #[derive(Debug, Clone)]
@@ -57,65 +54,29 @@ fn bearer(parts: &Parts) -> Option<String> {
 
 /// Looks up a bearer token; `None` when it does not exist.
 pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Auth>, ApiError> {
-    let row = sqlx::query(
-        "SELECT t.id, t.application_id, t.scopes, t.revoked_at, t.account_id, \
-                u.id AS user_id, u.role, u.confirmed_at, u.approved, u.disabled, a.suspended_at, \
-                u.last_active_at \
-         FROM oauth_access_tokens t \
-         LEFT JOIN users u ON u.account_id = t.account_id \
-         LEFT JOIN accounts a ON a.id = t.account_id \
-         WHERE t.token_hash = $1",
-    )
-    .bind(tokens::digest(token))
-    .fetch_optional(&state.ctx.db)
-    .await?;
-    let Some(row) = row else {
+    let Some(grant) = stampede_social::tokens::grant(&state.ctx.db, token).await? else {
         return Ok(None);
     };
-    let revoked: Option<DateTime<Utc>> = row.try_get("revoked_at")?;
-    if revoked.is_some() {
+    if grant.revoked_at.is_some() {
         return Err(ApiError::unauthorized("The access token was revoked"));
     }
-    let scopes = Scopes::parse(&row.try_get::<String, _>("scopes")?)
+    let scopes = Scopes::parse(&grant.scopes)
         .map_err(|e| ApiError::internal(anyhow::anyhow!("stored scopes: {e}")))?;
-    let account_id: Option<i64> = row.try_get("account_id")?;
-    let last_active: Option<DateTime<Utc>> = row.try_get("last_active_at")?;
-    if let (Some(account_id), Some(last_active)) = (account_id, last_active)
-        && Utc::now() - last_active > chrono::Duration::hours(1)
-    {
-        // Home-feed fan-out reaches only recently active users: note this one's return (at
-        // most hourly, off the request's path).
-        let db = state.ctx.db.clone();
-        tokio::spawn(async move {
-            let result =
-                sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")
-                    .bind(account_id)
-                    .execute(&db)
-                    .await;
-            if let Err(error) = result {
-                tracing::warn!(%error, "could not record activity");
-            }
-        });
-    }
-    let user = match (account_id, row.try_get::<Option<i64>, _>("user_id")?) {
+    let user = match (grant.account_id, grant.user_id) {
         (Some(account_id), Some(user_id)) => Some(TokenUser {
             account_id,
             user_id,
-            role: row.try_get("role")?,
-            confirmed: row
-                .try_get::<Option<DateTime<Utc>>, _>("confirmed_at")?
-                .is_some(),
-            approved: row.try_get("approved")?,
-            disabled: row.try_get("disabled")?,
-            suspended: row
-                .try_get::<Option<DateTime<Utc>>, _>("suspended_at")?
-                .is_some(),
+            role: grant.role.clone().unwrap_or_default(),
+            confirmed: grant.confirmed_at.is_some(),
+            approved: grant.approved == Some(true),
+            disabled: grant.disabled == Some(true),
+            suspended: grant.suspended_at.is_some(),
         }),
         _ => None,
     };
     Ok(Some(Auth {
-        token_id: row.try_get("id")?,
-        application_id: row.try_get("application_id")?,
+        token_id: grant.id,
+        application_id: grant.application_id,
         scopes,
         user,
     }))

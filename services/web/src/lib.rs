@@ -41,6 +41,7 @@ pub struct AppState {
     pub ids: Arc<IdGenerator>,
     pub templates: Arc<pages::Templates>,
     pub big_accounts: Arc<stampede_social::feeds::BigAccounts>,
+    pub render: stampede_social::render::Renderer,
 }
 
 impl AppState {
@@ -57,6 +58,10 @@ impl AppState {
             big_accounts: Arc::new(stampede_social::feeds::BigAccounts::new(
                 ctx.config.statuses.fanout_threshold,
             )),
+            render: stampede_social::render::Renderer::new(
+                ctx.db.clone(),
+                stampede_social::post::base_url(&ctx.config),
+            ),
             ctx,
         }
     }

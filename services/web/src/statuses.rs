@@ -1,161 +1,13 @@
-//! Statuses as the API shows them: loaded in batches (one query for the statuses with their
-//! mentions, tags and the viewer's flags, one for the accounts, one for polls when there are
-//! any), filtered through [`stampede_social::visibility`] — so nothing a viewer may not see can leave here —
-//! and rendered to Mastodon's entity.
+//! Statuses as the API shows them: the web service's side of [`stampede_social::render`], which
+//! loads them in batches through [`stampede_social::visibility`] and renders Mastodon's entity.
 
-use std::collections::{HashMap, HashSet};
+use stampede_mastodon::{Account, Poll, Status};
 
-use chrono::{DateTime, Utc};
-use sqlx::FromRow;
-use stampede_mastodon::time::iso;
-use stampede_mastodon::{Mention, Poll, PollOption, Status, StatusApplication, StatusTag};
-use stampede_social::visibility;
+pub use stampede_social::render::Filter;
 
 use crate::AppState;
-use crate::accounts::{self, AccountRow};
+use crate::accounts::AccountRow;
 use crate::error::ApiError;
-
-/// A status with what the viewer needs to know about it.
-#[derive(Debug, Clone, FromRow)]
-pub struct StatusRow {
-    pub id: i64,
-    pub account_id: i64,
-    pub application_id: Option<i64>,
-    pub text: String,
-    pub content: String,
-    pub spoiler_text: String,
-    pub sensitive: bool,
-    pub visibility: String,
-    pub language: Option<String>,
-    pub in_reply_to_id: Option<i64>,
-    pub in_reply_to_account_id: Option<i64>,
-    pub reblog_of_id: Option<i64>,
-    pub conversation_id: i64,
-    pub replies_count: i64,
-    pub reblogs_count: i64,
-    pub favourites_count: i64,
-    pub created_at: DateTime<Utc>,
-    pub edited_at: Option<DateTime<Utc>>,
-    pub app_name: Option<String>,
-    pub app_website: Option<String>,
-    pub visible: bool,
-    pub muted: bool,
-    pub has_poll: bool,
-    pub mention_ids: Vec<i64>,
-    pub tag_names: Vec<String>,
-    pub favourited: bool,
-    pub reblogged: bool,
-    pub bookmarked: bool,
-    pub pinned: bool,
-    pub conversation_muted: bool,
-}
-
-/// The page's statuses with everything about them, in one statement. The viewer's flags,
-/// mentions, tags and polls are read once for the whole page (one index scan each) rather than
-/// probed row by row.
-fn status_query() -> String {
-    format!(
-        "\
-WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourites \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
-     reb AS (SELECT coalesce(array_agg(reblog_of_id), '{{}}') AS ids FROM statuses \
-             WHERE account_id = $2 AND reblog_of_id = ANY($1)), \
-     bm AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM bookmarks \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
-     pin AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM status_pins \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
-     cm AS (SELECT coalesce(array_agg(conversation_id), '{{}}') AS ids FROM conversation_mutes \
-             WHERE account_id = $2), \
-     men AS (SELECT status_id, array_agg(account_id) AS ids FROM mentions \
-             WHERE status_id = ANY($1) GROUP BY status_id), \
-     tg AS (SELECT st.status_id, array_agg(t.name ORDER BY t.name) AS names \
-             FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
-             WHERE st.status_id = ANY($1) GROUP BY st.status_id), \
-     pl AS (SELECT status_id FROM polls WHERE status_id = ANY($1)) \
-SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, s.sensitive, \
-       s.visibility, s.language, s.in_reply_to_id, s.in_reply_to_account_id, s.reblog_of_id, \
-       s.conversation_id, s.replies_count, s.reblogs_count, s.favourites_count, s.created_at, \
-       s.edited_at, app.name AS app_name, app.website AS app_website, \
-       {VISIBLE} AS visible, {MUTED} AS muted, \
-       pl.status_id IS NOT NULL AS has_poll, \
-       coalesce(men.ids, '{{}}') AS mention_ids, \
-       coalesce(tg.names, '{{}}') AS tag_names, \
-       s.id = ANY(fav.ids) AS favourited, \
-       s.id = ANY(reb.ids) AS reblogged, \
-       s.id = ANY(bm.ids) AS bookmarked, \
-       s.id = ANY(pin.ids) AS pinned, \
-       s.conversation_id = ANY(cm.ids) AS conversation_muted \
-FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
-     CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
-     LEFT JOIN men ON men.status_id = s.id \
-     LEFT JOIN tg ON tg.status_id = s.id \
-     LEFT JOIN pl ON pl.status_id = s.id \
-WHERE s.id = ANY($1)",
-        VISIBLE = visibility::visible("s", "$2"),
-        MUTED = visibility::muted("s", "$2"),
-    )
-}
-
-/// Loads status rows (visible or not) by id.
-pub async fn fetch_rows(
-    state: &AppState,
-    viewer: Option<i64>,
-    ids: &[i64],
-) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(status_query);
-    let rows: Vec<StatusRow> = sqlx::query_as(&QUERY)
-        .bind(ids)
-        .bind(viewer)
-        .fetch_all(&state.ctx.db)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
-}
-
-#[derive(Debug, FromRow)]
-struct PollRow {
-    id: i64,
-    status_id: i64,
-    options: Vec<String>,
-    multiple: bool,
-    hide_totals: bool,
-    expires_at: DateTime<Utc>,
-    counts: Vec<i64>,
-    voters: i64,
-    own: Vec<i32>,
-}
-
-async fn polls(
-    state: &AppState,
-    viewer: Option<i64>,
-    status_ids: &[i64],
-) -> Result<HashMap<i64, PollRow>, sqlx::Error> {
-    let rows: Vec<PollRow> = sqlx::query_as(
-        "SELECT p.id, p.status_id, p.options, p.multiple, p.hide_totals, p.expires_at, \
-           ARRAY(SELECT count(v.choice) FROM generate_subscripts(p.options, 1) i \
-                 LEFT JOIN poll_votes v ON v.poll_id = p.id AND v.choice = i - 1 \
-                 GROUP BY i ORDER BY i) AS counts, \
-           (SELECT count(DISTINCT v.account_id) FROM poll_votes v WHERE v.poll_id = p.id) AS voters, \
-           ARRAY(SELECT v.choice FROM poll_votes v WHERE v.poll_id = p.id AND v.account_id = $2 \
-                 ORDER BY v.choice) AS own \
-         FROM polls p WHERE p.status_id = ANY($1)",
-    )
-    .bind(status_ids)
-    .bind(viewer)
-    .fetch_all(&state.ctx.db)
-    .await?;
-    Ok(rows.into_iter().map(|p| (p.status_id, p)).collect())
-}
-
-/// Which statuses to leave out besides those the viewer may not see.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Filter {
-    /// Leave out statuses by (or boosting) accounts the viewer mutes: timelines, search,
-    /// notifications. A status looked up directly is shown.
-    pub hide_muted: bool,
-}
 
 impl AppState {
     /// The statuses `ids` as `viewer` may see them, in the order given; the others are left out.
@@ -165,191 +17,28 @@ impl AppState {
         ids: &[i64],
         filter: Filter,
     ) -> Result<Vec<Status>, ApiError> {
-        let mut rows = fetch_rows(self, viewer, ids).await?;
-        let missing: Vec<i64> = rows
-            .values()
-            .filter_map(|r| r.reblog_of_id)
-            .filter(|id| !rows.contains_key(id))
-            .collect();
-        if !missing.is_empty() {
-            rows.extend(fetch_rows(self, viewer, &missing).await?);
-        }
-        let mut account_ids: HashSet<i64> = HashSet::new();
-        for row in rows.values() {
-            account_ids.insert(row.account_id);
-            account_ids.extend(row.mention_ids.iter().copied());
-        }
-        let account_ids: Vec<i64> = account_ids.into_iter().collect();
-        let accounts: HashMap<i64, AccountRow> = accounts::find_many(&self.ctx.db, &account_ids)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect();
-        let with_polls: Vec<i64> = rows.values().filter(|r| r.has_poll).map(|r| r.id).collect();
-        let polls = if with_polls.is_empty() {
-            HashMap::new()
-        } else {
-            polls(self, viewer, &with_polls).await?
-        };
-        let set = Loaded {
-            rows: &rows,
-            accounts: &accounts,
-            polls: &polls,
-            viewer,
-        };
-        Ok(ids
-            .iter()
-            .filter_map(|id| {
-                let row = rows.get(id)?;
-                if !row.visible || (filter.hide_muted && row.muted) {
-                    return None;
-                }
-                self.render_status(&set, row)
-            })
-            .collect())
+        Ok(self.render.load_statuses(viewer, ids, filter).await?)
     }
 
     /// One status as `viewer` may see it, or 404.
     pub async fn load_status(&self, viewer: Option<i64>, id: i64) -> Result<Status, ApiError> {
-        self.load_statuses(viewer, &[id], Filter::default())
+        self.render
+            .load_status(viewer, id)
             .await?
-            .pop()
             .ok_or_else(ApiError::not_found)
     }
 
-    fn render_status(&self, set: &Loaded<'_>, row: &StatusRow) -> Option<Status> {
-        let account = set.accounts.get(&row.account_id)?;
-        let base = self.base_url();
-        let reblog = match row.reblog_of_id {
-            None => None,
-            Some(original) => {
-                let original = set.rows.get(&original)?;
-                if !original.visible {
-                    return None;
-                }
-                Some(Box::new(self.render_status(set, original)?))
-            }
-        };
-        let path = format!("{base}/users/{}/statuses/{}", account.username, row.id);
-        let own = set.viewer == Some(row.account_id);
-        let flags = set.viewer.is_some();
-        let source = reblog.as_deref();
-        Some(Status {
-            id: row.id.to_string(),
-            uri: if reblog.is_some() {
-                format!("{path}/activity")
-            } else {
-                path
-            },
-            url: Some(format!("{base}/@{}/{}", account.username, row.id)),
-            created_at: iso(row.created_at),
-            account: self.render_account(account),
-            content: row.content.clone(),
-            visibility: row.visibility.clone(),
-            sensitive: row.sensitive,
-            spoiler_text: row.spoiler_text.clone(),
-            media_attachments: Vec::new(),
-            application: if own {
-                row.app_name.as_ref().map(|name| StatusApplication {
-                    name: name.clone(),
-                    website: row.app_website.clone(),
-                })
-            } else {
-                None
-            },
-            mentions: row
-                .mention_ids
-                .iter()
-                .filter_map(|id| set.accounts.get(id))
-                .map(|a| {
-                    let rendered = self.render_account(a);
-                    Mention {
-                        id: rendered.id,
-                        username: rendered.username,
-                        url: rendered.url,
-                        acct: rendered.acct,
-                    }
-                })
-                .collect(),
-            tags: row
-                .tag_names
-                .iter()
-                .map(|name| StatusTag {
-                    name: name.to_lowercase(),
-                    url: format!("{base}/tags/{}", name.to_lowercase()),
-                })
-                .collect(),
-            emojis: Vec::new(),
-            reblogs_count: row.reblogs_count,
-            favourites_count: row.favourites_count,
-            replies_count: row.replies_count,
-            in_reply_to_id: row.in_reply_to_id.map(|i| i.to_string()),
-            in_reply_to_account_id: row.in_reply_to_account_id.map(|i| i.to_string()),
-            poll: set.polls.get(&row.id).map(|p| render_poll(p, flags)),
-            card: None,
-            language: row.language.clone(),
-            text: None,
-            edited_at: row.edited_at.map(iso),
-            favourited: flags
-                .then_some(source.map_or(row.favourited, |s| s.favourited == Some(true))),
-            reblogged: flags.then_some(source.map_or(row.reblogged, |s| s.reblogged == Some(true))),
-            muted: flags.then_some(row.conversation_muted),
-            bookmarked: flags
-                .then_some(source.map_or(row.bookmarked, |s| s.bookmarked == Some(true))),
-            pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.pinned),
-            filtered: flags.then(Vec::new),
-            reblog,
-        })
+    /// The public view of an account.
+    pub fn render_account(&self, row: &AccountRow) -> Account {
+        self.render.render_account(row)
     }
 }
 
-struct Loaded<'a> {
-    rows: &'a HashMap<i64, StatusRow>,
-    accounts: &'a HashMap<i64, AccountRow>,
-    polls: &'a HashMap<i64, PollRow>,
-    viewer: Option<i64>,
-}
-
-fn render_poll(p: &PollRow, signed_in: bool) -> Poll {
-    let expired = p.expires_at <= Utc::now();
-    let show = !p.hide_totals || expired;
-    Poll {
-        id: p.id.to_string(),
-        expires_at: Some(iso(p.expires_at)),
-        expired,
-        multiple: p.multiple,
-        votes_count: p.counts.iter().sum(),
-        voters_count: p.multiple.then_some(p.voters),
-        options: p
-            .options
-            .iter()
-            .enumerate()
-            .map(|(i, title)| PollOption {
-                title: title.clone(),
-                votes_count: show.then(|| p.counts.get(i).copied().unwrap_or(0)),
-            })
-            .collect(),
-        emojis: Vec::new(),
-        voted: signed_in.then_some(!p.own.is_empty()),
-        own_votes: signed_in.then(|| p.own.iter().map(|c| i64::from(*c)).collect()),
-    }
-}
-
-/// A single poll by its id, as `viewer` sees it (through its status's visibility).
+/// A single poll by its id, as `viewer` sees it (through its status's visibility), or 404.
 pub async fn poll(state: &AppState, viewer: Option<i64>, poll_id: i64) -> Result<Poll, ApiError> {
-    let status_id: Option<i64> = sqlx::query_scalar(&format!(
-        "SELECT p.status_id FROM polls p JOIN statuses s ON s.id = p.status_id \
-         WHERE p.id = $1 AND {}",
-        visibility::visible("s", "$2")
-    ))
-    .bind(poll_id)
-    .bind(viewer)
-    .fetch_optional(&state.ctx.db)
-    .await?;
-    let status_id = status_id.ok_or_else(ApiError::not_found)?;
-    let polls = polls(state, viewer, &[status_id]).await?;
-    polls
-        .get(&status_id)
-        .map(|p| render_poll(p, viewer.is_some()))
+    state
+        .render
+        .poll(viewer, poll_id)
+        .await?
         .ok_or_else(ApiError::not_found)
 }

@@ -14,11 +14,7 @@ pub fn generate() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// What is stored for a secret: its SHA-256, in hex.
-pub fn digest(secret: &str) -> String {
-    let hash = Sha256::digest(secret.as_bytes());
-    hash.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use stampede_social::tokens::digest;
 
 /// PKCE S256: BASE64URL(SHA256(verifier)) compared with the stored challenge.
 pub fn pkce_s256_matches(verifier: &str, challenge: &str) -> bool {

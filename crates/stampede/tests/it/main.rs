@@ -16,5 +16,6 @@ mod process;
 mod queue;
 mod social;
 mod storage;
+mod streaming;
 mod trace_context;
 mod visibility;

@@ -11,6 +11,7 @@ use sqlx::{PgExecutor, Row};
 use stampede_core::Scopes;
 use stampede_core::id::IdGenerator;
 use stampede_mastodon::Token;
+use stampede_social::stream;
 
 use super::{App, find_app};
 use crate::auth::ClientIp;
@@ -253,12 +254,22 @@ pub async fn revoke(
             "You are not authorized to revoke this token",
         )),
         Some(_) => {
-            sqlx::query(
-                "UPDATE oauth_access_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+            let revoked: Option<i64> = sqlx::query_scalar(
+                "UPDATE oauth_access_tokens SET revoked_at = now() \
+                 WHERE token_hash = $1 AND revoked_at IS NULL RETURNING id",
             )
             .bind(tokens::digest(token))
-            .execute(&state.ctx.db)
+            .fetch_optional(&state.ctx.db)
             .await?;
+            if let Some(token_id) = revoked {
+                // Streaming connections made with it close at once.
+                stream::publish(
+                    &state.ctx.cache,
+                    stream::CONTROL_CHANNEL,
+                    &stream::Control::Revoke { token_id },
+                )
+                .await;
+            }
             Ok(Json(json!({})))
         }
     }

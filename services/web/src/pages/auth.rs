@@ -703,6 +703,15 @@ async fn password_update(
             .await?;
         }
         tx.commit().await?;
+        if let Some(account) = account_id {
+            // Streaming connections of the account close at once.
+            stampede_social::stream::publish(
+                &state.ctx.cache,
+                stampede_social::stream::CONTROL_CHANNEL,
+                &stampede_social::stream::Control::Disconnect { account },
+            )
+            .await;
+        }
         Ok::<_, sqlx::Error>(account_id.is_some())
     }
     .await;

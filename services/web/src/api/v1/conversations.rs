@@ -1,66 +1,25 @@
 //! `/api/v1/conversations`: direct-message threads as the viewer sees them.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::Uri;
-use sqlx::FromRow;
 use stampede_mastodon::Conversation;
 
+use stampede_social::render::ConversationRow as Row;
+
 use crate::AppState;
-use crate::accounts;
 use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
 use crate::payload::Params;
-use crate::statuses::Filter;
-
-#[derive(Debug, FromRow)]
-struct Row {
-    id: i64,
-    participant_ids: Vec<i64>,
-    last_status_id: i64,
-    unread: bool,
-}
 
 async fn render(
     state: &AppState,
     viewer: i64,
     rows: Vec<Row>,
 ) -> Result<Vec<Conversation>, ApiError> {
-    let account_ids: Vec<i64> = rows
-        .iter()
-        .flat_map(|r| r.participant_ids.clone())
-        .collect();
-    let found: HashMap<i64, accounts::AccountRow> =
-        accounts::find_many(&state.ctx.db, &account_ids)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect();
-    let status_ids: Vec<i64> = rows.iter().map(|r| r.last_status_id).collect();
-    let statuses: HashMap<String, stampede_mastodon::Status> = state
-        .load_statuses(Some(viewer), &status_ids, Filter::default())
-        .await?
-        .into_iter()
-        .map(|s| (s.id.clone(), s))
-        .collect();
-    Ok(rows
-        .into_iter()
-        .map(|r| Conversation {
-            id: r.id.to_string(),
-            unread: r.unread,
-            accounts: r
-                .participant_ids
-                .iter()
-                .filter_map(|a| found.get(a))
-                .map(|a| state.render_account(a))
-                .collect(),
-            last_status: statuses.get(&r.last_status_id.to_string()).cloned(),
-        })
-        .collect())
+    Ok(state.render.conversations(viewer, rows).await?)
 }
 
 pub async fn index(

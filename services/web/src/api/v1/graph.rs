@@ -354,6 +354,7 @@ pub async fn block(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    stampede_social::stream::relations_changed(&state.ctx.cache, &[account_id, target.id]).await;
     state.relationship(account_id, target.id).await
 }
 
@@ -369,6 +370,7 @@ pub async fn unblock(
         .bind(target.id)
         .execute(&state.ctx.db)
         .await?;
+    stampede_social::stream::relations_changed(&state.ctx.cache, &[account_id, target.id]).await;
     state.relationship(account_id, target.id).await
 }
 
@@ -404,6 +406,7 @@ pub async fn mute(
     .bind(f64::from(p.duration.unwrap_or(0)))
     .execute(&state.ctx.db)
     .await?;
+    stampede_social::stream::relations_changed(&state.ctx.cache, &[account_id, target.id]).await;
     state.relationship(account_id, target.id).await
 }
 
@@ -419,6 +422,7 @@ pub async fn unmute(
         .bind(target.id)
         .execute(&state.ctx.db)
         .await?;
+    stampede_social::stream::relations_changed(&state.ctx.cache, &[account_id, target.id]).await;
     state.relationship(account_id, target.id).await
 }
 

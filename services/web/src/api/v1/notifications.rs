@@ -1,38 +1,22 @@
 //! `/api/v1/notifications`: what happened to the viewer, newest first.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::Uri;
-use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::FromRow;
 use stampede_mastodon::Notification;
-use stampede_mastodon::time::iso;
 use stampede_social::notification;
+use stampede_social::render::NotificationRow;
 
 use crate::AppState;
-use crate::accounts;
 use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
 use crate::payload::{Params, flex};
-use crate::statuses::Filter;
 
 const READ: &[&str] = &["read", "read:notifications"];
 const WRITE: &[&str] = &["write", "write:notifications"];
-
-#[derive(Debug, FromRow)]
-struct NotificationRow {
-    id: i64,
-    from_account_id: i64,
-    #[sqlx(rename = "type")]
-    kind: String,
-    status_id: Option<i64>,
-    created_at: DateTime<Utc>,
-}
 
 /// Hidden at read time as well as at creation: notifications from accounts the viewer blocks
 /// or is blocked by, or mutes with notifications hidden.
@@ -42,51 +26,6 @@ const HIDDEN: &str = "NOT EXISTS (SELECT 1 FROM blocks b \
     AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.account_id = n.account_id \
         AND m.target_account_id = n.from_account_id AND m.hide_notifications \
         AND (m.expires_at IS NULL OR m.expires_at > now()))";
-
-impl AppState {
-    async fn render_notifications(
-        &self,
-        viewer: i64,
-        rows: Vec<NotificationRow>,
-    ) -> Result<Vec<Notification>, ApiError> {
-        let account_ids: Vec<i64> = rows.iter().map(|r| r.from_account_id).collect();
-        let found: HashMap<i64, accounts::AccountRow> =
-            accounts::find_many(&self.ctx.db, &account_ids)
-                .await?
-                .into_iter()
-                .map(|a| (a.id, a))
-                .collect();
-        let status_ids: Vec<i64> = rows.iter().filter_map(|r| r.status_id).collect();
-        let statuses: HashMap<String, stampede_mastodon::Status> = self
-            .load_statuses(Some(viewer), &status_ids, Filter::default())
-            .await?
-            .into_iter()
-            .map(|s| (s.id.clone(), s))
-            .collect();
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let account = found.get(&r.from_account_id)?;
-                if account.suspended_at.is_some() {
-                    return None;
-                }
-                let status = match r.status_id {
-                    // A status the viewer can no longer see takes its notification with it.
-                    Some(id) => Some(statuses.get(&id.to_string())?.clone()),
-                    None => None,
-                };
-                Some(Notification {
-                    id: r.id.to_string(),
-                    kind: r.kind,
-                    group_key: format!("ungrouped-{}", r.id),
-                    created_at: iso(r.created_at),
-                    account: self.render_account(account),
-                    status,
-                })
-            })
-            .collect())
-    }
-}
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -114,7 +53,7 @@ pub async fn index(
         .unwrap_or_else(|| notification::ALL.iter().map(|t| t.to_string()).collect());
     let exclude = q.exclude_types.unwrap_or_default();
     let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
-        "SELECT n.id, n.from_account_id, n.type, n.status_id, n.created_at FROM notifications n \
+        "SELECT n.id, n.account_id, n.from_account_id, n.type, n.status_id, n.created_at FROM notifications n \
          WHERE n.account_id = $1 AND n.type = ANY($2) AND NOT n.type = ANY($3) \
            AND ($4::bigint IS NULL OR n.from_account_id = $4) \
            AND ($5::bigint IS NULL OR n.id < $5) AND ($6::bigint IS NULL OR n.id > $6) \
@@ -136,7 +75,7 @@ pub async fn index(
         rows.reverse();
     }
     let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-    let items = state.render_notifications(account_id, rows).await?;
+    let items = state.render.notifications(account_id, rows).await?;
     Ok(Page::new(
         items,
         &state.base_url(),
@@ -153,7 +92,7 @@ pub async fn show(
 ) -> Result<Json<Notification>, ApiError> {
     let account_id = auth.account(READ)?;
     let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
-        "SELECT n.id, n.from_account_id, n.type, n.status_id, n.created_at FROM notifications n \
+        "SELECT n.id, n.account_id, n.from_account_id, n.type, n.status_id, n.created_at FROM notifications n \
          WHERE n.id = $1 AND n.account_id = $2 AND {HIDDEN}"
     ))
     .bind(path_id(&id)?)
@@ -161,7 +100,8 @@ pub async fn show(
     .fetch_all(&state.ctx.db)
     .await?;
     state
-        .render_notifications(account_id, rows)
+        .render
+        .notifications(account_id, rows)
         .await?
         .pop()
         .map(Json)

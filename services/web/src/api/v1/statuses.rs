@@ -254,8 +254,10 @@ async fn own_status(state: &AppState, account_id: i64, id: i64) -> Result<(), Ap
 /// removal from feeds. Returns whether it existed.
 pub async fn delete_status(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
     let Some(row) = sqlx::query(
-        "SELECT account_id, reblog_of_id, in_reply_to_id, \
-                ARRAY(SELECT account_id FROM mentions WHERE status_id = $1) AS mentioned \
+        "SELECT account_id, reblog_of_id, in_reply_to_id, visibility, \
+                ARRAY(SELECT account_id FROM mentions WHERE status_id = $1) AS mentioned, \
+                ARRAY(SELECT lower(t.name) FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+                      WHERE st.status_id = $1) AS tags \
          FROM statuses WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
@@ -268,6 +270,8 @@ pub async fn delete_status(conn: &mut PgConnection, id: i64) -> Result<bool, sql
     let reblog_of: Option<i64> = row.try_get("reblog_of_id")?;
     let parent: Option<i64> = row.try_get("in_reply_to_id")?;
     let mentioned: Vec<i64> = row.try_get("mentioned")?;
+    let visibility: String = row.try_get("visibility")?;
+    let tags: Vec<String> = row.try_get("tags")?;
     // Boosts of it go with it: their authors' counts too.
     sqlx::query(
         "UPDATE account_stats st SET statuses_count = greatest(st.statuses_count - r.n, 0) \
@@ -313,6 +317,8 @@ pub async fn delete_status(conn: &mut PgConnection, id: i64) -> Result<bool, sql
                 status_id: id,
                 account_id,
                 mentioned,
+                public: visibility == "public" && reblog_of.is_none(),
+                tags,
             }),
         ),
     )

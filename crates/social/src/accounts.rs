@@ -1,0 +1,89 @@
+//! Accounts as stored (the `accounts_with_stats` view) and the queries that read them.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{FromRow, PgExecutor};
+
+use crate::text::escape;
+
+/// A profile field as the user typed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldSource {
+    pub name: String,
+    pub value: String,
+}
+
+/// A row of `accounts`.
+#[derive(Debug, Clone, FromRow)]
+pub struct AccountRow {
+    pub id: i64,
+    pub username: String,
+    pub domain: Option<String>,
+    pub display_name: String,
+    pub note: String,
+    pub locked: bool,
+    pub bot: bool,
+    pub discoverable: Option<bool>,
+    pub indexable: bool,
+    pub fields: sqlx::types::Json<Vec<FieldSource>>,
+    pub created_at: DateTime<Utc>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub statuses_count: i64,
+    pub following_count: i64,
+    pub followers_count: i64,
+    pub last_status_at: Option<DateTime<Utc>>,
+}
+
+/// The columns of [`AccountRow`], read from the view `accounts_with_stats`.
+pub const ACCOUNT_COLUMNS: &str = "id, username, domain, display_name, note, locked, bot, \
+     discoverable, indexable, fields, created_at, suspended_at, statuses_count, following_count, \
+     followers_count, last_status_at";
+
+/// An account by id.
+pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_with_stats WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// A local account by username, case-insensitively.
+pub async fn find_local(
+    db: impl PgExecutor<'_>,
+    username: &str,
+) -> Result<Option<AccountRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_with_stats WHERE lower(username) = lower($1) AND domain IS NULL"
+    ))
+    .bind(username)
+    .fetch_optional(db)
+    .await
+}
+
+/// Accounts by id, in no particular order.
+pub async fn find_many(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+) -> Result<Vec<AccountRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts_with_stats WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
+/// A plain-text bio as Mastodon renders it: paragraphs split on blank lines, line breaks kept,
+/// everything escaped.
+pub fn render_note(note: &str) -> String {
+    if note.trim().is_empty() {
+        return String::new();
+    }
+    note.replace("\r\n", "\n")
+        .split("\n\n")
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| format!("<p>{}</p>", escape(p.trim()).replace('\n', "<br />")))
+        .collect()
+}

@@ -1,0 +1,574 @@
+//! Statuses, accounts, notifications and conversations as the API shows them — shared by the web
+//! service (responses) and the delivery service (streaming events).
+//!
+//! Statuses are loaded in batches (one query for the statuses with their mentions, tags and the
+//! viewer's flags, one for the accounts, one for polls when there are any), filtered through
+//! [`crate::visibility`] — so nothing a viewer may not see can leave here — and rendered to
+//! Mastodon's entities.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, PgPool};
+use stampede_mastodon::time::{day, iso};
+use stampede_mastodon::{
+    Account, Conversation, Field, Mention, Notification, Poll, PollOption, Status,
+    StatusApplication, StatusTag,
+};
+
+use crate::accounts::{self, AccountRow, render_note};
+use crate::text::escape;
+use crate::visibility;
+
+/// Renders entities for one server (its base URL) from one database.
+#[derive(Clone, Debug)]
+pub struct Renderer {
+    db: PgPool,
+    base: String,
+}
+
+impl Renderer {
+    /// A renderer reading `db`, with links under `base` (`https://WEB_DOMAIN`).
+    pub fn new(db: PgPool, base: String) -> Self {
+        Renderer { db, base }
+    }
+
+    /// `https://WEB_DOMAIN`.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+}
+
+/// A status with what the viewer needs to know about it.
+#[derive(Debug, Clone, FromRow)]
+pub struct StatusRow {
+    pub id: i64,
+    pub account_id: i64,
+    pub application_id: Option<i64>,
+    pub text: String,
+    pub content: String,
+    pub spoiler_text: String,
+    pub sensitive: bool,
+    pub visibility: String,
+    pub language: Option<String>,
+    pub in_reply_to_id: Option<i64>,
+    pub in_reply_to_account_id: Option<i64>,
+    pub reblog_of_id: Option<i64>,
+    pub conversation_id: i64,
+    pub replies_count: i64,
+    pub reblogs_count: i64,
+    pub favourites_count: i64,
+    pub created_at: DateTime<Utc>,
+    pub edited_at: Option<DateTime<Utc>>,
+    pub app_name: Option<String>,
+    pub app_website: Option<String>,
+    pub visible: bool,
+    pub muted: bool,
+    pub has_poll: bool,
+    pub mention_ids: Vec<i64>,
+    pub tag_names: Vec<String>,
+    pub favourited: bool,
+    pub reblogged: bool,
+    pub bookmarked: bool,
+    pub pinned: bool,
+    pub conversation_muted: bool,
+}
+
+/// The page's statuses with everything about them, in one statement. The viewer's flags,
+/// mentions, tags and polls are read once for the whole page (one index scan each) rather than
+/// probed row by row.
+fn status_query() -> String {
+    format!(
+        "\
+WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourites \
+             WHERE account_id = $2 AND status_id = ANY($1)), \
+     reb AS (SELECT coalesce(array_agg(reblog_of_id), '{{}}') AS ids FROM statuses \
+             WHERE account_id = $2 AND reblog_of_id = ANY($1)), \
+     bm AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM bookmarks \
+             WHERE account_id = $2 AND status_id = ANY($1)), \
+     pin AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM status_pins \
+             WHERE account_id = $2 AND status_id = ANY($1)), \
+     cm AS (SELECT coalesce(array_agg(conversation_id), '{{}}') AS ids FROM conversation_mutes \
+             WHERE account_id = $2), \
+     men AS (SELECT status_id, array_agg(account_id) AS ids FROM mentions \
+             WHERE status_id = ANY($1) GROUP BY status_id), \
+     tg AS (SELECT st.status_id, array_agg(t.name ORDER BY t.name) AS names \
+             FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+             WHERE st.status_id = ANY($1) GROUP BY st.status_id), \
+     pl AS (SELECT status_id FROM polls WHERE status_id = ANY($1)) \
+SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, s.sensitive, \
+       s.visibility, s.language, s.in_reply_to_id, s.in_reply_to_account_id, s.reblog_of_id, \
+       s.conversation_id, s.replies_count, s.reblogs_count, s.favourites_count, s.created_at, \
+       s.edited_at, app.name AS app_name, app.website AS app_website, \
+       {VISIBLE} AS visible, {MUTED} AS muted, \
+       pl.status_id IS NOT NULL AS has_poll, \
+       coalesce(men.ids, '{{}}') AS mention_ids, \
+       coalesce(tg.names, '{{}}') AS tag_names, \
+       s.id = ANY(fav.ids) AS favourited, \
+       s.id = ANY(reb.ids) AS reblogged, \
+       s.id = ANY(bm.ids) AS bookmarked, \
+       s.id = ANY(pin.ids) AS pinned, \
+       s.conversation_id = ANY(cm.ids) AS conversation_muted \
+FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
+     CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
+     LEFT JOIN men ON men.status_id = s.id \
+     LEFT JOIN tg ON tg.status_id = s.id \
+     LEFT JOIN pl ON pl.status_id = s.id \
+WHERE s.id = ANY($1)",
+        VISIBLE = visibility::visible("s", "$2"),
+        MUTED = visibility::muted("s", "$2"),
+    )
+}
+
+/// Loads status rows (visible or not) by id.
+async fn fetch_rows(
+    db: &PgPool,
+    viewer: Option<i64>,
+    ids: &[i64],
+) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(status_query);
+    let rows: Vec<StatusRow> = sqlx::query_as(&QUERY)
+        .bind(ids)
+        .bind(viewer)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+}
+
+#[derive(Debug, FromRow)]
+struct PollRow {
+    id: i64,
+    status_id: i64,
+    options: Vec<String>,
+    multiple: bool,
+    hide_totals: bool,
+    expires_at: DateTime<Utc>,
+    counts: Vec<i64>,
+    voters: i64,
+    own: Vec<i32>,
+}
+
+async fn polls(
+    db: &PgPool,
+    viewer: Option<i64>,
+    status_ids: &[i64],
+) -> Result<HashMap<i64, PollRow>, sqlx::Error> {
+    let rows: Vec<PollRow> = sqlx::query_as(
+        "SELECT p.id, p.status_id, p.options, p.multiple, p.hide_totals, p.expires_at, \
+           ARRAY(SELECT count(v.choice) FROM generate_subscripts(p.options, 1) i \
+                 LEFT JOIN poll_votes v ON v.poll_id = p.id AND v.choice = i - 1 \
+                 GROUP BY i ORDER BY i) AS counts, \
+           (SELECT count(DISTINCT v.account_id) FROM poll_votes v WHERE v.poll_id = p.id) AS voters, \
+           ARRAY(SELECT v.choice FROM poll_votes v WHERE v.poll_id = p.id AND v.account_id = $2 \
+                 ORDER BY v.choice) AS own \
+         FROM polls p WHERE p.status_id = ANY($1)",
+    )
+    .bind(status_ids)
+    .bind(viewer)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|p| (p.status_id, p)).collect())
+}
+
+/// Which statuses to leave out besides those the viewer may not see.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter {
+    /// Leave out statuses by (or boosting) accounts the viewer mutes: timelines, search,
+    /// notifications. A status looked up directly is shown.
+    pub hide_muted: bool,
+}
+
+impl Renderer {
+    /// The statuses `ids` as `viewer` may see them, in the order given; the others are left out.
+    pub async fn load_statuses(
+        &self,
+        viewer: Option<i64>,
+        ids: &[i64],
+        filter: Filter,
+    ) -> Result<Vec<Status>, sqlx::Error> {
+        self.load(viewer, ids, filter, true).await
+    }
+
+    /// The statuses `ids` as published to the streaming service: whatever their visibility,
+    /// without any viewer's flags. The audience is decided by whoever publishes them.
+    pub async fn load_published(&self, ids: &[i64]) -> Result<Vec<Status>, sqlx::Error> {
+        self.load(None, ids, Filter::default(), false).await
+    }
+
+    async fn load(
+        &self,
+        viewer: Option<i64>,
+        ids: &[i64],
+        filter: Filter,
+        checked: bool,
+    ) -> Result<Vec<Status>, sqlx::Error> {
+        let mut rows = fetch_rows(&self.db, viewer, ids).await?;
+        let missing: Vec<i64> = rows
+            .values()
+            .filter_map(|r| r.reblog_of_id)
+            .filter(|id| !rows.contains_key(id))
+            .collect();
+        if !missing.is_empty() {
+            rows.extend(fetch_rows(&self.db, viewer, &missing).await?);
+        }
+        let mut account_ids: HashSet<i64> = HashSet::new();
+        for row in rows.values() {
+            account_ids.insert(row.account_id);
+            account_ids.extend(row.mention_ids.iter().copied());
+        }
+        let account_ids: Vec<i64> = account_ids.into_iter().collect();
+        let accounts: HashMap<i64, AccountRow> = accounts::find_many(&self.db, &account_ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        let with_polls: Vec<i64> = rows.values().filter(|r| r.has_poll).map(|r| r.id).collect();
+        let polls = if with_polls.is_empty() {
+            HashMap::new()
+        } else {
+            polls(&self.db, viewer, &with_polls).await?
+        };
+        let set = Loaded {
+            rows: &rows,
+            accounts: &accounts,
+            polls: &polls,
+            viewer,
+            checked,
+        };
+        Ok(ids
+            .iter()
+            .filter_map(|id| {
+                let row = rows.get(id)?;
+                if (set.checked && !row.visible) || (filter.hide_muted && row.muted) {
+                    return None;
+                }
+                self.render_status(&set, row)
+            })
+            .collect())
+    }
+
+    /// One status as `viewer` may see it.
+    pub async fn load_status(
+        &self,
+        viewer: Option<i64>,
+        id: i64,
+    ) -> Result<Option<Status>, sqlx::Error> {
+        Ok(self
+            .load_statuses(viewer, &[id], Filter::default())
+            .await?
+            .pop())
+    }
+
+    /// A single poll by its id, as `viewer` sees it (through its status's visibility).
+    pub async fn poll(
+        &self,
+        viewer: Option<i64>,
+        poll_id: i64,
+    ) -> Result<Option<Poll>, sqlx::Error> {
+        static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!(
+                "SELECT p.status_id FROM polls p JOIN statuses s ON s.id = p.status_id \
+                 WHERE p.id = $1 AND {}",
+                visibility::visible("s", "$2")
+            )
+        });
+        let status_id: Option<i64> = sqlx::query_scalar(&QUERY)
+            .bind(poll_id)
+            .bind(viewer)
+            .fetch_optional(&self.db)
+            .await?;
+        let Some(status_id) = status_id else {
+            return Ok(None);
+        };
+        let polls = polls(&self.db, viewer, &[status_id]).await?;
+        Ok(polls
+            .get(&status_id)
+            .map(|p| render_poll(p, viewer.is_some())))
+    }
+
+    /// The public view of an account.
+    pub fn render_account(&self, row: &AccountRow) -> Account {
+        let base = &self.base;
+        let avatar = format!("{base}/avatars/original/missing.png");
+        let header = format!("{base}/headers/original/missing.png");
+        let (acct, url, uri) = match &row.domain {
+            None => (
+                row.username.clone(),
+                format!("{base}/@{}", row.username),
+                format!("{base}/users/{}", row.username),
+            ),
+            Some(domain) => (
+                format!("{}@{domain}", row.username),
+                format!("https://{domain}/@{}", row.username),
+                format!("https://{domain}/users/{}", row.username),
+            ),
+        };
+        Account {
+            id: row.id.to_string(),
+            username: row.username.clone(),
+            acct,
+            display_name: row.display_name.clone(),
+            locked: row.locked,
+            bot: row.bot,
+            discoverable: row.discoverable,
+            indexable: row.indexable,
+            group: false,
+            created_at: day(row.created_at),
+            note: render_note(&row.note),
+            url,
+            uri,
+            avatar: avatar.clone(),
+            avatar_static: avatar,
+            header: header.clone(),
+            header_static: header,
+            followers_count: row.followers_count,
+            following_count: row.following_count,
+            statuses_count: row.statuses_count,
+            last_status_at: row.last_status_at.map(|t| t.date_naive().to_string()),
+            hide_collections: None,
+            noindex: !row.indexable,
+            emojis: Vec::new(),
+            roles: Vec::new(),
+            fields: row
+                .fields
+                .0
+                .iter()
+                .map(|f| Field {
+                    name: escape(&f.name),
+                    value: escape(&f.value),
+                    verified_at: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn render_status(&self, set: &Loaded<'_>, row: &StatusRow) -> Option<Status> {
+        let account = set.accounts.get(&row.account_id)?;
+        let base = &self.base;
+        let reblog = match row.reblog_of_id {
+            None => None,
+            Some(original) => {
+                let original = set.rows.get(&original)?;
+                if set.checked && !original.visible {
+                    return None;
+                }
+                Some(Box::new(self.render_status(set, original)?))
+            }
+        };
+        let path = format!("{base}/users/{}/statuses/{}", account.username, row.id);
+        let own = set.viewer == Some(row.account_id);
+        let flags = set.viewer.is_some();
+        let source = reblog.as_deref();
+        Some(Status {
+            id: row.id.to_string(),
+            uri: if reblog.is_some() {
+                format!("{path}/activity")
+            } else {
+                path
+            },
+            url: Some(format!("{base}/@{}/{}", account.username, row.id)),
+            created_at: iso(row.created_at),
+            account: self.render_account(account),
+            content: row.content.clone(),
+            visibility: row.visibility.clone(),
+            sensitive: row.sensitive,
+            spoiler_text: row.spoiler_text.clone(),
+            media_attachments: Vec::new(),
+            application: if own {
+                row.app_name.as_ref().map(|name| StatusApplication {
+                    name: name.clone(),
+                    website: row.app_website.clone(),
+                })
+            } else {
+                None
+            },
+            mentions: row
+                .mention_ids
+                .iter()
+                .filter_map(|id| set.accounts.get(id))
+                .map(|a| {
+                    let rendered = self.render_account(a);
+                    Mention {
+                        id: rendered.id,
+                        username: rendered.username,
+                        url: rendered.url,
+                        acct: rendered.acct,
+                    }
+                })
+                .collect(),
+            tags: row
+                .tag_names
+                .iter()
+                .map(|name| StatusTag {
+                    name: name.to_lowercase(),
+                    url: format!("{base}/tags/{}", name.to_lowercase()),
+                })
+                .collect(),
+            emojis: Vec::new(),
+            reblogs_count: row.reblogs_count,
+            favourites_count: row.favourites_count,
+            replies_count: row.replies_count,
+            in_reply_to_id: row.in_reply_to_id.map(|i| i.to_string()),
+            in_reply_to_account_id: row.in_reply_to_account_id.map(|i| i.to_string()),
+            poll: set.polls.get(&row.id).map(|p| render_poll(p, flags)),
+            card: None,
+            language: row.language.clone(),
+            text: None,
+            edited_at: row.edited_at.map(iso),
+            favourited: flags
+                .then_some(source.map_or(row.favourited, |s| s.favourited == Some(true))),
+            reblogged: flags.then_some(source.map_or(row.reblogged, |s| s.reblogged == Some(true))),
+            muted: flags.then_some(row.conversation_muted),
+            bookmarked: flags
+                .then_some(source.map_or(row.bookmarked, |s| s.bookmarked == Some(true))),
+            pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.pinned),
+            filtered: flags.then(Vec::new),
+            reblog,
+        })
+    }
+}
+
+struct Loaded<'a> {
+    rows: &'a HashMap<i64, StatusRow>,
+    accounts: &'a HashMap<i64, AccountRow>,
+    polls: &'a HashMap<i64, PollRow>,
+    viewer: Option<i64>,
+    /// Leave out what the viewer may not see.
+    checked: bool,
+}
+
+fn render_poll(p: &PollRow, signed_in: bool) -> Poll {
+    let expired = p.expires_at <= Utc::now();
+    let show = !p.hide_totals || expired;
+    Poll {
+        id: p.id.to_string(),
+        expires_at: Some(iso(p.expires_at)),
+        expired,
+        multiple: p.multiple,
+        votes_count: p.counts.iter().sum(),
+        voters_count: p.multiple.then_some(p.voters),
+        options: p
+            .options
+            .iter()
+            .enumerate()
+            .map(|(i, title)| PollOption {
+                title: title.clone(),
+                votes_count: show.then(|| p.counts.get(i).copied().unwrap_or(0)),
+            })
+            .collect(),
+        emojis: Vec::new(),
+        voted: signed_in.then_some(!p.own.is_empty()),
+        own_votes: signed_in.then(|| p.own.iter().map(|c| i64::from(*c)).collect()),
+    }
+}
+
+/// A row of `notifications`, as rendered.
+#[derive(Debug, Clone, FromRow)]
+pub struct NotificationRow {
+    pub id: i64,
+    /// The recipient.
+    pub account_id: i64,
+    pub from_account_id: i64,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub status_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A row of `account_conversations`, as rendered.
+#[derive(Debug, Clone, FromRow)]
+pub struct ConversationRow {
+    pub id: i64,
+    pub participant_ids: Vec<i64>,
+    pub last_status_id: i64,
+    pub unread: bool,
+}
+
+impl Renderer {
+    async fn accounts_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, AccountRow>, sqlx::Error> {
+        Ok(accounts::find_many(&self.db, ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect())
+    }
+
+    async fn statuses_by_id(
+        &self,
+        viewer: i64,
+        ids: &[i64],
+    ) -> Result<HashMap<String, Status>, sqlx::Error> {
+        Ok(self
+            .load_statuses(Some(viewer), ids, Filter::default())
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect())
+    }
+
+    /// `viewer`'s notifications. One whose actor is suspended, or whose status the viewer can
+    /// no longer see, is left out.
+    pub async fn notifications(
+        &self,
+        viewer: i64,
+        rows: Vec<NotificationRow>,
+    ) -> Result<Vec<Notification>, sqlx::Error> {
+        let account_ids: Vec<i64> = rows.iter().map(|r| r.from_account_id).collect();
+        let found = self.accounts_by_id(&account_ids).await?;
+        let status_ids: Vec<i64> = rows.iter().filter_map(|r| r.status_id).collect();
+        let statuses = self.statuses_by_id(viewer, &status_ids).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let account = found.get(&r.from_account_id)?;
+                if account.suspended_at.is_some() {
+                    return None;
+                }
+                let status = match r.status_id {
+                    Some(id) => Some(statuses.get(&id.to_string())?.clone()),
+                    None => None,
+                };
+                Some(Notification {
+                    id: r.id.to_string(),
+                    kind: r.kind,
+                    group_key: format!("ungrouped-{}", r.id),
+                    created_at: iso(r.created_at),
+                    account: self.render_account(account),
+                    status,
+                })
+            })
+            .collect())
+    }
+
+    /// `viewer`'s direct-message threads.
+    pub async fn conversations(
+        &self,
+        viewer: i64,
+        rows: Vec<ConversationRow>,
+    ) -> Result<Vec<Conversation>, sqlx::Error> {
+        let account_ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.participant_ids.iter().copied())
+            .collect();
+        let found = self.accounts_by_id(&account_ids).await?;
+        let status_ids: Vec<i64> = rows.iter().map(|r| r.last_status_id).collect();
+        let statuses = self.statuses_by_id(viewer, &status_ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Conversation {
+                id: r.id.to_string(),
+                unread: r.unread,
+                accounts: r
+                    .participant_ids
+                    .iter()
+                    .filter_map(|a| found.get(a))
+                    .map(|a| self.render_account(a))
+                    .collect(),
+                last_status: statuses.get(&r.last_status_id.to_string()).cloned(),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,75 @@
+//! Bearer tokens as every service checks them: looked up by their SHA-256 on each use, so a
+//! revoked token or a suspended account stops working at once on every replica.
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+use sqlx::{FromRow, PgPool};
+
+/// What is stored for a secret: its SHA-256, in hex.
+pub fn digest(secret: &str) -> String {
+    let hash = Sha256::digest(secret.as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A stored access token with the user it acts for (if any).
+#[derive(Debug, Clone, FromRow)]
+pub struct Grant {
+    pub id: i64,
+    pub application_id: Option<i64>,
+    pub scopes: String,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub account_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub role: Option<String>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub approved: Option<bool>,
+    pub disabled: Option<bool>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub last_active_at: Option<DateTime<Utc>>,
+}
+
+impl Grant {
+    /// Whether the token's user may act: confirmed, approved, neither disabled nor suspended.
+    pub fn user_may_act(&self) -> bool {
+        self.user_id.is_some()
+            && self.confirmed_at.is_some()
+            && self.approved == Some(true)
+            && self.disabled != Some(true)
+            && self.suspended_at.is_none()
+    }
+}
+
+/// The token `secret`, revoked or not; `None` when no such token was ever issued.
+pub async fn grant(db: &PgPool, secret: &str) -> Result<Option<Grant>, sqlx::Error> {
+    let grant: Option<Grant> = sqlx::query_as(
+        "SELECT t.id, t.application_id, t.scopes, t.revoked_at, t.account_id, \
+                u.id AS user_id, u.role, u.confirmed_at, u.approved, u.disabled, a.suspended_at, \
+                u.last_active_at \
+         FROM oauth_access_tokens t \
+         LEFT JOIN users u ON u.account_id = t.account_id \
+         LEFT JOIN accounts a ON a.id = t.account_id \
+         WHERE t.token_hash = $1",
+    )
+    .bind(digest(secret))
+    .fetch_optional(db)
+    .await?;
+    if let Some(grant) = &grant
+        && let (Some(account_id), Some(last_active)) = (grant.account_id, grant.last_active_at)
+        && Utc::now() - last_active > chrono::Duration::hours(1)
+    {
+        // Home-feed fan-out reaches only recently active users: note this one's return (at
+        // most hourly, off the request's path).
+        let db = db.clone();
+        tokio::spawn(async move {
+            let result =
+                sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")
+                    .bind(account_id)
+                    .execute(&db)
+                    .await;
+            if let Err(error) = result {
+                tracing::warn!(%error, "could not record activity");
+            }
+        });
+    }
+    Ok(grant)
+}

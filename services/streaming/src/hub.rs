@@ -1,0 +1,559 @@
+//! The process's clients and the streams they listen to.
+//!
+//! One task reads the process's single Redis subscription and hands each event to
+//! [`Hub::dispatch`], which looks up the listeners of every stream the event belongs on, filters
+//! it per viewer (blocks and mutes, held in memory per account) and queues a frame built once per
+//! stream. Queues are bounded: a client that falls behind is disconnected and counted, and never
+//! slows the others.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use axum::extract::ws::Utf8Bytes;
+use sqlx::PgPool;
+use stampede_cache::Message;
+use stampede_social::stream::{self, AccountEvent, AccountStream, Control, StatusEvent};
+use stampede_telemetry::Metrics;
+use stampede_telemetry::metrics::StreamLabels;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Which public timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    All,
+    Local,
+    Remote,
+}
+
+/// A stream a client can subscribe to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StreamKey {
+    User(i64),
+    Notification(i64),
+    Direct(i64),
+    Public { scope: Scope, media: bool },
+    Hashtag { tag: String, local: bool },
+    List(i64),
+}
+
+impl StreamKey {
+    /// The type's name, as Mastodon spells it (`public:local:media`, `hashtag`, …).
+    pub fn name(&self) -> &'static str {
+        match self {
+            StreamKey::User(_) => "user",
+            StreamKey::Notification(_) => "user:notification",
+            StreamKey::Direct(_) => "direct",
+            StreamKey::Public { scope, media } => match (scope, media) {
+                (Scope::All, false) => "public",
+                (Scope::All, true) => "public:media",
+                (Scope::Local, false) => "public:local",
+                (Scope::Local, true) => "public:local:media",
+                (Scope::Remote, false) => "public:remote",
+                (Scope::Remote, true) => "public:remote:media",
+            },
+            StreamKey::Hashtag { local: false, .. } => "hashtag",
+            StreamKey::Hashtag { local: true, .. } => "hashtag:local",
+            StreamKey::List(_) => "list",
+        }
+    }
+
+    /// The `stream` array of the frames it sends: `["public"]`, `["hashtag", "rust"]`.
+    pub fn label(&self) -> Vec<String> {
+        let mut label = vec![self.name().to_string()];
+        match self {
+            StreamKey::Hashtag { tag, .. } => label.push(tag.clone()),
+            StreamKey::List(id) => label.push(id.to_string()),
+            _ => {}
+        }
+        label
+    }
+}
+
+/// An event ready to send, built once per stream and shared by every listener.
+#[derive(Debug)]
+pub struct Frame {
+    pub stream: &'static str,
+    pub published_ms: i64,
+    event: String,
+    payload: String,
+    label: Vec<String>,
+    json: OnceLock<Utf8Bytes>,
+}
+
+impl Frame {
+    fn new(key: &StreamKey, event: &str, payload: &str, published_ms: i64) -> Arc<Frame> {
+        Arc::new(Frame {
+            stream: key.name(),
+            published_ms,
+            event: event.to_string(),
+            payload: payload.to_string(),
+            label: key.label(),
+            json: OnceLock::new(),
+        })
+    }
+
+    /// The WebSocket text frame: `{"stream":[…],"event":…,"payload":"<JSON string>"}`.
+    pub fn json(&self) -> Utf8Bytes {
+        self.json
+            .get_or_init(|| {
+                serde_json::json!({
+                    "stream": self.label,
+                    "event": self.event,
+                    "payload": self.payload,
+                })
+                .to_string()
+                .into()
+            })
+            .clone()
+    }
+
+    /// The server-sent event's name and data.
+    pub fn sse(&self) -> (&str, &str) {
+        (&self.event, &self.payload)
+    }
+}
+
+/// What a client is sent: an event, or an error about its own request.
+#[derive(Debug)]
+pub enum Outgoing {
+    Event(Arc<Frame>),
+    Error(String),
+}
+
+/// Accounts a viewer never wants to hear from: those they block, mute or are blocked by.
+#[derive(Debug, Default)]
+pub struct Relations {
+    excluded: RwLock<Arc<HashSet<i64>>>,
+}
+
+impl Relations {
+    fn excludes_any(&self, accounts: &[i64]) -> bool {
+        let excluded = self.excluded.read().expect("relations lock").clone();
+        !excluded.is_empty() && accounts.iter().any(|a| excluded.contains(a))
+    }
+}
+
+/// Loads `account`'s filters from PostgreSQL.
+pub async fn load_relations(db: &PgPool, account: i64) -> Result<HashSet<i64>, sqlx::Error> {
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT target_account_id FROM blocks WHERE account_id = $1 \
+         UNION SELECT account_id FROM blocks WHERE target_account_id = $1 \
+         UNION SELECT target_account_id FROM mutes WHERE account_id = $1 \
+           AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(account)
+    .fetch_all(db)
+    .await?;
+    Ok(ids.into_iter().collect())
+}
+
+/// One connected client.
+#[derive(Debug)]
+pub struct Client {
+    pub id: u64,
+    pub account: Option<i64>,
+    pub token_id: Option<i64>,
+    tx: mpsc::Sender<Outgoing>,
+    relations: Option<Arc<Relations>>,
+    /// Cancelled to disconnect the client: revoked, suspended, too slow, or shutting down.
+    pub kill: CancellationToken,
+    /// Why it was killed (for the close frame).
+    slow: AtomicBool,
+}
+
+impl Client {
+    /// Whether it was dropped for falling behind.
+    pub fn was_slow(&self) -> bool {
+        self.slow.load(Ordering::Relaxed)
+    }
+
+    fn wants(&self, event: &StatusEvent) -> bool {
+        if self.account == Some(event.author) {
+            return true;
+        }
+        match &self.relations {
+            Some(relations) => !relations.excludes_any(&event.involved),
+            None => true,
+        }
+    }
+
+    /// Queues without waiting; a full queue disconnects the client.
+    fn offer(&self, message: Outgoing, metrics: &Metrics) -> bool {
+        match self.tx.try_send(message) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if !self.slow.swap(true, Ordering::Relaxed) {
+                    metrics.streaming_slow_clients_dropped.inc();
+                    self.kill.cancel();
+                }
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Sends an error frame about the client's own request.
+    pub fn error(&self, message: String, metrics: &Metrics) {
+        self.offer(Outgoing::Error(message), metrics);
+    }
+}
+
+#[derive(Default)]
+struct Index {
+    streams: HashMap<StreamKey, HashMap<u64, Arc<Client>>>,
+    by_account: HashMap<i64, HashMap<u64, Arc<Client>>>,
+    by_token: HashMap<i64, HashMap<u64, Arc<Client>>>,
+}
+
+/// The process's clients.
+pub struct Hub {
+    metrics: Arc<Metrics>,
+    db: PgPool,
+    index: RwLock<Index>,
+    relations: Mutex<HashMap<i64, Arc<Relations>>>,
+    next_id: AtomicU64,
+    open: AtomicUsize,
+    buffer: usize,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").finish_non_exhaustive()
+    }
+}
+
+/// Why a client was not admitted.
+#[derive(Debug)]
+pub enum JoinError {
+    /// The account already holds as many connections as it may.
+    TooManyConnections,
+    /// Its filters could not be loaded.
+    Database(sqlx::Error),
+}
+
+impl Hub {
+    pub fn new(db: PgPool, metrics: Arc<Metrics>, buffer: usize) -> Arc<Hub> {
+        Arc::new(Hub {
+            metrics,
+            db,
+            index: RwLock::new(Index::default()),
+            relations: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            open: AtomicUsize::new(0),
+            buffer,
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Registers a client (without subscriptions); it is removed by [`Hub::leave`].
+    pub async fn join(
+        &self,
+        account: Option<i64>,
+        token_id: Option<i64>,
+        max_per_account: usize,
+        shutdown: &CancellationToken,
+    ) -> Result<(Arc<Client>, mpsc::Receiver<Outgoing>), JoinError> {
+        let relations = match account {
+            None => None,
+            Some(account) => Some(
+                self.relations_of(account)
+                    .await
+                    .map_err(JoinError::Database)?,
+            ),
+        };
+        let (tx, rx) = mpsc::channel(self.buffer);
+        let client = Arc::new(Client {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            account,
+            token_id,
+            tx,
+            relations,
+            kill: shutdown.child_token(),
+            slow: AtomicBool::new(false),
+        });
+        let mut index = self.index.write().expect("hub lock");
+        if let Some(account) = account {
+            let held = index.by_account.entry(account).or_default();
+            if held.len() >= max_per_account {
+                if held.is_empty() {
+                    index.by_account.remove(&account);
+                }
+                return Err(JoinError::TooManyConnections);
+            }
+            held.insert(client.id, client.clone());
+        }
+        if let Some(token) = token_id {
+            index
+                .by_token
+                .entry(token)
+                .or_default()
+                .insert(client.id, client.clone());
+        }
+        self.metrics.streaming_connections.inc();
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Ok((client, rx))
+    }
+
+    async fn relations_of(&self, account: i64) -> Result<Arc<Relations>, sqlx::Error> {
+        if let Some(shared) = self.relations.lock().expect("relations lock").get(&account) {
+            return Ok(shared.clone());
+        }
+        let loaded = load_relations(&self.db, account).await?;
+        let mut all = self.relations.lock().expect("relations lock");
+        Ok(all
+            .entry(account)
+            .or_insert_with(|| {
+                Arc::new(Relations {
+                    excluded: RwLock::new(Arc::new(loaded)),
+                })
+            })
+            .clone())
+    }
+
+    /// Adds `client` to `key`'s listeners; false if it already listens.
+    pub fn subscribe(&self, client: &Arc<Client>, key: StreamKey) -> bool {
+        let name = key.name();
+        let added = self
+            .index
+            .write()
+            .expect("hub lock")
+            .streams
+            .entry(key)
+            .or_default()
+            .insert(client.id, client.clone())
+            .is_none();
+        if added {
+            self.metrics
+                .streaming_subscriptions
+                .get_or_create(&label(name))
+                .inc();
+        }
+        added
+    }
+
+    /// Removes `client` from `key`'s listeners.
+    pub fn unsubscribe(&self, client: &Client, key: &StreamKey) {
+        let mut index = self.index.write().expect("hub lock");
+        if let Some(listeners) = index.streams.get_mut(key)
+            && listeners.remove(&client.id).is_some()
+        {
+            if listeners.is_empty() {
+                index.streams.remove(key);
+            }
+            self.metrics
+                .streaming_subscriptions
+                .get_or_create(&label(key.name()))
+                .dec();
+        }
+    }
+
+    /// Removes the client and all its subscriptions.
+    pub fn leave(&self, client: &Client, keys: &[StreamKey]) {
+        for key in keys {
+            self.unsubscribe(client, key);
+        }
+        let mut index = self.index.write().expect("hub lock");
+        if let Some(account) = client.account
+            && let Some(held) = index.by_account.get_mut(&account)
+        {
+            held.remove(&client.id);
+            if held.is_empty() {
+                index.by_account.remove(&account);
+                self.relations
+                    .lock()
+                    .expect("relations lock")
+                    .remove(&account);
+            }
+        }
+        if let Some(token) = client.token_id
+            && let Some(held) = index.by_token.get_mut(&token)
+        {
+            held.remove(&client.id);
+            if held.is_empty() {
+                index.by_token.remove(&token);
+            }
+        }
+        self.metrics.streaming_connections.dec();
+        self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Open connections.
+    pub fn connections(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    /// Routes one pub/sub message.
+    pub fn dispatch(self: &Arc<Self>, message: &Message) {
+        let result = match message.channel.as_str() {
+            stream::STATUS_CHANNEL => serde_json::from_str(&message.payload)
+                .map(|event: StatusEvent| self.status_event(&event)),
+            stream::ACCOUNT_CHANNEL => serde_json::from_str(&message.payload)
+                .map(|event: AccountEvent| self.account_event(&event)),
+            stream::CONTROL_CHANNEL => {
+                serde_json::from_str(&message.payload).map(|control: Control| self.control(control))
+            }
+            _ => Ok(()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, channel = %message.channel, "malformed streaming event");
+        }
+    }
+
+    fn send_to(&self, key: &StreamKey, event: &str, payload: &str, published_ms: i64) {
+        self.send_filtered(key, event, payload, published_ms, |_| true);
+    }
+
+    fn send_filtered(
+        &self,
+        key: &StreamKey,
+        event: &str,
+        payload: &str,
+        published_ms: i64,
+        wanted: impl Fn(&Client) -> bool,
+    ) {
+        let index = self.index.read().expect("hub lock");
+        let Some(listeners) = index.streams.get(key) else {
+            return;
+        };
+        let frame = Frame::new(key, event, payload, published_ms);
+        for client in listeners.values() {
+            if wanted(client) {
+                client.offer(Outgoing::Event(frame.clone()), &self.metrics);
+            }
+        }
+    }
+
+    fn status_event(&self, event: &StatusEvent) {
+        let filter = |client: &Client| event.event == "delete" || client.wants(event);
+        let send = |key: StreamKey| {
+            self.send_filtered(
+                &key,
+                &event.event,
+                &event.payload,
+                event.published_ms,
+                filter,
+            )
+        };
+        for &account in &event.home {
+            send(StreamKey::User(account));
+        }
+        if event.public {
+            let scope = if event.local {
+                Scope::Local
+            } else {
+                Scope::Remote
+            };
+            for scope in [Scope::All, scope] {
+                send(StreamKey::Public {
+                    scope,
+                    media: false,
+                });
+                if event.media {
+                    send(StreamKey::Public { scope, media: true });
+                }
+            }
+            for tag in &event.tags {
+                send(StreamKey::Hashtag {
+                    tag: tag.clone(),
+                    local: false,
+                });
+                if event.local {
+                    send(StreamKey::Hashtag {
+                        tag: tag.clone(),
+                        local: true,
+                    });
+                }
+            }
+        }
+        for &list in &event.lists {
+            send(StreamKey::List(list));
+        }
+    }
+
+    fn account_event(&self, event: &AccountEvent) {
+        let keys: &[StreamKey] = match event.stream {
+            AccountStream::Notification => &[
+                StreamKey::User(event.account),
+                StreamKey::Notification(event.account),
+            ],
+            AccountStream::Direct => &[StreamKey::Direct(event.account)],
+            AccountStream::User => &[StreamKey::User(event.account)],
+        };
+        for key in keys {
+            self.send_to(key, &event.event, &event.payload, event.published_ms);
+        }
+    }
+
+    fn control(self: &Arc<Self>, control: Control) {
+        let index = self.index.read().expect("hub lock");
+        match control {
+            Control::Revoke { token_id } => {
+                for client in index
+                    .by_token
+                    .get(&token_id)
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                {
+                    client.kill.cancel();
+                }
+            }
+            Control::Disconnect { account } => {
+                for client in index
+                    .by_account
+                    .get(&account)
+                    .into_iter()
+                    .flat_map(|m| m.values())
+                {
+                    client.kill.cancel();
+                }
+            }
+            Control::Relations { account } => {
+                if !index.by_account.contains_key(&account) {
+                    return;
+                }
+                let hub = self.clone();
+                tokio::spawn(async move { hub.reload_relations(account).await });
+            }
+        }
+    }
+
+    async fn reload_relations(&self, account: i64) {
+        match load_relations(&self.db, account).await {
+            Ok(loaded) => {
+                let shared = self
+                    .relations
+                    .lock()
+                    .expect("relations lock")
+                    .get(&account)
+                    .cloned();
+                if let Some(shared) = shared {
+                    *shared.excluded.write().expect("relations lock") = Arc::new(loaded);
+                }
+            }
+            Err(error) => tracing::warn!(%error, account, "cannot reload streaming filters"),
+        }
+    }
+
+    /// Counts a frame written to a client, and how long after its publication.
+    pub fn sent(&self, frame: &Frame) {
+        self.metrics
+            .streaming_messages_sent
+            .get_or_create(&label(frame.stream))
+            .inc();
+        let lag_ms = (stream::now_ms() - frame.published_ms).max(0);
+        self.metrics
+            .streaming_event_lag
+            .observe(lag_ms as f64 / 1000.0);
+    }
+}
+
+fn label(stream: &str) -> StreamLabels {
+    StreamLabels {
+        stream: stream.to_string(),
+    }
+}
