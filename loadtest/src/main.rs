@@ -19,6 +19,7 @@
 //! `signup-wave`, `migration-day`, `viral-post`, `streaming-crowd`, `dead-peers`.
 
 mod signup;
+mod streaming_capacity;
 mod surge;
 
 use std::collections::HashMap;
@@ -54,6 +55,9 @@ enum Command {
     ViralPost(surge::viral_post::Args),
     /// Surge: N streaming connections; time from a post to its arrival on each.
     StreamingCrowd(surge::streaming_crowd::Args),
+    /// Streaming: N WebSocket clients on one process — its memory, and one public event's
+    /// delivery to all of them.
+    StreamingCapacity(streaming_capacity::Args),
     /// Surge: a share of remote inboxes time out or fail (needs federation; not yet).
     DeadPeers(surge::dead_peers::Args),
     /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
@@ -173,6 +177,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::ViralPost(args) => return surge::viral_post::run(args).await,
         Command::StreamingCrowd(args) => return surge::streaming_crowd::run(args).await,
         Command::DeadPeers(args) => return surge::dead_peers::run(args).await,
+        Command::StreamingCapacity(args) => streaming_capacity::run(args).await?,
         Command::OutboxLatency {
             conn,
             rate,

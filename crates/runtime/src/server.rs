@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use axum::{Router, ServiceExt};
 use tokio::net::TcpListener;
 use tower::Layer;
@@ -35,6 +36,13 @@ pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow:
     let app = NormalizePathLayer::trim_trailing_slash().layer(router);
     tracing::info!(%addr, "listening");
     let shutdown = ctx.shutdown.clone();
+    // Small writes (API answers, streaming frames) go out at once instead of waiting for the
+    // previous segment's acknowledgement (Nagle), which could add up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(
         listener,
         ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<

@@ -242,9 +242,13 @@ async fn run_all(ctx: Context, config: &Config) -> anyhow::Result<()> {
         }
         result
     };
+    // One hub serves the streaming API on both ports: STREAMING_PORT, and the web port (where
+    // the default streaming_api URL, wss://WEB_DOMAIN, points).
+    let hub = stampede_streaming::State::start(&ctx);
+    let on_web = stampede_streaming::router(hub.clone());
     let (web, streaming, delivery, media) = tokio::join!(
-        async { stop_all(stampede_web::serve(ctx.clone(), web).await) },
-        async { stop_all(stampede_streaming::serve(ctx.clone(), streaming).await) },
+        async { stop_all(stampede_web::serve_with(ctx.clone(), web, on_web).await) },
+        async { stop_all(stampede_streaming::serve_state(ctx.clone(), streaming, hub).await) },
         async { stop_all(stampede_delivery::serve(ctx.clone(), None).await) },
         async { stop_all(stampede_media::serve(ctx.clone(), None).await) },
     );

@@ -185,7 +185,8 @@ pub struct AppOptions {
     pub workers: bool,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
-    /// Also run the streaming service, on its own port ([`TestApp::streaming`]).
+    /// Also run the streaming service, on its own port ([`TestApp::streaming`]) and on the web
+    /// port.
     pub streaming: bool,
     /// Listen on this port instead of one the OS picks (for clients that must know the server's
     /// own URL in advance, through WEB_DOMAIN).
@@ -286,18 +287,31 @@ pub async fn spawn_app(options: AppOptions) -> anyhow::Result<TestApp> {
     let ctx = Context::new(config, "stampede-test")?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port.unwrap_or(0))).await?;
     let addr = listener.local_addr()?;
-    let mut tasks = vec![tokio::spawn(stampede_web::serve(ctx.clone(), listener))];
+    // With streaming, one hub serves its own port and the web port, as in `stampede all`.
+    let hub = options
+        .streaming
+        .then(|| stampede_streaming::State::start(&ctx));
+    let on_web = hub
+        .clone()
+        .map(stampede_streaming::router)
+        .unwrap_or_default();
+    let mut tasks = vec![tokio::spawn(stampede_web::serve_with(
+        ctx.clone(),
+        listener,
+        on_web,
+    ))];
     if options.workers {
         tasks.push(tokio::spawn(stampede_delivery::serve(ctx.clone(), None)));
         tasks.push(tokio::spawn(stampede_media::serve(ctx.clone(), None)));
     }
     let mut streaming = None;
-    if options.streaming {
+    if let Some(hub) = hub {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
         streaming = Some(listener.local_addr()?);
-        tasks.push(tokio::spawn(stampede_streaming::serve(
+        tasks.push(tokio::spawn(stampede_streaming::serve_state(
             ctx.clone(),
             listener,
+            hub,
         )));
     }
     Ok(TestApp {

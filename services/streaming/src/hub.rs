@@ -11,13 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
+use futures_util::task::AtomicWaker;
+use prometheus_client::metrics::counter::Counter;
 use sqlx::PgPool;
 use stampede_cache::Message;
 use stampede_social::stream::{self, AccountEvent, AccountStream, Control, StatusEvent};
 use stampede_telemetry::Metrics;
 use stampede_telemetry::metrics::StreamLabels;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Which public timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,26 +72,39 @@ impl StreamKey {
     }
 }
 
-/// An event ready to send, built once per stream and shared by every listener.
+/// An event ready to send, built once per stream label and shared by every listener.
 #[derive(Debug)]
 pub struct Frame {
     pub stream: &'static str,
     pub published_ms: i64,
-    event: String,
-    payload: String,
+    event: Arc<str>,
+    payload: Arc<str>,
     label: Vec<String>,
     json: OnceLock<Utf8Bytes>,
+    /// `stampede_streaming_messages_sent_total{stream=…}`, looked up once per frame.
+    sent: Counter,
 }
 
 impl Frame {
-    fn new(key: &StreamKey, event: &str, payload: &str, published_ms: i64) -> Arc<Frame> {
+    fn new(
+        key: &StreamKey,
+        event: &Arc<str>,
+        payload: &Arc<str>,
+        published_ms: i64,
+        metrics: &Metrics,
+    ) -> Arc<Frame> {
+        let stream = key.name();
         Arc::new(Frame {
-            stream: key.name(),
+            stream,
             published_ms,
-            event: event.to_string(),
-            payload: payload.to_string(),
+            event: event.clone(),
+            payload: payload.clone(),
             label: key.label(),
             json: OnceLock::new(),
+            sent: metrics
+                .streaming_messages_sent
+                .get_or_create(&label(stream))
+                .clone(),
         })
     }
 
@@ -100,8 +114,8 @@ impl Frame {
             .get_or_init(|| {
                 serde_json::json!({
                     "stream": self.label,
-                    "event": self.event,
-                    "payload": self.payload,
+                    "event": &*self.event,
+                    "payload": &*self.payload,
                 })
                 .to_string()
                 .into()
@@ -112,6 +126,36 @@ impl Frame {
     /// The server-sent event's name and data.
     pub fn sse(&self) -> (&str, &str) {
         (&self.event, &self.payload)
+    }
+}
+
+/// Frames of one event, one per stream label: every `user` stream shares one.
+struct Frames {
+    event: Arc<str>,
+    payload: Arc<str>,
+    published_ms: i64,
+    user: Option<Arc<Frame>>,
+}
+
+impl Frames {
+    fn new(event: &str, payload: &str, published_ms: i64) -> Self {
+        Frames {
+            event: event.into(),
+            payload: payload.into(),
+            published_ms,
+            user: None,
+        }
+    }
+
+    fn for_key(&mut self, key: &StreamKey, metrics: &Metrics) -> Arc<Frame> {
+        let build = |f: &Frames| Frame::new(key, &f.event, &f.payload, f.published_ms, metrics);
+        if let StreamKey::User(_) = key {
+            if self.user.is_none() {
+                self.user = Some(build(self));
+            }
+            return self.user.clone().expect("just built");
+        }
+        build(self)
     }
 }
 
@@ -149,6 +193,41 @@ pub async fn load_relations(db: &PgPool, account: i64) -> Result<HashSet<i64>, s
     Ok(ids.into_iter().collect())
 }
 
+/// Tells one client's task to disconnect. Cheaper than a cancellation token on the hot path:
+/// checking it is an atomic load, and waiting for it registers the task's waker once.
+#[derive(Debug, Default)]
+pub struct Kill {
+    fired: AtomicBool,
+    waker: AtomicWaker,
+}
+
+impl Kill {
+    /// Asks the client's task to disconnect.
+    pub fn fire(&self) {
+        self.fired.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+
+    pub fn is_fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
+    /// Resolves once [`Kill::fire`] was called. Only the client's own task waits on it.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            if self.is_fired() {
+                return std::task::Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.is_fired() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+    }
+}
+
 /// One connected client.
 #[derive(Debug)]
 pub struct Client {
@@ -157,8 +236,8 @@ pub struct Client {
     pub token_id: Option<i64>,
     tx: mpsc::Sender<Outgoing>,
     relations: Option<Arc<Relations>>,
-    /// Cancelled to disconnect the client: revoked, suspended, too slow, or shutting down.
-    pub kill: CancellationToken,
+    /// Fired to disconnect the client: revoked, suspended, too slow, or shutting down.
+    pub kill: Kill,
     /// Why it was killed (for the close frame).
     slow: AtomicBool,
 }
@@ -186,7 +265,7 @@ impl Client {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if !self.slow.swap(true, Ordering::Relaxed) {
                     metrics.streaming_slow_clients_dropped.inc();
-                    self.kill.cancel();
+                    self.kill.fire();
                 }
                 false
             }
@@ -202,6 +281,7 @@ impl Client {
 
 #[derive(Default)]
 struct Index {
+    all: HashMap<u64, Arc<Client>>,
     streams: HashMap<StreamKey, HashMap<u64, Arc<Client>>>,
     by_account: HashMap<i64, HashMap<u64, Arc<Client>>>,
     by_token: HashMap<i64, HashMap<u64, Arc<Client>>>,
@@ -256,7 +336,6 @@ impl Hub {
         account: Option<i64>,
         token_id: Option<i64>,
         max_per_account: usize,
-        shutdown: &CancellationToken,
     ) -> Result<(Arc<Client>, mpsc::Receiver<Outgoing>), JoinError> {
         let relations = match account {
             None => None,
@@ -273,7 +352,7 @@ impl Hub {
             token_id,
             tx,
             relations,
-            kill: shutdown.child_token(),
+            kill: Kill::default(),
             slow: AtomicBool::new(false),
         });
         let mut index = self.index.write().expect("hub lock");
@@ -294,6 +373,7 @@ impl Hub {
                 .or_default()
                 .insert(client.id, client.clone());
         }
+        index.all.insert(client.id, client.clone());
         self.metrics.streaming_connections.inc();
         self.open.fetch_add(1, Ordering::Relaxed);
         Ok((client, rx))
@@ -378,8 +458,16 @@ impl Hub {
                 index.by_token.remove(&token);
             }
         }
+        index.all.remove(&client.id);
         self.metrics.streaming_connections.dec();
         self.open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Disconnects every client (shutdown).
+    pub fn kill_all(&self) {
+        for client in self.index.read().expect("hub lock").all.values() {
+            client.kill.fire();
+        }
     }
 
     /// Open connections.
@@ -404,23 +492,13 @@ impl Hub {
         }
     }
 
-    fn send_to(&self, key: &StreamKey, event: &str, payload: &str, published_ms: i64) {
-        self.send_filtered(key, event, payload, published_ms, |_| true);
-    }
-
-    fn send_filtered(
-        &self,
-        key: &StreamKey,
-        event: &str,
-        payload: &str,
-        published_ms: i64,
-        wanted: impl Fn(&Client) -> bool,
-    ) {
+    /// Offers the event to `key`'s listeners that want it.
+    fn send(&self, key: &StreamKey, frames: &mut Frames, wanted: impl Fn(&Client) -> bool) {
         let index = self.index.read().expect("hub lock");
         let Some(listeners) = index.streams.get(key) else {
             return;
         };
-        let frame = Frame::new(key, event, payload, published_ms);
+        let frame = frames.for_key(key, &self.metrics);
         for client in listeners.values() {
             if wanted(client) {
                 client.offer(Outgoing::Event(frame.clone()), &self.metrics);
@@ -429,16 +507,9 @@ impl Hub {
     }
 
     fn status_event(&self, event: &StatusEvent) {
-        let filter = |client: &Client| event.event == "delete" || client.wants(event);
-        let send = |key: StreamKey| {
-            self.send_filtered(
-                &key,
-                &event.event,
-                &event.payload,
-                event.published_ms,
-                filter,
-            )
-        };
+        let mut frames = Frames::new(&event.event, &event.payload, event.published_ms);
+        let wanted = |client: &Client| event.event == "delete" || client.wants(event);
+        let mut send = |key: StreamKey| self.send(&key, &mut frames, wanted);
         for &account in &event.home {
             send(StreamKey::User(account));
         }
@@ -484,8 +555,9 @@ impl Hub {
             AccountStream::Direct => &[StreamKey::Direct(event.account)],
             AccountStream::User => &[StreamKey::User(event.account)],
         };
+        let mut frames = Frames::new(&event.event, &event.payload, event.published_ms);
         for key in keys {
-            self.send_to(key, &event.event, &event.payload, event.published_ms);
+            self.send(key, &mut frames, |_| true);
         }
     }
 
@@ -499,7 +571,7 @@ impl Hub {
                     .into_iter()
                     .flat_map(|m| m.values())
                 {
-                    client.kill.cancel();
+                    client.kill.fire();
                 }
             }
             Control::Disconnect { account } => {
@@ -509,7 +581,7 @@ impl Hub {
                     .into_iter()
                     .flat_map(|m| m.values())
                 {
-                    client.kill.cancel();
+                    client.kill.fire();
                 }
             }
             Control::Relations { account } => {
@@ -541,10 +613,7 @@ impl Hub {
 
     /// Counts a frame written to a client, and how long after its publication.
     pub fn sent(&self, frame: &Frame) {
-        self.metrics
-            .streaming_messages_sent
-            .get_or_create(&label(frame.stream))
-            .inc();
+        frame.sent.inc();
         let lag_ms = (stream::now_ms() - frame.published_ms).max(0);
         self.metrics
             .streaming_event_lag

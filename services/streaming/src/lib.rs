@@ -46,7 +46,11 @@ impl State {
             loop {
                 let received = tokio::select! {
                     received = events.recv() => received,
-                    () = shutdown.cancelled() => break,
+                    () = shutdown.cancelled() => {
+                        // Clients reconnect elsewhere (WebSockets get 1001, going away).
+                        feeding.kill_all();
+                        break;
+                    }
                 };
                 match received {
                     Ok(message) => feeding.dispatch(&message),
@@ -76,9 +80,14 @@ pub fn router(state: State) -> Router {
 
 /// Serves on `listener` until shutdown.
 pub async fn serve(ctx: Context, listener: TcpListener) -> anyhow::Result<()> {
+    let state = State::start(&ctx);
+    serve_state(ctx, listener, state).await
+}
+
+/// [`serve`] with a hub already started (`stampede all` shares it with the web listener).
+pub async fn serve_state(ctx: Context, listener: TcpListener, state: State) -> anyhow::Result<()> {
     ctx.require(Dependency::Postgres).await;
     ctx.require(Dependency::Redis).await;
-    let state = State::start(&ctx);
     server::serve(&ctx, listener, router(state)).await
 }
 

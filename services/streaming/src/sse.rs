@@ -58,7 +58,6 @@ pub async fn connect(
             viewer.account,
             viewer.token_id,
             limits.max_connections_per_account,
-            &state.ctx.shutdown,
         )
         .await;
     let (client, rx) = match joined {
@@ -84,7 +83,7 @@ pub async fn connect(
         loop {
             let out = tokio::select! {
                 biased;
-                () = s.client.kill.cancelled() => return None,
+                () = s.client.kill.wait() => return None,
                 out = s.rx.recv() => out?,
             };
             if let Outgoing::Event(frame) = out {

@@ -91,7 +91,6 @@ pub async fn connect(AxumState(state): AxumState<State>, request: Request) -> Re
             viewer.account,
             viewer.token_id,
             limits.max_connections_per_account,
-            &state.ctx.shutdown,
         )
         .await;
     let (client, rx) = match joined {
@@ -133,8 +132,9 @@ struct ClientMessage {
 /// Sends `message` unless the client is killed meanwhile; false when the socket is done.
 async fn send(socket: &mut WebSocket, client: &Client, message: Message) -> bool {
     tokio::select! {
+        biased;
         sent = socket.send(message) => sent.is_ok(),
-        () = client.kill.cancelled() => false,
+        () = client.kill.wait() => false,
     }
 }
 
@@ -158,7 +158,7 @@ async fn run(
     loop {
         tokio::select! {
             biased;
-            () = client.kill.cancelled() => {
+            () = client.kill.wait() => {
                 let (code, reason) = if state.ctx.shutdown.is_cancelled() {
                     (close_code::AWAY, "Server shutting down")
                 } else if client.was_slow() {
@@ -173,7 +173,7 @@ async fn run(
             out = rx.recv() => match out {
                 Some(Outgoing::Event(frame)) => {
                     if !send(&mut socket, &client, Message::Text(frame.json())).await {
-                        if client.kill.is_cancelled() {
+                        if client.kill.is_fired() {
                             continue; // the kill branch closes it
                         }
                         break;
@@ -182,7 +182,7 @@ async fn run(
                 }
                 Some(Outgoing::Error(text)) => {
                     if !send(&mut socket, &client, Message::Text(text.into())).await
-                        && !client.kill.is_cancelled()
+                        && !client.kill.is_fired()
                     {
                         break;
                     }
@@ -198,7 +198,7 @@ async fn run(
             },
             _ = ping.tick() => {
                 if !send(&mut socket, &client, Message::Ping(Bytes::new())).await
-                    && !client.kill.is_cancelled()
+                    && !client.kill.is_fired()
                 {
                     break;
                 }

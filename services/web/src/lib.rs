@@ -84,6 +84,12 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves on `listener` and relays the outbox until shutdown.
 pub async fn serve(ctx: Context, listener: TcpListener) -> anyhow::Result<()> {
+    serve_with(ctx, listener, Router::new()).await
+}
+
+/// [`serve`], with `extra` routes on the same listener (`stampede all` adds the streaming API,
+/// so that one port serves everything).
+pub async fn serve_with(ctx: Context, listener: TcpListener, extra: Router) -> anyhow::Result<()> {
     ctx.require(Dependency::Postgres).await;
     ctx.require(Dependency::Redis).await;
     ctx.require(Dependency::Amqp).await;
@@ -92,7 +98,7 @@ pub async fn serve(ctx: Context, listener: TcpListener) -> anyhow::Result<()> {
             .run(ctx.shutdown.clone()),
     );
     let state = AppState::new(ctx.clone());
-    let served = server::serve(&ctx, listener, router(state)).await;
+    let served = server::serve(&ctx, listener, router(state).merge(extra)).await;
     ctx.shutdown.cancel();
     let _ = relay.await;
     served

@@ -16,6 +16,10 @@ const SOCIAL_SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/compat/mastodon_py_social.py"
 );
+const STREAMING_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/compat/mastodon_py_streaming.py"
+);
 
 fn python() -> String {
     std::env::var("STAMPEDE_COMPAT_PYTHON").unwrap_or_else(|_| {
@@ -108,6 +112,57 @@ async fn mastodon_py_drives_the_social_api() {
     let base = format!("http://{}", app.addr);
     let tokens = serde_json::Value::Object(tokens).to_string();
     let out = tokio::task::spawn_blocking(move || run_script(SOCIAL_SCRIPT, &[&base, &tokens]))
+        .await
+        .unwrap();
+    assert!(out.contains("\"ok\": true"), "{out}");
+}
+
+#[tokio::test]
+async fn mastodon_py_streams_events() {
+    // Mastodon.py finds the streaming server through /api/v1/instance, which advertises
+    // ws://WEB_DOMAIN: the web port serves the streaming API too, as in `stampede all`.
+    let port = crate::process::free_port();
+    let app = spawn_app(AppOptions {
+        amqp: true,
+        redis: true,
+        workers: true,
+        streaming: true,
+        env: vec![("WEB_DOMAIN".into(), format!("127.0.0.1:{port}"))],
+        port: Some(port),
+    })
+    .await
+    .unwrap();
+    let alice = crate::social::seed_user(&app, "alice", false).await;
+    let bob = crate::social::seed_user(&app, "bob", false).await;
+    let registered = crate::social::call(
+        &app,
+        reqwest::Method::POST,
+        "/api/v1/apps",
+        None,
+        Some(serde_json::json!({"client_name": "py", "redirect_uris": "urn:ietf:wg:oauth:2.0:oob", "scopes": "read write follow"})),
+    )
+    .await;
+    assert_eq!(registered.status, 200, "{:?}", registered.body);
+    let client_id = registered.body["client_id"].as_str().unwrap().to_string();
+    // Alice's token belongs to the app, so that the app may revoke it.
+    sqlx::query(
+        "UPDATE oauth_access_tokens SET application_id = \
+           (SELECT id FROM oauth_applications WHERE client_id = $1) WHERE account_id = $2",
+    )
+    .bind(&client_id)
+    .bind(alice.id.parse::<i64>().unwrap())
+    .execute(&app.ctx.db)
+    .await
+    .unwrap();
+    let config = serde_json::json!({
+        "alice": alice.token,
+        "bob": bob.token,
+        "client_id": client_id,
+        "client_secret": registered.body["client_secret"],
+    })
+    .to_string();
+    let base = format!("http://{}", app.addr);
+    let out = tokio::task::spawn_blocking(move || run_script(STREAMING_SCRIPT, &[&base, &config]))
         .await
         .unwrap();
     assert!(out.contains("\"ok\": true"), "{out}");
