@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use crate::State;
 use crate::hub::{Client, Hub, JoinError, Outgoing, StreamKey};
 use crate::request::{self, Ask, Refusal};
-use crate::ws::{ask_from_query, query_pairs, refuse_busy};
+use crate::ws::{query_pairs, query_params, refuse_busy};
 
 /// One SSE connection; leaving the hub when the response is dropped (the client went away).
 struct Session {
@@ -40,7 +40,7 @@ pub async fn connect(
     let query = query_pairs(&uri);
     let ask = Ask {
         stream: path.trim_matches('/').replace('/', ":"),
-        ..ask_from_query(&query).unwrap_or_default()
+        ..query_params(&query)
     };
     let token = request::token(&headers, &query);
     let viewer = match request::viewer(&state, token.as_deref()).await {

@@ -36,18 +36,28 @@ pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
 
 /// The stream named in the query (`?stream=hashtag&tag=rust`), if any.
 pub fn ask_from_query(query: &[(String, String)]) -> Option<Ask> {
+    let mut ask = query_params(query);
+    ask.stream = query
+        .iter()
+        .find(|(key, _)| key == "stream")
+        .map(|(_, v)| v.clone())?;
+    Some(ask)
+}
+
+/// `tag`, `list` and `only_media` from the query, without a stream name.
+pub fn query_params(query: &[(String, String)]) -> Ask {
     let get = |k: &str| {
         query
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.clone())
     };
-    Some(Ask {
-        stream: get("stream")?,
+    Ask {
+        stream: String::new(),
         tag: get("tag"),
         list: get("list"),
         only_media: matches!(get("only_media").as_deref(), Some("true" | "1")),
-    })
+    }
 }
 
 pub fn refuse_busy() -> Refusal {

@@ -468,6 +468,34 @@ async fn tokens_scopes_and_limits_are_enforced() {
     assert!(anonymous.next(Duration::from_secs(10)).await.is_some());
 }
 
+/// The next server-sent event (name and data), failing the test after 10 s.
+async fn sse_event(response: &mut reqwest::Response) -> (String, String) {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(end) = text.find("\n\n") {
+            let block = &text[..end];
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| v.trim_start().to_string())
+            };
+            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                return (event, data);
+            }
+            text.drain(..end + 2); // a heartbeat comment
+            continue;
+        }
+        let chunk = tokio::time::timeout_at(deadline, response.chunk())
+            .await
+            .expect("an SSE event within 10 s")
+            .unwrap()
+            .expect("the SSE stream ended");
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
 #[tokio::test]
 async fn two_processes_both_deliver_over_sse_and_websocket() {
     let app = streaming_app(&[]).await;
@@ -490,33 +518,28 @@ async fn two_processes_both_deliver_over_sse_and_websocket() {
         "text/event-stream"
     );
     let mut sse = response;
+    let tagged = reqwest::Client::new()
+        .get(format!("http://{first}/api/v1/streaming/hashtag?tag=Both"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.status(), 200);
+    let mut tagged = tagged;
     let mut ws_second = ws(second, "stream=public:local", &bob).await;
     // Both processes are subscribed once their clients are registered; give the second
     // process's subscription a moment to be established.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let id = post_status(&app, &alice, json!({"status": "to both"})).await;
+    let id = post_status(&app, &alice, json!({"status": "to both #both"})).await;
     let (_, event, payload) = ws_second.event().await;
     assert_eq!(
         (event.as_str(), status_id(&payload)),
         ("update", id.clone())
     );
-    let mut text = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !text.contains("\n\n") || !text.contains("event: update") {
-        let chunk = tokio::time::timeout_at(deadline, sse.chunk())
-            .await
-            .expect("an SSE event within 10 s")
-            .unwrap()
-            .expect("the SSE stream ended");
-        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    for response in [&mut sse, &mut tagged] {
+        let (event, data) = sse_event(response).await;
+        assert_eq!((event.as_str(), status_id(&data)), ("update", id.clone()));
     }
-    let data = text
-        .lines()
-        .skip_while(|l| *l != "event: update")
-        .nth(1)
-        .unwrap();
-    assert_eq!(status_id(data.strip_prefix("data: ").unwrap()), id);
 
     // A graceful stop closes WebSockets with "going away" so clients reconnect elsewhere.
     second_shutdown.cancel();
