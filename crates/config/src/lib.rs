@@ -100,6 +100,9 @@ pub struct StreamingConfig {
     /// STREAMING_PING_SECONDS: how often idle connections are pinged (WebSocket ping frames,
     /// SSE comments), to keep proxies from closing them; 15 by default.
     pub ping_interval: Duration,
+    /// STREAMING_SWEEP_SECONDS: how often connections are checked against revoked tokens and
+    /// suspended accounts, in case an announcement over pub/sub was missed; 60 by default.
+    pub sweep_interval: Duration,
 }
 
 /// Mastodon's registration modes.
@@ -384,6 +387,10 @@ impl Config {
             ping_interval: Duration::from_secs(
                 env.parse_in("STREAMING_PING_SECONDS", 1..=3600)?
                     .unwrap_or(15),
+            ),
+            sweep_interval: Duration::from_secs(
+                env.parse_in("STREAMING_SWEEP_SECONDS", 1..=86_400)?
+                    .unwrap_or(60),
             ),
         };
 

@@ -475,6 +475,47 @@ impl Hub {
         }
     }
 
+    /// Closes the connections of tokens revoked, and of users disabled or suspended, since they
+    /// connected. Revocation is announced at once over pub/sub; this sweep catches what a Redis
+    /// outage made this process miss. Returns how many were closed.
+    pub async fn sweep(&self) -> Result<usize, sqlx::Error> {
+        let tokens: Vec<i64> = self
+            .index
+            .read()
+            .expect("hub lock")
+            .by_token
+            .keys()
+            .copied()
+            .collect();
+        if tokens.is_empty() {
+            return Ok(0);
+        }
+        let gone: Vec<i64> = sqlx::query_scalar(
+            "SELECT t.id FROM oauth_access_tokens t \
+             LEFT JOIN users u ON u.account_id = t.account_id \
+             LEFT JOIN accounts a ON a.id = t.account_id \
+             WHERE t.id = ANY($1) \
+               AND (t.revoked_at IS NOT NULL OR u.disabled OR a.suspended_at IS NOT NULL)",
+        )
+        .bind(&tokens)
+        .fetch_all(&self.db)
+        .await?;
+        let index = self.index.read().expect("hub lock");
+        let mut closed = 0;
+        for token in gone {
+            for client in index
+                .by_token
+                .get(&token)
+                .into_iter()
+                .flat_map(|m| m.values())
+            {
+                client.kill.fire();
+                closed += 1;
+            }
+        }
+        Ok(closed)
+    }
+
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.open.load(Ordering::Relaxed)

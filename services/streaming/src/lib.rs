@@ -61,6 +61,25 @@ impl State {
                 }
             }
         });
+        // Revocations are announced over pub/sub; the sweep catches any this process missed.
+        let sweeping = hub.clone();
+        let shutdown = ctx.shutdown.clone();
+        let period = ctx.config.streaming.sweep_interval;
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(period);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.cancelled() => break,
+                }
+                match sweeping.sweep().await {
+                    Ok(0) => {}
+                    Ok(closed) => tracing::info!(closed, "closed streams of revoked tokens"),
+                    Err(error) => tracing::warn!(%error, "cannot check streaming tokens"),
+                }
+            }
+        });
         State {
             ctx: ctx.clone(),
             hub,

@@ -136,7 +136,8 @@ struct ClientMessage {
     kind: String,
     stream: Option<String>,
     tag: Option<String>,
-    list: Option<String>,
+    /// A string (Mastodon's clients) or a number.
+    list: Option<serde_json::Value>,
 }
 
 /// Sends `message` unless the client is killed meanwhile; false when the socket is done.
@@ -256,7 +257,10 @@ async fn handle(
     let ask = Ask {
         stream,
         tag: message.tag,
-        list: message.list,
+        list: message.list.map(|l| match l {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        }),
         only_media: false,
     };
     let key = match request::resolve(state, viewer, &ask).await {

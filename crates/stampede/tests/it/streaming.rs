@@ -360,7 +360,11 @@ async fn websocket_multiplexes_streams_and_filters_per_viewer() {
 
 #[tokio::test]
 async fn tokens_scopes_and_limits_are_enforced() {
-    let app = streaming_app(&[("STREAMING_MAX_CONNECTIONS_PER_ACCOUNT", "2")]).await;
+    let app = streaming_app(&[
+        ("STREAMING_MAX_CONNECTIONS_PER_ACCOUNT", "2"),
+        ("STREAMING_SWEEP_SECONDS", "1"),
+    ])
+    .await;
     let addr = app.streaming.unwrap();
     let alice = seed_user(&app, "alice", false).await;
     let client = reqwest::Client::new();
@@ -466,6 +470,17 @@ async fn tokens_scopes_and_limits_are_enforced() {
     assert_eq!(by_query.closed().await, Some(1008));
     post_status(&app, &writer, json!({"status": "anyone there?"})).await;
     assert!(anonymous.next(Duration::from_secs(10)).await.is_some());
+
+    // A revocation the streaming process never heard of (written straight to the database, as
+    // if Redis had been down) is caught by the periodic sweep.
+    let carol = seed_user(&app, "carol", false).await;
+    let mut missed = ws(addr, "stream=user", &carol).await;
+    sqlx::query("UPDATE oauth_access_tokens SET revoked_at = now() WHERE account_id = $1")
+        .bind(carol.id.parse::<i64>().unwrap())
+        .execute(&app.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(missed.closed().await, Some(1008));
 }
 
 /// The next server-sent event (name and data), failing the test after 10 s.
