@@ -66,7 +66,7 @@ pub async fn require(
     streaming: &str,
     transport: Transport,
 ) -> anyhow::Result<()> {
-    let why = "issue 5: WebSocket /api/v1/streaming, SSE /api/v1/streaming/user";
+    let why = "the streaming API is WebSocket /api/v1/streaming and SSE /api/v1/streaming/user; is --streaming-url the streaming service?";
     let health = format!("{streaming}/api/v1/streaming/health");
     let response = client.get(&health).send().await.with_context(|| {
         format!("GET {health}: the streaming server is not reachable (pass --streaming-url to point elsewhere)")
