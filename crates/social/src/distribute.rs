@@ -61,6 +61,27 @@ pub struct NotificationRef {
     pub notification_id: i64,
 }
 
+/// Who gets a status in their home feed and user stream.
+#[derive(Debug)]
+struct Audience {
+    followers: Vec<i64>,
+    others: Vec<i64>,
+}
+
+impl Audience {
+    /// Everyone, once each.
+    fn all(&self) -> Vec<i64> {
+        merged(&self.followers, &self.others)
+    }
+}
+
+fn merged(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut all: Vec<i64> = a.iter().chain(b).copied().collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 /// What fan-out needs to know about a status.
 #[derive(Debug, sqlx::FromRow)]
 struct Facts {
@@ -181,25 +202,19 @@ impl Distributor {
         .await
     }
 
-    /// The local accounts whose home feed (and user stream) gets the status: the author, active
-    /// followers (all of them, or none above the hybrid threshold when `for_feeds`), active
-    /// followers of its hashtags, and the mentioned for private and direct statuses.
-    async fn home_audience(
-        &self,
-        status_id: i64,
-        facts: &Facts,
-        for_feeds: bool,
-    ) -> Result<Vec<i64>, sqlx::Error> {
+    /// The local accounts whose home feed (and user stream) gets the status, in two parts: its
+    /// author's active followers, and the others — the author, active followers of its hashtags,
+    /// and the mentioned for private and direct statuses.
+    async fn home_audience(&self, status_id: i64, facts: &Facts) -> Result<Audience, sqlx::Error> {
         let visibility = facts.visibility.as_str();
         let reblog = facts.reblog_of_id.is_some();
-        let mut targets: Vec<i64> = vec![facts.account_id];
-        if visibility != "direct" && (!for_feeds || facts.followers <= self.config.fanout_threshold)
-        {
-            targets.extend(
-                self.active_followers(facts.account_id, reblog, facts.in_reply_to_account_id)
-                    .await?,
-            );
-        }
+        let followers = if visibility == "direct" {
+            Vec::new()
+        } else {
+            self.active_followers(facts.account_id, reblog, facts.in_reply_to_account_id)
+                .await?
+        };
+        let mut others: Vec<i64> = vec![facts.account_id];
         if visibility == "public" && !reblog {
             // Followers of its hashtags.
             let tagged: Vec<i64> = sqlx::query_scalar(
@@ -213,7 +228,7 @@ impl Distributor {
             .bind(self.config.active_days as i32)
             .fetch_all(&self.db)
             .await?;
-            targets.extend(tagged);
+            others.extend(tagged);
         }
         if visibility == "private" || visibility == "direct" {
             let mentioned: Vec<i64> = sqlx::query_scalar(
@@ -223,11 +238,9 @@ impl Distributor {
             .bind(status_id)
             .fetch_all(&self.db)
             .await?;
-            targets.extend(mentioned);
+            others.extend(mentioned);
         }
-        targets.sort_unstable();
-        targets.dedup();
-        Ok(targets)
+        Ok(Audience { followers, others })
     }
 
     /// Lists that include the author (never for direct statuses).
@@ -291,12 +304,12 @@ impl Distributor {
         let author = facts.account_id;
         let reblog = facts.reblog_of_id.is_some();
         let visibility = facts.visibility.as_str();
-        let big = facts.followers > self.config.fanout_threshold && visibility != "direct";
-        // Above the threshold, feeds get only the author; streams still get every active
-        // follower, since streaming has no read-time merge.
-        let home = self.home_audience(status_id, &facts, false).await?;
-        let feeds_to: Vec<i64> = if big {
-            self.home_audience(status_id, &facts, true).await?
+        let audience = self.home_audience(status_id, &facts).await?;
+        let home = audience.all();
+        // Above the threshold, feeds do without the followers (they are merged in at read
+        // time); streams still get every active follower, since streaming has no such merge.
+        let feeds_to: Vec<i64> = if facts.followers > self.config.fanout_threshold {
+            merged(&[], &audience.others)
         } else {
             home.clone()
         };
@@ -409,7 +422,7 @@ impl Distributor {
         let Some(facts) = self.facts(status_id).await? else {
             return Ok(());
         };
-        let home = self.home_audience(status_id, &facts, false).await?;
+        let home = self.home_audience(status_id, &facts).await?.all();
         self.publish_status("status.update", status_id, &facts, home)
             .await?;
         let boosters: Vec<i64> =

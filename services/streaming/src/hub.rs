@@ -12,7 +12,7 @@
 #![allow(clippy::disallowed_types)]
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
@@ -299,7 +299,6 @@ pub struct Hub {
     index: RwLock<Index>,
     relations: Mutex<HashMap<i64, Arc<Relations>>>,
     next_id: AtomicU64,
-    open: AtomicUsize,
     buffer: usize,
 }
 
@@ -326,7 +325,6 @@ impl Hub {
             index: RwLock::new(Index::default()),
             relations: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            open: AtomicUsize::new(0),
             buffer,
         })
     }
@@ -380,7 +378,6 @@ impl Hub {
         }
         index.all.insert(client.id, client.clone());
         self.metrics.streaming_connections.inc();
-        self.open.fetch_add(1, Ordering::Relaxed);
         Ok((client, rx))
     }
 
@@ -465,7 +462,6 @@ impl Hub {
         }
         index.all.remove(&client.id);
         self.metrics.streaming_connections.dec();
-        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// Disconnects every client (shutdown).
@@ -514,11 +510,6 @@ impl Hub {
             }
         }
         Ok(closed)
-    }
-
-    /// Open connections.
-    pub fn connections(&self) -> usize {
-        self.open.load(Ordering::Relaxed)
     }
 
     /// Routes one pub/sub message.
