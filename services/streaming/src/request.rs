@@ -8,8 +8,12 @@ use axum::response::{IntoResponse, Response};
 use stampede_core::Scopes;
 use stampede_social::tokens;
 
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
 use crate::State;
-use crate::hub::{Scope, StreamKey};
+use crate::hub::{Client, JoinError, Outgoing, Scope, StreamKey};
 
 /// A refusal: the HTTP status and Mastodon's message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,4 +221,21 @@ pub async fn resolve(state: &State, viewer: &Viewer, ask: &Ask) -> Result<Stream
             StreamKey::List(list)
         }
     })
+}
+
+/// Registers `viewer`'s new connection with the hub: 429 when the account already holds as many
+/// as it may, 503 when its filters cannot be loaded.
+pub async fn admit(
+    state: &State,
+    viewer: &Viewer,
+) -> Result<(Arc<Client>, mpsc::Receiver<Outgoing>), Refusal> {
+    let limit = state.ctx.config.streaming.max_connections_per_account;
+    match state.hub.join(viewer.account, viewer.token_id, limit).await {
+        Ok(joined) => Ok(joined),
+        Err(JoinError::TooManyConnections) => Err(Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many streaming connections for this account",
+        )),
+        Err(JoinError::Database(error)) => Err(Refusal::from(error)),
+    }
 }

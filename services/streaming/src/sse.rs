@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 
 use crate::State;
-use crate::hub::{Client, Hub, JoinError, Outgoing, StreamKey};
-use crate::request::{self, Ask, Refusal};
-use crate::ws::{query_pairs, query_params, refuse_busy};
+use crate::hub::{Client, Hub, Outgoing, StreamKey};
+use crate::request::{self, Ask};
+use crate::ws::{query_pairs, query_params};
 
 /// One SSE connection; leaving the hub when the response is dropped (the client went away).
 struct Session {
@@ -51,26 +51,9 @@ pub async fn connect(
         Ok(key) => key,
         Err(refusal) => return refusal.into_response(),
     };
-    let limits = &state.ctx.config.streaming;
-    let joined = state
-        .hub
-        .join(
-            viewer.account,
-            viewer.token_id,
-            limits.max_connections_per_account,
-        )
-        .await;
-    let (client, rx) = match joined {
+    let (client, rx) = match request::admit(&state, &viewer).await {
         Ok(joined) => joined,
-        Err(JoinError::TooManyConnections) => return refuse_busy().into_response(),
-        Err(JoinError::Database(error)) => {
-            tracing::error!(%error, "cannot admit a streaming client");
-            return Refusal::new(
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                "Service unavailable",
-            )
-            .into_response();
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     state.hub.subscribe(&client, key.clone());
     let session = Session {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, interval_at};
 
 use crate::State;
-use crate::hub::{Client, JoinError, Outgoing, StreamKey};
+use crate::hub::{Client, Outgoing, StreamKey};
 use crate::request::{self, Ask, Refusal, Viewer};
 
 /// Largest message a client may send: subscriptions are small.
@@ -60,13 +60,6 @@ pub fn query_params(query: &[(String, String)]) -> Ask {
     }
 }
 
-pub fn refuse_busy() -> Refusal {
-    Refusal::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many streaming connections for this account",
-    )
-}
-
 /// Upgrades to a WebSocket after checking the token and any `?stream=`.
 pub async fn connect(AxumState(state): AxumState<State>, request: Request) -> Response {
     let (mut parts, _) = request.into_parts();
@@ -94,23 +87,9 @@ pub async fn connect(AxumState(state): AxumState<State>, request: Request) -> Re
             Err(refusal) => return refusal.into_response(),
         }
     }
-    let limits = &state.ctx.config.streaming;
-    let joined = state
-        .hub
-        .join(
-            viewer.account,
-            viewer.token_id,
-            limits.max_connections_per_account,
-        )
-        .await;
-    let (client, rx) = match joined {
+    let (client, rx) = match request::admit(&state, &viewer).await {
         Ok(joined) => joined,
-        Err(JoinError::TooManyConnections) => return refuse_busy().into_response(),
-        Err(JoinError::Database(error)) => {
-            tracing::error!(%error, "cannot admit a streaming client");
-            return Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
-                .into_response();
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let mut upgrade = upgrade
         .read_buffer_size(READ_BUFFER)
