@@ -67,7 +67,12 @@ impl Relay {
     /// Returns how many were published.
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         let known: Vec<&str> = WorkQueue::ALL.iter().map(|q| q.name()).collect();
-        let mut tx = self.pool.begin().await?;
+        // The deletion need not wait for the disk: should it be lost in a crash, the rows are
+        // published again and consumers skip what they already handled (`dedupe`).
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
+            .await?;
         let rows = sqlx::query(
             "SELECT id, queue, envelope, created_at FROM outbox WHERE queue = ANY($1) \
              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
