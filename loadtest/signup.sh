@@ -5,7 +5,8 @@
 #
 #   loadtest/signup.sh [SUSTAIN_RATE] [SUSTAIN_SECONDS]
 #
-# Prints one JSON report per phase on standard output; progress goes to standard error.
+# Prints one JSON report per phase on standard output (the raw rate twice, around the capacity
+# phase, and where the CPU went during it); progress goes to standard error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/local/backing-services.sh postgres redis rabbitmq >&2
@@ -37,10 +38,28 @@ env "${env[@]}" PORT=3960 "$bin/stampede" web >/dev/null 2>&1 & pids+=($!)
 env "${env[@]}" PORT=3961 "$bin/stampede" delivery >/dev/null 2>&1 & pids+=($!)
 for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3960/health/ready >/dev/null && break; sleep 0.1; done
 
-echo "phase 1/4: raw argon2id rate, both cores, 10 s" >&2
+# CPU ticks (1/100 s): a process; the web process's argon2 threads; this database's PostgreSQL
+# backends; the whole machine, busy and all.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hash_ticks() { cat /proc/"$1"/task/*/stat | awk '$2 ~ /^\(argon2-/ {s += $14 + $15} END {print s + 0}'; }
+pg_ticks() {
+  for p in $(pgrep -f "^postgres: .* $db "); do ticks "$p"; done | awk '{s += $1} END {print s + 0}'
+}
+machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+sample() { echo "$(ticks "${pids[0]}") $(hash_ticks "${pids[0]}") $(ticks "${pids[1]}") $(pg_ticks) $(machine_ticks)"; }
+
+echo "phase 1/4: raw argon2id rate, both cores, 10 s (again after phase 2: the machine's speed drifts)" >&2
 "$bin/stampede-loadtest" argon2 --seconds 10
 echo "phase 2/4: capacity — 300 sign-ups/s offered for 30 s" >&2
+before=$(sample)
 "$bin/stampede-loadtest" signup --base-url http://127.0.0.1:3960 --rate 300 --seconds 30 --read-rate 0
+after=$(sample)
+# Where the CPU went during phase 2, in seconds: what the sign-ups cost besides the hash.
+echo "$before $after" | awk '{
+  printf "{\"scenario\":\"capacity_cpu\",\"cpu_seconds\":{\"machine_total\":%.1f,\"machine_busy\":%.1f,", ($12-$6)/100, ($11-$5)/100
+  printf "\"web_hashing\":%.1f,\"web_other\":%.1f,\"delivery\":%.1f,\"postgres_backends\":%.1f,", ($8-$2)/100, (($7-$1)-($8-$2))/100, ($9-$3)/100, ($10-$4)/100
+  printf "\"rest\":%.1f},\"hashing_share_of_busy\":%.3f}\n", (($11-$5)-($7-$1)-($9-$3)-($10-$4))/100, ($8-$2)/($11-$5) }'
+"$bin/stampede-loadtest" argon2 --seconds 10
 echo "phase 3/4: reads while sign-ups arrive at twice the capacity — 240/s for 30 s, 50 reads/s" >&2
 "$bin/stampede-loadtest" signup --base-url http://127.0.0.1:3960 --rate 240 --seconds 30 --read-rate 50
 echo "phase 4/4: sustained — $sustain_rate sign-ups/s for $sustain_seconds s" >&2
