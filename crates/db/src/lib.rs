@@ -22,10 +22,9 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 /// A pool that connects on first use.
 ///
 /// sqlx pings every connection before handing it out by default: one more round trip to
-/// PostgreSQL for every query, which under a sign-up surge was a measurable share of both
-/// processes' CPU. Only connections that sat idle for a while (the ones a database restart or
-/// a dropped idle connection would have broken) are pinged; a busy connection that breaks
-/// fails its query, and the pool replaces it.
+/// PostgreSQL for every query run on the pool. Only connections that sat idle for a while (the
+/// ones a database restart or a dropped idle connection would have broken) are pinged; a busy
+/// connection that breaks fails its query, and the pool replaces it.
 pub fn pool(config: &DatabaseConfig, application_name: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.url.parse()?;
     Ok(PgPoolOptions::new()
