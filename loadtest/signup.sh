@@ -10,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/local/backing-services.sh postgres redis rabbitmq >&2
+deploy/local/need.sh curl >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 cargo build --release --bin stampede --bin stampede-loadtest >&2
 bin="$CARGO_TARGET_DIR/release"
@@ -43,7 +44,9 @@ for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3960/health/ready >/dev/null
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hash_ticks() { cat /proc/"$1"/task/*/stat | awk '$2 ~ /^\(argon2-/ {s += $14 + $15} END {print s + 0}'; }
 pg_ticks() {
-  for p in $(pgrep -f "^postgres: .* $db "); do ticks "$p"; done | awk '{s += $1} END {print s + 0}'
+  for c in /proc/[0-9]*/cmdline; do
+    { tr '\0' ' ' < "$c"; } 2>/dev/null | grep -q "^postgres: .* $db " && ticks "$(basename "$(dirname "$c")")"
+  done | awk '{s += $1} END {print s + 0}'
 }
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 sample() { echo "$(ticks "${pids[0]}") $(hash_ticks "${pids[0]}") $(ticks "${pids[1]}") $(pg_ticks) $(machine_ticks)"; }
