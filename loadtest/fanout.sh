@@ -23,12 +23,7 @@ db=stampede_fanout_bench
 vhost=stampede_fanout_bench
 ns=fanout-bench
 redis_db=12
-psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
-rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
-redis-cli -n "$redis_db" flushdb >/dev/null
+loadtest/fresh-backing.sh "$db" "$vhost" "$redis_db"
 # TLS to a PostgreSQL on the same machine only costs CPU on both sides.
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=info LOCAL_HTTPS=false

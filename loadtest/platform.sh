@@ -13,14 +13,10 @@ cargo build --release --bin stampede --bin stampede-loadtest >&2
 bin="$CARGO_TARGET_DIR/release"
 
 db=stampede_bench
-psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db" >/dev/null
+vhost=stampede_bench
+loadtest/fresh-backing.sh "$db" "$vhost"
 base_env=(DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn
           PAPERCLIP_ROOT_PATH="$(mktemp -d)")
-vhost=stampede_bench
-rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 full_env=("${base_env[@]}" AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=bench
           REDIS_URL="redis://127.0.0.1:6379/14" REDIS_NAMESPACE=bench)
 

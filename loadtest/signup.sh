@@ -18,12 +18,8 @@ sustain_rate="${1:-100}"
 sustain_seconds="${2:-300}"
 
 db=stampede_signup_bench
-psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
 vhost=stampede_signup_bench
-rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+loadtest/fresh-backing.sh "$db" "$vhost"
 # TLS to a PostgreSQL on the same machine only costs CPU on both sides.
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn LOCAL_HTTPS=false

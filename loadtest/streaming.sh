@@ -40,12 +40,7 @@ db=stampede_streaming_bench
 vhost=stampede_streaming_bench
 ns=streaming-bench
 redis_db=12
-psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
-psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
-rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
-redis-cli -n "$redis_db" flushdb >/dev/null
+loadtest/fresh-backing.sh "$db" "$vhost" "$redis_db"
 # TLS to a PostgreSQL on the same machine only costs CPU on both sides.
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 export REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE="$ns"
