@@ -7,6 +7,14 @@ pub use stampede_runtime::mail::{KIND, Mail};
 
 /// Queues `mail` within the caller's transaction.
 pub async fn enqueue(conn: &mut PgConnection, mail: &Mail) -> Result<(), sqlx::Error> {
-    let envelope = Envelope::new(KIND, serde_json::json!(mail));
-    outbox::enqueue(conn, WorkQueue::Mail, &envelope).await
+    let (queue, envelope) = envelope(mail);
+    outbox::enqueue(conn, queue, &envelope).await
+}
+
+/// The queue and message that carry `mail`, for callers that write the outbox row themselves.
+pub fn envelope(mail: &Mail) -> (WorkQueue, Envelope) {
+    (
+        WorkQueue::Mail,
+        Envelope::new(KIND, serde_json::json!(mail)),
+    )
 }

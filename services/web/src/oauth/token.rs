@@ -135,12 +135,17 @@ pub async fn issue(
     .bind(scopes.to_string())
     .fetch_one(db)
     .await?;
-    Ok(Token {
-        access_token: token,
+    Ok(bearer(token, scopes, created_at))
+}
+
+/// The answer for a token issued at `created_at`.
+pub fn bearer(access_token: String, scopes: &Scopes, created_at: DateTime<Utc>) -> Token {
+    Token {
+        access_token,
         token_type: "Bearer".into(),
         scope: scopes.to_string(),
         created_at: created_at.timestamp(),
-    })
+    }
 }
 
 pub async fn token(
