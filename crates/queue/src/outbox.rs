@@ -65,17 +65,23 @@ impl Relay {
 
     /// Claims up to one batch of rows, publishes them, and deletes those the broker confirmed.
     /// Returns how many were published.
+    ///
+    /// Three round trips to PostgreSQL per batch: BEGIN, a DELETE that claims and returns the
+    /// rows, COMMIT. The deletion commits only if every row was confirmed; should a publish
+    /// fail, the whole batch rolls back and is published again later (the rows the broker did
+    /// confirm arrive twice, and consumers skip them, see [`crate::dedupe`]).
     pub async fn relay_once(&self) -> anyhow::Result<usize> {
         let known: Vec<&str> = WorkQueue::ALL.iter().map(|q| q.name()).collect();
         // The deletion need not wait for the disk: should it be lost in a crash, the rows are
-        // published again and consumers skip what they already handled (`dedupe`).
+        // published again and consumers skip what they already handled.
         let mut tx = self
             .pool
             .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
             .await?;
         let rows = sqlx::query(
-            "SELECT id, queue, envelope, created_at FROM outbox WHERE queue = ANY($1) \
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE queue = ANY($1) \
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             RETURNING id, queue, envelope, created_at",
         )
         .bind(&known)
         .bind(self.batch_size)
@@ -103,15 +109,20 @@ impl Relay {
                 Err(error) => {
                     tracing::error!(outbox_id = id, %queue, %error, envelope = %raw.0,
                         "outbox row is not an envelope this build reads; set aside as unreadable");
-                    unreadable.push(id);
+                    unreadable.push((id, format!("unreadable:{queue_name}"), raw, created_at));
                 }
             }
         }
-        if !unreadable.is_empty() {
-            sqlx::query("UPDATE outbox SET queue = 'unreadable:' || queue WHERE id = ANY($1)")
-                .bind(&unreadable)
-                .execute(&mut *tx)
-                .await?;
+        for (id, queue, envelope, created_at) in &unreadable {
+            sqlx::query(
+                "INSERT INTO outbox (id, queue, envelope, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(queue)
+            .bind(envelope)
+            .bind(created_at)
+            .execute(&mut *tx)
+            .await?;
         }
 
         let results = join_all(
@@ -123,30 +134,31 @@ impl Relay {
         )
         .await;
 
-        let mut published = Vec::with_capacity(results.len());
-        for (id, queue, created_at, outcome) in results {
-            match outcome {
-                Ok(()) => {
-                    published.push(id);
-                    self.metrics
-                        .messages_published
-                        .get_or_create(&Metrics::queue(queue.name()))
-                        .inc();
-                    let lag = (Utc::now() - created_at).to_std().unwrap_or_default();
-                    self.metrics.outbox_publish_lag.observe(lag.as_secs_f64());
-                }
-                Err(error) => {
-                    tracing::warn!(outbox_id = id, %queue, %error, "outbox row not published; will retry");
-                }
+        let mut failed = 0usize;
+        for (id, queue, _, outcome) in &results {
+            if let Err(error) = outcome {
+                failed += 1;
+                tracing::warn!(outbox_id = id, %queue, %error, "outbox row not published; will retry");
             }
         }
-        sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
-            .bind(&published)
-            .execute(&mut *tx)
-            .await?;
+        if failed > 0 {
+            tx.rollback().await?;
+            anyhow::bail!(
+                "{failed} of {} outbox rows not published; the batch stays in the outbox",
+                results.len()
+            );
+        }
         tx.commit().await?;
-        self.metrics.outbox_published.inc_by(published.len() as u64);
-        Ok(published.len())
+        for (_, queue, created_at, _) in &results {
+            self.metrics
+                .messages_published
+                .get_or_create(&Metrics::queue(queue.name()))
+                .inc();
+            let lag = (Utc::now() - *created_at).to_std().unwrap_or_default();
+            self.metrics.outbox_publish_lag.observe(lag.as_secs_f64());
+        }
+        self.metrics.outbox_published.inc_by(results.len() as u64);
+        Ok(results.len())
     }
 
     /// Rows waiting to be published.

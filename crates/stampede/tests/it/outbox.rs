@@ -1,5 +1,6 @@
 //! The transactional outbox: committed messages are published (even if the relay was not
-//! running at commit), rolled-back ones never are, and a message delivered twice is applied once.
+//! running at commit), rolled-back ones never are, a batch the broker does not confirm stays,
+//! an unreadable row is set aside, and a message delivered twice is applied once.
 
 use std::time::Duration;
 
@@ -65,6 +66,52 @@ async fn a_rolled_back_transaction_publishes_nothing() {
 
     assert_eq!(relay.relay_once().await.unwrap(), 0);
     assert_eq!(queue.depth(WorkQueue::Distribute).await, Some(0));
+}
+
+#[tokio::test]
+async fn a_batch_the_broker_does_not_confirm_stays_in_the_outbox() {
+    let (pool, _queue, _relay) = setup().await;
+    canary::send(&pool, WorkQueue::Distribute, Duration::ZERO)
+        .await
+        .unwrap();
+    // Nothing listens on port 1 of the loopback: every publish fails.
+    let dead = Queue::Amqp(AmqpQueue::new(
+        "amqp://guest:guest@127.0.0.1:1/%2f",
+        &unique("t"),
+        "test",
+    ));
+    let relay = Relay::new(pool.clone(), dead, Metrics::new());
+    assert!(relay.relay_once().await.is_err());
+    assert_eq!(outbox_rows(&pool).await, 1);
+}
+
+#[tokio::test]
+async fn an_unreadable_row_is_set_aside_and_the_rest_published() {
+    let (pool, queue, relay) = setup().await;
+    sqlx::query("INSERT INTO outbox (queue, envelope) VALUES ('distribute', '{\"v\": 999}')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    canary::send(&pool, WorkQueue::Distribute, Duration::ZERO)
+        .await
+        .unwrap();
+
+    assert_eq!(relay.relay_once().await.unwrap(), 1);
+    let left: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT queue, envelope FROM outbox")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        left,
+        vec![(
+            "unreadable:distribute".to_string(),
+            serde_json::json!({"v": 999})
+        )]
+    );
+    assert_eq!(queue.depth(WorkQueue::Distribute).await, Some(1));
+    // Set aside, it no longer comes back.
+    assert_eq!(relay.relay_once().await.unwrap(), 0);
 }
 
 #[tokio::test]
