@@ -23,6 +23,22 @@ pub async fn first_time(conn: &mut PgConnection, message_id: Uuid) -> Result<boo
     Ok(result.rows_affected() == 1)
 }
 
+/// Records that `message_id`'s effect outside the database (an e-mail handed to the SMTP
+/// server, say) has happened, so that a redelivery skips it. The commit does not wait for the
+/// disk (`synchronous_commit` off for this statement's own transaction): a record lost in a
+/// crash repeats the effect once, which at-least-once delivery allows anyway, and the worker
+/// saves a WAL flush per message.
+pub async fn record_done(pool: &PgPool, message_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) \
+         INSERT INTO processed_messages (message_id) SELECT $1 FROM lazy ON CONFLICT DO NOTHING",
+    )
+    .bind(message_id)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
 /// Forgets message ids older than `retention`; no message is redelivered after that long, since
 /// the last retry tier is a day. Returns the number of rows removed.
 pub async fn prune(pool: &PgPool, retention: Duration) -> Result<u64, sqlx::Error> {

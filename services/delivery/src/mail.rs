@@ -104,8 +104,7 @@ impl MailHandler {
                     "SMTP_SERVER is not set; mail written to the log instead");
             }
         }
-        let mut conn = self.pool.acquire().await?;
-        dedupe::first_time(&mut conn, envelope.id).await?;
+        dedupe::record_done(&self.pool, envelope.id).await?;
         Ok(())
     }
 }
