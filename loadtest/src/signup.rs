@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
@@ -32,6 +33,11 @@ pub struct Args {
     /// verify_credentials calls per second during the run (0: none).
     #[arg(long, default_value_t = 20)]
     read_rate: u32,
+    /// Closed loop instead of a fixed rate: this many clients, each sending its next sign-up
+    /// as soon as the last one is answered. This measures the server's capacity without the
+    /// cost of turning away the excess (which a fixed rate above capacity adds).
+    #[arg(long, conflicts_with = "rate")]
+    clients: Option<usize>,
     /// Requests in flight at most; beyond it the generator waits (and says so in the report).
     #[arg(long, default_value_t = 2000)]
     max_in_flight: usize,
@@ -46,6 +52,56 @@ struct Tally {
     ok_latencies_ms: Vec<f64>,
     /// Successful sign-ups per second of the run.
     ok_per_second: BTreeMap<u64, u64>,
+}
+
+/// What every sign-up request shares.
+struct SignUps {
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    run_id: String,
+    started: Instant,
+    tally: Arc<tokio::sync::Mutex<Tally>>,
+    sent: AtomicU64,
+}
+
+impl SignUps {
+    /// Signs one new user up and tallies the answer.
+    async fn one(&self) {
+        let n = self.sent.fetch_add(1, Ordering::Relaxed) + 1;
+        let username = format!("u{}{n}", self.run_id);
+        let t = Instant::now();
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("username", &username)
+            .append_pair("email", &format!("{username}@loadtest.invalid"))
+            .append_pair("password", "loadtest password")
+            .append_pair("agreement", "true")
+            .append_pair("date_of_birth", "1990-01-01")
+            .finish();
+        let result = self
+            .client
+            .post(&self.url)
+            .bearer_auth(&self.token)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await;
+        let elapsed = t.elapsed();
+        let key = match &result {
+            Ok(r) => r.status().as_u16().to_string(),
+            Err(e) if e.is_timeout() => "timeout".to_string(),
+            Err(_) => "connect_error".to_string(),
+        };
+        let mut counts = self.tally.lock().await;
+        if key == "200" {
+            counts.ok_latencies_ms.push(elapsed.as_secs_f64() * 1000.0);
+            *counts
+                .ok_per_second
+                .entry(self.started.elapsed().as_secs())
+                .or_default() += 1;
+        }
+        *counts.by_status.entry(key).or_default() += 1;
+    }
 }
 
 async fn form(
@@ -198,74 +254,65 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         })
     };
 
-    let in_flight = Arc::new(Semaphore::new(args.max_in_flight));
-    let mut ticker =
-        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let signups = Arc::new(SignUps {
+        client: client.clone(),
+        url: format!("{base}/api/v1/accounts"),
+        token,
+        run_id: run_id.to_string(),
+        started,
+        tally: tally.clone(),
+        sent: AtomicU64::new(0),
+    });
     let mut tasks = tokio::task::JoinSet::new();
-    let mut sent = 0u64;
     let mut throttled_by_client = 0u64;
-    let mut last_progress = Instant::now();
-    while Instant::now() < deadline {
-        ticker.tick().await;
-        let permit = match in_flight.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
+    let progress = {
+        let (signups, tally) = (signups.clone(), tally.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(10));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                let t = tally.lock().await;
+                eprintln!(
+                    "signup: {:>4}s sent {}, {:?}",
+                    signups.started.elapsed().as_secs(),
+                    signups.sent.load(Ordering::Relaxed),
+                    t.by_status
+                );
+            }
+        })
+    };
+    if let Some(clients) = args.clients {
+        for _ in 0..clients {
+            let signups = signups.clone();
+            tasks.spawn(async move {
+                while Instant::now() < deadline {
+                    signups.one().await;
+                }
+            });
+        }
+    } else {
+        let in_flight = Arc::new(Semaphore::new(args.max_in_flight));
+        let mut ticker =
+            tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(args.rate.max(1))));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        while Instant::now() < deadline {
+            ticker.tick().await;
+            let Ok(permit) = in_flight.clone().try_acquire_owned() else {
                 throttled_by_client += 1;
                 continue;
-            }
-        };
-        sent += 1;
-        let n = sent;
-        let (client, token, counts) = (client.clone(), token.clone(), tally.clone());
-        let url = format!("{base}/api/v1/accounts");
-        let run_id = run_id.to_string();
-        tasks.spawn(async move {
-            let username = format!("u{run_id}{n}");
-            let t = Instant::now();
-            let body = url::form_urlencoded::Serializer::new(String::new())
-                .append_pair("username", &username)
-                .append_pair("email", &format!("{username}@loadtest.invalid"))
-                .append_pair("password", "loadtest password")
-                .append_pair("agreement", "true")
-                .append_pair("date_of_birth", "1990-01-01")
-                .finish();
-            let result = client
-                .post(&url)
-                .bearer_auth(&token)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await;
-            let elapsed = t.elapsed();
-            let key = match &result {
-                Ok(r) => r.status().as_u16().to_string(),
-                Err(e) if e.is_timeout() => "timeout".to_string(),
-                Err(_) => "connect_error".to_string(),
             };
-            let mut counts = counts.lock().await;
-            if key == "200" {
-                counts.ok_latencies_ms.push(elapsed.as_secs_f64() * 1000.0);
-                *counts
-                    .ok_per_second
-                    .entry(started.elapsed().as_secs())
-                    .or_default() += 1;
-            }
-            *counts.by_status.entry(key).or_default() += 1;
-            drop(permit);
-        });
-        if last_progress.elapsed() >= Duration::from_secs(10) {
-            last_progress = Instant::now();
-            let t = tally.lock().await;
-            eprintln!(
-                "signup: {:>4}s sent {sent}, {:?}",
-                started.elapsed().as_secs(),
-                t.by_status
-            );
+            let signups = signups.clone();
+            tasks.spawn(async move {
+                signups.one().await;
+                drop(permit);
+            });
         }
     }
     while tasks.join_next().await.is_some() {}
+    progress.abort();
     let _ = reader_task.await;
+    let sent = signups.sent.load(Ordering::Relaxed);
     let wall = started.elapsed().as_secs_f64();
 
     let mut tally = std::mem::take(&mut *tally.lock().await);
@@ -293,7 +340,8 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let min_second = steady.iter().min().copied().unwrap_or(0);
     Ok(json!({
         "scenario": "signup",
-        "target_rate_per_s": args.rate,
+        "target_rate_per_s": if args.clients.is_some() { None } else { Some(args.rate) },
+        "clients": args.clients,
         "seconds": args.seconds,
         "sent": sent,
         "not_sent_client_limit": throttled_by_client,
