@@ -121,6 +121,9 @@ pub struct DatabaseConfig {
     pub pool_size: u32,
     /// Skip running migrations at start of `all` (they are run by `stampede migrate`).
     pub skip_migrations: bool,
+    /// OUTBOX_GATHER_MS: after a relay round that published rows, how long the next rows may
+    /// gather before the next round.
+    pub outbox_gather: Duration,
 }
 
 /// Redis: feeds, pub/sub, rate limits and short caches; everything in it can be rebuilt.
@@ -233,6 +236,9 @@ impl Config {
                 .to_string(),
             pool_size: env.parse_in("DB_POOL", 1..=1000)?.unwrap_or(10),
             skip_migrations: env.boolean("SKIP_MIGRATIONS")?.unwrap_or(false),
+            outbox_gather: Duration::from_millis(
+                env.parse_in("OUTBOX_GATHER_MS", 0..=1000)?.unwrap_or(20),
+            ),
         };
 
         let redis = match env.url("REDIS_URL", &["redis", "unix"])? {

@@ -70,6 +70,12 @@ impl Relay {
         }
     }
 
+    /// Sets [`Relay::gather`].
+    pub fn gathering(mut self, gather: Duration) -> Self {
+        self.gather = gather;
+        self
+    }
+
     /// Claims up to one batch of rows, publishes them, and deletes those the broker confirmed.
     /// Returns how many were published.
     ///

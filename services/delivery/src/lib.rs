@@ -63,6 +63,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     }
     tasks.spawn(
         Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone())
+            .gathering(ctx.config.database.outbox_gather)
             .run(ctx.shutdown.clone()),
     );
     tasks.spawn(sample_depths(ctx.clone()));

@@ -95,6 +95,7 @@ pub async fn serve_with(ctx: Context, listener: TcpListener, extra: Router) -> a
     ctx.require(Dependency::Amqp).await;
     let relay = tokio::spawn(
         Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone())
+            .gathering(ctx.config.database.outbox_gather)
             .run(ctx.shutdown.clone()),
     );
     let state = AppState::new(ctx.clone());
