@@ -6,12 +6,16 @@
 //! Queries use sqlx's runtime API and are covered by the integration tests, so a build needs no
 //! database.
 
+pub mod lease;
+
 use std::time::Duration;
 
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use stampede_config::DatabaseConfig;
+
+pub use lease::{Lease, Leases};
 
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");

@@ -41,6 +41,9 @@ pub enum Dependency {
 pub struct Context {
     pub config: Arc<Config>,
     pub db: PgPool,
+    /// A few connections beside `db`, reused without a ping: for the hot paths (token lookups,
+    /// sign-up, the outbox relay, the mail worker). See [`stampede_db::lease`].
+    pub leases: stampede_db::Leases,
     pub queue: Queue,
     pub cache: Cache,
     pub storage: Storage,
@@ -72,6 +75,7 @@ impl Context {
         Ok(Context {
             storage: Storage::from_config(&config.storage),
             config: Arc::new(config),
+            leases: stampede_db::Leases::new(db.clone()),
             db,
             queue,
             cache,
