@@ -28,13 +28,13 @@ pub async fn first_time(conn: &mut PgConnection, message_id: Uuid) -> Result<boo
 /// disk (`synchronous_commit` off for this statement's own transaction): a record lost in a
 /// crash repeats the effect once, which at-least-once delivery allows anyway, and the worker
 /// saves a WAL flush per message.
-pub async fn record_done(pool: &PgPool, message_id: Uuid) -> Result<(), sqlx::Error> {
+pub async fn record_done(conn: &mut PgConnection, message_id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query(
         "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) \
          INSERT INTO processed_messages (message_id) SELECT $1 FROM lazy ON CONFLICT DO NOTHING",
     )
     .bind(message_id)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

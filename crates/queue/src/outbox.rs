@@ -15,7 +15,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use sqlx::postgres::PgListener;
-use sqlx::{PgConnection, PgPool, Row};
+use sqlx::{Connection, PgConnection, Row};
+use stampede_db::Leases;
 use stampede_telemetry::Metrics;
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +45,8 @@ pub async fn enqueue(
 /// Publishes committed outbox rows.
 #[derive(Clone, Debug)]
 pub struct Relay {
-    pool: PgPool,
+    /// Rounds run on a leased connection: no ping when it is handed back.
+    db: Leases,
     queue: Queue,
     metrics: Arc<Metrics>,
     /// Rows claimed per transaction.
@@ -59,9 +61,9 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, queue: Queue, metrics: Arc<Metrics>) -> Self {
+    pub fn new(db: Leases, queue: Queue, metrics: Arc<Metrics>) -> Self {
         Relay {
-            pool,
+            db,
             queue,
             metrics,
             batch_size: 256,
@@ -93,8 +95,8 @@ impl Relay {
         let known: Vec<&str> = WorkQueue::ALL.iter().map(|q| q.name()).collect();
         // The deletion need not wait for the disk: should it be lost in a crash, the rows are
         // published again and consumers skip what they already handled.
-        let mut tx = self
-            .pool
+        let mut conn = self.db.take().await?;
+        let mut tx = conn
             .begin_with("BEGIN; SET LOCAL synchronous_commit TO OFF")
             .await?;
         let rows = sqlx::query(
@@ -107,6 +109,8 @@ impl Relay {
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
+            tx.rollback().await?;
+            conn.finish();
             return Ok((0, Vec::new()));
         }
         let mut taken = Vec::with_capacity(rows.len());
@@ -170,6 +174,7 @@ impl Relay {
             );
         }
         tx.commit().await?;
+        conn.finish();
         for (_, queue, created_at, _) in &results {
             self.metrics
                 .messages_published
@@ -185,7 +190,7 @@ impl Relay {
     /// Rows waiting to be published.
     pub async fn backlog(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT count(*) FROM outbox")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await
     }
 
@@ -300,7 +305,7 @@ impl Relay {
 
     async fn table_exists(&self) -> bool {
         sqlx::query_scalar::<_, bool>("SELECT to_regclass('outbox') IS NOT NULL")
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.pool())
             .await
             .unwrap_or(false)
     }
@@ -308,7 +313,7 @@ impl Relay {
     /// Tries to become the leading relay on `conn` (connecting it if needed).
     async fn try_lead(&self, conn: &mut Option<PgListener>) -> bool {
         if conn.is_none() {
-            *conn = PgListener::connect_with(&self.pool).await.ok();
+            *conn = PgListener::connect_with(self.db.pool()).await.ok();
         }
         let Some(listener) = conn.as_mut() else {
             return false;

@@ -3,7 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use sqlx::{FromRow, PgPool};
+use sqlx::FromRow;
+use stampede_db::Leases;
 
 /// What is stored for a secret: its SHA-256, in hex.
 pub fn digest(secret: &str) -> String {
@@ -39,8 +40,10 @@ impl Grant {
     }
 }
 
-/// The token `secret`, revoked or not; `None` when no such token was ever issued.
-pub async fn grant(db: &PgPool, secret: &str) -> Result<Option<Grant>, sqlx::Error> {
+/// The token `secret`, revoked or not; `None` when no such token was ever issued. Every
+/// authenticated request asks, so the lookup runs on a leased connection (no release ping).
+pub async fn grant(db: &Leases, secret: &str) -> Result<Option<Grant>, sqlx::Error> {
+    let mut conn = db.take().await?;
     let grant: Option<Grant> = sqlx::query_as(
         "SELECT t.id, t.application_id, t.scopes, t.revoked_at, t.account_id, \
                 u.id AS user_id, u.role, u.confirmed_at, u.approved, u.disabled, a.suspended_at, \
@@ -51,15 +54,16 @@ pub async fn grant(db: &PgPool, secret: &str) -> Result<Option<Grant>, sqlx::Err
          WHERE t.token_hash = $1",
     )
     .bind(digest(secret))
-    .fetch_optional(db)
+    .fetch_optional(&mut *conn)
     .await?;
+    conn.finish();
     if let Some(grant) = &grant
         && let (Some(account_id), Some(last_active)) = (grant.account_id, grant.last_active_at)
         && Utc::now() - last_active > chrono::Duration::hours(1)
     {
         // Home-feed fan-out reaches only recently active users: note this one's return (at
         // most hourly, off the request's path).
-        let db = db.clone();
+        let db = db.pool().clone();
         tokio::spawn(async move {
             let result =
                 sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")

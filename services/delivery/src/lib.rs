@@ -37,7 +37,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     ctx.require(Dependency::Redis).await;
     ctx.require(Dependency::Amqp).await;
     let prefetch = ctx.config.amqp.as_ref().map_or(32, |a| a.prefetch);
-    let mailer = mail::MailHandler::new(ctx.db.clone(), ctx.config.smtp.as_ref())?;
+    let mailer = mail::MailHandler::new(ctx.leases.clone(), ctx.config.smtp.as_ref())?;
     let distributor = Distributor::new(
         ctx.db.clone(),
         ctx.cache.clone(),
@@ -62,7 +62,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
     }
     tasks.spawn(
-        Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone())
+        Relay::new(ctx.leases.clone(), ctx.queue.clone(), ctx.metrics.clone())
             .gathering(ctx.config.database.outbox_gather)
             .run(ctx.shutdown.clone()),
     );

@@ -15,14 +15,14 @@ use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use sqlx::PgPool;
+use stampede_db::Leases;
 use stampede_queue::{Envelope, Handler, JobError, dedupe};
 use stampede_runtime::config::{SmtpConfig, StartTls};
 use stampede_runtime::mail::Mail;
 
 /// Sends rendered mail.
 pub struct MailHandler {
-    pool: PgPool,
+    db: Leases,
     from: Option<Mailbox>,
     transport: Option<AsyncSmtpTransport<Tokio1Executor>>,
 }
@@ -36,10 +36,10 @@ impl std::fmt::Debug for MailHandler {
 }
 
 impl MailHandler {
-    pub fn new(pool: PgPool, smtp: Option<&SmtpConfig>) -> anyhow::Result<Arc<Self>> {
+    pub fn new(db: Leases, smtp: Option<&SmtpConfig>) -> anyhow::Result<Arc<Self>> {
         let Some(smtp) = smtp else {
             return Ok(Arc::new(MailHandler {
-                pool,
+                db,
                 from: None,
                 transport: None,
             }));
@@ -61,7 +61,7 @@ impl MailHandler {
             builder = builder.credentials(Credentials::new(login.clone(), password.clone()));
         }
         Ok(Arc::new(MailHandler {
-            pool,
+            db,
             from: Some(from),
             transport: Some(builder.build()),
         }))
@@ -69,12 +69,16 @@ impl MailHandler {
 
     async fn send(&self, envelope: &Envelope) -> Result<(), JobError> {
         let mail: Mail = envelope.payload()?;
+        // Leased connections: the two statements each hand theirs back without a ping. None is
+        // held while the SMTP server answers.
+        let mut conn = self.db.take().await?;
         let already: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM processed_messages WHERE message_id = $1)",
         )
         .bind(envelope.id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *conn)
         .await?;
+        conn.finish();
         if already {
             return Ok(());
         }
@@ -104,7 +108,9 @@ impl MailHandler {
                     "SMTP_SERVER is not set; mail written to the log instead");
             }
         }
-        dedupe::record_done(&self.pool, envelope.id).await?;
+        let mut conn = self.db.take().await?;
+        dedupe::record_done(&mut conn, envelope.id).await?;
+        conn.finish();
         Ok(())
     }
 }

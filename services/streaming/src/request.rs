@@ -90,7 +90,7 @@ pub async fn viewer(state: &State, token: Option<&str>) -> Result<Viewer, Refusa
         return Ok(Viewer::default());
     };
     let invalid = || Refusal::new(StatusCode::UNAUTHORIZED, "Invalid access token");
-    let grant = tokens::grant(&state.ctx.db, token)
+    let grant = tokens::grant(&state.ctx.leases, token)
         .await?
         .ok_or_else(invalid)?;
     if grant.revoked_at.is_some() {

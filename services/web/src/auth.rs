@@ -54,7 +54,7 @@ fn bearer(parts: &Parts) -> Option<String> {
 
 /// Looks up a bearer token; `None` when it does not exist.
 pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Auth>, ApiError> {
-    let Some(grant) = stampede_social::tokens::grant(&state.ctx.db, token).await? else {
+    let Some(grant) = stampede_social::tokens::grant(&state.ctx.leases, token).await? else {
         return Ok(None);
     };
     if grant.revoked_at.is_some() {

@@ -94,7 +94,7 @@ pub async fn serve_with(ctx: Context, listener: TcpListener, extra: Router) -> a
     ctx.require(Dependency::Redis).await;
     ctx.require(Dependency::Amqp).await;
     let relay = tokio::spawn(
-        Relay::new(ctx.db.clone(), ctx.queue.clone(), ctx.metrics.clone())
+        Relay::new(ctx.leases.clone(), ctx.queue.clone(), ctx.metrics.clone())
             .gathering(ctx.config.database.outbox_gather)
             .run(ctx.shutdown.clone()),
     );

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use stampede_core::Scopes;
 use stampede_core::username::validate_username;
 use stampede_runtime::config::RegistrationsMode;
@@ -322,12 +322,13 @@ impl AppState {
         .bind(self.ids.next_id().as_i64())
         .bind(access_token.as_deref().map(tokens::digest))
         .bind(app.as_ref().map(|(_, scopes)| scopes.to_string()));
+        let mut conn = self.ctx.leases.take().await?;
         let inserted = match &invite {
             // Without an invite the statement is its own transaction.
-            None => insert.fetch_optional(&self.ctx.db).await,
+            None => insert.fetch_optional(&mut *conn).await,
             // With one, the invite's use is claimed in the same transaction.
             Some(invite) => {
-                let mut tx = self.ctx.db.begin().await?;
+                let mut tx = conn.begin().await?;
                 let claimed = sqlx::query(
                     "UPDATE invites SET uses = uses + 1 WHERE id = $1 \
                      AND (max_uses IS NULL OR uses < max_uses) AND (expires_at IS NULL OR expires_at > now())",
@@ -347,6 +348,9 @@ impl AppState {
                 inserted
             }
         };
+        // Also after a taken name or address: the failed statement left no transaction open
+        // (with an invite, the dropped transaction's ROLLBACK makes `finish` close it instead).
+        conn.finish();
         let created_at = match inserted {
             Ok(created_at) => created_at,
             Err(error) => {
@@ -407,7 +411,8 @@ impl AppState {
                 _ => break,
             }
         }
-        sqlx::query_as(
+        let mut conn = self.ctx.leases.take().await?;
+        let found = sqlx::query_as(
             "SELECT \
                EXISTS (SELECT 1 FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL), \
                EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2)), \
@@ -416,8 +421,10 @@ impl AppState {
         .bind(username)
         .bind(email)
         .bind(&candidates)
-        .fetch_one(&self.ctx.db)
-        .await
+        .fetch_one(&mut *conn)
+        .await?;
+        conn.finish();
+        Ok(found)
     }
 }
 

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use sqlx::PgPool;
+use stampede_db::Leases;
 use stampede_queue::amqp::AmqpQueue;
 use stampede_queue::outbox::{self, Relay};
 use stampede_queue::{Envelope, Handler, Queue, WorkQueue};
@@ -17,7 +18,7 @@ async fn setup() -> (PgPool, Queue, Relay) {
     let pool = PgPool::connect(&db.url).await.unwrap();
     let queue = Queue::Amqp(AmqpQueue::new(&amqp_url(), &unique("t"), "test"));
     queue.check().await.unwrap();
-    let relay = Relay::new(pool.clone(), queue.clone(), Metrics::new());
+    let relay = Relay::new(Leases::new(pool.clone()), queue.clone(), Metrics::new());
     (pool, queue, relay)
 }
 
@@ -80,7 +81,7 @@ async fn a_batch_the_broker_does_not_confirm_stays_in_the_outbox() {
         &unique("t"),
         "test",
     ));
-    let relay = Relay::new(pool.clone(), dead, Metrics::new());
+    let relay = Relay::new(Leases::new(pool.clone()), dead, Metrics::new());
     assert!(relay.relay_once().await.is_err());
     assert_eq!(outbox_rows(&pool).await, 1);
 }
@@ -168,7 +169,7 @@ async fn a_message_delivered_twice_is_applied_once() {
 async fn one_relay_leads_and_another_takes_over_when_it_stops() {
     let (pool, queue, _) = setup().await;
     let relay = |poll: Duration| {
-        let mut r = Relay::new(pool.clone(), queue.clone(), Metrics::new());
+        let mut r = Relay::new(Leases::new(pool.clone()), queue.clone(), Metrics::new());
         r.poll_interval = poll;
         r
     };
