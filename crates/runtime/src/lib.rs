@@ -42,7 +42,8 @@ pub struct Context {
     pub config: Arc<Config>,
     pub db: PgPool,
     /// A few connections beside `db`, reused without a ping: for the hot paths (token lookups,
-    /// sign-up, the outbox relay, the mail worker). See [`stampede_db::lease`].
+    /// `verify_credentials`, sign-up, the outbox relay, the mail worker). See
+    /// [`stampede_db::lease`].
     pub leases: stampede_db::Leases,
     pub queue: Queue,
     pub cache: Cache,

@@ -86,12 +86,14 @@ async fn credential_account(
     state: &AppState,
     account_id: i64,
 ) -> Result<CredentialAccount, ApiError> {
-    let account = accounts::find(&state.ctx.db, account_id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
-    let user = accounts::user_of(&state.ctx.db, account_id)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    // A hot read (clients call it on every start): a leased connection, kept without a ping.
+    let mut conn = state.ctx.leases.take().await?;
+    let account = accounts::find(&mut *conn, account_id).await?;
+    let user = accounts::user_of(&mut *conn, account_id).await?;
+    conn.finish();
+    let (Some(account), Some(user)) = (account, user) else {
+        return Err(ApiError::not_found());
+    };
     Ok(state.render_credential_account(&account, &user))
 }
 
