@@ -117,16 +117,20 @@ fn ids(answer: &Answer) -> Vec<String> {
         .collect()
 }
 
+/// The home feed of `user` as cached in Redis.
+async fn cached_feed(app: &TestApp, user: &User) -> Vec<i64> {
+    app.ctx
+        .cache
+        .feed_range(&format!("feed:home:{}", user.id), None, None, 100)
+        .await
+        .unwrap()
+}
+
 /// Polls the home feed cached in Redis for `user` until `check` holds (fan-out is asynchronous).
 async fn cached_feed_until(app: &TestApp, user: &User, check: impl Fn(&[i64]) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let cached = app
-            .ctx
-            .cache
-            .feed_range(&format!("feed:home:{}", user.id), None, None, 100)
-            .await
-            .unwrap();
+        let cached = cached_feed(app, user).await;
         if check(&cached) {
             return;
         }
@@ -664,12 +668,7 @@ async fn hybrid_fanout_merges_big_accounts_at_read_time() {
     // was merged as they read.
     let posted: i64 = id.parse().unwrap();
     cached_feed_until(&app, &star, |ids| ids == [posted]).await;
-    let fan_feed = app
-        .ctx
-        .cache
-        .feed_range(&format!("feed:home:{}", fan1.id), None, None, 10)
-        .await
-        .unwrap();
+    let fan_feed = cached_feed(&app, &fan1).await;
     assert!(fan_feed.is_empty(), "{fan_feed:?}");
 }
 
