@@ -117,8 +117,16 @@ pub enum RegistrationsMode {
 #[derive(Clone, Debug)]
 pub struct DatabaseConfig {
     pub url: String,
-    /// DB_POOL: connections per process.
+    /// DB_POOL: connections per process for serving requests.
     pub pool_size: u32,
+    /// DB_WORKER_POOL: connections per process for queue consumers and background loops, apart
+    /// from the requests' pool so that neither can starve the other.
+    pub worker_pool_size: u32,
+    /// DB_POOL_QUEUE: callers that may wait for a connection of the requests' pool; one more is
+    /// refused at once (503 with Retry-After) instead of waiting out the acquire timeout.
+    pub pool_queue: usize,
+    /// DB_ACQUIRE_TIMEOUT_MS: the longest a request waits for a connection.
+    pub acquire_timeout: Duration,
     /// Skip running migrations at start of `all` (they are run by `stampede migrate`).
     pub skip_migrations: bool,
     /// OUTBOX_GATHER_MS: after a relay round that published rows, how long the next rows may
@@ -235,6 +243,12 @@ impl Config {
                 })?
                 .to_string(),
             pool_size: env.parse_in("DB_POOL", 1..=1000)?.unwrap_or(10),
+            worker_pool_size: env.parse_in("DB_WORKER_POOL", 1..=1000)?.unwrap_or(5),
+            pool_queue: env.parse_in("DB_POOL_QUEUE", 0..=100_000)?.unwrap_or(200),
+            acquire_timeout: Duration::from_millis(
+                env.parse_in("DB_ACQUIRE_TIMEOUT_MS", 10..=60_000)?
+                    .unwrap_or(2000),
+            ),
             skip_migrations: env.boolean("SKIP_MIGRATIONS")?.unwrap_or(false),
             outbox_gather: Duration::from_millis(
                 env.parse_in("OUTBOX_GATHER_MS", 0..=1000)?.unwrap_or(20),

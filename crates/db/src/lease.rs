@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_queue::ArrayQueue;
-use sqlx::pool::PoolConnection;
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgConnection};
+
+use crate::gate::{Conn, Db};
 
 /// A kept connection unused this long may have been dropped by the server or a firewall; it is
 /// pinged before it is leased again.
@@ -40,7 +41,7 @@ struct Kept {
 /// A few connections reused without sqlx's ping on release, beside a pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Leases {
-    pool: PgPool,
+    pool: Db,
     kept: Arc<ArrayQueue<Kept>>,
     /// Connections of our own that exist (kept or leased); never more than `kept`'s capacity.
     open: Arc<AtomicUsize>,
@@ -59,8 +60,8 @@ impl std::fmt::Debug for Leases {
 impl Leases {
     /// Up to a quarter of `pool`'s size (at least one) in connections of its own, opened with
     /// the pool's options when first needed.
-    pub fn new(pool: PgPool) -> Self {
-        let keep = (pool.options().get_max_connections() as usize / 4).max(1);
+    pub fn new(pool: Db) -> Self {
+        let keep = (pool.pool().options().get_max_connections() as usize / 4).max(1);
         Leases {
             pool,
             kept: Arc::new(ArrayQueue::new(keep)),
@@ -69,7 +70,7 @@ impl Leases {
     }
 
     /// The pool beside which the connections are kept.
-    pub fn pool(&self) -> &PgPool {
+    pub fn pool(&self) -> &Db {
         &self.pool
     }
 
@@ -100,7 +101,7 @@ impl Leases {
             return Ok(lease);
         }
         if let Some(place) = Place::reserve(self) {
-            let options = self.pool.connect_options();
+            let options = self.pool.pool().connect_options();
             let conn = PgConnection::connect_with(&options).await?;
             place.fill();
             return Ok(self.lease(Held::Own(conn), Instant::now()));
@@ -160,8 +161,8 @@ impl Drop for Place<'_> {
 enum Held {
     /// One of [`Leases`]' own connections.
     Own(PgConnection),
-    /// Borrowed from the pool, because all our own were leased.
-    Pooled(PoolConnection<Postgres>),
+    /// Borrowed from the pool (through its gate), because all our own were leased.
+    Pooled(Conn),
 }
 
 /// A connection taken from [`Leases`]. Use it as a `&mut PgConnection` (`&mut *lease`); call

@@ -6,6 +6,7 @@
 //! Queries use sqlx's runtime API and are covered by the integration tests, so a build needs no
 //! database.
 
+pub mod gate;
 pub mod lease;
 
 use std::time::Duration;
@@ -15,6 +16,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use stampede_config::DatabaseConfig;
 
+pub use gate::{Conn, Db, Tx};
 pub use lease::{Lease, Leases};
 
 /// The schema migrations, embedded at build time.
@@ -23,17 +25,23 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 
-/// A pool that connects on first use.
+/// A pool of at most `size` connections that connects on first use; a caller waits at most
+/// `acquire_timeout` for a connection.
 ///
 /// sqlx pings every connection before handing it out by default: one more round trip to
 /// PostgreSQL for every query run on the pool. Only connections that sat idle for a while (the
 /// ones a database restart or a dropped idle connection would have broken) are pinged; a busy
 /// connection that breaks fails its query, and the pool replaces it.
-pub fn pool(config: &DatabaseConfig, application_name: &str) -> Result<PgPool, sqlx::Error> {
+pub fn pool(
+    config: &DatabaseConfig,
+    application_name: &str,
+    size: u32,
+    acquire_timeout: Duration,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.url.parse()?;
     Ok(PgPoolOptions::new()
-        .max_connections(config.pool_size)
-        .acquire_timeout(Duration::from_secs(5))
+        .max_connections(size)
+        .acquire_timeout(acquire_timeout)
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -44,6 +52,40 @@ pub fn pool(config: &DatabaseConfig, application_name: &str) -> Result<PgPool, s
             })
         })
         .connect_lazy_with(options.application_name(application_name)))
+}
+
+/// How long a background job waits for a connection of the workers' pool before it fails and is
+/// retried: work in a queue can wait; a request cannot.
+pub const WORKER_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The requests' pool and the workers' pool of a process (DB_POOL and DB_WORKER_POOL).
+pub fn pools(
+    config: &DatabaseConfig,
+    application_name: &str,
+    metrics: &std::sync::Arc<stampede_telemetry::Metrics>,
+) -> Result<(Db, Db), sqlx::Error> {
+    let requests = pool(
+        config,
+        application_name,
+        config.pool_size,
+        config.acquire_timeout,
+    )?;
+    let workers = pool(
+        config,
+        application_name,
+        config.worker_pool_size,
+        WORKER_ACQUIRE_TIMEOUT,
+    )?;
+    Ok((
+        Db::new(requests, "requests", config.pool_queue, metrics.clone()),
+        // Jobs wait in their queue rather than fail: every consumer may wait its turn.
+        Db::new(workers, "workers", usize::MAX, metrics.clone()),
+    ))
+}
+
+/// A pool of one connection for readiness, so that a busy pool reads as busy, not as down.
+pub fn probe(config: &DatabaseConfig, application_name: &str) -> Result<PgPool, sqlx::Error> {
+    pool(config, application_name, 1, Duration::from_secs(2))
 }
 
 /// Readiness: the database answers and its schema is current. A replica of a new version must

@@ -313,7 +313,14 @@ impl Relay {
     /// Tries to become the leading relay on `conn` (connecting it if needed).
     async fn try_lead(&self, conn: &mut Option<PgListener>) -> bool {
         if conn.is_none() {
-            *conn = PgListener::connect_with(self.db.pool()).await.ok();
+            // The listener keeps its connection for as long as it lives: one of its own, not one
+            // of the requests' pool, which it would take away from requests for good.
+            let own = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .max_lifetime(None)
+                .idle_timeout(None)
+                .connect_lazy_with((*self.db.pool().pool().connect_options()).clone());
+            *conn = PgListener::connect_with(&own).await.ok();
         }
         let Some(listener) = conn.as_mut() else {
             return false;

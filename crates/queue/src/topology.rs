@@ -4,7 +4,7 @@
 //! consumer whose messages expire after a delay and are dead-lettered back to the work queue — and
 //! a parking queue `<prefix>.<name>.parked` for messages that keep failing. Inbound federation
 //! (`ingress`) never shares a queue with local fan-out (`distribute`), so a flood from outside
-//! cannot delay home timelines.
+//! cannot delay home timelines; nor does bulk feed work (`backfill`: follow merges).
 
 use std::fmt;
 use std::time::Duration;
@@ -14,6 +14,10 @@ use std::time::Duration;
 pub enum WorkQueue {
     /// Fan-out of a local change: home feeds, streaming events, remote audiences.
     Distribute,
+    /// Bulk feed work that can wait a little: merging a followed account's statuses into a home
+    /// feed, taking an unfollowed one out. Apart from `distribute`, so that a follow storm in a
+    /// surge never delays a new status on its way to followers' homes.
+    Backfill,
     /// Signed POSTs to remote inboxes.
     Deliver,
     /// Activities received from remote servers.
@@ -28,8 +32,9 @@ pub enum WorkQueue {
 
 impl WorkQueue {
     /// Every work queue.
-    pub const ALL: [WorkQueue; 6] = [
+    pub const ALL: [WorkQueue; 7] = [
         WorkQueue::Distribute,
+        WorkQueue::Backfill,
         WorkQueue::Deliver,
         WorkQueue::Ingress,
         WorkQueue::Fetch,
@@ -41,6 +46,7 @@ impl WorkQueue {
     pub fn name(self) -> &'static str {
         match self {
             WorkQueue::Distribute => "distribute",
+            WorkQueue::Backfill => "backfill",
             WorkQueue::Deliver => "deliver",
             WorkQueue::Ingress => "ingress",
             WorkQueue::Fetch => "fetch",

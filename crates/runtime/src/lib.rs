@@ -17,6 +17,7 @@ use futures_util::FutureExt;
 use sqlx::PgPool;
 use stampede_cache::Cache;
 use stampede_config::Config;
+use stampede_db::Db;
 use stampede_queue::Queue;
 use stampede_storage::Storage;
 use stampede_telemetry::{Health, Metrics};
@@ -40,7 +41,13 @@ pub enum Dependency {
 #[derive(Clone, Debug)]
 pub struct Context {
     pub config: Arc<Config>,
-    pub db: PgPool,
+    /// Connections for serving requests (DB_POOL).
+    pub db: Db,
+    /// Connections for queue consumers and background loops (DB_WORKER_POOL), so that a backlog
+    /// of jobs can never starve requests, nor a burst of requests stall fan-out.
+    pub jobs: Db,
+    /// One connection for readiness: a busy pool is not a database that is down.
+    pub probe: PgPool,
     /// A few connections beside `db`, reused without a ping: for the hot paths (token lookups,
     /// `verify_credentials`, sign-up, the outbox relay, the mail worker). See
     /// [`stampede_db::lease`].
@@ -57,7 +64,9 @@ pub struct Context {
 impl Context {
     /// Builds the handles; nothing connects yet. `process` names connections (`stampede-web`).
     pub fn new(config: Config, process: &str) -> anyhow::Result<Self> {
-        let db = stampede_db::pool(&config.database, process)?;
+        let metrics = Metrics::new();
+        let (db, jobs) = stampede_db::pools(&config.database, process, &metrics)?;
+        let probe = stampede_db::probe(&config.database, process)?;
         let queue = match &config.amqp {
             Some(amqp) => Queue::Amqp(stampede_queue::amqp::AmqpQueue::new(
                 &amqp.url,
@@ -78,9 +87,11 @@ impl Context {
             config: Arc::new(config),
             leases: stampede_db::Leases::new(db.clone()),
             db,
+            jobs,
+            probe,
             queue,
             cache,
-            metrics: Metrics::new(),
+            metrics,
             health: Health::default(),
             shutdown: CancellationToken::new(),
         })
@@ -123,7 +134,16 @@ impl Context {
         let (name, check): (&str, stampede_telemetry::HealthCheck) = match dependency {
             Dependency::Postgres => {
                 self.claim_id_node();
-                let db = self.db.clone();
+                for pool in [&self.db, &self.jobs] {
+                    let pool = pool.clone();
+                    self.health
+                        .report_load(
+                            &format!("postgres_{}", pool.name()),
+                            Arc::new(move || if pool.saturated() { "saturated" } else { "ok" }),
+                        )
+                        .await;
+                }
+                let db = self.probe.clone();
                 (
                     "postgres",
                     Arc::new(move || {

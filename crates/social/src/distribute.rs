@@ -13,10 +13,10 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
 use stampede_cache::Cache;
 use stampede_config::StatusesConfig;
 use stampede_core::id::IdGenerator;
+use stampede_db::Db;
 use stampede_queue::{Envelope, Handler, JobError, Worker};
 use stampede_telemetry::Metrics;
 
@@ -105,7 +105,7 @@ pub struct Pair {
 /// Handles every kind above.
 pub struct Distributor {
     metrics: Arc<Metrics>,
-    db: PgPool,
+    db: Db,
     cache: Cache,
     config: StatusesConfig,
     ids: Arc<IdGenerator>,
@@ -129,7 +129,7 @@ fn cache_error(error: stampede_cache::CacheError) -> JobError {
 
 impl Distributor {
     pub fn new(
-        db: PgPool,
+        db: Db,
         cache: Cache,
         config: StatusesConfig,
         metrics: Arc<Metrics>,

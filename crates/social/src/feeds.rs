@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use stampede_cache::{Cache, CacheError};
 use stampede_config::StatusesConfig;
+use stampede_db::Db;
 
 use crate::visibility::{muted, visible};
 
@@ -59,11 +59,7 @@ impl Bounds {
 /// of accounts they follow (reblogs only where they show them; replies only to themselves, to
 /// the viewer or to someone the viewer follows), visible to the viewer and not muted — newest
 /// first (or oldest first when `bounds.ascending`).
-pub async fn home_from_db(
-    db: &PgPool,
-    viewer: i64,
-    bounds: Bounds,
-) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn home_from_db(db: &Db, viewer: i64, bounds: Bounds) -> Result<Vec<i64>, sqlx::Error> {
     let sql = format!(
         "SELECT s.id FROM statuses s \
          WHERE (s.account_id = $1 OR s.account_id IN \
@@ -113,7 +109,7 @@ impl BigAccounts {
     }
 
     /// The current list (refreshed when older than 2 s).
-    pub async fn get(&self, db: &PgPool) -> Result<Arc<Vec<i64>>, sqlx::Error> {
+    pub async fn get(&self, db: &Db) -> Result<Arc<Vec<i64>>, sqlx::Error> {
         {
             let known = self.known.read().await;
             if known.0.is_some_and(|at| at.elapsed() < REFRESH) {
@@ -137,7 +133,7 @@ impl BigAccounts {
 /// Statuses of followed accounts among `big` (see [`BigAccounts`]), merged into the home
 /// timeline when it is read.
 pub async fn hybrid_ids(
-    db: &PgPool,
+    db: &Db,
     viewer: i64,
     big: &[i64],
     bounds: Bounds,
@@ -168,7 +164,7 @@ pub async fn hybrid_ids(
 /// Rebuilds `account_id`'s home feed from PostgreSQL unless another request is already doing
 /// so; returns whether this call did.
 pub async fn rebuild_home(
-    db: &PgPool,
+    db: &Db,
     cache: &Cache,
     config: &StatusesConfig,
     account_id: i64,

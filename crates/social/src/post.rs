@@ -380,7 +380,7 @@ pub fn base_url(config: &stampede_config::Config) -> String {
 /// delivery processes). One that can no longer be posted (its reply target is gone) is dropped
 /// with a warning. Returns how many were posted.
 pub async fn publish_due(
-    db: &sqlx::PgPool,
+    db: &stampede_db::Db,
     ids: &IdGenerator,
     config: &stampede_config::Config,
 ) -> Result<usize, sqlx::Error> {
@@ -425,7 +425,7 @@ pub async fn publish_due(
 
 /// Tells the author and the voters of each poll that has ended (once per poll).
 pub async fn notify_ended_polls(
-    db: &sqlx::PgPool,
+    db: &stampede_db::Db,
     ids: &IdGenerator,
 ) -> Result<usize, sqlx::Error> {
     let mut tx = db.begin().await?;

@@ -9,7 +9,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::{FromRow, PgPool};
+use sqlx::FromRow;
+use stampede_db::Db;
 use stampede_mastodon::time::{day, iso};
 use stampede_mastodon::{
     Account, Conversation, Field, Mention, Notification, Poll, PollOption, Status,
@@ -23,13 +24,13 @@ use crate::visibility;
 /// Renders entities for one server (its base URL) from one database.
 #[derive(Clone, Debug)]
 pub struct Renderer {
-    db: PgPool,
+    db: Db,
     base: String,
 }
 
 impl Renderer {
     /// A renderer reading `db`, with links under `base` (`https://WEB_DOMAIN`).
-    pub fn new(db: PgPool, base: String) -> Self {
+    pub fn new(db: Db, base: String) -> Self {
         Renderer { db, base }
     }
 
@@ -122,7 +123,7 @@ WHERE s.id = ANY($1)",
 
 /// Loads status rows (visible or not) by id.
 async fn fetch_rows(
-    db: &PgPool,
+    db: &Db,
     viewer: Option<i64>,
     ids: &[i64],
 ) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
@@ -152,7 +153,7 @@ struct PollRow {
 }
 
 async fn polls(
-    db: &PgPool,
+    db: &Db,
     viewer: Option<i64>,
     status_ids: &[i64],
 ) -> Result<HashMap<i64, PollRow>, sqlx::Error> {

@@ -173,9 +173,13 @@ async fn canaries(
     let mut ids = Vec::with_capacity(count as usize);
     for _ in 0..count {
         ids.push(
-            canary::send(&ctx.db, queue, Duration::from_millis(u64::from(hold_ms)))
-                .await
-                .context("sending a canary (has `stampede migrate` run?)")?,
+            canary::send(
+                ctx.jobs.pool(),
+                queue,
+                Duration::from_millis(u64::from(hold_ms)),
+            )
+            .await
+            .context("sending a canary (has `stampede migrate` run?)")?,
         );
     }
     if no_wait {
@@ -187,7 +191,7 @@ async fn canaries(
     }
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
-        let statuses = canary::status(&ctx.db, &ids).await?;
+        let statuses = canary::status(ctx.jobs.pool(), &ids).await?;
         let done = statuses.iter().filter(|s| s.applied_count > 0).count();
         if done == ids.len() || Instant::now() >= deadline {
             let mut latencies: Vec<f64> = statuses.iter().filter_map(|s| s.latency_s).collect();

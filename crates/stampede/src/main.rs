@@ -198,10 +198,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::All => run_all(ctx, &config).await?,
         Command::Migrate => {
-            if !stampede_db::wait_until_reachable(&ctx.db, Some(8)).await {
+            if !stampede_db::wait_until_reachable(ctx.jobs.pool(), Some(8)).await {
                 return Ok(ExitCode::FAILURE);
             }
-            stampede_db::migrate(&ctx.db).await?;
+            stampede_db::migrate(ctx.jobs.pool()).await?;
             tracing::info!("migrations applied");
         }
         Command::Admin(admin) => return admin::run(admin, ctx).await,
@@ -218,8 +218,11 @@ async fn run_all(ctx: Context, config: &Config) -> anyhow::Result<()> {
     .await?;
     let streaming = stampede_runtime::server::bind(addr(config, config.streaming_port)).await?;
 
+    // The workers' loops start once the schema is in place, so none of them queries a table that
+    // does not exist yet; web serves meanwhile (readiness says what is pending).
+    let (migrated, schema) = tokio::sync::watch::channel(config.database.skip_migrations);
     if !config.database.skip_migrations {
-        let db = ctx.db.clone();
+        let db = ctx.jobs.pool().clone();
         let shutdown = ctx.shutdown.clone();
         tokio::spawn(async move {
             // Readiness stays false (pending migrations) until this is done.
@@ -227,13 +230,25 @@ async fn run_all(ctx: Context, config: &Config) -> anyhow::Result<()> {
                 _ = shutdown.cancelled() => {}
                 _ = stampede_db::wait_until_reachable(&db, None) => {
                     match stampede_db::migrate(&db).await {
-                        Ok(()) => tracing::info!("migrations applied"),
+                        Ok(()) => {
+                            tracing::info!("migrations applied");
+                            let _ = migrated.send(true);
+                        }
                         Err(error) => tracing::error!(%error, "migrations failed; not ready"),
                     }
                 }
             }
         });
     }
+    let schema_ready = || {
+        let (mut schema, shutdown) = (schema.clone(), ctx.shutdown.clone());
+        async move {
+            tokio::select! {
+                applied = schema.wait_for(|applied| *applied) => applied.is_ok(),
+                () = shutdown.cancelled() => false,
+            }
+        }
+    };
 
     // If one service fails, stop the others rather than run half a server.
     let stop_all = |result: anyhow::Result<()>| {
@@ -249,8 +264,18 @@ async fn run_all(ctx: Context, config: &Config) -> anyhow::Result<()> {
     let (web, streaming, delivery, media) = tokio::join!(
         async { stop_all(stampede_web::serve_with(ctx.clone(), web, on_web).await) },
         async { stop_all(stampede_streaming::serve_state(ctx.clone(), streaming, hub).await) },
-        async { stop_all(stampede_delivery::serve(ctx.clone(), None).await) },
-        async { stop_all(stampede_media::serve(ctx.clone(), None).await) },
+        async {
+            if !schema_ready().await {
+                return Ok(());
+            }
+            stop_all(stampede_delivery::serve(ctx.clone(), None).await)
+        },
+        async {
+            if !schema_ready().await {
+                return Ok(());
+            }
+            stop_all(stampede_media::serve(ctx.clone(), None).await)
+        },
     );
     if let stampede_queue::Queue::Memory(queue) = &ctx.queue {
         return_to_outbox(&ctx, queue).await;

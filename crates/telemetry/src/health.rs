@@ -15,10 +15,16 @@ use crate::metrics::{DependencyLabels, Metrics};
 /// One dependency's check: resolves to `Err(reason)` when it cannot be used.
 pub type HealthCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
+/// A load gauge that readiness reports without failing on it: `"ok"`, `"saturated"`, ….
+pub type LoadProbe = Arc<dyn Fn() -> &'static str + Send + Sync>;
+
 /// The set of dependency checks of this process.
 #[derive(Clone, Default)]
 pub struct Health {
     checks: Arc<RwLock<Vec<(String, HealthCheck)>>>,
+    /// Busy is not broken: a saturated pool is reported, and the process stays ready, since
+    /// taking every replica out of a load balancer in a surge would turn busy into down.
+    load: Arc<RwLock<Vec<(String, LoadProbe)>>>,
     /// Dependencies failing at the last check, so only changes are logged.
     failing: Arc<RwLock<std::collections::HashSet<String>>>,
     /// Set on shutdown: a draining process is not ready, so load balancers stop sending to it.
@@ -35,6 +41,8 @@ impl std::fmt::Debug for Health {
 #[derive(Debug)]
 pub struct Readiness {
     pub ready: bool,
+    /// Each load probe's word (`ok`, `saturated`); informative, never failing readiness.
+    pub load: Vec<(String, &'static str)>,
     /// Each dependency with `None` when it answers, or why it does not.
     pub dependencies: Vec<(String, Option<String>)>,
 }
@@ -45,6 +53,14 @@ impl Health {
         let mut checks = self.checks.write().await;
         if !checks.iter().any(|(n, _)| n == name) {
             checks.push((name.to_string(), check));
+        }
+    }
+
+    /// Adds a load probe, reported by readiness without deciding it.
+    pub async fn report_load(&self, name: &str, probe: LoadProbe) {
+        let mut load = self.load.write().await;
+        if !load.iter().any(|(n, _)| n == name) {
+            load.push((name.to_string(), probe));
         }
     }
 
@@ -92,7 +108,15 @@ impl Health {
         if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
             results.push(("process".to_string(), Some("shutting down".to_string())));
         }
+        let load = self
+            .load
+            .read()
+            .await
+            .iter()
+            .map(|(name, probe)| (name.clone(), probe()))
+            .collect();
         Readiness {
+            load,
             ready: results.iter().all(|(_, outcome)| outcome.is_none()),
             dependencies: results,
         }

@@ -62,7 +62,11 @@ async fn ready(State(state): State<OpsState>) -> Response {
     };
     (
         status,
-        axum::Json(json!({ "ready": readiness.ready, "dependencies": deps })),
+        axum::Json(json!({
+            "ready": readiness.ready,
+            "dependencies": deps,
+            "load": readiness.load.into_iter().collect::<std::collections::BTreeMap<_, _>>(),
+        })),
     )
         .into_response()
 }

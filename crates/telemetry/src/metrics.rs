@@ -55,6 +55,12 @@ pub struct DependencyLabels {
     pub dependency: String,
 }
 
+/// Labels naming a database pool (`requests`, `workers`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub pool: String,
+}
+
 fn latency_buckets() -> Histogram {
     // 0.5 ms … ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -111,6 +117,16 @@ pub struct Metrics {
     pub streaming_slow_clients_dropped: Counter,
     /// Time from an event's publication to its frame being written to a client.
     pub streaming_event_lag: Histogram,
+    /// The most connections each database pool opens.
+    pub db_pool_max: Family<PoolLabels, Gauge>,
+    /// Connections of each pool held by the process's code right now.
+    pub db_pool_in_use: Family<PoolLabels, Gauge>,
+    /// Callers waiting for a connection of each pool.
+    pub db_pool_waiters: Family<PoolLabels, Gauge>,
+    /// Time a caller waited for a connection.
+    pub db_pool_acquire: Family<PoolLabels, Histogram>,
+    /// Acquisitions that failed: the pool's waiters were at their bound, or the wait timed out.
+    pub db_pool_timeouts: Family<PoolLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -148,6 +164,14 @@ impl Metrics {
             streaming_messages_sent: Family::default(),
             streaming_slow_clients_dropped: Counter::default(),
             streaming_event_lag: latency_buckets(),
+            db_pool_max: Family::default(),
+            db_pool_in_use: Family::default(),
+            db_pool_waiters: Family::default(),
+            db_pool_acquire: Family::new_with_constructor(|| {
+                // 0.1 ms … ~3 s
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+            }),
+            db_pool_timeouts: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -269,6 +293,31 @@ impl Metrics {
             "streaming_event_lag_seconds",
             "Time from an event's publication to its frame being written to a client",
             m.streaming_event_lag.clone(),
+        );
+        registry.register(
+            "db_pool_max_connections",
+            "The most connections each database pool opens",
+            m.db_pool_max.clone(),
+        );
+        registry.register(
+            "db_pool_in_use",
+            "Connections of each database pool held by the process right now",
+            m.db_pool_in_use.clone(),
+        );
+        registry.register(
+            "db_pool_waiters",
+            "Callers waiting for a connection of each database pool",
+            m.db_pool_waiters.clone(),
+        );
+        registry.register(
+            "db_pool_acquire_seconds",
+            "Time a caller waited for a database connection",
+            m.db_pool_acquire.clone(),
+        );
+        registry.register(
+            "db_pool_timeouts",
+            "Database acquisitions refused because the pool's waiters were at their bound or the wait timed out",
+            m.db_pool_timeouts.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

@@ -251,6 +251,7 @@ pub fn test_env(db: &TestDb, options: &AppOptions) -> Vec<(String, String)> {
         ("LOG_FORMAT".to_string(), "text".to_string()),
         ("SHUTDOWN_TIMEOUT".to_string(), "10".to_string()),
         ("DB_POOL".to_string(), "5".to_string()),
+        ("DB_WORKER_POOL".to_string(), "3".to_string()),
         ("LOCAL_HTTPS".to_string(), "false".to_string()),
         // Tests sign up many accounts from 127.0.0.1; the rate-limit tests turn this back on.
         ("RATE_LIMITS".to_string(), "false".to_string()),

@@ -1,4 +1,4 @@
-//! The delivery workers: `distribute` (local fan-out), `deliver` (signed POSTs to remote inboxes),
+//! The delivery workers: `distribute` (local fan-out), `backfill` (follow merges), `deliver` (signed POSTs to remote inboxes),
 //! `ingress` (inbound activities), `fetch` (remote actors and objects) and `mail`. Each queue has
 //! its own consumer and concurrency, so a flood on one never starves another. The process also
 //! relays the outbox, samples queue depths for `/metrics`, and prunes old deduplication records.
@@ -20,8 +20,9 @@ use tokio::task::JoinSet;
 pub const DEFAULT_PORT: u16 = 4001;
 
 /// The queues this service consumes.
-pub const QUEUES: [WorkQueue; 5] = [
+pub const QUEUES: [WorkQueue; 6] = [
     WorkQueue::Distribute,
+    WorkQueue::Backfill,
     WorkQueue::Deliver,
     WorkQueue::Ingress,
     WorkQueue::Fetch,
@@ -39,24 +40,34 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     let prefetch = ctx.config.amqp.as_ref().map_or(32, |a| a.prefetch);
     let mailer = mail::MailHandler::new(ctx.leases.clone(), ctx.config.smtp.as_ref())?;
     let distributor = Distributor::new(
-        ctx.db.clone(),
+        ctx.jobs.clone(),
         ctx.cache.clone(),
         ctx.config.statuses.clone(),
         ctx.metrics.clone(),
         stampede_social::render::Renderer::new(
-            ctx.db.clone(),
+            ctx.jobs.clone(),
             stampede_social::post::base_url(&ctx.config),
         ),
     );
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
-        let mut worker = Worker::new(ctx.queue.clone(), queue, prefetch, ctx.metrics.clone())
-            .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()))
+        // Bulk work takes at most half the workers' connections at once, leaving the rest to
+        // new statuses, deliveries and inbound activities.
+        let concurrency = match queue {
+            WorkQueue::Backfill => {
+                prefetch.min((ctx.config.database.worker_pool_size / 2).max(1) as u16)
+            }
+            _ => prefetch,
+        };
+        let mut worker = Worker::new(ctx.queue.clone(), queue, concurrency, ctx.metrics.clone())
+            .handle(canary::KIND, CanaryHandler::new(ctx.jobs.pool().clone()))
             .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
         if queue == WorkQueue::Mail {
             worker = worker.handle(stampede_runtime::mail::KIND, mailer.clone());
         }
-        if queue == WorkQueue::Distribute {
+        // Both take every fan-out kind, so messages queued by an older version still find a
+        // handler; new follow merges are queued to `backfill`.
+        if matches!(queue, WorkQueue::Distribute | WorkQueue::Backfill) {
             worker = distributor.register(worker);
         }
         tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
@@ -97,12 +108,12 @@ async fn clock(ctx: Context) {
             () = ctx.shutdown.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
-        match stampede_social::post::publish_due(&ctx.db, &ids, &ctx.config).await {
+        match stampede_social::post::publish_due(&ctx.jobs, &ids, &ctx.config).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(published = n, "scheduled statuses posted"),
             Err(error) => tracing::warn!(%error, "scheduled statuses: will retry"),
         }
-        if let Err(error) = stampede_social::post::notify_ended_polls(&ctx.db, &ids).await {
+        if let Err(error) = stampede_social::post::notify_ended_polls(&ctx.jobs, &ids).await {
             tracing::warn!(%error, "ended polls: will retry");
         }
     }
@@ -129,7 +140,7 @@ async fn sample_depths(ctx: Context) {
 /// Forgets old deduplication records, canaries, authorization codes and sessions once an hour.
 async fn prune(ctx: Context) {
     loop {
-        if let Err(error) = canary::prune(&ctx.db, DEDUPE_RETENTION).await {
+        if let Err(error) = canary::prune(ctx.jobs.pool(), DEDUPE_RETENTION).await {
             tracing::debug!(%error, "could not prune old canaries");
         }
         // Expired authorization codes and browser sessions serve no one.
@@ -137,11 +148,11 @@ async fn prune(ctx: Context) {
             "DELETE FROM oauth_access_grants WHERE expires_at < now() - interval '1 day'",
             "DELETE FROM web_sessions WHERE created_at < now() - interval '14 days'",
         ] {
-            if let Err(error) = sqlx::query(statement).execute(&ctx.db).await {
+            if let Err(error) = sqlx::query(statement).execute(&ctx.jobs).await {
                 tracing::debug!(%error, "could not prune expired grants or sessions");
             }
         }
-        match dedupe::prune(&ctx.db, DEDUPE_RETENTION).await {
+        match dedupe::prune(ctx.jobs.pool(), DEDUPE_RETENTION).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned processed-message records"),
             Err(error) => tracing::debug!(%error, "could not prune processed-message records"),

@@ -26,7 +26,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         concurrency,
         ctx.metrics.clone(),
     )
-    .handle(canary::KIND, CanaryHandler::new(ctx.db.clone()))
+    .handle(canary::KIND, CanaryHandler::new(ctx.jobs.pool().clone()))
     .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
     let ops = listener.map(|listener| {
         let ctx = ctx.clone();

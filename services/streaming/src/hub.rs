@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use axum::extract::ws::Utf8Bytes;
 use futures_util::task::AtomicWaker;
 use prometheus_client::metrics::counter::Counter;
-use sqlx::PgPool;
 use stampede_cache::Message;
+use stampede_db::Db;
 use stampede_social::stream::{self, AccountEvent, AccountStream, Control, StatusEvent};
 use stampede_telemetry::Metrics;
 use stampede_telemetry::metrics::StreamLabels;
@@ -185,7 +185,7 @@ impl Relations {
 }
 
 /// Loads `account`'s filters from PostgreSQL.
-pub async fn load_relations(db: &PgPool, account: i64) -> Result<HashSet<i64>, sqlx::Error> {
+pub async fn load_relations(db: &Db, account: i64) -> Result<HashSet<i64>, sqlx::Error> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT target_account_id FROM blocks WHERE account_id = $1 \
          UNION SELECT account_id FROM blocks WHERE target_account_id = $1 \
@@ -295,7 +295,7 @@ struct Index {
 /// The process's clients.
 pub struct Hub {
     metrics: Arc<Metrics>,
-    db: PgPool,
+    db: Db,
     index: RwLock<Index>,
     relations: Mutex<HashMap<i64, Arc<Relations>>>,
     next_id: AtomicU64,
@@ -318,7 +318,7 @@ pub enum JoinError {
 }
 
 impl Hub {
-    pub fn new(db: PgPool, metrics: Arc<Metrics>, buffer: usize) -> Arc<Hub> {
+    pub fn new(db: Db, metrics: Arc<Metrics>, buffer: usize) -> Arc<Hub> {
         Arc::new(Hub {
             metrics,
             db,

@@ -1,7 +1,8 @@
 //! Moderation of accounts, shared by the admin API and `stampede admin accounts`.
 
 use serde_json::{Value, json};
-use sqlx::{PgPool, Row};
+use sqlx::Row;
+use stampede_db::Db;
 
 use stampede_mastodon::time::iso;
 
@@ -33,7 +34,7 @@ impl Status {
 
 /// Local accounts with their users, newest first, below `max_id`.
 pub async fn list(
-    db: &PgPool,
+    db: &Db,
     status: Status,
     username: Option<&str>,
     email: Option<&str>,
@@ -118,6 +119,8 @@ impl AppState {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
+            // Give the connection back before asking why: it changed nothing.
+            drop(tx);
             return Err(self.not_pending(account_id).await);
         };
         if row.try_get::<bool, _>("confirmed")? {

@@ -3,7 +3,9 @@
 //! Policy: handlers return `Result<_, ApiError>`. Expected failures (not found, not allowed,
 //! invalid input, too many requests) carry Mastodon's status and body; anything unexpected
 //! (a database error, a bug) is logged with its cause and answered 500 with a body that reveals
-//! nothing. Validation failures collect every problem with every field before answering, in
+//! nothing. A saturated server — the database pool's waiters at their bound, or a wait for a
+//! connection timed out — is not a bug: it answers 503 with Retry-After at once, so clients back
+//! off instead of piling on. Validation failures collect every problem with every field before answering, in
 //! Mastodon's shape: `{"error": "Validation failed: …", "details": {"field": [{"error": "ERR_…",
 //! "description": "…"}]}}`.
 
@@ -70,9 +72,29 @@ impl ApiError {
         }
     }
 
+    /// 503 with Retry-After: the server is saturated now and will not be in a moment.
+    pub fn unavailable() -> Self {
+        ApiError {
+            retry_after: Some(Duration::from_secs(1)),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The server is busy; try again in a moment",
+            )
+        }
+    }
+
     /// Something that should not happen: logged here, answered without detail.
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
         let error = error.into();
+        if error.chain().any(|cause| {
+            matches!(
+                cause.downcast_ref::<sqlx::Error>(),
+                Some(sqlx::Error::PoolTimedOut)
+            )
+        }) {
+            tracing::warn!("database pool saturated; answered 503");
+            return Self::unavailable();
+        }
         tracing::error!(error = %format!("{error:#}"), "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     }

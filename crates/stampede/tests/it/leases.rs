@@ -23,7 +23,7 @@ async fn a_finished_lease_is_kept_and_reused() {
     let db = TestDb::new().await.unwrap();
     let pool = PgPool::connect(&db.url).await.unwrap();
     // sqlx's default pool size is ten: two connections of its own.
-    let leases = Leases::new(pool.clone());
+    let leases = Leases::new(crate::saturation::ungated(&pool));
 
     let (first, conn) = backend_pid(&leases).await;
     conn.finish();
@@ -58,7 +58,7 @@ async fn a_lease_left_in_a_transaction_is_closed_and_its_work_rolled_back() {
         .execute(&pool)
         .await
         .unwrap();
-    let leases = Leases::new(pool.clone());
+    let leases = Leases::new(crate::saturation::ungated(&pool));
 
     // A transaction dropped without commit queues a ROLLBACK; the lease must not keep it.
     let mut conn = leases.take().await.unwrap();
@@ -98,7 +98,7 @@ async fn kept_connections_do_not_starve_the_pool() {
         .connect(&db.url)
         .await
         .unwrap();
-    let leases = Leases::new(pool.clone());
+    let leases = Leases::new(crate::saturation::ungated(&pool));
     let (_, conn) = backend_pid(&leases).await;
     conn.finish();
     assert_eq!(leases.kept_now(), 1);

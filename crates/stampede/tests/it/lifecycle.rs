@@ -155,6 +155,6 @@ async fn web_and_delivery_exchange_canaries_through_rabbitmq() {
         .unwrap();
     assert!(queues.status.success());
     let text = String::from_utf8_lossy(&queues.stdout);
-    assert_eq!(text.lines().count(), 6, "{text}");
+    assert_eq!(text.lines().count(), WorkQueue::ALL.len(), "{text}");
     assert!(text.contains(r#""parked":0"#), "{text}");
 }

@@ -15,6 +15,7 @@ mod pages;
 mod platform;
 mod process;
 mod queue;
+mod saturation;
 mod social;
 mod storage;
 mod streaming;

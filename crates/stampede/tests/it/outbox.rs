@@ -18,7 +18,11 @@ async fn setup() -> (PgPool, Queue, Relay) {
     let pool = PgPool::connect(&db.url).await.unwrap();
     let queue = Queue::Amqp(AmqpQueue::new(&amqp_url(), &unique("t"), "test"));
     queue.check().await.unwrap();
-    let relay = Relay::new(Leases::new(pool.clone()), queue.clone(), Metrics::new());
+    let relay = Relay::new(
+        Leases::new(crate::saturation::ungated(&pool)),
+        queue.clone(),
+        Metrics::new(),
+    );
     (pool, queue, relay)
 }
 
@@ -81,7 +85,11 @@ async fn a_batch_the_broker_does_not_confirm_stays_in_the_outbox() {
         &unique("t"),
         "test",
     ));
-    let relay = Relay::new(Leases::new(pool.clone()), dead, Metrics::new());
+    let relay = Relay::new(
+        Leases::new(crate::saturation::ungated(&pool)),
+        dead,
+        Metrics::new(),
+    );
     assert!(relay.relay_once().await.is_err());
     assert_eq!(outbox_rows(&pool).await, 1);
 }
@@ -169,7 +177,11 @@ async fn a_message_delivered_twice_is_applied_once() {
 async fn one_relay_leads_and_another_takes_over_when_it_stops() {
     let (pool, queue, _) = setup().await;
     let relay = |poll: Duration| {
-        let mut r = Relay::new(Leases::new(pool.clone()), queue.clone(), Metrics::new());
+        let mut r = Relay::new(
+            Leases::new(crate::saturation::ungated(&pool)),
+            queue.clone(),
+            Metrics::new(),
+        );
         r.poll_interval = poll;
         r
     };

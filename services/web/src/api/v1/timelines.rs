@@ -125,7 +125,8 @@ pub async fn home(
             tokio::spawn(async move {
                 let ctx = &rebuild.ctx;
                 if let Err(error) =
-                    feeds::rebuild_home(&ctx.db, &ctx.cache, &ctx.config.statuses, account_id).await
+                    feeds::rebuild_home(&ctx.jobs, &ctx.cache, &ctx.config.statuses, account_id)
+                        .await
                 {
                     tracing::warn!(error = %format!("{error:#}"), account_id, "feed rebuild failed");
                 }

@@ -1,0 +1,275 @@
+//! A small pool under concurrent writes, and saturation answered fast (issue 26).
+//!
+//! Every test runs a debug build, where the pool refuses a nested acquisition at once (a task
+//! that holds a connection asking the same pool for another: see `stampede_db::gate`). Here the
+//! write routes run concurrently against two request connections and one worker connection: a
+//! route that held a connection while waiting for another would time out and answer 5xx.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use stampede_test_support::{AppOptions, TestApp, spawn_app};
+
+use crate::social::{User, call, get, home_until, post, post_status, seed_user};
+
+/// `pool` behind a gate that never refuses, for tests that build their own pieces.
+pub fn ungated(pool: &sqlx::PgPool) -> stampede_db::Db {
+    stampede_db::Db::new(
+        pool.clone(),
+        "requests",
+        usize::MAX,
+        stampede_telemetry::Metrics::new(),
+    )
+}
+
+async fn small_pool_app(env: &[(&str, &str)]) -> TestApp {
+    spawn_app(AppOptions {
+        amqp: true,
+        redis: true,
+        workers: true,
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Every write route a newcomer uses, in the order a person would, as `me` among `people`.
+/// Returns the routes that answered 5xx.
+async fn newcomer_day(app: &TestApp, me: usize, people: &[User]) -> Vec<String> {
+    let user = &people[me];
+    let mut failures = Vec::new();
+    let mut check = |route: &str, status: u16| {
+        if status >= 500 {
+            failures.push(format!("{route} answered {status}"));
+        }
+    };
+    let others: Vec<&User> = people
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != me)
+        .map(|(_, u)| u)
+        .collect();
+    for other in &others {
+        let answer = post(
+            app,
+            &format!("/api/v1/accounts/{}/follow", other.id),
+            user,
+            json!({}),
+        )
+        .await;
+        check("follow", answer.status);
+    }
+    let mut mine = Vec::new();
+    for n in 0..3 {
+        let answer = post(
+            app,
+            "/api/v1/statuses",
+            user,
+            json!({"status": format!("post {n} from @{} #surge", user.username)}),
+        )
+        .await;
+        check("post", answer.status);
+        if let Some(id) = answer.body["id"].as_str() {
+            mine.push(id.to_string());
+        }
+    }
+    let answer = call(
+        app,
+        Method::PUT,
+        &format!("/api/v1/statuses/{}", mine[0]),
+        Some(&user.token),
+        Some(json!({"status": "edited on the first day"})),
+    )
+    .await;
+    check("edit", answer.status);
+    let answer = post(
+        app,
+        &format!("/api/v1/statuses/{}/pin", mine[1]),
+        user,
+        json!({}),
+    )
+    .await;
+    check("pin", answer.status);
+    let home = get(app, "/api/v1/timelines/home?limit=20", user).await;
+    check("home", home.status);
+    let public = get(app, "/api/v1/timelines/public?local=true", user).await;
+    check("public", public.status);
+    let seen: Vec<String> = public
+        .body
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|s| s["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in seen.iter().take(4) {
+        for action in ["favourite", "bookmark", "reblog"] {
+            let answer = post(
+                app,
+                &format!("/api/v1/statuses/{id}/{action}"),
+                user,
+                json!({}),
+            )
+            .await;
+            check(action, answer.status);
+        }
+        let answer = post(
+            app,
+            "/api/v1/statuses",
+            user,
+            json!({"status": "a reply", "in_reply_to_id": id}),
+        )
+        .await;
+        check("reply", answer.status);
+    }
+    let answer = call(
+        app,
+        Method::DELETE,
+        &format!("/api/v1/statuses/{}", mine[2]),
+        Some(&user.token),
+        None,
+    )
+    .await;
+    check("delete", answer.status);
+    let answer = post(
+        app,
+        "/api/v1/markers",
+        user,
+        json!({"home": {"last_read_id": mine[0]}}),
+    )
+    .await;
+    check("markers", answer.status);
+    if let Some(last) = others.last() {
+        for route in ["unfollow", "mute", "unmute", "block", "unblock"] {
+            let answer = post(
+                app,
+                &format!("/api/v1/accounts/{}/{route}", last.id),
+                user,
+                json!({}),
+            )
+            .await;
+            check(route, answer.status);
+        }
+    }
+    let answer = get(app, "/api/v1/notifications", user).await;
+    check("notifications", answer.status);
+    failures
+}
+
+#[tokio::test]
+async fn write_routes_run_concurrently_on_two_connections() {
+    let app = small_pool_app(&[("DB_POOL", "2"), ("DB_WORKER_POOL", "1")]).await;
+    let mut people = Vec::new();
+    for i in 0..10 {
+        people.push(seed_user(&app, &format!("newcomer{i}"), false).await);
+    }
+    let app = std::sync::Arc::new(app);
+    let people = std::sync::Arc::new(people);
+    let mut days = tokio::task::JoinSet::new();
+    for me in 0..people.len() {
+        let (app, people) = (app.clone(), people.clone());
+        days.spawn(async move { newcomer_day(&app, me, &people).await });
+    }
+    let mut failures = Vec::new();
+    while let Some(day) = days.join_next().await {
+        failures.extend(day.unwrap());
+    }
+    assert!(failures.is_empty(), "5xx on a pool of two: {failures:?}");
+
+    // Fan-out kept up on its one connection: a late status reaches a follower's home.
+    let late = post_status(&app, &people[1], json!({"status": "the last word"})).await;
+    home_until(&app, &people[0], |ids| ids.contains(&late)).await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "stampede_db_pool_in_use{pool=\"requests\"}",
+        "stampede_db_pool_acquire_seconds_count{pool=\"workers\"}",
+        "stampede_db_pool_max_connections{pool=\"requests\"} 2",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics");
+    }
+}
+
+#[tokio::test]
+async fn a_full_pool_answers_503_at_once_and_stays_ready() {
+    // No caller may wait for a request connection.
+    let app = small_pool_app(&[("DB_POOL", "4"), ("DB_POOL_QUEUE", "0")]).await;
+    let alice = seed_user(&app, "alice", false).await;
+    let status = post_status(&app, &alice, json!({"status": "before the rush"})).await;
+
+    // Something holds every connection: each request that needs one is refused at once.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(app.ctx.db.pool().acquire().await.unwrap());
+    }
+    let started = Instant::now();
+    let answer = app
+        .client
+        .get(app.url(&format!("/api/v1/statuses/{status}")))
+        .bearer_auth(&alice.token)
+        .send()
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(
+        answer
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // Refused, not timed out: far below the two-second acquire timeout.
+    assert!(took < Duration::from_secs(1), "503 took {took:?}");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert!(body["error"].as_str().is_some(), "{body}");
+
+    // Busy is not down: readiness stays 200 and says the pool is saturated.
+    let ready = app
+        .client
+        .get(app.url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["load"]["postgres_requests"], "saturated", "{ready}");
+
+    drop(held);
+    let answer = get(&app, &format!("/api/v1/statuses/{status}"), &alice).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.body);
+}
+
+#[tokio::test]
+async fn a_nested_acquisition_is_refused_in_debug_builds() {
+    let app = small_pool_app(&[("DB_POOL", "2")]).await;
+    let db = app.ctx.db.clone();
+    // The check follows tokio tasks, as handlers and jobs run.
+    tokio::spawn(async move {
+        let mut tx = db.begin().await.unwrap();
+        let error = sqlx::query("SELECT 1")
+            .execute(&db)
+            .await
+            .expect_err("a second connection while holding one");
+        assert!(error.to_string().contains("nested acquisition"), "{error}");
+        // The connection held is unharmed, and once it is given back the pool serves again.
+        sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
+        sqlx::query("SELECT 1").execute(&db).await.unwrap();
+    })
+    .await
+    .unwrap();
+}
