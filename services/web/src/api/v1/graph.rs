@@ -129,21 +129,28 @@ impl AppState {
     }
 }
 
-/// Adds `delta` to one of an account's counters.
-async fn bump(
+/// Adds `delta` to the follower's `following_count` and the followed account's
+/// `followers_count`, locking the two rows in the order of their ids: two people following each
+/// other at the same moment would otherwise each hold one row and wait for the other's (a
+/// deadlock PostgreSQL breaks by failing one of them).
+async fn bump_follow_counts(
     conn: &mut PgConnection,
     account_id: i64,
-    column: &str,
+    target: i64,
     delta: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO account_stats (account_id, {column}) VALUES ($1, greatest($2, 0)) \
-         ON CONFLICT (account_id) DO UPDATE SET {column} = greatest(account_stats.{column} + $2, 0)"
-    ))
-    .bind(account_id)
-    .bind(delta)
-    .execute(conn)
-    .await?;
+    let mut rows = [(account_id, "following_count"), (target, "followers_count")];
+    rows.sort_by_key(|(id, _)| *id);
+    for (id, column) in rows {
+        sqlx::query(&format!(
+            "INSERT INTO account_stats (account_id, {column}) VALUES ($1, greatest($2, 0)) \
+             ON CONFLICT (account_id) DO UPDATE SET {column} = greatest(account_stats.{column} + $2, 0)"
+        ))
+        .bind(id)
+        .bind(delta)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
@@ -155,7 +162,7 @@ async fn queue_feed(
 ) -> Result<(), sqlx::Error> {
     outbox::enqueue(
         conn,
-        WorkQueue::Distribute,
+        WorkQueue::Backfill,
         &Envelope::new(
             kind,
             serde_json::json!(distribute::Pair {
@@ -190,8 +197,7 @@ async fn insert_follow(
     if inserted.rows_affected() == 0 {
         return Ok(false);
     }
-    bump(conn, account_id, "following_count", 1).await?;
-    bump(conn, target, "followers_count", 1).await?;
+    bump_follow_counts(conn, account_id, target, 1).await?;
     queue_feed(conn, distribute::FEED_MERGE, account_id, target).await?;
     Ok(true)
 }
@@ -211,8 +217,7 @@ async fn remove_follow(
     if removed.rows_affected() == 0 {
         return Ok(false);
     }
-    bump(conn, account_id, "following_count", -1).await?;
-    bump(conn, target, "followers_count", -1).await?;
+    bump_follow_counts(conn, account_id, target, -1).await?;
     queue_feed(conn, distribute::FEED_UNMERGE, account_id, target).await?;
     Ok(true)
 }

@@ -103,12 +103,16 @@ impl CreateParams {
 }
 
 impl AppState {
-    /// How `account_id` posts: their default visibility and this server's limits.
-    pub async fn default_visibility(&self, account_id: i64) -> Result<String, sqlx::Error> {
+    /// How `account_id` posts by default, read on the caller's connection (which may hold a
+    /// transaction: asking the pool for a second connection there could wait for itself).
+    pub async fn default_visibility(
+        conn: &mut PgConnection,
+        account_id: i64,
+    ) -> Result<String, sqlx::Error> {
         Ok(
             sqlx::query_scalar("SELECT source_privacy FROM users WHERE account_id = $1")
                 .bind(account_id)
-                .fetch_optional(&self.ctx.db)
+                .fetch_optional(conn)
                 .await?
                 .unwrap_or_else(|| "public".to_string()),
         )
@@ -122,7 +126,7 @@ impl AppState {
         application_id: Option<i64>,
         new: &NewStatus,
     ) -> Result<i64, ApiError> {
-        let default_visibility = self.default_visibility(account_id).await?;
+        let default_visibility = Self::default_visibility(&mut *conn, account_id).await?;
         let base = self.base_url();
         let author = post::Author {
             account_id,
@@ -169,7 +173,8 @@ pub async fn create(
                 "Validation failed: Scheduled at The scheduled date must be in the future",
             ));
         }
-        let default_visibility = state.default_visibility(account_id).await?;
+        let default_visibility =
+            AppState::default_visibility(&mut *state.ctx.db.acquire().await?, account_id).await?;
         post::validate(
             &new,
             &default_visibility,
@@ -406,7 +411,7 @@ pub async fn edit(
             "Validation failed: A poll cannot be added to a published status",
         ));
     }
-    let default_visibility = state.default_visibility(account_id).await?;
+    let default_visibility = AppState::default_visibility(&mut tx, account_id).await?;
     let mut check = new.clone();
     if has_poll {
         // Text may be blank when the status is a poll.
