@@ -269,6 +269,12 @@ async fn a_nested_acquisition_is_refused_in_debug_builds() {
         sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
         tx.commit().await.unwrap();
         sqlx::query("SELECT 1").execute(&db).await.unwrap();
+        // Our sessions never pay for PostgreSQL's JIT (ADR 0016).
+        let jit: String = sqlx::query_scalar("SELECT current_setting('jit')")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+        assert_eq!(jit, "off");
     })
     .await
     .unwrap();
