@@ -6,6 +6,7 @@
 //! - [`post`]: creating a status in one transaction, with its mentions, tags, poll, counters,
 //!   notifications and the outbox message that fans it out;
 //! - [`feeds`]: the Redis home feeds — keys, rebuilding from PostgreSQL;
+//! - [`follows`]: following an account in one statement;
 //! - [`distribute`]: the `distribute` queue's handlers (fan-out, removal, merge on follow).
 //!
 //! Who may see a status is decided in one place, [`visibility`], whose SQL predicates every
@@ -14,6 +15,7 @@
 pub mod accounts;
 pub mod distribute;
 pub mod feeds;
+pub mod follows;
 pub mod post;
 pub mod render;
 pub mod stream;

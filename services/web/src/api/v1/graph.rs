@@ -10,6 +10,7 @@ use serde::Deserialize;
 use sqlx::{PgConnection, Row};
 use stampede_mastodon::{Account, Relationship, Status};
 use stampede_queue::{Envelope, WorkQueue, outbox};
+use stampede_social::follows::{self, Followed};
 use stampede_social::visibility::visible;
 use stampede_social::{distribute, notification};
 
@@ -243,6 +244,18 @@ pub async fn follow(
     if target.id == account_id {
         return Err(ApiError::forbidden("This action is not allowed"));
     }
+    if !target.locked {
+        let mut conn = state.ctx.db.acquire().await?;
+        let followed = follows::follow(
+            &mut conn, &state.ids, account_id, target.id, p.reblogs, p.notify,
+        )
+        .await?;
+        drop(conn);
+        if followed == Followed::Blocked {
+            return Err(ApiError::forbidden("This action is not allowed"));
+        }
+        return state.relationship(account_id, target.id).await;
+    }
     let mut tx = state.ctx.db.begin().await?;
     let blocked: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $1 AND target_account_id = $2) \
@@ -265,41 +278,30 @@ pub async fn follow(
     .bind(p.notify)
     .execute(&mut *tx)
     .await?;
+    // A locked account is asked; an existing follow (accepted earlier) was updated above.
     if updated.rows_affected() == 0 {
         let reblogs = p.reblogs.unwrap_or(true);
         let notify = p.notify.unwrap_or(false);
-        if target.locked {
-            let inserted = sqlx::query(
-                "INSERT INTO follow_requests (id, account_id, target_account_id, show_reblogs, notify) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, target_account_id) \
-                 DO UPDATE SET show_reblogs = EXCLUDED.show_reblogs, notify = EXCLUDED.notify \
-                 RETURNING (xmax = 0) AS fresh",
-            )
-            .bind(state.ids.next_id().as_i64())
-            .bind(account_id)
-            .bind(target.id)
-            .bind(reblogs)
-            .bind(notify)
-            .fetch_one(&mut *tx)
-            .await?;
-            if inserted.try_get::<bool, _>("fresh")? {
-                notification::create(
-                    &mut tx,
-                    state.ids.next_id().as_i64(),
-                    target.id,
-                    account_id,
-                    notification::FOLLOW_REQUEST,
-                    None,
-                )
-                .await?;
-            }
-        } else if insert_follow(&state, &mut tx, account_id, target.id, reblogs, notify).await? {
+        let inserted = sqlx::query(
+            "INSERT INTO follow_requests (id, account_id, target_account_id, show_reblogs, notify) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, target_account_id) \
+             DO UPDATE SET show_reblogs = EXCLUDED.show_reblogs, notify = EXCLUDED.notify \
+             RETURNING (xmax = 0) AS fresh",
+        )
+        .bind(state.ids.next_id().as_i64())
+        .bind(account_id)
+        .bind(target.id)
+        .bind(reblogs)
+        .bind(notify)
+        .fetch_one(&mut *tx)
+        .await?;
+        if inserted.try_get::<bool, _>("fresh")? {
             notification::create(
                 &mut tx,
                 state.ids.next_id().as_i64(),
                 target.id,
                 account_id,
-                notification::FOLLOW,
+                notification::FOLLOW_REQUEST,
                 None,
             )
             .await?;
