@@ -244,7 +244,7 @@ impl Config {
                 .to_string(),
             pool_size: env.parse_in("DB_POOL", 1..=1000)?.unwrap_or(10),
             worker_pool_size: env.parse_in("DB_WORKER_POOL", 1..=1000)?.unwrap_or(5),
-            pool_queue: env.parse_in("DB_POOL_QUEUE", 0..=100_000)?.unwrap_or(200),
+            pool_queue: env.parse_in("DB_POOL_QUEUE", 0..=100_000)?.unwrap_or(1000),
             acquire_timeout: Duration::from_millis(
                 env.parse_in("DB_ACQUIRE_TIMEOUT_MS", 10..=60_000)?
                     .unwrap_or(2000),

@@ -709,10 +709,21 @@ pub async fn reblog(
 }
 
 /// The original a path id refers to (a boost's path means what it boosts).
+/// 404 unless the viewer may see it. One light query: the handlers render the status afterwards
+/// anyway.
 async fn original_of(state: &AppState, viewer: i64, id: i64) -> Result<i64, ApiError> {
-    let status = state.load_status(Some(viewer), id).await?;
-    let original = status.reblog.as_deref().unwrap_or(&status);
-    original.id.parse().map_err(ApiError::internal)
+    static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT coalesce(s.reblog_of_id, s.id) FROM statuses s WHERE s.id = $1 AND {}",
+            stampede_social::visibility::visible("s", "$2")
+        )
+    });
+    sqlx::query_scalar(&QUERY)
+        .bind(id)
+        .bind(viewer)
+        .fetch_optional(&state.ctx.db)
+        .await?
+        .ok_or_else(ApiError::not_found)
 }
 
 pub async fn unreblog(
