@@ -32,6 +32,9 @@ use std::time::Instant;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgQueryResult, PgRow, PgStatement, PgTypeInfo};
 use sqlx::{
@@ -49,18 +52,22 @@ pub struct Db {
 }
 
 struct Gate {
-    labels: PoolLabels,
+    name: String,
     /// An acquisition that would queue behind this many fails at once.
     max_waiters: usize,
     waiting: AtomicUsize,
     in_use: AtomicUsize,
-    metrics: Arc<Metrics>,
+    /// This pool's series, looked up once.
+    waiters_gauge: Gauge,
+    in_use_gauge: Gauge,
+    acquire_seconds: Histogram,
+    timeouts: Counter,
 }
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Db")
-            .field("pool", &self.gate.labels.pool)
+            .field("pool", &self.gate.name)
             .field(
                 "max_connections",
                 &self.pool.options().get_max_connections(),
@@ -85,11 +92,14 @@ impl Db {
         Db {
             pool,
             gate: Arc::new(Gate {
-                labels,
+                name: name.to_string(),
                 max_waiters,
                 waiting: AtomicUsize::new(0),
                 in_use: AtomicUsize::new(0),
-                metrics,
+                waiters_gauge: metrics.db_pool_waiters.get_or_create(&labels).clone(),
+                in_use_gauge: metrics.db_pool_in_use.get_or_create(&labels).clone(),
+                acquire_seconds: metrics.db_pool_acquire.get_or_create(&labels).clone(),
+                timeouts: metrics.db_pool_timeouts.get_or_create(&labels).clone(),
             }),
         }
     }
@@ -101,7 +111,7 @@ impl Db {
 
     /// This pool's name in metrics (`requests`, `workers`).
     pub fn name(&self) -> &str {
-        &self.gate.labels.pool
+        &self.gate.name
     }
 
     /// Whether every connection is in use right now: busy, not broken.
@@ -127,27 +137,24 @@ impl Db {
         #[cfg(debug_assertions)]
         nesting::check(gate)?;
         let waiting = Waiting::enter(gate);
-        let metrics = &gate.metrics;
         // Only a caller that would queue is refused: one that finds an idle connection, or room
         // to open one, goes ahead whatever the count says.
         let max = self.pool.options().get_max_connections();
         if waiting.ahead >= gate.max_waiters && self.pool.num_idle() == 0 && self.pool.size() >= max
         {
-            metrics.db_pool_timeouts.get_or_create(&gate.labels).inc();
+            gate.timeouts.inc();
             return Err(Error::PoolTimedOut);
         }
         let started = Instant::now();
         let result = self.pool.acquire().await;
         drop(waiting);
-        metrics
-            .db_pool_acquire
-            .get_or_create(&gate.labels)
+        gate.acquire_seconds
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(conn) => Ok((conn, Held::new(gate))),
             Err(error) => {
                 if matches!(error, Error::PoolTimedOut) {
-                    metrics.db_pool_timeouts.get_or_create(&gate.labels).inc();
+                    gate.timeouts.inc();
                 }
                 Err(error)
             }
@@ -164,10 +171,7 @@ struct Waiting<'a> {
 impl<'a> Waiting<'a> {
     fn enter(gate: &'a Gate) -> Self {
         let ahead = gate.waiting.fetch_add(1, Ordering::Relaxed);
-        gate.metrics
-            .db_pool_waiters
-            .get_or_create(&gate.labels)
-            .set((ahead + 1) as i64);
+        gate.waiters_gauge.set((ahead + 1) as i64);
         Waiting { gate, ahead }
     }
 }
@@ -175,11 +179,7 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let left = self.gate.waiting.fetch_sub(1, Ordering::Relaxed) - 1;
-        self.gate
-            .metrics
-            .db_pool_waiters
-            .get_or_create(&self.gate.labels)
-            .set(left as i64);
+        self.gate.waiters_gauge.set(left as i64);
     }
 }
 
@@ -193,10 +193,7 @@ struct Held {
 impl Held {
     fn new(gate: &Arc<Gate>) -> Self {
         let in_use = gate.in_use.fetch_add(1, Ordering::Relaxed) + 1;
-        gate.metrics
-            .db_pool_in_use
-            .get_or_create(&gate.labels)
-            .set(in_use as i64);
+        gate.in_use_gauge.set(in_use as i64);
         Held {
             gate: gate.clone(),
             #[cfg(debug_assertions)]
@@ -208,11 +205,7 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         let in_use = self.gate.in_use.fetch_sub(1, Ordering::Relaxed) - 1;
-        self.gate
-            .metrics
-            .db_pool_in_use
-            .get_or_create(&self.gate.labels)
-            .set(in_use as i64);
+        self.gate.in_use_gauge.set(in_use as i64);
         #[cfg(debug_assertions)]
         if let Some(key) = self.task.take() {
             nesting::release(key);
@@ -249,7 +242,7 @@ mod nesting {
             let message = format!(
                 "nested acquisition from the {} pool: this task already holds one of its \
                  connections and would wait for itself; run the query on the connection it holds",
-                gate.labels.pool
+                gate.name
             );
             tracing::error!("{message}");
             return Err(sqlx::Error::Configuration(message.into()));
