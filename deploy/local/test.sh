@@ -32,6 +32,15 @@ export STAMPEDE_COMPAT_PYTHON="$venv/bin/python"
 # Builds may reuse a cache outside the clone; they also work without one.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 
+# A shortened migration day (issue 26) against `stampede all` on a small pool: sign-ups, follows,
+# posts, favourites, boosts, home reads and streams through the real API, failing on any 5xx.
+# Skipped when the caller picks tests (arguments are test filters).
+if [ $# -eq 0 ]; then
+    cargo build --bin stampede --bin stampede-loadtest
+    BIN_DIR="$CARGO_TARGET_DIR/debug" DB_POOL=3 DB_WORKER_POOL=2 SLOS="" RAW_RATE=0 PORT=3970 \
+        loadtest/migration-day.sh 30 2 40 200
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else

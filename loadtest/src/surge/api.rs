@@ -40,14 +40,18 @@ pub async fn form(
     token: Option<&str>,
     pairs: &[(&str, &str)],
 ) -> anyhow::Result<(StatusCode, Value)> {
-    let mut body = url::form_urlencoded::Serializer::new(String::new());
-    for (k, v) in pairs {
-        body.append_pair(k, v);
-    }
+    // The serializer is not Send: finish it before the first await.
+    let body = {
+        let mut body = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in pairs {
+            body.append_pair(k, v);
+        }
+        body.finish()
+    };
     let mut request = c
         .post(url)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(body.finish());
+        .body(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }

@@ -4,10 +4,19 @@
 //! follows 50–200 of a seeded pool of established accounts, opens a streaming connection, and
 //! then, a few seconds apart, reads the home feed (6 in 10), favourites (2), posts (1) and boosts
 //! (1) statuses from it — until `--seconds` have passed.
+//!
+//! Beside the newcomers, a probe measures fan-out through the API as a follower sees it: a
+//! watcher account follows the first established accounts, which post in turn twice a second;
+//! the watcher polls its home timeline, and the time from each post's answer to the status in
+//! the watcher's home is the `fanout` measurement (resolution: the 100 ms poll).
+//!
+//! Every seeding request is bounded: a step that does not answer fails the run with a message
+//! naming it, instead of waiting silently.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use goose::goose::GooseResponse;
 use goose::prelude::*;
 use rand::Rng as _;
@@ -53,6 +62,134 @@ pub struct Args {
     /// Run without streaming connections (for a server without the streaming API yet).
     #[arg(long)]
     pub skip_streaming: bool,
+    /// Fan-out probe posts per second (0: no probe).
+    #[arg(long, default_value_t = 2.0)]
+    pub probe_rate: f64,
+}
+
+/// Established accounts the probe's watcher follows, and which post the probe statuses.
+const PROBE_AUTHORS: usize = 40;
+
+/// The longest a seeding request may take before the run stops, naming it.
+const STEP_LIMIT: Duration = Duration::from_secs(30);
+
+/// Runs one seeding step, failing with `what` when it does not answer within [`STEP_LIMIT`].
+async fn step<T>(
+    what: impl FnOnce() -> String,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    match tokio::time::timeout(STEP_LIMIT, work).await {
+        Ok(result) => result.with_context(what),
+        Err(_) => Err(anyhow::anyhow!(
+            "{} did not answer within {} s: the server is stalled (check its logs and /health/ready)",
+            what(),
+            STEP_LIMIT.as_secs()
+        )),
+    }
+}
+
+/// Posts as the probe authors in turn until `until`, and watches `watcher`'s home timeline for
+/// each post, recording the lag as `fanout`. Returns (posted, seen).
+async fn probe_fanout(
+    client: reqwest::Client,
+    base: String,
+    authors: Vec<Seeded>,
+    watcher: Seeded,
+    rate: f64,
+    until: Instant,
+    recorder: Recorder,
+) -> (u64, u64) {
+    let posted = Arc::new(tokio::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        Instant,
+    >::new()));
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let poster = {
+        let (client, base, posted, recorder, count) = (
+            client.clone(),
+            base.clone(),
+            posted.clone(),
+            recorder.clone(),
+            count.clone(),
+        );
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n = 0usize;
+            while Instant::now() < until {
+                tick.tick().await;
+                let author = &authors[n % authors.len()];
+                n += 1;
+                let started = Instant::now();
+                let text = format!("fan-out probe {n}");
+                let result = api::form(
+                    &client,
+                    &format!("{base}/api/v1/statuses"),
+                    Some(&author.token),
+                    &[("status", &text)],
+                )
+                .await;
+                let outcome = match &result {
+                    Ok((status, _)) => Outcome::from_status(status.as_u16()),
+                    Err(_) => Outcome::Transport,
+                };
+                recorder.request("post", started, outcome);
+                if let Ok((status, body)) = result
+                    && status.is_success()
+                    && let Some(id) = body["id"].as_str()
+                {
+                    posted.lock().await.insert(id.to_string(), Instant::now());
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    };
+    let watch = async {
+        let mut seen = 0u64;
+        let mut since: Option<String> = None;
+        // Keep looking a little after the last post, for the last statuses' fan-out.
+        let stop = until + Duration::from_secs(5);
+        while Instant::now() < stop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let mut url = format!("{base}/api/v1/timelines/home?limit=40");
+            if let Some(since) = &since {
+                url.push_str(&format!("&since_id={since}"));
+            }
+            let started = Instant::now();
+            let result = api::get(&client, &url, Some(&watcher.token)).await;
+            let now = Instant::now();
+            let outcome = match &result {
+                Ok((status, _)) => Outcome::from_status(status.as_u16()),
+                Err(_) => Outcome::Transport,
+            };
+            recorder.request("home", started, outcome);
+            let Ok((status, Value::Array(list))) = result else {
+                continue;
+            };
+            if !status.is_success() {
+                continue;
+            }
+            if let Some(newest) = list.first().and_then(|s| s["id"].as_str()) {
+                since = Some(newest.to_string());
+            }
+            let mut posted = posted.lock().await;
+            for id in list.iter().filter_map(|s| s["id"].as_str()) {
+                if let Some(at) = posted.remove(id) {
+                    recorder.measure("fanout", now.saturating_duration_since(at));
+                    seen += 1;
+                }
+            }
+            if Instant::now() >= until
+                && posted.is_empty()
+                && count.load(std::sync::atomic::Ordering::Relaxed) > 0
+            {
+                break;
+            }
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(poster, watch);
+    (count.load(std::sync::atomic::Ordering::Relaxed), seen)
 }
 
 struct Day {
@@ -345,6 +482,11 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
             "--arrival-rate must be a number of people per second in (0, 1000]"
         )));
     }
+    if !(args.probe_rate.is_finite() && (0.0..=100.0).contains(&args.probe_rate)) {
+        return Err(not_started(anyhow::anyhow!(
+            "--probe-rate must be a number of posts per second in [0, 100]"
+        )));
+    }
     let ramp = args.people as f64 / args.arrival_rate;
     if ramp >= args.seconds as f64 {
         return Err(not_started(anyhow::anyhow!(
@@ -369,6 +511,11 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     }
     let catalogue = Catalogue {
         ops,
+        measures: if args.probe_rate > 0.0 {
+            vec!["fanout"]
+        } else {
+            vec![]
+        },
         ..Default::default()
     };
     let mut urls = vec![("DATABASE_URL", args.database_url.as_str())];
@@ -407,14 +554,15 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         .await
         .map_err(not_started)?;
     let run_id = uuid::Uuid::new_v4().simple().to_string()[..6].to_string();
-    let pool_accounts = seed::users(
+    let mut pool_accounts = seed::users(
         &db,
         &app.client_id,
         &format!("m{run_id}p"),
-        args.pool as usize,
+        args.pool as usize + 1,
     )
     .await
     .map_err(not_started)?;
+    let watcher = pool_accounts.pop().context("seeding made no accounts")?;
     // Preflight every endpoint the day uses, with two established accounts.
     let (a, b) = (&pool_accounts[0], &pool_accounts[1]);
     let status = super::viral_post::preflight(&client, &prep.base, a, b)
@@ -439,14 +587,50 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         "migration-day: {} established accounts post once each",
         pool_accounts.len()
     );
-    for acct in &pool_accounts[1..] {
-        api::form(
-            &client,
-            &format!("{}/api/v1/statuses", prep.base),
-            Some(&acct.token),
-            &[("status", "an established account's post")],
+    for (i, acct) in pool_accounts[1..].iter().enumerate() {
+        step(
+            || {
+                format!(
+                    "seeding: POST /api/v1/statuses (established account {})",
+                    i + 1
+                )
+            },
+            api::form_ok(
+                &client,
+                &format!("{}/api/v1/statuses", prep.base),
+                Some(&acct.token),
+                &[("status", "an established account's post")],
+            ),
         )
         .await?;
+    }
+    let probe_authors: Vec<Seeded> = pool_accounts[1..]
+        .iter()
+        .take(PROBE_AUTHORS)
+        .cloned()
+        .collect();
+    if args.probe_rate > 0.0 {
+        eprintln!(
+            "migration-day: the fan-out probe's watcher follows {} established accounts",
+            probe_authors.len()
+        );
+        for author in &probe_authors {
+            step(
+                || {
+                    format!(
+                        "seeding: the probe watcher's POST /api/v1/accounts/{}/follow",
+                        author.account_id
+                    )
+                },
+                api::form_ok(
+                    &client,
+                    &format!("{}/api/v1/accounts/{}/follow", prep.base, author.account_id),
+                    Some(&watcher.token),
+                    &[],
+                ),
+            )
+            .await?;
+        }
     }
     let seeding_s = seeding.elapsed().as_secs_f64();
     let recorder = Recorder::start("migration-day", prep.progress);
@@ -458,7 +642,18 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         }
         n
     });
-    let deadline = Instant::now() + Duration::from_secs(args.seconds + 60);
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let probe = (args.probe_rate > 0.0).then(|| {
+        tokio::spawn(probe_fanout(
+            client.clone(),
+            prep.base.clone(),
+            probe_authors,
+            watcher,
+            args.probe_rate,
+            deadline,
+            recorder.clone(),
+        ))
+    });
     let day = Arc::new(Day {
         pool_accounts,
         db,
@@ -489,8 +684,12 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         .execute()
         .await;
     let load_seconds = recorder.elapsed().as_secs_f64();
+    let (probe_posted, probe_seen) = match probe {
+        Some(probe) => probe.await.unwrap_or_default(),
+        None => (0, 0),
+    };
     drop(day);
-    let updates = tokio::time::timeout(Duration::from_secs(70), counter)
+    let updates = tokio::time::timeout(Duration::from_secs(10), counter)
         .await
         .ok()
         .and_then(Result::ok)
@@ -514,6 +713,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
             "seconds": args.seconds,
             "pool": args.pool,
             "streaming": !args.skip_streaming,
+            "probe_rate_per_s": args.probe_rate,
         }),
         load_seconds,
         facts: [
@@ -522,6 +722,8 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
                 json!((seeding_s * 10.0).round() / 10.0),
             ),
             ("stream_updates_received".to_string(), json!(updates)),
+            ("fanout_probe_posted".to_string(), json!(probe_posted)),
+            ("fanout_probe_seen".to_string(), json!(probe_seen)),
         ]
         .into_iter()
         .collect(),

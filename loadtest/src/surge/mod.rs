@@ -63,7 +63,7 @@ pub struct Common {
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     pub base_url: String,
     /// A pass/fail rule, repeatable: 'p99<500ms', 'p99(signup)<2s', 'error-rate<1%',
-    /// '429-rate<5%', 'throughput>=50/s', 'fanout-p99<10s'. Any failing rule: exit code 1.
+    /// '429-rate<5%', '5xx-rate<=0%', 'throughput>=50/s', 'fanout-p99<10s'. Any failing rule: exit code 1.
     #[arg(long = "slo", value_name = "RULE")]
     pub slo: Vec<String>,
     /// Where report.html and summary.json go [default: /tmp/stampede-surge/SCENARIO-TIME].

@@ -5,8 +5,8 @@
 //!
 //! - `p50`, `p90`, `p95`, `p99`, `max`: latency of successful requests (all operations, or one:
 //!   `p99(signup)`); VALUE in `ms` or `s`;
-//! - `error-rate`, `429-rate`: share of requests (optionally of one operation); VALUE in `%`
-//!   or as a fraction;
+//! - `error-rate`, `429-rate`, `5xx-rate` (5xx answers and time-outs): share of requests
+//!   (optionally of one operation); VALUE in `%` or as a fraction;
 //! - `throughput`: successful requests per second over the load phase; VALUE in `/s`, `/min`, `/h`;
 //! - a scenario measurement with a percentile, e.g. `fanout-p99`, `delivery-max`: in `ms` or `s`;
 //! - a scenario's own share, e.g. `delivery-loss`: in `%`.
@@ -54,6 +54,7 @@ impl Catalogue {
             }
             out.push((format!("error-rate{suffix}"), Kind::Share));
             out.push((format!("429-rate{suffix}"), Kind::Share));
+            out.push((format!("5xx-rate{suffix}"), Kind::Share));
             out.push((format!("throughput{suffix}"), Kind::Rate));
         }
         for m in &self.measures {

@@ -97,6 +97,9 @@ fn totals(bins: &BTreeMap<u64, Bin>, load_seconds: f64) -> (Value, BTreeMap<Stri
     }
     metrics.insert("error-rate".into(), share(errors));
     metrics.insert("429-rate".into(), share(counts[Outcome::Limited as usize]));
+    // What the server failed to answer: 5xx and time-outs (4xx are the client's own).
+    let failed = counts[Outcome::ServerError as usize] + counts[Outcome::Timeout as usize];
+    metrics.insert("5xx-rate".into(), share(failed));
     let throughput = counts[0] as f64 / load_seconds.max(1e-9);
     metrics.insert("throughput".into(), throughput);
     let by_outcome: Map<String, Value> = Outcome::ALL
