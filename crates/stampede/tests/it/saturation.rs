@@ -248,7 +248,13 @@ async fn a_full_pool_answers_503_at_once_and_stays_ready() {
     let ready: serde_json::Value = ready.json().await.unwrap();
     assert_eq!(ready["load"]["postgres_requests"], "saturated", "{ready}");
 
+    // sqlx hands dropped connections back to the pool in a task of their own.
     drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while app.ctx.db.pool().num_idle() == 0 {
+        assert!(Instant::now() < deadline, "the connections never came back");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let answer = get(&app, &format!("/api/v1/statuses/{status}"), &alice).await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
 }
