@@ -124,7 +124,14 @@ impl Cache {
         marker: &str,
         ttl: Duration,
     ) -> Result<(), CacheError> {
-        dispatch!(self, c => c.feed_fill(key, ids, max_len, marker, ttl).await)
+        dispatch!(self, c => c.feed_fill(key, ids, max_len, Some((marker, ttl))).await)
+    }
+
+    /// Adds `ids` to feed `key` and trims it to the newest `max_len`, leaving its ready marker
+    /// alone: a merge into a feed must never mark a feed ready that it did not build whole (if
+    /// the feed was lost between the merge's check and its write, the next read rebuilds it).
+    pub async fn feed_add(&self, key: &str, ids: &[i64], max_len: usize) -> Result<(), CacheError> {
+        dispatch!(self, c => c.feed_fill(key, ids, max_len, None).await)
     }
 
     /// Publishes `payload` on `channel`; returns how many subscribers (processes) received it.

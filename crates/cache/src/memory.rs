@@ -172,8 +172,7 @@ impl MemoryCache {
         key: &str,
         ids: &[i64],
         max_len: usize,
-        marker: &str,
-        ttl: Duration,
+        marker: Option<(&str, Duration)>,
     ) -> Result<(), CacheError> {
         let mut entries = self.entries.lock().await;
         let entry = entries
@@ -188,10 +187,12 @@ impl MemoryCache {
                 set.pop_first();
             }
         }
-        entries.insert(
-            marker.to_string(),
-            Entry::Value("1".to_string(), Some(Instant::now() + ttl)),
-        );
+        if let Some((marker, ttl)) = marker {
+            entries.insert(
+                marker.to_string(),
+                Entry::Value("1".to_string(), Some(Instant::now() + ttl)),
+            );
+        }
         Ok(())
     }
 

@@ -232,8 +232,7 @@ impl RedisCache {
         key: &str,
         ids: &[i64],
         max_len: usize,
-        marker: &str,
-        ttl: Duration,
+        marker: Option<(&str, Duration)>,
     ) -> Result<(), CacheError> {
         let mut conn = self.conn().await?;
         let key = self.key(key);
@@ -251,12 +250,14 @@ impl RedisCache {
             .arg(0)
             .arg(-(max_len as i64) - 1)
             .ignore();
-        pipe.cmd("SET")
-            .arg(self.key(marker))
-            .arg(1)
-            .arg("EX")
-            .arg(ttl.as_secs().max(1))
-            .ignore();
+        if let Some((marker, ttl)) = marker {
+            pipe.cmd("SET")
+                .arg(self.key(marker))
+                .arg(1)
+                .arg("EX")
+                .arg(ttl.as_secs().max(1))
+                .ignore();
+        }
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
     }
 

@@ -498,13 +498,7 @@ impl Distributor {
         .fetch_all(&self.db)
         .await?;
         self.cache
-            .feed_fill(
-                &feeds::home_key(pair.account_id),
-                &ids,
-                feeds::FEED_MAX,
-                &feeds::ready_key(pair.account_id),
-                feeds::ready_ttl(&self.config),
-            )
+            .feed_add(&feeds::home_key(pair.account_id), &ids, feeds::FEED_MAX)
             .await
             .map_err(cache_error)
     }
