@@ -608,6 +608,13 @@ async fn losing_redis_loses_nothing() {
     let second = post_status(&app, &alice, json!({"status": "two"})).await;
     let want = vec![second.clone(), first.clone()];
     home_until(&app, &bob, |ids| ids == want.as_slice()).await;
+    // Bob's feed is built (a rebuild still in flight would mark it ready again after the
+    // deletion below).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&app, "/api/v1/timelines/home", &bob).await.status != 200 {
+        assert!(Instant::now() < deadline, "feed never built");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // Redis forgets everything about Bob's feed: the next read answers 206 from PostgreSQL,
     // complete, and rebuilds the feed.
