@@ -125,6 +125,9 @@ pub struct DatabaseConfig {
     /// DB_POOL_QUEUE: callers that may wait for a connection of the requests' pool; one more is
     /// refused at once (503 with Retry-After) instead of waiting out the acquire timeout.
     pub pool_queue: usize,
+    /// DB_POOL_MAX_WAIT_MS: while the last request served had waited longer than this for a
+    /// connection, one that would queue is refused at once (503 with Retry-After).
+    pub pool_max_wait: Duration,
     /// DB_ACQUIRE_TIMEOUT_MS: the longest a request waits for a connection.
     pub acquire_timeout: Duration,
     /// Skip running migrations at start of `all` (they are run by `stampede migrate`).
@@ -245,6 +248,10 @@ impl Config {
             pool_size: env.parse_in("DB_POOL", 1..=1000)?.unwrap_or(10),
             worker_pool_size: env.parse_in("DB_WORKER_POOL", 1..=1000)?.unwrap_or(5),
             pool_queue: env.parse_in("DB_POOL_QUEUE", 0..=100_000)?.unwrap_or(1000),
+            pool_max_wait: Duration::from_millis(
+                env.parse_in("DB_POOL_MAX_WAIT_MS", 1..=60_000)?
+                    .unwrap_or(500),
+            ),
             acquire_timeout: Duration::from_millis(
                 env.parse_in("DB_ACQUIRE_TIMEOUT_MS", 10..=60_000)?
                     .unwrap_or(2000),

@@ -15,8 +15,11 @@
 //!   test) refuse such an acquisition at once with an error naming the pool, so any route a test
 //!   exercises proves it holds one connection at a time; release builds pay nothing for the check.
 //! - **Waiting in a full pool.** A request queued behind many others gains nothing by waiting
-//!   five seconds and failing; past `max_waiters` an acquisition fails at once, and the web
-//!   service answers 503 with Retry-After.
+//!   seconds and failing. An acquisition that would queue fails at once when `max_waiters`
+//!   others already wait, or when the last caller served had waited longer than `max_wait` (a
+//!   standing queue, as CoDel detects one: it sheds new arrivals while queueing delay stays
+//!   above target, and admits again as soon as a caller is served quickly). The web service
+//!   answers such a refusal with 503 and Retry-After.
 //! - **Blindness.** Connections in use, waiters, acquire time and time-outs are exported as
 //!   `stampede_db_pool_*`, labelled by pool (`requests`, `workers`).
 //!
@@ -26,8 +29,8 @@
 
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
@@ -51,10 +54,28 @@ pub struct Db {
     gate: Arc<Gate>,
 }
 
+/// When a [`Db`] refuses a caller rather than let it queue.
+#[derive(Clone, Copy, Debug)]
+pub struct Admission {
+    /// An acquisition that would queue behind this many others fails at once.
+    pub max_waiters: usize,
+    /// An acquisition that would queue fails at once while the last caller served waited longer.
+    pub max_wait: Duration,
+}
+
+impl Admission {
+    /// Never refuse: every caller waits its turn (work from a queue).
+    pub const PATIENT: Admission = Admission {
+        max_waiters: usize::MAX,
+        max_wait: Duration::MAX,
+    };
+}
+
 struct Gate {
     name: String,
-    /// An acquisition that would queue behind this many fails at once.
-    max_waiters: usize,
+    admission: Admission,
+    /// How long the last caller served waited, in microseconds.
+    last_wait_us: AtomicU64,
     waiting: AtomicUsize,
     in_use: AtomicUsize,
     /// This pool's series, looked up once.
@@ -79,9 +100,8 @@ impl std::fmt::Debug for Db {
 }
 
 impl Db {
-    /// Fronts `pool`, named `name` in metrics and errors; an acquisition that would queue
-    /// behind `max_waiters` others fails at once.
-    pub fn new(pool: PgPool, name: &str, max_waiters: usize, metrics: Arc<Metrics>) -> Self {
+    /// Fronts `pool`, named `name` in metrics and errors, refusing callers as `admission` says.
+    pub fn new(pool: PgPool, name: &str, admission: Admission, metrics: Arc<Metrics>) -> Self {
         let labels = PoolLabels {
             pool: name.to_string(),
         };
@@ -93,7 +113,8 @@ impl Db {
             pool,
             gate: Arc::new(Gate {
                 name: name.to_string(),
-                max_waiters,
+                admission,
+                last_wait_us: AtomicU64::new(0),
                 waiting: AtomicUsize::new(0),
                 in_use: AtomicUsize::new(0),
                 waiters_gauge: metrics.db_pool_waiters.get_or_create(&labels).clone(),
@@ -140,16 +161,18 @@ impl Db {
         // Only a caller that would queue is refused: one that finds an idle connection, or room
         // to open one, goes ahead whatever the count says.
         let max = self.pool.options().get_max_connections();
-        if waiting.ahead >= gate.max_waiters && self.pool.num_idle() == 0 && self.pool.size() >= max
-        {
+        let would_queue = self.pool.num_idle() == 0 && self.pool.size() >= max;
+        if would_queue && gate.refuses(waiting.ahead) {
             gate.timeouts.inc();
             return Err(Error::PoolTimedOut);
         }
         let started = Instant::now();
         let result = self.pool.acquire().await;
         drop(waiting);
-        gate.acquire_seconds
-            .observe(started.elapsed().as_secs_f64());
+        let waited = started.elapsed();
+        gate.last_wait_us
+            .store(waited.as_micros() as u64, Ordering::Relaxed);
+        gate.acquire_seconds.observe(waited.as_secs_f64());
         match result {
             Ok(conn) => Ok((conn, Held::new(gate))),
             Err(error) => {
@@ -159,6 +182,17 @@ impl Db {
                 Err(error)
             }
         }
+    }
+}
+
+impl Gate {
+    /// Whether a caller that would queue behind `ahead` others is refused.
+    fn refuses(&self, ahead: usize) -> bool {
+        let standing = || {
+            Duration::from_micros(self.last_wait_us.load(Ordering::Relaxed))
+                > self.admission.max_wait
+        };
+        ahead >= self.admission.max_waiters || (ahead > 0 && standing())
     }
 }
 

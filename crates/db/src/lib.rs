@@ -16,7 +16,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use stampede_config::DatabaseConfig;
 
-pub use gate::{Conn, Db, Tx};
+pub use gate::{Admission, Conn, Db, Tx};
 pub use lease::{Lease, Leases};
 
 /// The schema migrations, embedded at build time.
@@ -84,10 +84,14 @@ pub fn pools(
         config.worker_pool_size,
         WORKER_ACQUIRE_TIMEOUT,
     )?;
+    let admission = Admission {
+        max_waiters: config.pool_queue,
+        max_wait: config.pool_max_wait,
+    };
     Ok((
-        Db::new(requests, "requests", config.pool_queue, metrics.clone()),
+        Db::new(requests, "requests", admission, metrics.clone()),
         // Jobs wait in their queue rather than fail: every consumer may wait its turn.
-        Db::new(workers, "workers", usize::MAX, metrics.clone()),
+        Db::new(workers, "workers", Admission::PATIENT, metrics.clone()),
     ))
 }
 

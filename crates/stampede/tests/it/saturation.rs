@@ -18,7 +18,7 @@ pub fn ungated(pool: &sqlx::PgPool) -> stampede_db::Db {
     stampede_db::Db::new(
         pool.clone(),
         "requests",
-        usize::MAX,
+        stampede_db::Admission::PATIENT,
         stampede_telemetry::Metrics::new(),
     )
 }
