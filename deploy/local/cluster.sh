@@ -153,15 +153,19 @@ start_cluster() {
     log "migrating $db"
     env "${base_env[@]}" "$bin" migrate >>"$dir/logs/migrate.log" 2>&1 || die "migration failed; see $dir/logs/migrate.log"
 
-    start_one() { # service port pool
+    # Connections per process: DB_POOL for requests, DB_WORKER_POOL for jobs (ADR 0016), plus up
+    # to DB_POOL/4 kept for hot paths, one for readiness and one for the relay's LISTEN: about
+    # 90 in all, within PostgreSQL's default max_connections of 100.
+    start_one() { # service port requests-pool workers-pool
         local name="$1-$2"
-        env "${base_env[@]}" PORT="$2" DB_POOL="$3" "$bin" "$1" >>"$dir/logs/$name.log" 2>&1 &
+        env "${base_env[@]}" PORT="$2" DB_POOL="$3" DB_WORKER_POOL="$4" "$bin" "$1" \
+            >>"$dir/logs/$name.log" 2>&1 &
         echo $! >"$dir/pids/$name.pid"
     }
-    for p in "${web_ports[@]}"; do start_one web "$p" 15; done
-    for p in "${streaming_ports[@]}"; do start_one streaming "$p" 5; done
-    for p in "${delivery_ports[@]}"; do start_one delivery "$p" 10; done
-    for p in "${media_ports[@]}"; do start_one media "$p" 5; done
+    for p in "${web_ports[@]}"; do start_one web "$p" 12 2; done
+    for p in "${streaming_ports[@]}"; do start_one streaming "$p" 4 1; done
+    for p in "${delivery_ports[@]}"; do start_one delivery "$p" 3 10; done
+    for p in "${media_ports[@]}"; do start_one media "$p" 2 3; done
     for p in "${web_ports[@]}"; do wait_ready "$p" "web-$p" 60; done
     for p in "${streaming_ports[@]}"; do wait_ready "$p" "streaming-$p" 60; done
     for p in "${delivery_ports[@]}"; do wait_ready "$p" "delivery-$p" 60; done

@@ -162,7 +162,7 @@ impl Db {
         // to open one, goes ahead whatever the count says.
         let max = self.pool.options().get_max_connections();
         let would_queue = self.pool.num_idle() == 0 && self.pool.size() >= max;
-        if would_queue && gate.refuses(waiting.ahead) {
+        if would_queue && first_of_request() && gate.refuses(waiting.ahead) {
             gate.timeouts.inc();
             return Err(Error::PoolTimedOut);
         }
@@ -183,6 +183,26 @@ impl Db {
             }
         }
     }
+}
+
+tokio::task_local! {
+    /// Set once a request (see [`admitted`]) has been given its first connection.
+    static ADMITTED: std::cell::Cell<bool>;
+}
+
+/// Runs `request` as one admission: only its first acquisition may be refused. A request that
+/// got a connection has begun its work, and may have written; refusing it a connection later
+/// (to render what it wrote) would answer 503 for a write that happened, which a client would
+/// then repeat. Code outside such a scope (jobs, tests) is judged at every acquisition.
+pub async fn admitted<F: std::future::Future>(request: F) -> F::Output {
+    ADMITTED.scope(std::cell::Cell::new(false), request).await
+}
+
+/// Whether this acquisition is its request's first (always true outside [`admitted`]).
+fn first_of_request() -> bool {
+    ADMITTED
+        .try_with(|admitted| !admitted.replace(true))
+        .unwrap_or(true)
 }
 
 impl Gate {

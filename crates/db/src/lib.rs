@@ -16,7 +16,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use stampede_config::DatabaseConfig;
 
-pub use gate::{Admission, Conn, Db, Tx};
+pub use gate::{Admission, Conn, Db, Tx, admitted};
 pub use lease::{Lease, Leases};
 
 /// The schema migrations, embedded at build time.

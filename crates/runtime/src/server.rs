@@ -28,6 +28,7 @@ pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow:
             ctx.health.clone(),
         ))
         .fallback(stampede_telemetry::http::not_found)
+        .layer(axum::middleware::from_fn(admitted))
         .layer(axum::middleware::from_fn_with_state(
             ctx.metrics.clone(),
             stampede_telemetry::http::track_requests,
@@ -57,4 +58,13 @@ pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow:
 /// Serves only `/health/*` and `/metrics`, for worker processes.
 pub async fn serve_ops(ctx: &Context, listener: TcpListener) -> anyhow::Result<()> {
     serve(ctx, listener, Router::new()).await
+}
+
+/// Each request is admitted to the database pools once: only its first acquisition may be
+/// refused (ADR 0016).
+async fn admitted(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    stampede_db::admitted(next.run(request)).await
 }

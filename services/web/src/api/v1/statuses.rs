@@ -616,12 +616,9 @@ pub async fn reblog(
     Params(p): Params<ReblogParams>,
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:statuses"])?;
-    let id = path_id(&id)?;
-    let target = state.load_status(Some(account_id), id).await?;
     // A boost of a boost boosts the original.
-    let original = target.reblog.as_deref().unwrap_or(&target);
-    let original_id: i64 = original.id.parse().map_err(ApiError::internal)?;
-    let author: i64 = original.account.id.parse().map_err(ApiError::internal)?;
+    let original = original(&state, account_id, path_id(&id)?).await?;
+    let (original_id, author) = (original.id, original.author);
     let allowed = match original.visibility.as_str() {
         "public" | "unlisted" => true,
         "private" => author == account_id,
@@ -671,10 +668,6 @@ pub async fn reblog(
                     "Validation failed: Reblog of status already exists",
                 ));
             }
-            sqlx::query("UPDATE statuses SET reblogs_count = reblogs_count + 1 WHERE id = $1")
-                .bind(original_id)
-                .execute(&mut *tx)
-                .await?;
             sqlx::query(
                 "INSERT INTO account_stats (account_id, statuses_count, last_status_at) \
                  VALUES ($1, 1, now()) ON CONFLICT (account_id) DO UPDATE SET \
@@ -701,6 +694,12 @@ pub async fn reblog(
                 ),
             )
             .await?;
+            // Last: a popular status's row is locked from here to the commit, so boosts of it
+            // wait on each other as briefly as possible.
+            sqlx::query("UPDATE statuses SET reblogs_count = reblogs_count + 1 WHERE id = $1")
+                .bind(original_id)
+                .execute(&mut *tx)
+                .await?;
             reblog_id
         }
     };
@@ -712,18 +711,38 @@ pub async fn reblog(
 /// 404 unless the viewer may see it. One light query: the handlers render the status afterwards
 /// anyway.
 async fn original_of(state: &AppState, viewer: i64, id: i64) -> Result<i64, ApiError> {
+    Ok(original(state, viewer, id).await?.id)
+}
+
+/// The status a path id refers to (a boost's path means what it boosts), as much as a write
+/// needs to know of it.
+struct Original {
+    id: i64,
+    author: i64,
+    visibility: String,
+}
+
+/// 404 unless the viewer may see it; one light query.
+async fn original(state: &AppState, viewer: i64, id: i64) -> Result<Original, ApiError> {
     static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
-            "SELECT coalesce(s.reblog_of_id, s.id) FROM statuses s WHERE s.id = $1 AND {}",
+            "SELECT o.id, o.account_id, o.visibility FROM statuses s \
+             JOIN statuses o ON o.id = coalesce(s.reblog_of_id, s.id) \
+             WHERE s.id = $1 AND {}",
             stampede_social::visibility::visible("s", "$2")
         )
     });
-    sqlx::query_scalar(&QUERY)
+    let row = sqlx::query(&QUERY)
         .bind(id)
         .bind(viewer)
         .fetch_optional(&state.ctx.db)
         .await?
-        .ok_or_else(ApiError::not_found)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Original {
+        id: row.try_get("id")?,
+        author: row.try_get("account_id")?,
+        visibility: row.try_get("visibility")?,
+    })
 }
 
 pub async fn unreblog(
@@ -753,7 +772,11 @@ pub async fn favourite(
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:favourites"])?;
-    let original = original_of(&state, account_id, path_id(&id)?).await?;
+    let Original {
+        id: original,
+        author,
+        ..
+    } = original(&state, account_id, path_id(&id)?).await?;
     let mut tx = state.ctx.db.begin().await?;
     let inserted = sqlx::query(
         "INSERT INTO favourites (id, account_id, status_id) VALUES ($1, $2, $3) \
@@ -765,13 +788,6 @@ pub async fn favourite(
     .execute(&mut *tx)
     .await?;
     if inserted.rows_affected() > 0 {
-        let author: i64 = sqlx::query_scalar(
-            "UPDATE statuses SET favourites_count = favourites_count + 1 WHERE id = $1 \
-             RETURNING account_id",
-        )
-        .bind(original)
-        .fetch_one(&mut *tx)
-        .await?;
         notification::create(
             &mut tx,
             state.ids.next_id().as_i64(),
@@ -781,6 +797,11 @@ pub async fn favourite(
             Some(original),
         )
         .await?;
+        // Last: a popular status's row is locked from here to the commit.
+        sqlx::query("UPDATE statuses SET favourites_count = favourites_count + 1 WHERE id = $1")
+            .bind(original)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(Json(state.load_status(Some(account_id), original).await?))
