@@ -157,12 +157,13 @@ impl Db {
         let gate = &self.gate;
         #[cfg(debug_assertions)]
         nesting::check(gate)?;
+        // Marked whether or not this one queues: any later acquisition of the request is not its
+        // first.
+        let first = first_of_request();
         let waiting = Waiting::enter(gate);
         // Only a caller that would queue is refused: one that finds an idle connection, or room
         // to open one, goes ahead whatever the count says.
-        let max = self.pool.options().get_max_connections();
-        let would_queue = self.pool.num_idle() == 0 && self.pool.size() >= max;
-        if would_queue && first_of_request() && gate.refuses(waiting.ahead) {
+        if first && self.saturated() && gate.refuses(waiting.ahead) {
             gate.timeouts.inc();
             return Err(Error::PoolTimedOut);
         }

@@ -3,9 +3,9 @@
 //! Policy: handlers return `Result<_, ApiError>`. Expected failures (not found, not allowed,
 //! invalid input, too many requests) carry Mastodon's status and body; anything unexpected
 //! (a database error, a bug) is logged with its cause and answered 500 with a body that reveals
-//! nothing. A saturated server — the database pool's waiters at their bound, or a wait for a
-//! connection timed out — is not a bug: it answers 503 with Retry-After at once, so clients back
-//! off instead of piling on. Validation failures collect every problem with every field before answering, in
+//! nothing. A saturated server — the database pool refusing a request that would queue (too
+//! many waiting, or a standing queue), or a wait for a connection timed out — is not a bug: it
+//! answers 503 with Retry-After, so clients back off instead of piling on. Validation failures collect every problem with every field before answering, in
 //! Mastodon's shape: `{"error": "Validation failed: …", "details": {"field": [{"error": "ERR_…",
 //! "description": "…"}]}}`.
 
