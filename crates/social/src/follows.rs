@@ -1,4 +1,4 @@
-//! Following an account that is not locked: one statement, one round trip.
+//! Following an account: one statement, one round trip.
 //!
 //! In a migration surge following is what newcomers do most (each follows 50–200 accounts within
 //! a minute of signing up), and a follow written as a transaction of eight statements cost ten
@@ -25,9 +25,18 @@ pub enum Followed {
     Updated,
 }
 
-/// `account_id` follows `target` (not locked, not the same account): a new follow, or an update
-/// of `reblogs` / `notify` on an existing one. Counter rows are locked in the order of their ids,
-/// so two people following each other at once cannot deadlock.
+/// Whether the followed account gets a `follow` notification: yes for a follow, no for a
+/// follow request it authorized itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tell {
+    Target,
+    Nobody,
+}
+
+/// `account_id` follows `target` (not the same account): a new follow, or an update of
+/// `reblogs` / `notify` on an existing one. Runs on the caller's connection, in its transaction
+/// if it has one. Counter rows are locked in the order of their ids, so two people following
+/// each other at once cannot deadlock.
 pub async fn follow(
     conn: &mut PgConnection,
     ids: &IdGenerator,
@@ -35,6 +44,7 @@ pub async fn follow(
     target: i64,
     reblogs: Option<bool>,
     notify: Option<bool>,
+    tell: Tell,
 ) -> Result<Followed, sqlx::Error> {
     let notification_id = ids.next_id().as_i64();
     let merge = Envelope::new(
@@ -72,7 +82,7 @@ pub async fn follow(
            INSERT INTO outbox (queue, envelope) SELECT $6, $7 FROM f WHERE f.fresh), \
          n AS ( \
            INSERT INTO notifications (id, account_id, from_account_id, type) \
-           SELECT $8, $3, $2, $9 FROM f WHERE f.fresh \
+           SELECT $8, $3, $2, $9 FROM f WHERE f.fresh AND $12 \
              AND NOT EXISTS (SELECT 1 FROM mutes WHERE account_id = $3 AND target_account_id = $2 \
                                AND hide_notifications \
                                AND (expires_at IS NULL OR expires_at > now())) \
@@ -92,6 +102,7 @@ pub async fn follow(
     .bind(notification::FOLLOW)
     .bind(WorkQueue::Distribute.name())
     .bind(sqlx::types::Json(&announce))
+    .bind(tell == Tell::Target)
     .fetch_one(conn)
     .await?;
     if row.try_get::<bool, _>("blocked")? {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sqlx::{PgConnection, Row};
 use stampede_mastodon::{Account, Relationship, Status};
 use stampede_queue::{Envelope, WorkQueue, outbox};
-use stampede_social::follows::{self, Followed};
+use stampede_social::follows::{self, Followed, Tell};
 use stampede_social::visibility::visible;
 use stampede_social::{distribute, notification};
 
@@ -175,34 +175,6 @@ async fn queue_feed(
     .await
 }
 
-/// Records an accepted follow with its counters and feed merge; `false` if it existed.
-async fn insert_follow(
-    state: &AppState,
-    conn: &mut PgConnection,
-    account_id: i64,
-    target: i64,
-    reblogs: bool,
-    notify: bool,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
-        "INSERT INTO follows (id, account_id, target_account_id, show_reblogs, notify) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(state.ids.next_id().as_i64())
-    .bind(account_id)
-    .bind(target)
-    .bind(reblogs)
-    .bind(notify)
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 0 {
-        return Ok(false);
-    }
-    bump_follow_counts(conn, account_id, target, 1).await?;
-    queue_feed(conn, distribute::FEED_MERGE, account_id, target).await?;
-    Ok(true)
-}
-
 /// Removes a follow (either direction is the caller's choice); `false` if there was none.
 async fn remove_follow(
     conn: &mut PgConnection,
@@ -247,7 +219,13 @@ pub async fn follow(
     if !target.locked {
         let mut conn = state.ctx.db.acquire().await?;
         let followed = follows::follow(
-            &mut conn, &state.ids, account_id, target.id, p.reblogs, p.notify,
+            &mut conn,
+            &state.ids,
+            account_id,
+            target.id,
+            p.reblogs,
+            p.notify,
+            Tell::Target,
         )
         .await?;
         drop(conn);
@@ -690,13 +668,15 @@ pub async fn authorize(
     .fetch_optional(&mut *tx)
     .await?
     .ok_or_else(ApiError::not_found)?;
-    insert_follow(
-        &state,
+    // The target chose this follow: no `follow` notification for it.
+    follows::follow(
         &mut tx,
+        &state.ids,
         requester,
         account_id,
-        request.try_get("show_reblogs")?,
-        request.try_get("notify")?,
+        Some(request.try_get("show_reblogs")?),
+        Some(request.try_get("notify")?),
+        Tell::Nobody,
     )
     .await?;
     tx.commit().await?;
