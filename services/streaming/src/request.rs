@@ -48,7 +48,12 @@ impl IntoResponse for Refusal {
 
 impl From<sqlx::Error> for Refusal {
     fn from(error: sqlx::Error) -> Self {
-        tracing::error!(%error, "streaming: database error");
+        // A saturated pool is counted in stampede_db_pool_timeouts_total, not logged per client.
+        if matches!(error, sqlx::Error::PoolTimedOut) {
+            tracing::debug!("streaming: database pool saturated");
+        } else {
+            tracing::error!(%error, "streaming: database error");
+        }
         Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "Service unavailable")
     }
 }

@@ -92,7 +92,9 @@ impl ApiError {
                 Some(sqlx::Error::PoolTimedOut)
             )
         }) {
-            tracing::warn!("database pool saturated; answered 503");
+            // Counted in stampede_db_pool_timeouts_total; a line per refusal would flood the
+            // log exactly when the server has the least to spare.
+            tracing::debug!("database pool saturated; answered 503");
             return Self::unavailable();
         }
         tracing::error!(error = %format!("{error:#}"), "request failed");
