@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use sqlx::FromRow;
+use sqlx::{FromRow, PgConnection};
 use stampede_db::Db;
 use stampede_mastodon::time::{day, iso};
 use stampede_mastodon::{
@@ -123,7 +123,7 @@ WHERE s.id = ANY($1)",
 
 /// Loads status rows (visible or not) by id.
 async fn fetch_rows(
-    db: &Db,
+    db: &mut PgConnection,
     viewer: Option<i64>,
     ids: &[i64],
 ) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
@@ -153,7 +153,7 @@ struct PollRow {
 }
 
 async fn polls(
-    db: &Db,
+    db: &mut PgConnection,
     viewer: Option<i64>,
     status_ids: &[i64],
 ) -> Result<HashMap<i64, PollRow>, sqlx::Error> {
@@ -206,14 +206,20 @@ impl Renderer {
         filter: Filter,
         checked: bool,
     ) -> Result<Vec<Status>, sqlx::Error> {
-        let mut rows = fetch_rows(&self.db, viewer, ids).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One connection for the two to four statements: each acquisition from a busy pool is
+        // another wait in its queue.
+        let mut conn = self.db.acquire().await?;
+        let mut rows = fetch_rows(&mut conn, viewer, ids).await?;
         let missing: Vec<i64> = rows
             .values()
             .filter_map(|r| r.reblog_of_id)
             .filter(|id| !rows.contains_key(id))
             .collect();
         if !missing.is_empty() {
-            rows.extend(fetch_rows(&self.db, viewer, &missing).await?);
+            rows.extend(fetch_rows(&mut conn, viewer, &missing).await?);
         }
         let mut account_ids: HashSet<i64> = HashSet::new();
         for row in rows.values() {
@@ -221,7 +227,7 @@ impl Renderer {
             account_ids.extend(row.mention_ids.iter().copied());
         }
         let account_ids: Vec<i64> = account_ids.into_iter().collect();
-        let accounts: HashMap<i64, AccountRow> = accounts::find_many(&self.db, &account_ids)
+        let accounts: HashMap<i64, AccountRow> = accounts::find_many(&mut *conn, &account_ids)
             .await?
             .into_iter()
             .map(|a| (a.id, a))
@@ -230,8 +236,9 @@ impl Renderer {
         let polls = if with_polls.is_empty() {
             HashMap::new()
         } else {
-            polls(&self.db, viewer, &with_polls).await?
+            polls(&mut conn, viewer, &with_polls).await?
         };
+        drop(conn);
         let set = Loaded {
             rows: &rows,
             accounts: &accounts,
@@ -276,15 +283,16 @@ impl Renderer {
                 visibility::visible("s", "$2")
             )
         });
+        let mut conn = self.db.acquire().await?;
         let status_id: Option<i64> = sqlx::query_scalar(&QUERY)
             .bind(poll_id)
             .bind(viewer)
-            .fetch_optional(&self.db)
+            .fetch_optional(&mut *conn)
             .await?;
         let Some(status_id) = status_id else {
             return Ok(None);
         };
-        let polls = polls(&self.db, viewer, &[status_id]).await?;
+        let polls = polls(&mut conn, viewer, &[status_id]).await?;
         Ok(polls
             .get(&status_id)
             .map(|p| render_poll(p, viewer.is_some())))

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use serde::Deserialize;
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, PgExecutor, Row};
 use stampede_mastodon::{Account, Relationship, Status};
 use stampede_queue::{Envelope, WorkQueue, outbox};
 use stampede_social::follows::{self, Followed, Tell};
@@ -64,70 +64,96 @@ impl AppState {
         viewer: i64,
         targets: &[i64],
     ) -> Result<Vec<Relationship>, ApiError> {
-        let rows = sqlx::query(
-            "SELECT t.id, \
-               f.id IS NOT NULL AS following, \
-               coalesce(f.show_reblogs, r.show_reblogs, false) AS showing_reblogs, \
-               coalesce(f.notify, r.notify, false) AS notifying, \
-               EXISTS (SELECT 1 FROM follows x WHERE x.account_id = t.id AND x.target_account_id = $1) AS followed_by, \
-               EXISTS (SELECT 1 FROM blocks x WHERE x.account_id = $1 AND x.target_account_id = t.id) AS blocking, \
-               EXISTS (SELECT 1 FROM blocks x WHERE x.account_id = t.id AND x.target_account_id = $1) AS blocked_by, \
-               m.id IS NOT NULL AS muting, coalesce(m.hide_notifications, false) AS muting_notifications, \
-               r.id IS NOT NULL AS requested, \
-               EXISTS (SELECT 1 FROM follow_requests x WHERE x.account_id = t.id AND x.target_account_id = $1) AS requested_by \
-             FROM unnest($2::bigint[]) WITH ORDINALITY t(id, n) \
-             LEFT JOIN follows f ON f.account_id = $1 AND f.target_account_id = t.id \
-             LEFT JOIN follow_requests r ON r.account_id = $1 AND r.target_account_id = t.id \
-             LEFT JOIN mutes m ON m.account_id = $1 AND m.target_account_id = t.id \
-                               AND (m.expires_at IS NULL OR m.expires_at > now()) \
-             ORDER BY t.n",
-        )
-        .bind(viewer)
-        .bind(targets)
-        .fetch_all(&self.ctx.db)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(Relationship {
-                    id: r.try_get::<i64, _>("id")?.to_string(),
-                    following: r.try_get("following")?,
-                    showing_reblogs: r.try_get("showing_reblogs")?,
-                    notifying: r.try_get("notifying")?,
-                    languages: None,
-                    followed_by: r.try_get("followed_by")?,
-                    blocking: r.try_get("blocking")?,
-                    blocked_by: r.try_get("blocked_by")?,
-                    muting: r.try_get("muting")?,
-                    muting_notifications: r.try_get("muting_notifications")?,
-                    requested: r.try_get("requested")?,
-                    requested_by: r.try_get("requested_by")?,
-                    domain_blocking: false,
-                    endorsed: false,
-                    note: String::new(),
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Into::into)
+        Ok(relationships_on(&self.ctx.db, viewer, targets).await?)
     }
 
     async fn relationship(&self, viewer: i64, target: i64) -> Result<Json<Relationship>, ApiError> {
-        self.relationships(viewer, &[target])
-            .await?
-            .pop()
-            .map(Json)
-            .ok_or_else(ApiError::not_found)
+        relationship_on(&self.ctx.db, viewer, target).await
     }
 
     /// A visible account by path id, or 404.
     pub async fn target_account(&self, id: &str) -> Result<accounts::AccountRow, ApiError> {
-        let account = accounts::find(&self.ctx.db, path_id(id)?)
-            .await?
-            .ok_or_else(ApiError::not_found)?;
-        if account.suspended_at.is_some() {
-            return Err(ApiError::not_found());
-        }
-        Ok(account)
+        target_account_on(&self.ctx.db, id).await
     }
+}
+
+/// A visible account by path id, or 404, read through `db`.
+async fn target_account_on(
+    db: impl PgExecutor<'_>,
+    id: &str,
+) -> Result<accounts::AccountRow, ApiError> {
+    let account = accounts::find(db, path_id(id)?)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    if account.suspended_at.is_some() {
+        return Err(ApiError::not_found());
+    }
+    Ok(account)
+}
+
+/// The relationship of `viewer` with `target`, read through `db` (inside a write's
+/// transaction, so that the answer costs no second connection).
+async fn relationship_on(
+    db: impl PgExecutor<'_>,
+    viewer: i64,
+    target: i64,
+) -> Result<Json<Relationship>, ApiError> {
+    relationships_on(db, viewer, &[target])
+        .await?
+        .pop()
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// Relationships of `viewer` with each of `targets`, in order, read through `db`.
+async fn relationships_on(
+    db: impl PgExecutor<'_>,
+    viewer: i64,
+    targets: &[i64],
+) -> Result<Vec<Relationship>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT t.id, \
+           f.id IS NOT NULL AS following, \
+           coalesce(f.show_reblogs, r.show_reblogs, false) AS showing_reblogs, \
+           coalesce(f.notify, r.notify, false) AS notifying, \
+           EXISTS (SELECT 1 FROM follows x WHERE x.account_id = t.id AND x.target_account_id = $1) AS followed_by, \
+           EXISTS (SELECT 1 FROM blocks x WHERE x.account_id = $1 AND x.target_account_id = t.id) AS blocking, \
+           EXISTS (SELECT 1 FROM blocks x WHERE x.account_id = t.id AND x.target_account_id = $1) AS blocked_by, \
+           m.id IS NOT NULL AS muting, coalesce(m.hide_notifications, false) AS muting_notifications, \
+           r.id IS NOT NULL AS requested, \
+           EXISTS (SELECT 1 FROM follow_requests x WHERE x.account_id = t.id AND x.target_account_id = $1) AS requested_by \
+         FROM unnest($2::bigint[]) WITH ORDINALITY t(id, n) \
+         LEFT JOIN follows f ON f.account_id = $1 AND f.target_account_id = t.id \
+         LEFT JOIN follow_requests r ON r.account_id = $1 AND r.target_account_id = t.id \
+         LEFT JOIN mutes m ON m.account_id = $1 AND m.target_account_id = t.id \
+                           AND (m.expires_at IS NULL OR m.expires_at > now()) \
+         ORDER BY t.n",
+    )
+    .bind(viewer)
+    .bind(targets)
+    .fetch_all(db)
+    .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(Relationship {
+                id: r.try_get::<i64, _>("id")?.to_string(),
+                following: r.try_get("following")?,
+                showing_reblogs: r.try_get("showing_reblogs")?,
+                notifying: r.try_get("notifying")?,
+                languages: None,
+                followed_by: r.try_get("followed_by")?,
+                blocking: r.try_get("blocking")?,
+                blocked_by: r.try_get("blocked_by")?,
+                muting: r.try_get("muting")?,
+                muting_notifications: r.try_get("muting_notifications")?,
+                requested: r.try_get("requested")?,
+                requested_by: r.try_get("requested_by")?,
+                domain_blocking: false,
+                endorsed: false,
+                note: String::new(),
+            })
+        })
+        .collect()
 }
 
 /// Adds `delta` to the follower's `following_count` and the followed account's
@@ -212,12 +238,14 @@ pub async fn follow(
     Params(p): Params<FollowParams>,
 ) -> Result<Json<Relationship>, ApiError> {
     let account_id = auth.account(FOLLOW_WRITE)?;
-    let target = state.target_account(&id).await?;
+    // One connection for the lookup, the follow and the answer: in a surge each acquisition
+    // from a busy pool is another wait in its queue.
+    let mut conn = state.ctx.db.acquire().await?;
+    let target = target_account_on(&mut *conn, &id).await?;
     if target.id == account_id {
         return Err(ApiError::forbidden("This action is not allowed"));
     }
     if !target.locked {
-        let mut conn = state.ctx.db.acquire().await?;
         let followed = follows::follow(
             &mut conn,
             &state.ids,
@@ -228,13 +256,12 @@ pub async fn follow(
             Tell::Target,
         )
         .await?;
-        drop(conn);
         if followed == Followed::Blocked {
             return Err(ApiError::forbidden("This action is not allowed"));
         }
-        return state.relationship(account_id, target.id).await;
+        return relationship_on(&mut *conn, account_id, target.id).await;
     }
-    let mut tx = state.ctx.db.begin().await?;
+    let mut tx = conn.begin().await?;
     let blocked: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $1 AND target_account_id = $2) \
                                                OR (account_id = $2 AND target_account_id = $1))",
@@ -285,8 +312,9 @@ pub async fn follow(
             .await?;
         }
     }
+    let relationship = relationship_on(&mut *tx, account_id, target.id).await?;
     tx.commit().await?;
-    state.relationship(account_id, target.id).await
+    Ok(relationship)
 }
 
 pub async fn unfollow(
@@ -303,8 +331,9 @@ pub async fn unfollow(
         .bind(target.id)
         .execute(&mut *tx)
         .await?;
+    let relationship = relationship_on(&mut *tx, account_id, target.id).await?;
     tx.commit().await?;
-    state.relationship(account_id, target.id).await
+    Ok(relationship)
 }
 
 /// `POST /api/v1/accounts/:id/block`: also ends follows and requests both ways.
@@ -679,8 +708,9 @@ pub async fn authorize(
         Tell::Nobody,
     )
     .await?;
+    let relationship = relationship_on(&mut *tx, account_id, requester).await?;
     tx.commit().await?;
-    state.relationship(account_id, requester).await
+    Ok(relationship)
 }
 
 pub async fn reject(

@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Json, http::Uri};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use sqlx::{PgConnection, Row};
+use sqlx::{PgConnection, PgExecutor, Row};
 use stampede_mastodon::time::iso;
 use stampede_mastodon::{Account, Context, Status, StatusEdit, StatusSource};
 use stampede_queue::{Envelope, WorkQueue, outbox};
@@ -617,7 +617,8 @@ pub async fn reblog(
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:statuses"])?;
     // A boost of a boost boosts the original.
-    let original = original(&state, account_id, path_id(&id)?).await?;
+    let mut tx = state.ctx.db.begin().await?;
+    let original = original(&mut *tx, account_id, path_id(&id)?).await?;
     let (original_id, author) = (original.id, original.author);
     let allowed = match original.visibility.as_str() {
         "public" | "unlisted" => true,
@@ -641,7 +642,6 @@ pub async fn reblog(
     } else {
         visibility
     };
-    let mut tx = state.ctx.db.begin().await?;
     let existing: Option<i64> =
         sqlx::query_scalar("SELECT id FROM statuses WHERE account_id = $1 AND reblog_of_id = $2")
             .bind(account_id)
@@ -710,8 +710,8 @@ pub async fn reblog(
 /// The original a path id refers to (a boost's path means what it boosts).
 /// 404 unless the viewer may see it. One light query: the handlers render the status afterwards
 /// anyway.
-async fn original_of(state: &AppState, viewer: i64, id: i64) -> Result<i64, ApiError> {
-    Ok(original(state, viewer, id).await?.id)
+async fn original_of(db: impl PgExecutor<'_>, viewer: i64, id: i64) -> Result<i64, ApiError> {
+    Ok(original(db, viewer, id).await?.id)
 }
 
 /// The status a path id refers to (a boost's path means what it boosts), as much as a write
@@ -723,7 +723,7 @@ struct Original {
 }
 
 /// 404 unless the viewer may see it; one light query.
-async fn original(state: &AppState, viewer: i64, id: i64) -> Result<Original, ApiError> {
+async fn original(db: impl PgExecutor<'_>, viewer: i64, id: i64) -> Result<Original, ApiError> {
     static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         format!(
             "SELECT o.id, o.account_id, o.visibility FROM statuses s \
@@ -735,7 +735,7 @@ async fn original(state: &AppState, viewer: i64, id: i64) -> Result<Original, Ap
     let row = sqlx::query(&QUERY)
         .bind(id)
         .bind(viewer)
-        .fetch_optional(&state.ctx.db)
+        .fetch_optional(db)
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Original {
@@ -751,8 +751,8 @@ pub async fn unreblog(
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:statuses"])?;
-    let original = original_of(&state, account_id, path_id(&id)?).await?;
     let mut tx = state.ctx.db.begin().await?;
+    let original = original_of(&mut *tx, account_id, path_id(&id)?).await?;
     let existing: Option<i64> =
         sqlx::query_scalar("SELECT id FROM statuses WHERE account_id = $1 AND reblog_of_id = $2")
             .bind(account_id)
@@ -772,12 +772,12 @@ pub async fn favourite(
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:favourites"])?;
+    let mut tx = state.ctx.db.begin().await?;
     let Original {
         id: original,
         author,
         ..
-    } = original(&state, account_id, path_id(&id)?).await?;
-    let mut tx = state.ctx.db.begin().await?;
+    } = original(&mut *tx, account_id, path_id(&id)?).await?;
     let inserted = sqlx::query(
         "INSERT INTO favourites (id, account_id, status_id) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
@@ -813,8 +813,8 @@ pub async fn unfavourite(
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:favourites"])?;
-    let original = original_of(&state, account_id, path_id(&id)?).await?;
     let mut tx = state.ctx.db.begin().await?;
+    let original = original_of(&mut *tx, account_id, path_id(&id)?).await?;
     let removed = sqlx::query("DELETE FROM favourites WHERE account_id = $1 AND status_id = $2")
         .bind(account_id)
         .bind(original)
@@ -854,7 +854,7 @@ pub async fn bookmark(
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:bookmarks"])?;
-    let original = original_of(&state, account_id, path_id(&id)?).await?;
+    let original = original_of(&state.ctx.db, account_id, path_id(&id)?).await?;
     toggle(
         &state,
         "INSERT INTO bookmarks (id, account_id, status_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
@@ -871,7 +871,7 @@ pub async fn unbookmark(
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
     let account_id = auth.account(&["write", "write:bookmarks"])?;
-    let original = original_of(&state, account_id, path_id(&id)?).await?;
+    let original = original_of(&state.ctx.db, account_id, path_id(&id)?).await?;
     toggle(
         &state,
         "DELETE FROM bookmarks WHERE $1::bigint IS NOT NULL AND account_id = $2 AND status_id = $3",
