@@ -14,6 +14,7 @@
 //! - [`Envelope`] is the versioned message format: kind, id, attempt, trace context, payload.
 //! - [`Queue`] fronts RabbitMQ ([`amqp`]) and the in-process queue ([`memory`]) used by `all`
 //!   when AMQP_URL is unset.
+//! - [`message`] types each queue's messages: one enum per queue, written and read in one place.
 //! - [`outbox`] writes a message in the caller's PostgreSQL transaction and relays it.
 //! - [`worker`] runs a consumer: bounded concurrency, manual acks after the work is done,
 //!   retries with backoff, parking, and a graceful stop.
@@ -23,6 +24,7 @@ pub mod amqp;
 pub mod dedupe;
 pub mod envelope;
 pub mod memory;
+pub mod message;
 pub mod outbox;
 pub mod retry;
 pub mod topology;
@@ -31,6 +33,7 @@ pub mod worker;
 use std::time::Duration;
 
 pub use envelope::Envelope;
+pub use message::{Consume, Message};
 pub use topology::WorkQueue;
 pub use worker::{Handler, JobError, Worker};
 

@@ -42,6 +42,14 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Writes `message` for its queue within the caller's transaction.
+pub async fn send<M: crate::Message>(
+    conn: &mut PgConnection,
+    message: &M,
+) -> Result<(), sqlx::Error> {
+    enqueue(conn, M::QUEUE, &Envelope::of(message)).await
+}
+
 /// Publishes committed outbox rows.
 #[derive(Clone, Debug)]
 pub struct Relay {

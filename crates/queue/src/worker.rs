@@ -98,6 +98,11 @@ impl Worker {
         }
     }
 
+    /// The queue this worker consumes.
+    pub fn work_queue(&self) -> WorkQueue {
+        self.work_queue
+    }
+
     /// Routes messages of `kind` to `handler`.
     pub fn handle(mut self, kind: &str, handler: Arc<dyn Handler>) -> Self {
         self.handlers.insert(kind.to_string(), handler);

@@ -17,25 +17,57 @@ use stampede_cache::Cache;
 use stampede_config::StatusesConfig;
 use stampede_core::id::IdGenerator;
 use stampede_db::Db;
-use stampede_queue::{Envelope, Handler, JobError, Worker};
+use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, Worker};
 use stampede_telemetry::Metrics;
 
 use crate::render::{ConversationRow, NotificationRow, Renderer};
 use crate::stream::{self, AccountEvent, AccountStream, StatusEvent};
 use crate::{feeds, notification, visibility};
 
-/// A status was created: write it into feeds, notify subscribers.
-pub const STATUS_CREATED: &str = "status.created";
-/// A status was deleted: take it out of feeds.
-pub const STATUS_DELETED: &str = "status.deleted";
-/// A status was edited: notify those who boosted it.
-pub const STATUS_UPDATED: &str = "status.updated";
-/// A notification was created: push it to the recipient's streams.
-pub const NOTIFICATION_CREATED: &str = "notification.created";
-/// `account_id` now follows `target_account_id`: merge the target's recent statuses.
-pub const FEED_MERGE: &str = "feed.merge";
-/// `account_id` no longer follows (or blocked) `target_account_id`: take them out.
-pub const FEED_UNMERGE: &str = "feed.unmerge";
+/// What the `distribute` queue carries: fresh work that readers wait for.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload")]
+pub enum Fanout {
+    /// A status was created: write it into feeds, notify subscribers.
+    #[serde(rename = "status.created")]
+    StatusCreated(StatusRef),
+    /// A status was deleted: take it out of feeds.
+    #[serde(rename = "status.deleted")]
+    StatusDeleted(Deleted),
+    /// A status was edited: notify those who boosted it.
+    #[serde(rename = "status.updated")]
+    StatusUpdated(StatusRef),
+    /// A notification was created: push it to the recipient's streams.
+    #[serde(rename = "notification.created")]
+    NotificationCreated(NotificationRef),
+}
+
+impl Message for Fanout {
+    const QUEUE: WorkQueue = WorkQueue::Distribute;
+    const KINDS: &'static [&'static str] = &[
+        "status.created",
+        "status.deleted",
+        "status.updated",
+        "notification.created",
+    ];
+}
+
+/// What the `backfill` queue carries: bulk feed work, which must never delay [`Fanout`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload")]
+pub enum Backfill {
+    /// `account_id` now follows `target_account_id`: merge the target's recent statuses.
+    #[serde(rename = "feed.merge")]
+    FeedMerge(Pair),
+    /// `account_id` no longer follows (or blocked) `target_account_id`: take them out.
+    #[serde(rename = "feed.unmerge")]
+    FeedUnmerge(Pair),
+}
+
+impl Message for Backfill {
+    const QUEUE: WorkQueue = WorkQueue::Backfill;
+    const KINDS: &'static [&'static str] = &["feed.merge", "feed.unmerge"];
+}
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StatusRef {
@@ -118,11 +150,6 @@ impl std::fmt::Debug for Distributor {
     }
 }
 
-fn payload<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, JobError> {
-    serde_json::from_value(envelope.payload.clone())
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("{}: {e}", envelope.kind)))
-}
-
 fn cache_error(error: stampede_cache::CacheError) -> JobError {
     JobError::Retry(error.into())
 }
@@ -145,18 +172,12 @@ impl Distributor {
         })
     }
 
-    /// Registers every kind on `worker`.
+    /// Registers both message types on `worker` (the distribute and the backfill worker each
+    /// take both, so messages an older version queued on the other queue still find a handler).
     pub fn register(self: &Arc<Self>, worker: Worker) -> Worker {
-        [
-            STATUS_CREATED,
-            STATUS_DELETED,
-            STATUS_UPDATED,
-            NOTIFICATION_CREATED,
-            FEED_MERGE,
-            FEED_UNMERGE,
-        ]
-        .into_iter()
-        .fold(worker, |w, kind| w.handle(kind, self.clone()))
+        worker
+            .consume::<Fanout, _>(self.clone())
+            .consume::<Backfill, _>(self.clone())
     }
 
     /// Active local followers of `author` (those who used the API within the window).
@@ -516,30 +537,68 @@ impl Distributor {
     }
 }
 
-impl Handler for Distributor {
-    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), JobError>> {
+impl Consume<Fanout> for Distributor {
+    fn consume<'a>(
+        &'a self,
+        message: Fanout,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
         async move {
-            match envelope.kind.as_str() {
-                STATUS_CREATED => {
-                    let r: StatusRef = payload(envelope)?;
+            match message {
+                Fanout::StatusCreated(r) => {
                     self.status_created(r.status_id, envelope.created_at).await
                 }
-                STATUS_DELETED => self.status_deleted(payload(envelope)?).await,
-                STATUS_UPDATED => {
-                    let r: StatusRef = payload(envelope)?;
-                    self.status_updated(r.status_id).await
-                }
-                NOTIFICATION_CREATED => {
-                    let r: NotificationRef = payload(envelope)?;
+                Fanout::StatusDeleted(deleted) => self.status_deleted(deleted).await,
+                Fanout::StatusUpdated(r) => self.status_updated(r.status_id).await,
+                Fanout::NotificationCreated(r) => {
                     self.notification_created(r.notification_id).await
                 }
-                FEED_MERGE => self.merge(payload(envelope)?).await,
-                FEED_UNMERGE => self.unmerge(payload(envelope)?).await,
-                other => Err(JobError::Permanent(anyhow::anyhow!(
-                    "distribute: unknown kind {other}"
-                ))),
             }
         }
         .boxed()
+    }
+}
+
+impl Consume<Backfill> for Distributor {
+    fn consume<'a>(
+        &'a self,
+        message: Backfill,
+        _envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        async move {
+            match message {
+                Backfill::FeedMerge(pair) => self.merge(pair).await,
+                Backfill::FeedUnmerge(pair) => self.unmerge(pair).await,
+            }
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use stampede_queue::message::assert_kinds;
+
+    use super::*;
+
+    #[test]
+    fn every_kind_is_listed_and_round_trips() {
+        assert_kinds(&[
+            Fanout::StatusCreated(StatusRef { status_id: 1 }),
+            Fanout::StatusDeleted(Deleted {
+                status_id: 1,
+                account_id: 2,
+                mentioned: vec![3],
+                public: true,
+                tags: vec!["cats".into()],
+            }),
+            Fanout::StatusUpdated(StatusRef { status_id: 1 }),
+            Fanout::NotificationCreated(NotificationRef { notification_id: 4 }),
+        ]);
+        let pair = || Pair {
+            account_id: 1,
+            target_account_id: 2,
+        };
+        assert_kinds(&[Backfill::FeedMerge(pair()), Backfill::FeedUnmerge(pair())]);
     }
 }

@@ -6,12 +6,11 @@
 //! both counters, the home-feed merge, the notification and its stream message are one statement
 //! of data-modifying CTEs: atomic without BEGIN and COMMIT, and one round trip.
 
-use serde::Serialize;
 use sqlx::{PgConnection, Row};
 use stampede_core::id::IdGenerator;
-use stampede_queue::{Envelope, WorkQueue};
+use stampede_queue::{Envelope, Message};
 
-use crate::distribute::{self, NotificationRef, Pair};
+use crate::distribute::{Backfill, Fanout, NotificationRef, Pair};
 use crate::notification;
 
 /// What [`follow`] did.
@@ -47,17 +46,13 @@ pub async fn follow(
     tell: Tell,
 ) -> Result<Followed, sqlx::Error> {
     let notification_id = ids.next_id().as_i64();
-    let merge = Envelope::new(
-        distribute::FEED_MERGE,
-        payload(&Pair {
-            account_id,
-            target_account_id: target,
-        }),
-    );
-    let announce = Envelope::new(
-        distribute::NOTIFICATION_CREATED,
-        payload(&NotificationRef { notification_id }),
-    );
+    let merge = Envelope::of(&Backfill::FeedMerge(Pair {
+        account_id,
+        target_account_id: target,
+    }));
+    let announce = Envelope::of(&Fanout::NotificationCreated(NotificationRef {
+        notification_id,
+    }));
     let row = sqlx::query(
         "WITH blocked AS ( \
            SELECT EXISTS (SELECT 1 FROM blocks \
@@ -96,11 +91,11 @@ pub async fn follow(
     .bind(target)
     .bind(reblogs)
     .bind(notify)
-    .bind(WorkQueue::Backfill.name())
+    .bind(Backfill::QUEUE.name())
     .bind(sqlx::types::Json(&merge))
     .bind(notification_id)
     .bind(notification::FOLLOW)
-    .bind(WorkQueue::Distribute.name())
+    .bind(Fanout::QUEUE.name())
     .bind(sqlx::types::Json(&announce))
     .bind(tell == Tell::Target)
     .fetch_one(conn)
@@ -113,9 +108,4 @@ pub async fn follow(
     } else {
         Followed::Updated
     })
-}
-
-fn payload(value: &impl Serialize) -> serde_json::Value {
-    // These payloads are plain structs of integers: serializing them cannot fail.
-    serde_json::to_value(value).unwrap_or_default()
 }

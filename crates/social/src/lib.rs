@@ -119,12 +119,12 @@ pub mod notification {
         .await?;
         if inserted.rows_affected() == 1 {
             // The distribute worker renders it for the recipient's streams.
-            stampede_queue::outbox::enqueue(
+            stampede_queue::outbox::send(
                 conn,
-                stampede_queue::WorkQueue::Distribute,
-                &stampede_queue::Envelope::new(
-                    crate::distribute::NOTIFICATION_CREATED,
-                    serde_json::json!({ "notification_id": id }),
+                &crate::distribute::Fanout::NotificationCreated(
+                    crate::distribute::NotificationRef {
+                        notification_id: id,
+                    },
                 ),
             )
             .await?;

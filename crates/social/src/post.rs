@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, Row};
 use stampede_core::id::IdGenerator;
-use stampede_queue::{Envelope, WorkQueue, outbox};
+use stampede_queue::outbox;
 
 use crate::text::{self, MentionLink};
 use crate::{Visibility, distribute, notification};
@@ -282,13 +282,9 @@ pub async fn create(
         )
         .await?;
     }
-    outbox::enqueue(
+    outbox::send(
         conn,
-        WorkQueue::Distribute,
-        &Envelope::new(
-            distribute::STATUS_CREATED,
-            serde_json::json!({ "status_id": id }),
-        ),
+        &distribute::Fanout::StatusCreated(distribute::StatusRef { status_id: id }),
     )
     .await?;
     Ok(id)

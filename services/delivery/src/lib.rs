@@ -63,10 +63,10 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             .handle(canary::KIND, CanaryHandler::new(ctx.jobs.pool().clone()))
             .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
         if queue == WorkQueue::Mail {
-            worker = worker.handle(stampede_runtime::mail::KIND, mailer.clone());
+            worker = worker.consume::<stampede_runtime::mail::MailJob, _>(mailer.clone());
         }
-        // Both take every fan-out kind, so messages queued by an older version still find a
-        // handler; new follow merges are queued to `backfill`.
+        // Both take both message types, so messages queued by an older version still find a
+        // handler; follow merges are queued to `backfill`.
         if matches!(queue, WorkQueue::Distribute | WorkQueue::Backfill) {
             worker = distributor.register(worker);
         }

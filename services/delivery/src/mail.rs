@@ -16,9 +16,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use stampede_db::Leases;
-use stampede_queue::{Envelope, Handler, JobError, dedupe};
+use stampede_queue::{Consume, Envelope, JobError, dedupe};
 use stampede_runtime::config::{SmtpConfig, StartTls};
-use stampede_runtime::mail::Mail;
+use stampede_runtime::mail::{Mail, MailJob};
 
 /// Sends rendered mail.
 pub struct MailHandler {
@@ -67,8 +67,7 @@ impl MailHandler {
         }))
     }
 
-    async fn send(&self, envelope: &Envelope) -> Result<(), JobError> {
-        let mail: Mail = envelope.payload()?;
+    async fn send(&self, mail: Mail, envelope: &Envelope) -> Result<(), JobError> {
         // Leased connections: the two statements each hand theirs back without a ping. None is
         // held while the SMTP server answers.
         let mut conn = self.db.take().await?;
@@ -115,8 +114,14 @@ impl MailHandler {
     }
 }
 
-impl Handler for MailHandler {
-    fn handle<'a>(&'a self, envelope: &'a Envelope) -> BoxFuture<'a, Result<(), JobError>> {
-        self.send(envelope).boxed()
+impl Consume<MailJob> for MailHandler {
+    fn consume<'a>(
+        &'a self,
+        message: MailJob,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        match message {
+            MailJob::Send(mail) => self.send(mail, envelope).boxed(),
+        }
     }
 }

@@ -2,19 +2,15 @@
 //! the `mail` workers (see stampede-delivery).
 
 use sqlx::PgConnection;
-use stampede_queue::{Envelope, WorkQueue, outbox};
-pub use stampede_runtime::mail::{KIND, Mail};
+use stampede_queue::{Envelope, Message, WorkQueue, outbox};
+pub use stampede_runtime::mail::{Mail, MailJob};
 
 /// Queues `mail` within the caller's transaction.
 pub async fn enqueue(conn: &mut PgConnection, mail: &Mail) -> Result<(), sqlx::Error> {
-    let (queue, envelope) = envelope(mail);
-    outbox::enqueue(conn, queue, &envelope).await
+    outbox::send(conn, &MailJob::Send(mail.clone())).await
 }
 
 /// The queue and message that carry `mail`, for callers that write the outbox row themselves.
 pub fn envelope(mail: &Mail) -> (WorkQueue, Envelope) {
-    (
-        WorkQueue::Mail,
-        Envelope::new(KIND, serde_json::json!(mail)),
-    )
+    (MailJob::QUEUE, Envelope::of(&MailJob::Send(mail.clone())))
 }

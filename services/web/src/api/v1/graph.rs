@@ -9,10 +9,11 @@ use axum::http::Uri;
 use serde::Deserialize;
 use sqlx::{Connection, PgConnection, PgExecutor, Row};
 use stampede_mastodon::{Account, Relationship, Status};
-use stampede_queue::{Envelope, WorkQueue, outbox};
+use stampede_queue::outbox;
+use stampede_social::distribute::{Backfill, Pair};
 use stampede_social::follows::{self, Followed, Tell};
+use stampede_social::notification;
 use stampede_social::visibility::visible;
-use stampede_social::{distribute, notification};
 
 use crate::AppState;
 use crate::accounts;
@@ -181,26 +182,6 @@ async fn bump_follow_counts(
     Ok(())
 }
 
-async fn queue_feed(
-    conn: &mut PgConnection,
-    kind: &str,
-    account_id: i64,
-    target: i64,
-) -> Result<(), sqlx::Error> {
-    outbox::enqueue(
-        conn,
-        WorkQueue::Backfill,
-        &Envelope::new(
-            kind,
-            serde_json::json!(distribute::Pair {
-                account_id,
-                target_account_id: target,
-            }),
-        ),
-    )
-    .await
-}
-
 /// Removes a follow (either direction is the caller's choice); `false` if there was none.
 async fn remove_follow(
     conn: &mut PgConnection,
@@ -217,7 +198,14 @@ async fn remove_follow(
         return Ok(false);
     }
     bump_follow_counts(conn, account_id, target, -1).await?;
-    queue_feed(conn, distribute::FEED_UNMERGE, account_id, target).await?;
+    outbox::send(
+        conn,
+        &Backfill::FeedUnmerge(Pair {
+            account_id,
+            target_account_id: target,
+        }),
+    )
+    .await?;
     Ok(true)
 }
 

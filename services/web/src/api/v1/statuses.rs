@@ -10,9 +10,10 @@ use serde::Deserialize;
 use sqlx::{PgConnection, PgExecutor, Row};
 use stampede_mastodon::time::iso;
 use stampede_mastodon::{Account, Context, Status, StatusEdit, StatusSource};
-use stampede_queue::{Envelope, WorkQueue, outbox};
+use stampede_queue::outbox;
+use stampede_social::distribute::{self, Fanout, StatusRef};
 use stampede_social::post::{self, NewPoll, NewStatus, PostError};
-use stampede_social::{distribute, notification, text};
+use stampede_social::{notification, text};
 
 use crate::AppState;
 use crate::auth::{Auth, Viewer};
@@ -313,19 +314,15 @@ pub async fn delete_status(conn: &mut PgConnection, id: i64) -> Result<bool, sql
         .execute(&mut *conn)
         .await?;
     }
-    outbox::enqueue(
+    outbox::send(
         conn,
-        WorkQueue::Distribute,
-        &Envelope::new(
-            distribute::STATUS_DELETED,
-            serde_json::json!(distribute::Deleted {
-                status_id: id,
-                account_id,
-                mentioned,
-                public: visibility == "public" && reblog_of.is_none(),
-                tags,
-            }),
-        ),
+        &Fanout::StatusDeleted(distribute::Deleted {
+            status_id: id,
+            account_id,
+            mentioned,
+            public: visibility == "public" && reblog_of.is_none(),
+            tags,
+        }),
     )
     .await?;
     Ok(true)
@@ -485,15 +482,7 @@ pub async fn edit(
     .bind(new.sensitive || !new.spoiler_text.is_empty())
     .execute(&mut *tx)
     .await?;
-    outbox::enqueue(
-        &mut tx,
-        WorkQueue::Distribute,
-        &Envelope::new(
-            distribute::STATUS_UPDATED,
-            serde_json::json!({ "status_id": id }),
-        ),
-    )
-    .await?;
+    outbox::send(&mut tx, &Fanout::StatusUpdated(StatusRef { status_id: id })).await?;
     tx.commit().await?;
     Ok(Json(state.load_status(Some(account_id), id).await?))
 }
@@ -685,13 +674,11 @@ pub async fn reblog(
                 Some(original_id),
             )
             .await?;
-            outbox::enqueue(
+            outbox::send(
                 &mut tx,
-                WorkQueue::Distribute,
-                &Envelope::new(
-                    distribute::STATUS_CREATED,
-                    serde_json::json!({ "status_id": reblog_id }),
-                ),
+                &Fanout::StatusCreated(StatusRef {
+                    status_id: reblog_id,
+                }),
             )
             .await?;
             // Last: a popular status's row is locked from here to the commit, so boosts of it
