@@ -38,6 +38,7 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 server_env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 PORT="$port" STREAMING_PORT=$((port + 1))
      LOG_FORMAT=json RUST_LOG="${RUST_LOG:-warn}" LOCAL_HTTPS=false LOCAL_DOMAIN="127.0.0.1:$port"
      RATE_LIMITS=false AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=md
+     KEY_POOL_SIZE="${KEY_POOL_SIZE:-0}"
      REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE=md
      PAPERCLIP_ROOT_PATH="$report/media")
 for var in DB_POOL DB_WORKER_POOL DB_POOL_QUEUE DB_ACQUIRE_TIMEOUT_MS AMQP_PREFETCH; do

@@ -42,7 +42,7 @@ echo "the server reaches PostgreSQL at $server_db" >&2
 env=(DATABASE_URL="$server_db" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn LOCAL_HTTPS=false
      AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=bench
      REDIS_URL="redis://127.0.0.1:6379/13" REDIS_NAMESPACE=signup-bench
-     RATE_LIMITS=false REGISTRATIONS_MIN_AGE=16 DB_POOL=20)
+     RATE_LIMITS=false REGISTRATIONS_MIN_AGE=16 DB_POOL=20 KEY_POOL_SIZE=0)
 env "${env[@]}" "$bin/stampede" migrate
 
 pids=()

@@ -18,6 +18,11 @@ pub struct Guard {
 pub struct BadRange(pub String);
 
 impl Guard {
+    /// A guard that also permits `allowed` (ALLOWED_PRIVATE_ADDRESSES, already parsed).
+    pub fn new(allowed: Vec<IpNet>) -> Guard {
+        Guard { allowed }
+    }
+
     /// Parses `127.0.0.0/8,::1` (single addresses allowed); empty means none.
     pub fn parse(value: &str) -> Result<Guard, BadRange> {
         let allowed = value

@@ -39,6 +39,18 @@ pub struct Config {
     pub registrations: RegistrationConfig,
     pub statuses: StatusesConfig,
     pub streaming: StreamingConfig,
+    pub federation: FederationConfig,
+}
+
+/// Talking to other servers.
+#[derive(Clone, Debug)]
+pub struct FederationConfig {
+    /// ALLOWED_PRIVATE_ADDRESSES (Mastodon's name): comma-separated addresses or CIDR ranges
+    /// that outbound requests may reach although they are loopback, private or link-local —
+    /// for instances federating on one machine in tests. Empty (none) by default.
+    pub allowed_private_addresses: Vec<ipnet::IpNet>,
+    /// KEY_POOL_SIZE: RSA keys kept ready for accounts' first federation use; 100 by default.
+    pub key_pool_size: i64,
 }
 
 /// How the web service presents itself and trusts its clients.
@@ -426,6 +438,12 @@ impl Config {
             registrations,
             statuses,
             streaming,
+            federation: FederationConfig {
+                allowed_private_addresses: allowed_private_addresses(
+                    &env.string("ALLOWED_PRIVATE_ADDRESSES")?.unwrap_or_default(),
+                )?,
+                key_pool_size: env.parse_in("KEY_POOL_SIZE", 0..=100_000)?.unwrap_or(100),
+            },
             bind: env
                 .parse::<IpAddr>("BIND")?
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),
@@ -444,6 +462,24 @@ impl Config {
             ),
         })
     }
+}
+
+fn allowed_private_addresses(value: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    ConfigError::new(
+                        "ALLOWED_PRIVATE_ADDRESSES",
+                        format!("{s:?} is not an address or CIDR range (e.g. 127.0.0.0/8,::1)"),
+                    )
+                })
+        })
+        .collect()
 }
 
 fn validate_domain(var: &'static str, domain: &str) -> Result<(), ConfigError> {

@@ -140,6 +140,14 @@ impl Db {
         self.pool.num_idle() == 0 && self.pool.size() >= self.pool.options().get_max_connections()
     }
 
+    /// Whether more than half its connections are in use: background work that can wait (key
+    /// generation) yields to requests.
+    pub fn busy(&self) -> bool {
+        let pool = self.pool();
+        let in_use = (pool.size() as usize).saturating_sub(pool.num_idle());
+        self.saturated() || in_use * 2 > pool.options().get_max_connections() as usize
+    }
+
     /// A connection of the caller's own, until the returned guard is dropped.
     pub async fn acquire(&self) -> Result<Conn, Error> {
         let (conn, held) = self.take().await?;

@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod distribute;
 pub mod feeds;
 pub mod follows;
+pub mod keys;
 pub mod post;
 pub mod render;
 pub mod stream;

@@ -257,6 +257,8 @@ pub fn test_env(db: &TestDb, options: &AppOptions) -> Vec<(String, String)> {
         ("RATE_LIMITS".to_string(), "false".to_string()),
         ("TRUSTED_PROXY_IP".to_string(), "127.0.0.1".to_string()),
         ("REGISTRATIONS_MIN_AGE".to_string(), "0".to_string()),
+        // A key costs ~100 ms of CPU: tests that federate get theirs on first use.
+        ("KEY_POOL_SIZE".to_string(), "0".to_string()),
         (
             "PAPERCLIP_ROOT_PATH".to_string(),
             media_root.display().to_string(),

@@ -78,6 +78,14 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             .run(ctx.shutdown.clone()),
     );
     tasks.spawn(sample_depths(ctx.clone()));
+    // Account keys for federation, made while requests leave the connections idle.
+    let requests = ctx.db.clone();
+    tasks.spawn(stampede_social::keys::refill(
+        ctx.jobs.clone(),
+        ctx.config.federation.key_pool_size,
+        move || requests.busy(),
+        ctx.shutdown.clone(),
+    ));
     tasks.spawn(prune(ctx.clone()));
     tasks.spawn(clock(ctx.clone()));
     if let Some(listener) = listener {

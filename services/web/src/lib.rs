@@ -1,11 +1,12 @@
-//! The web service: Mastodon's REST API, OAuth 2, the HTML pages and (later) the ActivityPub
-//! endpoints. Stateless: every replica serves any request. It also runs an outbox relay, since it
+//! The web service: Mastodon's REST API, OAuth 2, the HTML pages, discovery (WebFinger,
+//! NodeInfo) and the ActivityPub documents. Stateless: every replica serves any request. It also runs an outbox relay, since it
 //! writes most outbox rows (relays coordinate through `SKIP LOCKED`).
 //!
 //! Handlers are laid out like the URLs they serve (`api/v1/accounts.rs` serves
 //! `/api/v1/accounts/…`); each is thin — extract, call the domain code, map to the entity.
 
 pub mod accounts;
+pub mod activitypub;
 pub mod admin;
 pub mod api;
 pub mod auth;
@@ -20,6 +21,7 @@ pub mod ratelimit;
 pub mod registration;
 pub mod statuses;
 pub mod tokens;
+pub mod well_known;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,6 +81,8 @@ pub fn router(state: AppState) -> Router {
         .merge(api::router(&state))
         .merge(oauth::router())
         .merge(pages::router())
+        .merge(well_known::router())
+        .merge(activitypub::router())
         .with_state(state)
 }
 

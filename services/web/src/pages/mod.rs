@@ -7,6 +7,7 @@
 //! a POST whose field does not match its cookie is refused with 422.
 
 pub mod auth;
+pub mod profile;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -54,6 +55,7 @@ impl Templates {
         template!(env, "notice.html");
         template!(env, "authorize.html");
         template!(env, "oob.html");
+        template!(env, "profile.html");
         template!(env, "password_new.html");
         template!(env, "password_edit.html");
         template!(env, "mail_confirmation.txt");
@@ -243,4 +245,5 @@ pub fn router() -> Router<AppState> {
         .route("/avatars/original/missing.png", get(missing_image))
         .route("/headers/original/missing.png", get(missing_image))
         .merge(auth::router())
+        .merge(profile::router())
 }
