@@ -32,12 +32,16 @@ pub struct AccountRow {
     pub following_count: i64,
     pub followers_count: i64,
     pub last_status_at: Option<DateTime<Utc>>,
+    /// Remote: the actor's id (local accounts' URIs are made from the base URL).
+    pub uri: Option<String>,
+    /// Remote: the profile page.
+    pub url: Option<String>,
 }
 
 /// The columns of [`AccountRow`], read from the view `accounts_with_stats`.
 pub const ACCOUNT_COLUMNS: &str = "id, username, domain, display_name, note, locked, bot, \
      discoverable, indexable, fields, created_at, suspended_at, statuses_count, following_count, \
-     followers_count, last_status_at";
+     followers_count, last_status_at, uri, url";
 
 /// An account by id.
 pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<AccountRow>, sqlx::Error> {

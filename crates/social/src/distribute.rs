@@ -20,6 +20,8 @@ use stampede_db::Db;
 use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, Worker};
 use stampede_telemetry::Metrics;
 
+use crate::activitypub::{Documents, with_context};
+use crate::outbound;
 use crate::render::{ConversationRow, NotificationRow, Renderer};
 use crate::stream::{self, AccountEvent, AccountStream, StatusEvent};
 use crate::{feeds, notification, visibility};
@@ -142,6 +144,7 @@ pub struct Distributor {
     config: StatusesConfig,
     ids: Arc<IdGenerator>,
     render: Renderer,
+    documents: Documents,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -161,8 +164,10 @@ impl Distributor {
         config: StatusesConfig,
         metrics: Arc<Metrics>,
         render: Renderer,
+        local_domain: String,
     ) -> Arc<Self> {
         Arc::new(Distributor {
+            documents: Documents::new(render.clone(), local_domain),
             render,
             metrics,
             db,
@@ -378,6 +383,36 @@ impl Distributor {
                 .await?;
             }
         }
+        if facts.local {
+            self.federate(status_id, &facts).await?;
+        }
+        Ok(())
+    }
+
+    /// Queues the status's activity (Create, or Announce for a boost) for the remote servers
+    /// that should have it: the author's remote followers (unless it is direct), the remote
+    /// accounts it mentions, and a boosted remote status's author.
+    async fn federate(&self, status_id: i64, facts: &Facts) -> Result<(), JobError> {
+        let mut conn = self.db.acquire().await?;
+        let mut inboxes = if facts.visibility == "direct" {
+            Vec::new()
+        } else {
+            outbound::follower_inboxes(&mut conn, facts.account_id).await?
+        };
+        let mut others = facts.mentioned.clone();
+        others.extend(facts.reblog_author);
+        inboxes.extend(outbound::inboxes_of(&mut conn, &others).await?);
+        drop(conn);
+        if inboxes.is_empty() {
+            return Ok(());
+        }
+        let Some(status) = self.render.load_published(&[status_id]).await?.pop() else {
+            return Ok(());
+        };
+        let activity = with_context(self.documents.publication(&status).await?);
+        let mut tx = self.db.begin().await?;
+        outbound::send(&mut tx, facts.account_id, &activity, inboxes).await?;
+        tx.commit().await?;
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 
 use sqlx::{PgConnection, Row};
 use stampede_core::id::IdGenerator;
-use stampede_queue::{Envelope, Message};
+use stampede_queue::{Envelope, Message, outbox};
 
 use crate::distribute::{Backfill, Fanout, NotificationRef, Pair};
 use crate::notification;
@@ -108,4 +108,188 @@ pub async fn follow(
     } else {
         Followed::Updated
     })
+}
+
+/// Adds `delta` to the follower's `following_count` and the followed account's
+/// `followers_count`, locking the two rows in the order of their ids: two people following each
+/// other at the same moment would otherwise each hold one row and wait for the other's (a
+/// deadlock PostgreSQL breaks by failing one of them).
+async fn bump_follow_counts(
+    conn: &mut PgConnection,
+    account_id: i64,
+    target: i64,
+    delta: i64,
+) -> Result<(), sqlx::Error> {
+    let mut rows = [(account_id, "following_count"), (target, "followers_count")];
+    rows.sort_by_key(|(id, _)| *id);
+    for (id, column) in rows {
+        sqlx::query(&format!(
+            "INSERT INTO account_stats (account_id, {column}) VALUES ($1, greatest($2, 0)) \
+             ON CONFLICT (account_id) DO UPDATE SET {column} = greatest(account_stats.{column} + $2, 0)"
+        ))
+        .bind(id)
+        .bind(delta)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `account_id` stops following `target` (either direction is the caller's choice: removing a
+/// follower is the follower's unfollow): the follow, both counters, and the feed unmerge.
+/// `false` if there was no follow.
+pub async fn unfollow(
+    conn: &mut PgConnection,
+    account_id: i64,
+    target: i64,
+) -> Result<bool, sqlx::Error> {
+    let removed =
+        sqlx::query("DELETE FROM follows WHERE account_id = $1 AND target_account_id = $2")
+            .bind(account_id)
+            .bind(target)
+            .execute(&mut *conn)
+            .await?;
+    if removed.rows_affected() == 0 {
+        return Ok(false);
+    }
+    bump_follow_counts(conn, account_id, target, -1).await?;
+    outbox::send(
+        conn,
+        &Backfill::FeedUnmerge(Pair {
+            account_id,
+            target_account_id: target,
+        }),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// What a follow of a remote account became.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// One of the two blocks the other.
+    Blocked,
+    /// Already followed: `reblogs` / `notify` updated.
+    Updated,
+    /// A request was sent (or is still pending); the follow starts when the server Accepts.
+    Requested,
+}
+
+/// `account_id` asks remote account `target` to be followed: a follow request and a `Follow`
+/// activity to the account's inbox, in the caller's transaction. Already following updates
+/// `reblogs` / `notify`, as a local follow does.
+pub async fn ask_remote(
+    conn: &mut PgConnection,
+    ids: &IdGenerator,
+    base: &str,
+    account_id: i64,
+    target: i64,
+    reblogs: Option<bool>,
+    notify: Option<bool>,
+) -> Result<Asked, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT me.username, t.uri, t.inbox_url, \
+           EXISTS (SELECT 1 FROM blocks WHERE (account_id = $1 AND target_account_id = $2) \
+                                           OR (account_id = $2 AND target_account_id = $1)) AS blocked \
+         FROM accounts me, accounts t WHERE me.id = $1 AND t.id = $2",
+    )
+    .bind(account_id)
+    .bind(target)
+    .fetch_one(&mut *conn)
+    .await?;
+    if row.try_get::<bool, _>("blocked")? {
+        return Ok(Asked::Blocked);
+    }
+    let updated = sqlx::query(
+        "UPDATE follows SET show_reblogs = coalesce($3, show_reblogs), notify = coalesce($4, notify) \
+         WHERE account_id = $1 AND target_account_id = $2",
+    )
+    .bind(account_id)
+    .bind(target)
+    .bind(reblogs)
+    .bind(notify)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() > 0 {
+        return Ok(Asked::Updated);
+    }
+    let me = crate::activitypub::actor_uri(base, &row.try_get::<String, _>("username")?);
+    let request_id = ids.next_id().as_i64();
+    let follow_uri = format!("{me}#follows/{request_id}");
+    let fresh: bool = sqlx::query_scalar(
+        "INSERT INTO follow_requests (id, account_id, target_account_id, show_reblogs, notify, uri) \
+         VALUES ($1, $2, $3, coalesce($4, true), coalesce($5, false), $6) \
+         ON CONFLICT (account_id, target_account_id) DO UPDATE \
+           SET show_reblogs = coalesce($4, follow_requests.show_reblogs), \
+               notify = coalesce($5, follow_requests.notify) \
+         RETURNING (xmax = 0)",
+    )
+    .bind(request_id)
+    .bind(account_id)
+    .bind(target)
+    .bind(reblogs)
+    .bind(notify)
+    .bind(&follow_uri)
+    .fetch_one(&mut *conn)
+    .await?;
+    if fresh {
+        let target_uri: Option<String> = row.try_get("uri")?;
+        let inbox: Option<String> = row.try_get("inbox_url")?;
+        let follow = serde_json::json!({
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": follow_uri,
+            "type": "Follow",
+            "actor": me,
+            "object": target_uri,
+        });
+        crate::outbound::send(conn, account_id, &follow, inbox).await?;
+    }
+    Ok(Asked::Requested)
+}
+
+/// Tells remote account `target` that `account_id` no longer follows it (or withdraws the
+/// request): an `Undo` of the Follow, in the caller's transaction. Call before the rows go.
+pub async fn undo_remote(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    target: i64,
+) -> Result<(), sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT me.username, t.uri, t.inbox_url, \
+           coalesce((SELECT uri FROM follows WHERE account_id = $1 AND target_account_id = $2), \
+                    (SELECT uri FROM follow_requests WHERE account_id = $1 AND target_account_id = $2)) \
+             AS follow_uri, \
+           EXISTS (SELECT 1 FROM follows WHERE account_id = $1 AND target_account_id = $2) \
+             OR EXISTS (SELECT 1 FROM follow_requests WHERE account_id = $1 AND target_account_id = $2) \
+             AS following \
+         FROM accounts me, accounts t WHERE me.id = $1 AND t.id = $2 AND t.domain IS NOT NULL",
+    )
+    .bind(account_id)
+    .bind(target)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    if !row.try_get::<bool, _>("following")? {
+        return Ok(());
+    }
+    let me = crate::activitypub::actor_uri(base, &row.try_get::<String, _>("username")?);
+    let follow_uri: Option<String> = row.try_get("follow_uri")?;
+    let follow_uri = follow_uri.unwrap_or_else(|| format!("{me}#follows/{target}"));
+    let undo = serde_json::json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{follow_uri}/undo"),
+        "type": "Undo",
+        "actor": me,
+        "object": {
+            "id": follow_uri,
+            "type": "Follow",
+            "actor": me,
+            "object": row.try_get::<Option<String>, _>("uri")?,
+        },
+    });
+    let inbox: Option<String> = row.try_get("inbox_url")?;
+    crate::outbound::send(conn, account_id, &undo, inbox).await
 }

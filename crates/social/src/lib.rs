@@ -13,11 +13,15 @@
 //! read path embeds.
 
 pub mod accounts;
+pub mod activitypub;
 pub mod distribute;
 pub mod feeds;
 pub mod follows;
+pub mod inbox;
 pub mod keys;
+pub mod outbound;
 pub mod post;
+pub mod remote;
 pub mod render;
 pub mod stream;
 pub mod text;

@@ -459,3 +459,167 @@ pub async fn notify_ended_polls(
     tx.commit().await?;
     Ok(ended.len())
 }
+
+/// Deletes a status (or boost) in the caller's transaction, with its counters, and queues its
+/// removal from feeds. Returns whether it existed.
+///
+/// With `announce` (the base URL; a deletion by a local account through the API), the remote
+/// servers that have the status are told: a `Delete` of the Note, or an `Undo` of a boost.
+pub async fn delete(
+    conn: &mut PgConnection,
+    id: i64,
+    announce: Option<&str>,
+) -> Result<bool, sqlx::Error> {
+    let Some(row) = sqlx::query(
+        "SELECT account_id, reblog_of_id, in_reply_to_id, visibility, \
+                ARRAY(SELECT account_id FROM mentions WHERE status_id = $1) AS mentioned, \
+                ARRAY(SELECT lower(t.name) FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+                      WHERE st.status_id = $1) AS tags \
+         FROM statuses WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(false);
+    };
+    let account_id: i64 = row.try_get("account_id")?;
+    let reblog_of: Option<i64> = row.try_get("reblog_of_id")?;
+    let parent: Option<i64> = row.try_get("in_reply_to_id")?;
+    let mentioned: Vec<i64> = row.try_get("mentioned")?;
+    let visibility: String = row.try_get("visibility")?;
+    let tags: Vec<String> = row.try_get("tags")?;
+    if let Some(base) = announce {
+        announce_deletion(
+            conn,
+            base,
+            id,
+            account_id,
+            reblog_of,
+            &visibility,
+            &mentioned,
+        )
+        .await?;
+    }
+    // Boosts of it go with it: their authors' counts too.
+    sqlx::query(
+        "UPDATE account_stats st SET statuses_count = greatest(st.statuses_count - r.n, 0) \
+         FROM (SELECT account_id, count(*) AS n FROM statuses WHERE reblog_of_id = $1 \
+               GROUP BY account_id) r WHERE st.account_id = r.account_id",
+    )
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM statuses WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query(
+        "UPDATE account_stats SET statuses_count = greatest(statuses_count - 1, 0) \
+         WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(parent) = parent {
+        sqlx::query(
+            "UPDATE statuses SET replies_count = greatest(replies_count - 1, 0) WHERE id = $1",
+        )
+        .bind(parent)
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(original) = reblog_of {
+        sqlx::query(
+            "UPDATE statuses SET reblogs_count = greatest(reblogs_count - 1, 0) WHERE id = $1",
+        )
+        .bind(original)
+        .execute(&mut *conn)
+        .await?;
+    }
+    outbox::send(
+        conn,
+        &distribute::Fanout::StatusDeleted(distribute::Deleted {
+            status_id: id,
+            account_id,
+            mentioned,
+            public: visibility == "public" && reblog_of.is_none(),
+            tags,
+        }),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Queues the `Delete` (or, for a boost, `Undo` of the `Announce`) of a local status for the
+/// remote servers that got it. Runs before the row goes, in the deletion's transaction.
+async fn announce_deletion(
+    conn: &mut PgConnection,
+    base: &str,
+    id: i64,
+    account_id: i64,
+    reblog_of: Option<i64>,
+    visibility: &str,
+    mentioned: &[i64],
+) -> Result<(), sqlx::Error> {
+    let author = sqlx::query(
+        "SELECT a.username, (SELECT coalesce(o.uri, ob.username) FROM statuses o                              JOIN accounts ob ON ob.id = o.account_id WHERE o.id = $2) AS original,                 (SELECT o.uri IS NULL FROM statuses o WHERE o.id = $2) AS original_local          FROM accounts a WHERE a.id = $1 AND a.domain IS NULL",
+    )
+    .bind(account_id)
+    .bind(reblog_of)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(author) = author else {
+        return Ok(());
+    };
+    let mut inboxes = if visibility == "direct" {
+        Vec::new()
+    } else {
+        crate::outbound::follower_inboxes(conn, account_id).await?
+    };
+    inboxes.extend(crate::outbound::inboxes_of(conn, mentioned).await?);
+    if inboxes.is_empty() {
+        return Ok(());
+    }
+    let username: String = author.try_get("username")?;
+    let me = crate::activitypub::actor_uri(base, &username);
+    let uri = format!("{me}/statuses/{id}");
+    let activity = match reblog_of {
+        Some(original) => {
+            let original_uri = match author.try_get::<Option<bool>, _>("original_local")? {
+                Some(true) => {
+                    let original_author: String = author.try_get("original")?;
+                    format!(
+                        "{}/statuses/{original}",
+                        crate::activitypub::actor_uri(base, &original_author)
+                    )
+                }
+                _ => author
+                    .try_get::<Option<String>, _>("original")?
+                    .unwrap_or_default(),
+            };
+            serde_json::json!({
+                "@context": "https://www.w3.org/ns/activitystreams",
+                "id": format!("{uri}/activity#undo"),
+                "type": "Undo",
+                "actor": me,
+                "to": [crate::activitypub::PUBLIC],
+                "object": {
+                    "id": format!("{uri}/activity"),
+                    "type": "Announce",
+                    "actor": me,
+                    "object": original_uri,
+                },
+            })
+        }
+        None => serde_json::json!({
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": format!("{uri}#delete"),
+            "type": "Delete",
+            "actor": me,
+            "to": [crate::activitypub::PUBLIC],
+            "object": { "id": uri, "type": "Tombstone", "atomUri": uri },
+        }),
+    };
+    crate::outbound::send(conn, account_id, &activity, inboxes).await
+}

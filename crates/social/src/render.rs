@@ -73,6 +73,9 @@ pub struct StatusRow {
     pub bookmarked: bool,
     pub pinned: bool,
     pub conversation_muted: bool,
+    /// Remote: the object's id and page.
+    pub uri: Option<String>,
+    pub url: Option<String>,
 }
 
 /// The page's statuses with everything about them, in one statement. The viewer's flags,
@@ -100,7 +103,7 @@ WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourite
 SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, s.sensitive, \
        s.visibility, s.language, s.in_reply_to_id, s.in_reply_to_account_id, s.reblog_of_id, \
        s.conversation_id, s.replies_count, s.reblogs_count, s.favourites_count, s.created_at, \
-       s.edited_at, app.name AS app_name, app.website AS app_website, \
+       s.edited_at, s.uri, s.url, app.name AS app_name, app.website AS app_website, \
        {VISIBLE} AS visible, {MUTED} AS muted, \
        pl.status_id IS NOT NULL AS has_poll, \
        coalesce(men.ids, '{{}}') AS mention_ids, \
@@ -309,11 +312,17 @@ impl Renderer {
                 format!("{base}/@{}", row.username),
                 format!("{base}/users/{}", row.username),
             ),
-            Some(domain) => (
-                format!("{}@{domain}", row.username),
-                format!("https://{domain}/@{}", row.username),
-                format!("https://{domain}/users/{}", row.username),
-            ),
+            Some(domain) => {
+                let uri = row
+                    .uri
+                    .clone()
+                    .unwrap_or_else(|| format!("https://{domain}/users/{}", row.username));
+                (
+                    format!("{}@{domain}", row.username),
+                    row.url.clone().unwrap_or_else(|| uri.clone()),
+                    uri,
+                )
+            }
         };
         Account {
             id: row.id.to_string(),
@@ -326,7 +335,12 @@ impl Renderer {
             indexable: row.indexable,
             group: false,
             created_at: day(row.created_at),
-            note: render_note(&row.note),
+            // A remote account's note arrives as HTML and is sanitized when stored.
+            note: if row.domain.is_some() {
+                row.note.clone()
+            } else {
+                render_note(&row.note)
+            },
             url,
             uri,
             avatar: avatar.clone(),
@@ -371,14 +385,22 @@ impl Renderer {
         let own = set.viewer == Some(row.account_id);
         let flags = set.viewer.is_some();
         let source = reblog.as_deref();
+        let (uri, url) = match &row.uri {
+            // From another server: its own id and page.
+            Some(uri) => (uri.clone(), row.url.clone().or_else(|| Some(uri.clone()))),
+            None => (
+                if reblog.is_some() {
+                    format!("{path}/activity")
+                } else {
+                    path
+                },
+                Some(format!("{base}/@{}/{}", account.username, row.id)),
+            ),
+        };
         Some(Status {
             id: row.id.to_string(),
-            uri: if reblog.is_some() {
-                format!("{path}/activity")
-            } else {
-                path
-            },
-            url: Some(format!("{base}/@{}/{}", account.username, row.id)),
+            uri,
+            url,
             created_at: iso(row.created_at),
             account: self.render_account(account),
             content: row.content.clone(),
@@ -497,6 +519,14 @@ pub struct ConversationRow {
 }
 
 impl Renderer {
+    /// Account rows by id (in no particular order).
+    pub async fn accounts(&self, ids: &[i64]) -> Result<Vec<AccountRow>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        accounts::find_many(&self.db, ids).await
+    }
+
     async fn accounts_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, AccountRow>, sqlx::Error> {
         Ok(accounts::find_many(&self.db, ids)
             .await?

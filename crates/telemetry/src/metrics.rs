@@ -23,6 +23,14 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
+/// Labels of an inbound activity: its type and what became of it (`applied`, `dropped`,
+/// `refused`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActivityLabels {
+    pub r#type: String,
+    pub outcome: String,
+}
+
 /// Labels naming a work queue (`deliver`, `media`, …).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct QueueLabels {
@@ -127,6 +135,8 @@ pub struct Metrics {
     pub db_pool_acquire: Family<PoolLabels, Histogram>,
     /// Acquisitions that failed: the pool's waiters were at their bound, or the wait timed out.
     pub db_pool_timeouts: Family<PoolLabels, Counter>,
+    /// Inbound activities by type and outcome.
+    pub inbox_activities: Family<ActivityLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -172,6 +182,7 @@ impl Metrics {
                 Histogram::new(exponential_buckets(0.0001, 2.0, 16))
             }),
             db_pool_timeouts: Family::default(),
+            inbox_activities: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -319,6 +330,11 @@ impl Metrics {
             "Database acquisitions refused because the pool's waiters were at their bound or the wait timed out",
             m.db_pool_timeouts.clone(),
         );
+        registry.register(
+            "inbox_activities",
+            "Inbound ActivityPub activities by type and outcome (applied, dropped, refused)",
+            m.inbox_activities.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -328,6 +344,23 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// Counts one inbound activity of `kind` with `outcome`.
+    pub fn inbox_activity(&self, kind: &str, outcome: &str) {
+        // Types are the peer's choice: an unknown one is counted as `other`, so a peer cannot
+        // make the series unbounded.
+        const KNOWN: [&str; 14] = [
+            "Follow", "Accept", "Reject", "Undo", "Create", "Update", "Delete", "Announce", "Like",
+            "Block", "Move", "Add", "Remove", "Flag",
+        ];
+        let kind = if KNOWN.contains(&kind) { kind } else { "other" };
+        self.inbox_activities
+            .get_or_create(&ActivityLabels {
+                r#type: kind.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     /// The label set for one queue.

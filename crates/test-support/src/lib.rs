@@ -191,6 +191,9 @@ pub struct AppOptions {
     /// Listen on this port instead of one the OS picks (for clients that must know the server's
     /// own URL in advance, through WEB_DOMAIN).
     pub port: Option<u16>,
+    /// Federate on loopback: LOCAL_DOMAIN is `127.0.0.1:PORT` (the port the app listens on) and
+    /// ALLOWED_PRIVATE_ADDRESSES opens the outbound guard to loopback.
+    pub federating: bool,
 }
 
 /// A running Stampede on loopback.
@@ -285,11 +288,25 @@ pub fn test_env(db: &TestDb, options: &AppOptions) -> Vec<(String, String)> {
 pub async fn spawn_app(options: AppOptions) -> anyhow::Result<TestApp> {
     init_logs();
     let db = TestDb::new().await?;
-    let env = test_env(&db, &options);
-    let config = Config::from_source(&Env::from_pairs(env.clone()))?;
-    let ctx = Context::new(config, "stampede-test")?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", options.port.unwrap_or(0))).await?;
     let addr = listener.local_addr()?;
+    let mut env = test_env(&db, &options);
+    if options.federating {
+        let own = [
+            (
+                "LOCAL_DOMAIN".to_string(),
+                format!("127.0.0.1:{}", addr.port()),
+            ),
+            (
+                "ALLOWED_PRIVATE_ADDRESSES".to_string(),
+                "127.0.0.0/8,::1".to_string(),
+            ),
+        ];
+        env.retain(|(k, _)| !own.iter().any(|(o, _)| o == k));
+        env.extend(own);
+    }
+    let config = Config::from_source(&Env::from_pairs(env.clone()))?;
+    let ctx = Context::new(config, "stampede-test")?;
     // With streaming, one hub serves its own port and the web port, as in `stampede all`.
     let hub = options
         .streaming

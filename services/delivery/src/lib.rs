@@ -48,7 +48,20 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             ctx.jobs.clone(),
             stampede_social::post::base_url(&ctx.config),
         ),
+        ctx.config.local_domain.clone(),
     );
+    let resolver = stampede_social::remote::Resolver::from_config(ctx.jobs.clone(), &ctx.config)?;
+    let inbox = std::sync::Arc::new(stampede_social::inbox::Inbox::new(
+        ctx.jobs.clone(),
+        resolver.clone(),
+        stampede_social::post::base_url(&ctx.config),
+        ctx.metrics.clone(),
+    ));
+    let deliverer = std::sync::Arc::new(stampede_social::outbound::Deliverer::new(
+        ctx.jobs.clone(),
+        resolver.client().clone(),
+        stampede_social::post::base_url(&ctx.config),
+    ));
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
         // Bulk work takes at most half the workers' connections at once, leaving the rest to
@@ -62,6 +75,12 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         let mut worker = Worker::new(ctx.queue.clone(), queue, concurrency, ctx.metrics.clone())
             .handle(canary::KIND, CanaryHandler::new(ctx.jobs.pool().clone()))
             .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
+        if queue == WorkQueue::Ingress {
+            worker = worker.consume::<stampede_social::inbox::Ingress, _>(inbox.clone());
+        }
+        if queue == WorkQueue::Deliver {
+            worker = worker.consume::<stampede_social::outbound::Deliver, _>(deliverer.clone());
+        }
         if queue == WorkQueue::Mail {
             worker = worker.consume::<stampede_runtime::mail::MailJob, _>(mailer.clone());
         }

@@ -14,7 +14,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use stampede_mastodon::{Account, Status};
+use stampede_mastodon::Status;
+use stampede_social::activitypub::{actor_uri, context, person, with_context};
 use stampede_social::keys;
 
 use crate::AppState;
@@ -23,9 +24,6 @@ use crate::error::ApiError;
 
 /// The content type of every document served here.
 pub const ACTIVITY_JSON: &str = "application/activity+json; charset=utf-8";
-
-/// `https://www.w3.org/ns/activitystreams#Public`.
-pub const PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
 
 /// Items per collection page, as Mastodon.
 const PAGE_SIZE: i64 = 20;
@@ -61,26 +59,6 @@ pub fn document(value: Value) -> Response {
     ([(header::CONTENT_TYPE, ACTIVITY_JSON)], Json(value)).into_response()
 }
 
-fn context() -> Value {
-    json!([
-        "https://www.w3.org/ns/activitystreams",
-        "https://w3id.org/security/v1",
-        {
-            "manuallyApprovesFollowers": "as:manuallyApprovesFollowers",
-            "toot": "http://joinmastodon.org/ns#",
-            "featured": { "@id": "toot:featured", "@type": "@id" },
-            "alsoKnownAs": { "@id": "as:alsoKnownAs", "@type": "@id" },
-            "discoverable": "toot:discoverable",
-            "indexable": "toot:indexable",
-            "schema": "http://schema.org#",
-            "PropertyValue": "schema:PropertyValue",
-            "value": "schema:value",
-            "sensitive": "as:sensitive",
-            "Hashtag": "as:Hashtag"
-        }
-    ])
-}
-
 /// A local, unsuspended account by username, or 404.
 async fn local_account(state: &AppState, username: &str) -> Result<AccountRow, ApiError> {
     let row = accounts::find_local(&state.ctx.db, username)
@@ -90,11 +68,6 @@ async fn local_account(state: &AppState, username: &str) -> Result<AccountRow, A
         return Err(ApiError::not_found());
     }
     Ok(row)
-}
-
-/// The actor URI of a local account.
-pub fn actor_uri(base: &str, username: &str) -> String {
-    format!("{base}/users/{username}")
 }
 
 /// `GET /users/:username`: the Person (Service for bots), or a redirect to the profile page
@@ -124,44 +97,6 @@ pub async fn actor_document(state: &AppState, row: &AccountRow) -> Result<Respon
         row.indexable,
         &key.public_key,
     )))
-}
-
-/// The actor document of a local account.
-pub fn person(base: &str, account: &Account, indexable: bool, public_key: &str) -> Value {
-    let id = actor_uri(base, &account.username);
-    let attachment: Vec<Value> = account
-        .fields
-        .iter()
-        .map(|f| json!({ "type": "PropertyValue", "name": f.name, "value": f.value }))
-        .collect();
-    json!({
-        "@context": context(),
-        "id": id,
-        "type": if account.bot { "Service" } else { "Person" },
-        "following": format!("{id}/following"),
-        "followers": format!("{id}/followers"),
-        "inbox": format!("{id}/inbox"),
-        "outbox": format!("{id}/outbox"),
-        "featured": format!("{id}/collections/featured"),
-        "preferredUsername": account.username,
-        "name": account.display_name,
-        "summary": account.note,
-        "url": account.url,
-        "manuallyApprovesFollowers": account.locked,
-        "discoverable": account.discoverable.unwrap_or(false),
-        "indexable": indexable,
-        "published": account.created_at,
-        "publicKey": {
-            "id": format!("{id}#main-key"),
-            "owner": id,
-            "publicKeyPem": public_key,
-        },
-        "attachment": attachment,
-        "alsoKnownAs": [],
-        "endpoints": { "sharedInbox": format!("{base}/inbox") },
-        "icon": { "type": "Image", "mediaType": "image/png", "url": account.avatar },
-        "image": { "type": "Image", "mediaType": "image/png", "url": account.header },
-    })
 }
 
 /// `GET /actor`: the instance actor, which signs the server's own fetches.
@@ -243,15 +178,15 @@ async fn follow_page(
         return Ok(Vec::new());
     }
     let sql = if followers {
-        "SELECT f.id, a.username, a.domain FROM follows f JOIN accounts a ON a.id = f.account_id \
+        "SELECT f.id, a.username, a.domain, a.uri FROM follows f JOIN accounts a ON a.id = f.account_id \
          WHERE f.target_account_id = $1 AND ($2::bigint IS NULL OR f.id < $2) \
            AND a.suspended_at IS NULL ORDER BY f.id DESC LIMIT $3"
     } else {
-        "SELECT f.id, a.username, a.domain FROM follows f JOIN accounts a ON a.id = f.target_account_id \
+        "SELECT f.id, a.username, a.domain, a.uri FROM follows f JOIN accounts a ON a.id = f.target_account_id \
          WHERE f.account_id = $1 AND ($2::bigint IS NULL OR f.id < $2) \
            AND a.suspended_at IS NULL ORDER BY f.id DESC LIMIT $3"
     };
-    let rows: Vec<(i64, String, Option<String>)> = sqlx::query_as(sql)
+    let rows: Vec<(i64, String, Option<String>, Option<String>)> = sqlx::query_as(sql)
         .bind(row.id)
         .bind(query.max_id)
         .bind(PAGE_SIZE)
@@ -260,10 +195,11 @@ async fn follow_page(
     let base = state.base_url();
     Ok(rows
         .into_iter()
-        .map(|(id, username, domain)| {
-            let uri = match domain {
-                None => actor_uri(&base, &username),
-                Some(domain) => format!("https://{domain}/users/{username}"),
+        .map(|(id, username, domain, uri)| {
+            let uri = match (domain, uri) {
+                (None, _) => actor_uri(&base, &username),
+                (Some(_), Some(uri)) => uri,
+                (Some(domain), None) => format!("https://{domain}/users/{username}"),
             };
             (id, Value::String(uri))
         })
@@ -326,10 +262,9 @@ async fn outbox(
         .fetch_all(&state.ctx.db)
         .await?;
         let statuses = state.render.load_published(&ids).await?;
-        let base = state.base_url();
         for status in &statuses {
             let key = status.id.parse().unwrap_or_default();
-            items.push((key, wrap(&base, status, &state).await?));
+            items.push((key, state.documents.publication(status).await?));
         }
     }
     Ok(document(collection(&id, row.statuses_count, &query, items)))
@@ -353,7 +288,7 @@ async fn featured(
     let base = state.base_url();
     let mut notes = Vec::with_capacity(statuses.len());
     for status in &statuses {
-        notes.push(note_of(&base, status, &state).await?);
+        notes.push(state.documents.note(status).await?);
     }
     let id = format!("{}/collections/featured", actor_uri(&base, &row.username));
     Ok(document(json!({
@@ -396,9 +331,7 @@ async fn note(
     if status.reblog.is_some() {
         return Err(ApiError::not_found());
     }
-    let mut value = note_of(&state.base_url(), &status, &state).await?;
-    value["@context"] = context();
-    Ok(document(value))
+    Ok(document(with_context(state.documents.note(&status).await?)))
 }
 
 /// `GET /users/:username/statuses/:id/activity`: the Create (or, for a boost, the Announce).
@@ -407,126 +340,7 @@ async fn activity(
     Path((username, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
     let status = public_status(&state, &username, &id).await?;
-    let mut value = wrap(&state.base_url(), &status, &state).await?;
-    value["@context"] = context();
-    Ok(document(value))
-}
-
-/// Who a status is addressed to, as Mastodon addresses it.
-pub fn addressing(status: &Status, actor: &str, base: &str) -> (Vec<String>, Vec<String>) {
-    let followers = format!("{actor}/followers");
-    let mentioned: Vec<String> = status
-        .mentions
-        .iter()
-        .map(|m| mention_uri(base, &m.acct, &m.username))
-        .collect();
-    match status.visibility.as_str() {
-        "public" => (vec![PUBLIC.into()], [vec![followers], mentioned].concat()),
-        "unlisted" => (vec![followers], [vec![PUBLIC.into()], mentioned].concat()),
-        "private" => (vec![followers], mentioned),
-        _ => (mentioned, Vec::new()),
-    }
-}
-
-/// The actor URI of a mentioned account (`acct` is `user` for a local one).
-fn mention_uri(base: &str, acct: &str, username: &str) -> String {
-    match acct.split_once('@') {
-        None => actor_uri(base, username),
-        Some((user, domain)) => format!("https://{domain}/users/{user}"),
-    }
-}
-
-/// The Note of a status (not a boost).
-pub async fn note_of(base: &str, status: &Status, state: &AppState) -> Result<Value, ApiError> {
-    let actor = actor_uri(base, &status.account.username);
-    let (to, cc) = addressing(status, &actor, base);
-    let in_reply_to = match &status.in_reply_to_id {
-        Some(parent) => {
-            let parent: i64 = parent.parse().unwrap_or_default();
-            state
-                .render
-                .load_published(&[parent])
-                .await?
-                .pop()
-                .map(|p| Value::String(p.uri))
-                .unwrap_or(Value::Null)
-        }
-        None => Value::Null,
-    };
-    let mut tags: Vec<Value> = status
-        .mentions
-        .iter()
-        .map(|m| {
-            let handle = if m.acct.contains('@') {
-                format!("@{}", m.acct)
-            } else {
-                format!("@{}@{}", m.acct, state.ctx.config.local_domain)
-            };
-            json!({ "type": "Mention", "href": mention_uri(base, &m.acct, &m.username), "name": handle })
-        })
-        .collect();
-    tags.extend(
-        status
-            .tags
-            .iter()
-            .map(|t| json!({ "type": "Hashtag", "href": t.url, "name": format!("#{}", t.name) })),
-    );
-    let mut note = json!({
-        "id": status.uri,
-        "type": "Note",
-        "summary": if status.spoiler_text.is_empty() { Value::Null } else { Value::String(status.spoiler_text.clone()) },
-        "inReplyTo": in_reply_to,
-        "published": status.created_at,
-        "url": status.url,
-        "attributedTo": actor,
-        "to": to,
-        "cc": cc,
-        "sensitive": status.sensitive,
-        "content": status.content,
-        "attachment": [],
-        "tag": tags,
-    });
-    if let Some(language) = &status.language {
-        note["contentMap"] = json!({ language.clone(): status.content });
-    }
-    if let Some(edited) = &status.edited_at {
-        note["updated"] = Value::String(edited.clone());
-    }
-    Ok(note)
-}
-
-/// The activity that published a status: Create with its Note, or Announce of the original.
-pub async fn wrap(base: &str, status: &Status, state: &AppState) -> Result<Value, ApiError> {
-    let actor = actor_uri(base, &status.account.username);
-    let (to, cc) = addressing(status, &actor, base);
-    if let Some(original) = &status.reblog {
-        let mut cc = cc;
-        cc.insert(0, actor_uri_of(base, &original.account));
-        return Ok(json!({
-            "id": status.uri,
-            "type": "Announce",
-            "actor": actor,
-            "published": status.created_at,
-            "to": to,
-            "cc": cc,
-            "object": original.uri,
-        }));
-    }
-    Ok(json!({
-        "id": format!("{}/activity", status.uri),
-        "type": "Create",
-        "actor": actor,
-        "published": status.created_at,
-        "to": to,
-        "cc": cc,
-        "object": note_of(base, status, state).await?,
-    }))
-}
-
-fn actor_uri_of(base: &str, account: &Account) -> String {
-    if account.acct.contains('@') {
-        account.uri.clone()
-    } else {
-        actor_uri(base, &account.username)
-    }
+    Ok(document(with_context(
+        state.documents.publication(&status).await?,
+    )))
 }

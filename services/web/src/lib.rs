@@ -11,6 +11,7 @@ pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod inbox;
 pub mod mail;
 pub mod oauth;
 pub mod pages;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub templates: Arc<pages::Templates>,
     pub big_accounts: Arc<stampede_social::feeds::BigAccounts>,
     pub render: stampede_social::render::Renderer,
+    pub documents: stampede_social::activitypub::Documents,
+    pub resolver: stampede_social::remote::Resolver,
 }
 
 impl AppState {
@@ -64,6 +67,16 @@ impl AppState {
                 ctx.db.clone(),
                 stampede_social::post::base_url(&ctx.config),
             ),
+            documents: stampede_social::activitypub::Documents::new(
+                stampede_social::render::Renderer::new(
+                    ctx.db.clone(),
+                    stampede_social::post::base_url(&ctx.config),
+                ),
+                ctx.config.local_domain.clone(),
+            ),
+            resolver: stampede_social::remote::Resolver::from_config(ctx.db.clone(), &ctx.config)
+                // Building the client fails only if TLS cannot be set up at all.
+                .expect("the outbound HTTP client builds"),
             ctx,
         }
     }
@@ -83,6 +96,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::router())
         .merge(well_known::router())
         .merge(activitypub::router())
+        .merge(inbox::router())
         .with_state(state)
 }
 

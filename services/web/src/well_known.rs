@@ -12,8 +12,8 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::accounts;
-use crate::activitypub::actor_uri;
 use crate::error::ApiError;
+use stampede_social::activitypub::actor_uri;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -129,6 +129,7 @@ async fn mastodon_py_streams_events() {
         streaming: true,
         env: vec![("WEB_DOMAIN".into(), format!("127.0.0.1:{port}"))],
         port: Some(port),
+        ..AppOptions::default()
     })
     .await
     .unwrap();

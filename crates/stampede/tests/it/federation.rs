@@ -294,3 +294,282 @@ async fn the_key_pool_fills_in_the_background_and_accounts_take_from_it() {
     assert!(!in_pool, "the key left the pool when the account took it");
     app.stop().await;
 }
+
+/// Polls `path` on `app` as `user` until `check` holds on the JSON answer.
+async fn until(
+    app: &TestApp,
+    user: &crate::social::User,
+    path: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let answer = crate::social::get(app, path, user).await;
+        if answer.status == 200 && check(&answer.body) {
+            return answer.body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: {path} stayed {} {:?}",
+            answer.status,
+            answer.body
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+fn federating() -> AppOptions {
+    AppOptions {
+        workers: true,
+        federating: true,
+        ..AppOptions::default()
+    }
+}
+
+#[tokio::test]
+async fn two_servers_follow_post_unfollow_and_delete_through_their_client_apis() {
+    let (a, b) = tokio::join!(spawn_app(federating()), spawn_app(federating()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let domain_a = format!("127.0.0.1:{}", a.addr.port());
+    let alice = seed_user(&a, "alice", false).await;
+    let bob = seed_user(&b, "bob", false).await;
+
+    // Bob finds Alice on the other server and follows her.
+    let found = crate::social::get(
+        &b,
+        &format!("/api/v2/search?q=@alice@{domain_a}&resolve=true&type=accounts"),
+        &bob,
+    )
+    .await;
+    assert_eq!(found.status, 200, "{:?}", found.body);
+    let remote_alice = &found.body["accounts"][0];
+    assert_eq!(remote_alice["acct"], format!("alice@{domain_a}"));
+    assert_eq!(remote_alice["url"], format!("http://{domain_a}/@alice"));
+    let remote_alice_id = remote_alice["id"].as_str().unwrap().to_string();
+    let asked = crate::social::post(
+        &b,
+        &format!("/api/v1/accounts/{remote_alice_id}/follow"),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(asked.status, 200, "{:?}", asked.body);
+    until(
+        &b,
+        &bob,
+        &format!("/api/v1/accounts/relationships?id[]={remote_alice_id}"),
+        "the Accept arrives",
+        |r| r[0]["following"] == true && r[0]["requested"] == false,
+    )
+    .await;
+    let followers = until(
+        &a,
+        &alice,
+        &format!("/api/v1/accounts/{}/followers", alice.id),
+        "Alice sees her new follower",
+        |f| f.as_array().is_some_and(|f| f.len() == 1),
+    )
+    .await;
+    assert_eq!(
+        followers[0]["acct"],
+        format!("bob@127.0.0.1:{}", b.addr.port())
+    );
+
+    // Alice posts; it reaches Bob's home timeline on the other server.
+    let public = post_status(&a, &alice, json!({ "status": "Hello, fediverse" })).await;
+    let home = until(
+        &b,
+        &bob,
+        "/api/v1/timelines/home",
+        "the post arrives",
+        |h| h.as_array().is_some_and(|h| !h.is_empty()),
+    )
+    .await;
+    let status = &home[0];
+    assert_eq!(status["content"], "<p>Hello, fediverse</p>");
+    assert_eq!(status["account"]["acct"], format!("alice@{domain_a}"));
+    assert_eq!(
+        status["uri"],
+        format!("http://{domain_a}/users/alice/statuses/{public}")
+    );
+    assert_eq!(status["visibility"], "public");
+    let remote_status = status["id"].as_str().unwrap().to_string();
+
+    // She deletes it; it leaves Bob's server too.
+    let deleted = crate::social::call(
+        &a,
+        reqwest::Method::DELETE,
+        &format!("/api/v1/statuses/{public}"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 200);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let answer =
+            crate::social::get(&b, &format!("/api/v1/statuses/{remote_status}"), &bob).await;
+        if answer.status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Delete never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Bob unfollows; Alice loses her follower.
+    let undone = crate::social::post(
+        &b,
+        &format!("/api/v1/accounts/{remote_alice_id}/unfollow"),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(undone.status, 200, "{:?}", undone.body);
+    assert_eq!(undone.body["following"], false);
+    until(
+        &a,
+        &alice,
+        &format!("/api/v1/accounts/{}/followers", alice.id),
+        "the Undo arrives",
+        |f| f.as_array().is_some_and(|f| f.is_empty()),
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// POSTs `body` to `app`'s shared inbox with `headers`.
+async fn deliver(app: &TestApp, headers: reqwest::header::HeaderMap, body: Vec<u8>) -> u16 {
+    app.client
+        .post(app.url("/inbox"))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Headers signing `body` for A's shared inbox with `key` as `key_id`, dated `at`.
+fn signed(
+    app: &TestApp,
+    key: &stampede_activitypub::keys::PrivateKey,
+    key_id: &str,
+    body: &[u8],
+    at: chrono::DateTime<chrono::Utc>,
+) -> reqwest::header::HeaderMap {
+    let url = url::Url::parse(&app.url("/inbox")).unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(CONTENT_TYPE, AP.parse().unwrap());
+    stampede_activitypub::signature::sign(
+        key,
+        key_id,
+        &reqwest::Method::POST,
+        &url,
+        &mut headers,
+        Some(body),
+        at,
+    )
+    .unwrap();
+    headers
+}
+
+#[tokio::test]
+async fn the_inbox_refuses_what_its_actor_did_not_sign() {
+    let (a, b) = tokio::join!(spawn_app(federating()), spawn_app(federating()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let alice = seed_user(&a, "alice", false).await;
+    let bob = seed_user(&b, "bob", false).await;
+    let base_a = format!("http://127.0.0.1:{}", a.addr.port());
+    let bob_uri = format!("http://127.0.0.1:{}/users/bob", b.addr.port());
+    let key_id = format!("{bob_uri}#main-key");
+    let bob_key = stampede_social::keys::account_key(&b.ctx.db, bob.id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let bob_key = stampede_activitypub::keys::PrivateKey::from_pem(&bob_key.private_key).unwrap();
+    let follow = serde_json::to_vec(&json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{bob_uri}#follows/1"),
+        "type": "Follow",
+        "actor": bob_uri,
+        "object": format!("{base_a}/users/alice"),
+    }))
+    .unwrap();
+    let now = chrono::Utc::now();
+
+    let mut unsigned = reqwest::header::HeaderMap::new();
+    unsigned.insert(CONTENT_TYPE, AP.parse().unwrap());
+    assert_eq!(deliver(&a, unsigned, follow.clone()).await, 401, "unsigned");
+    let forger = stampede_activitypub::keys::PrivateKey::from_pem(
+        &stampede_activitypub::keys::generate().unwrap().private,
+    )
+    .unwrap();
+    let forged = signed(&a, &forger, &key_id, &follow, now);
+    assert_eq!(deliver(&a, forged, follow.clone()).await, 401, "forged");
+    let stale = signed(
+        &a,
+        &bob_key,
+        &key_id,
+        &follow,
+        now - chrono::Duration::hours(13),
+    );
+    assert_eq!(deliver(&a, stale, follow.clone()).await, 401, "replayed");
+    let tampered = signed(&a, &bob_key, &key_id, &follow, now);
+    let mut other = follow.clone();
+    other.extend_from_slice(b" ");
+    assert_eq!(
+        deliver(&a, tampered, other).await,
+        401,
+        "body changed after signing"
+    );
+    let garbage = b"{not json".to_vec();
+    let headers = signed(&a, &bob_key, &key_id, &garbage, now);
+    assert_eq!(deliver(&a, headers, garbage).await, 400, "malformed");
+    let huge = vec![b' '; 2 << 20];
+    let headers = signed(&a, &bob_key, &key_id, &huge, now);
+    assert_eq!(deliver(&a, headers, huge).await, 413, "oversize");
+    let followers: i64 = sqlx::query_scalar("SELECT count(*) FROM follows")
+        .fetch_one(&a.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(followers, 0, "nothing refused was applied");
+
+    // Signed by Bob's key: accepted, applied once however often it is delivered.
+    for _ in 0..2 {
+        let headers = signed(&a, &bob_key, &key_id, &follow, now);
+        assert_eq!(deliver(&a, headers, follow.clone()).await, 202);
+    }
+    until(
+        &a,
+        &alice,
+        &format!("/api/v1/accounts/{}/followers", alice.id),
+        "the signed Follow is applied",
+        |f| f.as_array().is_some_and(|f| f.len() == 1),
+    )
+    .await;
+    let applied: i64 = sqlx::query_scalar("SELECT count(*) FROM inbox_activities")
+        .fetch_one(&a.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(applied, 1);
+
+    // A server whose outbound guard is closed will not fetch a key from a loopback address.
+    let closed = spawn_app(AppOptions::default()).await.unwrap();
+    let headers = signed(&closed, &bob_key, &key_id, &follow, now);
+    assert_eq!(deliver(&closed, headers, follow.clone()).await, 401);
+    let accounts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM accounts WHERE domain IS NOT NULL")
+            .fetch_one(&closed.ctx.db)
+            .await
+            .unwrap();
+    assert_eq!(accounts, 0, "the private address was not fetched");
+    closed.stop().await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -7,10 +7,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use serde::Deserialize;
-use sqlx::{Connection, PgConnection, PgExecutor, Row};
+use sqlx::{Connection, PgExecutor, Row};
 use stampede_mastodon::{Account, Relationship, Status};
-use stampede_queue::outbox;
-use stampede_social::distribute::{Backfill, Pair};
 use stampede_social::follows::{self, Followed, Tell};
 use stampede_social::notification;
 use stampede_social::visibility::visible;
@@ -157,58 +155,6 @@ async fn relationships_on(
         .collect()
 }
 
-/// Adds `delta` to the follower's `following_count` and the followed account's
-/// `followers_count`, locking the two rows in the order of their ids: two people following each
-/// other at the same moment would otherwise each hold one row and wait for the other's (a
-/// deadlock PostgreSQL breaks by failing one of them).
-async fn bump_follow_counts(
-    conn: &mut PgConnection,
-    account_id: i64,
-    target: i64,
-    delta: i64,
-) -> Result<(), sqlx::Error> {
-    let mut rows = [(account_id, "following_count"), (target, "followers_count")];
-    rows.sort_by_key(|(id, _)| *id);
-    for (id, column) in rows {
-        sqlx::query(&format!(
-            "INSERT INTO account_stats (account_id, {column}) VALUES ($1, greatest($2, 0)) \
-             ON CONFLICT (account_id) DO UPDATE SET {column} = greatest(account_stats.{column} + $2, 0)"
-        ))
-        .bind(id)
-        .bind(delta)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Removes a follow (either direction is the caller's choice); `false` if there was none.
-async fn remove_follow(
-    conn: &mut PgConnection,
-    account_id: i64,
-    target: i64,
-) -> Result<bool, sqlx::Error> {
-    let removed =
-        sqlx::query("DELETE FROM follows WHERE account_id = $1 AND target_account_id = $2")
-            .bind(account_id)
-            .bind(target)
-            .execute(&mut *conn)
-            .await?;
-    if removed.rows_affected() == 0 {
-        return Ok(false);
-    }
-    bump_follow_counts(conn, account_id, target, -1).await?;
-    outbox::send(
-        conn,
-        &Backfill::FeedUnmerge(Pair {
-            account_id,
-            target_account_id: target,
-        }),
-    )
-    .await?;
-    Ok(true)
-}
-
 #[derive(Debug, Deserialize)]
 pub struct FollowParams {
     #[serde(default, deserialize_with = "flex::opt_bool")]
@@ -232,6 +178,26 @@ pub async fn follow(
     let target = target_account_on(&mut *conn, &id).await?;
     if target.id == account_id {
         return Err(ApiError::forbidden("This action is not allowed"));
+    }
+    if target.domain.is_some() {
+        // Another server decides: ask it, and follow when it Accepts.
+        let mut tx = conn.begin().await?;
+        let asked = follows::ask_remote(
+            &mut tx,
+            &state.ids,
+            &state.base_url(),
+            account_id,
+            target.id,
+            p.reblogs,
+            p.notify,
+        )
+        .await?;
+        if asked == follows::Asked::Blocked {
+            return Err(ApiError::forbidden("This action is not allowed"));
+        }
+        let relationship = relationship_on(&mut *tx, account_id, target.id).await?;
+        tx.commit().await?;
+        return Ok(relationship);
     }
     if !target.locked {
         let followed = follows::follow(
@@ -313,7 +279,10 @@ pub async fn unfollow(
     let account_id = auth.account(FOLLOW_WRITE)?;
     let target = state.target_account(&id).await?;
     let mut tx = state.ctx.db.begin().await?;
-    remove_follow(&mut tx, account_id, target.id).await?;
+    if target.domain.is_some() {
+        follows::undo_remote(&mut tx, &state.base_url(), account_id, target.id).await?;
+    }
+    follows::unfollow(&mut tx, account_id, target.id).await?;
     sqlx::query("DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2")
         .bind(account_id)
         .bind(target.id)
@@ -345,8 +314,8 @@ pub async fn block(
     .bind(target.id)
     .execute(&mut *tx)
     .await?;
-    remove_follow(&mut tx, account_id, target.id).await?;
-    remove_follow(&mut tx, target.id, account_id).await?;
+    follows::unfollow(&mut tx, account_id, target.id).await?;
+    follows::unfollow(&mut tx, target.id, account_id).await?;
     sqlx::query(
         "DELETE FROM follow_requests WHERE (account_id = $1 AND target_account_id = $2) \
                                         OR (account_id = $2 AND target_account_id = $1)",

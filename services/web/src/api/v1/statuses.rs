@@ -11,7 +11,7 @@ use sqlx::{PgConnection, PgExecutor, Row};
 use stampede_mastodon::time::iso;
 use stampede_mastodon::{Account, Context, Status, StatusEdit, StatusSource};
 use stampede_queue::outbox;
-use stampede_social::distribute::{self, Fanout, StatusRef};
+use stampede_social::distribute::{Fanout, StatusRef};
 use stampede_social::post::{self, NewPoll, NewStatus, PostError};
 use stampede_social::{notification, text};
 
@@ -256,78 +256,6 @@ async fn own_status(state: &AppState, account_id: i64, id: i64) -> Result<(), Ap
     own.map(|_| ()).ok_or_else(ApiError::not_found)
 }
 
-/// Deletes a status (or boost) in the caller's transaction, with its counters, and queues its
-/// removal from feeds. Returns whether it existed.
-pub async fn delete_status(conn: &mut PgConnection, id: i64) -> Result<bool, sqlx::Error> {
-    let Some(row) = sqlx::query(
-        "SELECT account_id, reblog_of_id, in_reply_to_id, visibility, \
-                ARRAY(SELECT account_id FROM mentions WHERE status_id = $1) AS mentioned, \
-                ARRAY(SELECT lower(t.name) FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
-                      WHERE st.status_id = $1) AS tags \
-         FROM statuses WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
-        return Ok(false);
-    };
-    let account_id: i64 = row.try_get("account_id")?;
-    let reblog_of: Option<i64> = row.try_get("reblog_of_id")?;
-    let parent: Option<i64> = row.try_get("in_reply_to_id")?;
-    let mentioned: Vec<i64> = row.try_get("mentioned")?;
-    let visibility: String = row.try_get("visibility")?;
-    let tags: Vec<String> = row.try_get("tags")?;
-    // Boosts of it go with it: their authors' counts too.
-    sqlx::query(
-        "UPDATE account_stats st SET statuses_count = greatest(st.statuses_count - r.n, 0) \
-         FROM (SELECT account_id, count(*) AS n FROM statuses WHERE reblog_of_id = $1 \
-               GROUP BY account_id) r WHERE st.account_id = r.account_id",
-    )
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM statuses WHERE id = $1")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query(
-        "UPDATE account_stats SET statuses_count = greatest(statuses_count - 1, 0) \
-         WHERE account_id = $1",
-    )
-    .bind(account_id)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(parent) = parent {
-        sqlx::query(
-            "UPDATE statuses SET replies_count = greatest(replies_count - 1, 0) WHERE id = $1",
-        )
-        .bind(parent)
-        .execute(&mut *conn)
-        .await?;
-    }
-    if let Some(original) = reblog_of {
-        sqlx::query(
-            "UPDATE statuses SET reblogs_count = greatest(reblogs_count - 1, 0) WHERE id = $1",
-        )
-        .bind(original)
-        .execute(&mut *conn)
-        .await?;
-    }
-    outbox::send(
-        conn,
-        &Fanout::StatusDeleted(distribute::Deleted {
-            status_id: id,
-            account_id,
-            mentioned,
-            public: visibility == "public" && reblog_of.is_none(),
-            tags,
-        }),
-    )
-    .await?;
-    Ok(true)
-}
-
 /// `DELETE /api/v1/statuses/:id`: answers the deleted status with its source `text`, for
 /// "delete and redraft".
 pub async fn delete(
@@ -344,7 +272,7 @@ pub async fn delete(
         .fetch_one(&state.ctx.db)
         .await?;
     let mut tx = state.ctx.db.begin().await?;
-    if !delete_status(&mut tx, id).await? {
+    if !post::delete(&mut tx, id, Some(&state.base_url())).await? {
         return Err(ApiError::not_found());
     }
     tx.commit().await?;
@@ -747,7 +675,7 @@ pub async fn unreblog(
             .fetch_optional(&mut *tx)
             .await?;
     if let Some(reblog) = existing {
-        delete_status(&mut tx, reblog).await?;
+        post::delete(&mut tx, reblog, Some(&state.base_url())).await?;
     }
     tx.commit().await?;
     Ok(Json(state.load_status(Some(account_id), original).await?))

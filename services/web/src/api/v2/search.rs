@@ -21,6 +21,8 @@ pub struct SearchQuery {
     #[serde(default, rename = "type")]
     kind: Option<String>,
     #[serde(default, deserialize_with = "flex::opt_bool")]
+    resolve: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
     following: Option<bool>,
     #[serde(default, deserialize_with = "flex::opt_id")]
     account_id: Option<i64>,
@@ -58,6 +60,12 @@ pub async fn search(
     if text.is_empty() {
         return Ok(Json(results));
     }
+    // `resolve=true` (signed in): a handle or actor URL from another server is looked up
+    // there (WebFinger, the actor document) and stored, so it can be followed.
+    let mut resolved = None;
+    if wants("accounts") && viewer.is_some() && q.resolve.unwrap_or(false) {
+        resolved = resolve_account(&state, text).await;
+    }
     if wants("accounts") {
         results.accounts = search_accounts(
             &state,
@@ -68,6 +76,11 @@ pub async fn search(
             offset,
         )
         .await?;
+        if let Some(row) = resolved {
+            results.accounts.retain(|a| a.id != row.id.to_string());
+            results.accounts.insert(0, state.render_account(&row));
+            results.accounts.truncate(limit as usize);
+        }
     }
     if wants("hashtags") {
         let name = text.trim_start_matches('#').to_lowercase();
@@ -112,4 +125,30 @@ pub async fn search(
             .await?;
     }
     Ok(Json(results))
+}
+
+/// The remote account `text` names (`@user@domain`, `user@domain` or an actor URL), fetched and
+/// stored; `None` when it names none (or its server cannot be reached: search still answers).
+async fn resolve_account(state: &AppState, text: &str) -> Option<crate::accounts::AccountRow> {
+    let found = if text.starts_with("http://") || text.starts_with("https://") {
+        state.resolver.by_uri(text, false).await.map(Some)
+    } else {
+        let handle = text.trim_start_matches('@');
+        let (user, domain) = handle.split_once('@')?;
+        if user.is_empty() || domain.is_empty() || domain.contains(['/', ' ', '@']) {
+            return None;
+        }
+        state.resolver.by_handle(user, domain).await
+    };
+    match found {
+        Ok(Some(remote)) => crate::accounts::find(&state.ctx.db, remote.id)
+            .await
+            .ok()
+            .flatten(),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::info!(%error, query = text, "could not resolve a remote account");
+            None
+        }
+    }
 }

@@ -1,0 +1,576 @@
+//! Activities from other servers, applied by the `ingress` workers after `web` verified their
+//! signatures. Each is applied once (its id is recorded in the transaction that applies it) and
+//! through the same domain code as the local API: a remote Follow goes through
+//! [`follows::follow`], a remote unfollow through [`follows::unfollow`].
+//!
+//! Applied: Follow, Accept and Reject (of a Follow), Undo (Follow), Create (Note), Delete (a
+//! Note). Anything else is acknowledged and dropped, counted by type.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sqlx::{PgConnection, Row};
+use stampede_core::id::IdGenerator;
+use stampede_db::Db;
+use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, outbox};
+use stampede_telemetry::Metrics;
+
+use crate::activitypub::actor_uri;
+use crate::distribute::{Fanout, StatusRef};
+use crate::follows::{self, Followed, Tell};
+use crate::remote::{RemoteAccount, Resolver, first_id};
+use crate::{notification, outbound, post, text};
+
+/// What the `ingress` queue carries.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload")]
+pub enum Ingress {
+    /// An activity whose HTTP signature verified as `signer`'s (an actor URI).
+    #[serde(rename = "activity.received")]
+    Activity(Received),
+}
+
+impl Message for Ingress {
+    const QUEUE: WorkQueue = WorkQueue::Ingress;
+    const KINDS: &'static [&'static str] = &["activity.received"];
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Received {
+    pub signer: String,
+    pub activity: Value,
+}
+
+/// The `ingress` worker.
+#[derive(Clone, Debug)]
+pub struct Inbox {
+    db: Db,
+    resolver: Resolver,
+    base: String,
+    ids: Arc<IdGenerator>,
+    metrics: Arc<Metrics>,
+}
+
+/// The local account a local actor URI names (`BASE/users/NAME`).
+async fn local_by_uri(
+    conn: &mut PgConnection,
+    base: &str,
+    uri: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let Some(name) = uri
+        .strip_prefix(base)
+        .and_then(|p| p.strip_prefix("/users/"))
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+    else {
+        return Ok(None);
+    };
+    sqlx::query_scalar(
+        "SELECT id FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL \
+         AND suspended_at IS NULL",
+    )
+    .bind(name)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The local status a URI names: a remote one by its stored `uri`, a local one by its path.
+async fn status_by_uri(
+    conn: &mut PgConnection,
+    base: &str,
+    uri: &str,
+) -> Result<Option<(i64, i64, i64)>, sqlx::Error> {
+    let local_id = uri
+        .strip_prefix(base)
+        .and_then(|p| p.strip_prefix("/users/"))
+        .and_then(|p| p.split_once("/statuses/"))
+        .and_then(|(_, id)| id.parse::<i64>().ok());
+    let row = sqlx::query(
+        "SELECT id, account_id, conversation_id FROM statuses \
+         WHERE (uri = $1 OR ($2::bigint IS NOT NULL AND id = $2 AND uri IS NULL))",
+    )
+    .bind(uri)
+    .bind(local_id)
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| {
+        Ok((
+            r.try_get("id")?,
+            r.try_get("account_id")?,
+            r.try_get("conversation_id")?,
+        ))
+    })
+    .transpose()
+}
+
+impl Inbox {
+    pub fn new(db: Db, resolver: Resolver, base: String, metrics: Arc<Metrics>) -> Self {
+        Inbox {
+            db,
+            resolver,
+            base,
+            ids: Arc::new(IdGenerator::new()),
+            metrics,
+        }
+    }
+
+    async fn apply(&self, received: Received) -> Result<(), JobError> {
+        let activity = &received.activity;
+        let kind = activity["type"].as_str().unwrap_or("").to_string();
+        let actor = first_id(&activity["actor"]).unwrap_or_default();
+        // Only the signer may act for itself.
+        if actor != received.signer {
+            self.dropped(&kind, "actor is not the signer");
+            return Ok(());
+        }
+        let signer = self.resolver.by_uri(&actor, false).await.map_err(|e| {
+            if e.is_transient() {
+                JobError::Retry(e.into())
+            } else {
+                JobError::Permanent(e.into())
+            }
+        })?;
+        let mut tx = self.db.begin().await?;
+        if let Some(id) = activity["id"].as_str() {
+            let fresh =
+                sqlx::query("INSERT INTO inbox_activities (id) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+            if !fresh {
+                return Ok(());
+            }
+        }
+        let applied = match kind.as_str() {
+            "Follow" => self.follow(&mut tx, &signer, activity).await?,
+            "Accept" => self.accept(&mut tx, &signer, activity).await?,
+            "Reject" => self.reject(&mut tx, &signer, activity).await?,
+            "Undo" => self.undo(&mut tx, &signer, activity).await?,
+            "Create" => self.create(&mut tx, &signer, &activity["object"]).await?,
+            "Delete" => self.delete(&mut tx, &signer, activity).await?,
+            _ => false,
+        };
+        tx.commit().await?;
+        if applied {
+            self.metrics.inbox_activity(&kind, "applied");
+        } else {
+            self.dropped(&kind, "not applicable");
+        }
+        Ok(())
+    }
+
+    fn dropped(&self, kind: &str, why: &str) {
+        tracing::debug!(kind, why, "inbound activity dropped");
+        self.metrics.inbox_activity(kind, "dropped");
+    }
+
+    /// A remote account follows a local one: at once (and Accepted), or as a request to a
+    /// locked account.
+    async fn follow(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let object = first_id(&activity["object"]).unwrap_or_default();
+        let Some(target) = local_by_uri(tx, &self.base, &object).await? else {
+            return Ok(false);
+        };
+        let follow_id = activity["id"].as_str().unwrap_or_default();
+        let locked: bool = sqlx::query_scalar("SELECT locked FROM accounts WHERE id = $1")
+            .bind(target)
+            .fetch_one(&mut *tx)
+            .await?;
+        if locked {
+            let fresh: bool = sqlx::query_scalar(
+                "INSERT INTO follow_requests (id, account_id, target_account_id, uri) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, target_account_id) \
+                 DO UPDATE SET uri = EXCLUDED.uri RETURNING (xmax = 0)",
+            )
+            .bind(self.ids.next_id().as_i64())
+            .bind(signer.id)
+            .bind(target)
+            .bind(follow_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if fresh {
+                notification::create(
+                    tx,
+                    self.ids.next_id().as_i64(),
+                    target,
+                    signer.id,
+                    notification::FOLLOW_REQUEST,
+                    None,
+                )
+                .await?;
+            }
+            return Ok(true);
+        }
+        let followed =
+            follows::follow(tx, &self.ids, signer.id, target, None, None, Tell::Target).await?;
+        if followed == Followed::Blocked {
+            let reject = self.answer("Reject", tx, target, signer, activity).await?;
+            outbound::send(tx, target, &reject, [signer.inbox.clone()]).await?;
+            return Ok(true);
+        }
+        sqlx::query("UPDATE follows SET uri = $3 WHERE account_id = $1 AND target_account_id = $2")
+            .bind(signer.id)
+            .bind(target)
+            .bind(follow_id)
+            .execute(&mut *tx)
+            .await?;
+        let accept = self.answer("Accept", tx, target, signer, activity).await?;
+        outbound::send(tx, target, &accept, [signer.inbox.clone()]).await?;
+        Ok(true)
+    }
+
+    /// `Accept` or `Reject` of `follow`, by local account `target`.
+    async fn answer(
+        &self,
+        kind: &str,
+        tx: &mut PgConnection,
+        target: i64,
+        signer: &RemoteAccount,
+        follow: &Value,
+    ) -> Result<Value, JobError> {
+        let username: String = sqlx::query_scalar("SELECT username FROM accounts WHERE id = $1")
+            .bind(target)
+            .fetch_one(&mut *tx)
+            .await?;
+        let me = actor_uri(&self.base, &username);
+        Ok(json!({
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": format!("{me}#{}s/{}", kind.to_ascii_lowercase(), self.ids.next_id().as_i64()),
+            "type": kind,
+            "actor": me,
+            "object": {
+                "id": follow["id"],
+                "type": "Follow",
+                "actor": signer.uri,
+                "object": me,
+            },
+        }))
+    }
+
+    /// The local follower and the request a Follow (embedded or by id) refers to.
+    async fn our_request(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        follow: &Value,
+    ) -> Result<Option<(i64, bool, bool, Option<String>)>, sqlx::Error> {
+        let follow_id = first_id(follow).unwrap_or_default();
+        let follower = match first_id(&follow["actor"]) {
+            Some(actor) => local_by_uri(tx, &self.base, &actor).await?,
+            None => None,
+        };
+        let row = sqlx::query(
+            "DELETE FROM follow_requests WHERE target_account_id = $1 \
+               AND (uri = $2 OR ($3::bigint IS NOT NULL AND account_id = $3)) \
+             RETURNING account_id, show_reblogs, notify, uri",
+        )
+        .bind(signer.id)
+        .bind(&follow_id)
+        .bind(follower)
+        .fetch_optional(&mut *tx)
+        .await?;
+        row.map(|r| {
+            Ok((
+                r.try_get("account_id")?,
+                r.try_get("show_reblogs")?,
+                r.try_get("notify")?,
+                r.try_get("uri")?,
+            ))
+        })
+        .transpose()
+    }
+
+    /// The remote account accepted a local account's follow request.
+    async fn accept(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let object = &activity["object"];
+        if object.is_object() && object["type"] != "Follow" {
+            return Ok(false);
+        }
+        let Some((follower, reblogs, notify, uri)) = self.our_request(tx, signer, object).await?
+        else {
+            return Ok(false);
+        };
+        follows::follow(
+            tx,
+            &self.ids,
+            follower,
+            signer.id,
+            Some(reblogs),
+            Some(notify),
+            Tell::Nobody,
+        )
+        .await?;
+        sqlx::query("UPDATE follows SET uri = $3 WHERE account_id = $1 AND target_account_id = $2")
+            .bind(follower)
+            .bind(signer.id)
+            .bind(uri)
+            .execute(&mut *tx)
+            .await?;
+        Ok(true)
+    }
+
+    /// The remote account refused (or ended) a local account's follow.
+    async fn reject(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let object = &activity["object"];
+        if self.our_request(tx, signer, object).await?.is_some() {
+            return Ok(true);
+        }
+        let follower = match first_id(&object["actor"]) {
+            Some(actor) => local_by_uri(tx, &self.base, &actor).await?,
+            None => None,
+        };
+        match follower {
+            Some(follower) => Ok(follows::unfollow(tx, follower, signer.id).await?),
+            None => Ok(false),
+        }
+    }
+
+    /// Undo of a Follow: the remote account stops following.
+    async fn undo(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let object = &activity["object"];
+        let kind = object["type"].as_str().unwrap_or_default();
+        let follow_id = first_id(object).unwrap_or_default();
+        if kind != "Follow" && !object.is_string() {
+            return Ok(false);
+        }
+        let target = match first_id(&object["object"]) {
+            Some(uri) => local_by_uri(tx, &self.base, &uri).await?,
+            None => sqlx::query_scalar(
+                "SELECT target_account_id FROM follows WHERE account_id = $1 AND uri = $2 \
+                 UNION SELECT target_account_id FROM follow_requests WHERE account_id = $1 AND uri = $2",
+            )
+            .bind(signer.id)
+            .bind(&follow_id)
+            .fetch_optional(&mut *tx)
+            .await?,
+        };
+        let Some(target) = target else {
+            return Ok(false);
+        };
+        let request = sqlx::query(
+            "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2",
+        )
+        .bind(signer.id)
+        .bind(target)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        Ok(follows::unfollow(tx, signer.id, target).await? || request > 0)
+    }
+
+    /// A Note from `signer` (its author): stored as a remote status, fanned out to local
+    /// followers, mentions notified.
+    async fn create(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        note: &Value,
+    ) -> Result<bool, JobError> {
+        if note["type"] != "Note" && note["type"] != "Article" && note["type"] != "Question" {
+            return Ok(false);
+        }
+        let Some(uri) = note["id"].as_str() else {
+            return Ok(false);
+        };
+        if first_id(&note["attributedTo"]).as_deref() != Some(signer.uri.as_str()) {
+            return Ok(false);
+        }
+        let same_server = url::Url::parse(uri)
+            .ok()
+            .and_then(|u| crate::remote::authority(&u));
+        if same_server.as_deref() != Some(signer.domain.as_str()) {
+            return Ok(false);
+        }
+        if status_by_uri(tx, &self.base, uri).await?.is_some() {
+            return Ok(true);
+        }
+        let audience: Vec<String> = ["to", "cc"]
+            .iter()
+            .flat_map(|k| match &note[*k] {
+                Value::String(s) => vec![s.clone()],
+                Value::Array(items) => items.iter().filter_map(first_id).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let to: Vec<String> = match &note["to"] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items.iter().filter_map(first_id).collect(),
+            _ => Vec::new(),
+        };
+        let public =
+            |s: &String| s == crate::activitypub::PUBLIC || s == "as:Public" || s == "Public";
+        let followers_url: Option<String> =
+            sqlx::query_scalar("SELECT followers_url FROM accounts WHERE id = $1")
+                .bind(signer.id)
+                .fetch_one(&mut *tx)
+                .await?;
+        let visibility = if to.iter().any(public) {
+            "public"
+        } else if audience.iter().any(public) {
+            "unlisted"
+        } else if followers_url.is_some_and(|f| audience.contains(&f)) {
+            "private"
+        } else {
+            "direct"
+        };
+        let mut mentioned = Vec::new();
+        if let Some(tags) = note["tag"].as_array() {
+            for tag in tags.iter().filter(|t| t["type"] == "Mention") {
+                if let Some(href) = first_id(&tag["href"])
+                    && let Some(local) = local_by_uri(tx, &self.base, &href).await?
+                    && !mentioned.contains(&local)
+                {
+                    mentioned.push(local);
+                }
+            }
+        }
+        let parent = match first_id(&note["inReplyTo"]) {
+            Some(parent_uri) => status_by_uri(tx, &self.base, &parent_uri).await?,
+            None => None,
+        };
+        let id = self.ids.next_id().as_i64();
+        let content = text::sanitize(
+            note["content"]
+                .as_str()
+                .or_else(|| {
+                    note["contentMap"]
+                        .as_object()
+                        .and_then(|m| m.values().next())
+                        .and_then(Value::as_str)
+                })
+                .unwrap_or_default(),
+        );
+        let language = note["contentMap"]
+            .as_object()
+            .and_then(|m| m.keys().next().cloned());
+        let published = note["published"]
+            .as_str()
+            .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .unwrap_or_else(Utc::now);
+        sqlx::query(
+            "INSERT INTO statuses (id, account_id, content, spoiler_text, sensitive, visibility, \
+               language, in_reply_to_id, in_reply_to_account_id, conversation_id, uri, url, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(id)
+        .bind(signer.id)
+        .bind(&content)
+        .bind(note["summary"].as_str().unwrap_or_default())
+        .bind(note["sensitive"].as_bool().unwrap_or(false))
+        .bind(visibility)
+        .bind(language)
+        .bind(parent.map(|p| p.0))
+        .bind(parent.map(|p| p.1))
+        .bind(parent.map_or(id, |p| p.2))
+        .bind(uri)
+        .bind(first_id(&note["url"]))
+        .bind(published)
+        .execute(&mut *tx)
+        .await?;
+        for account in &mentioned {
+            sqlx::query("INSERT INTO mentions (status_id, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(id)
+                .bind(account)
+                .execute(&mut *tx)
+                .await?;
+            notification::create(
+                tx,
+                self.ids.next_id().as_i64(),
+                *account,
+                signer.id,
+                notification::MENTION,
+                Some(id),
+            )
+            .await?;
+        }
+        if let Some((parent_id, _, _)) = parent {
+            sqlx::query("UPDATE statuses SET replies_count = replies_count + 1 WHERE id = $1")
+                .bind(parent_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO account_stats (account_id, statuses_count, last_status_at) VALUES ($1, 1, now()) \
+             ON CONFLICT (account_id) DO UPDATE SET statuses_count = account_stats.statuses_count + 1, \
+               last_status_at = now()",
+        )
+        .bind(signer.id)
+        .execute(&mut *tx)
+        .await?;
+        outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
+        Ok(true)
+    }
+
+    /// Delete of a Note (by id or Tombstone) by its author.
+    async fn delete(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let Some(uri) = first_id(&activity["object"]) else {
+            return Ok(false);
+        };
+        let status: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM statuses WHERE uri = $1 AND account_id = $2")
+                .bind(&uri)
+                .bind(signer.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match status {
+            Some(id) => Ok(post::delete(tx, id, None).await?),
+            None => Ok(false),
+        }
+    }
+}
+
+impl Consume<Ingress> for Inbox {
+    fn consume<'a>(
+        &'a self,
+        message: Ingress,
+        _envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        match message {
+            Ingress::Activity(received) => self.apply(received).boxed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_is_listed_and_round_trips() {
+        stampede_queue::message::assert_kinds(&[Ingress::Activity(Received {
+            signer: "http://a/users/b".into(),
+            activity: json!({ "type": "Follow" }),
+        })]);
+    }
+}

@@ -1,0 +1,184 @@
+//! Activities to other servers: written to the outbox in the transaction of the change that
+//! causes them (one `deliver` message per inbox), and POSTed by the `deliver` workers, signed
+//! with the acting account's key.
+
+use chrono::Utc;
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::PgConnection;
+use stampede_activitypub::keys::PrivateKey;
+use stampede_activitypub::signature;
+use stampede_activitypub::{Client, FetchError};
+use stampede_db::Db;
+use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, outbox};
+use url::Url;
+
+use crate::activitypub::actor_uri;
+use crate::keys;
+
+/// What the `deliver` queue carries.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload")]
+pub enum Deliver {
+    /// POST `activity` to `inbox`, signed by local account `signer`.
+    #[serde(rename = "activity.deliver")]
+    Activity(Outgoing),
+}
+
+impl Message for Deliver {
+    const QUEUE: WorkQueue = WorkQueue::Deliver;
+    const KINDS: &'static [&'static str] = &["activity.deliver"];
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub inbox: String,
+    pub signer: i64,
+    pub activity: Value,
+}
+
+/// Queues `activity` for each of `inboxes` (duplicates collapsed) in the caller's transaction.
+pub async fn send(
+    conn: &mut PgConnection,
+    signer: i64,
+    activity: &Value,
+    inboxes: impl IntoIterator<Item = String>,
+) -> Result<(), sqlx::Error> {
+    let mut inboxes: Vec<String> = inboxes.into_iter().collect();
+    inboxes.sort();
+    inboxes.dedup();
+    for inbox in inboxes {
+        outbox::send(
+            conn,
+            &Deliver::Activity(Outgoing {
+                inbox,
+                signer,
+                activity: activity.clone(),
+            }),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The inboxes of `account_id`'s remote followers, a shared inbox once for all its accounts.
+pub async fn follower_inboxes(
+    conn: &mut PgConnection,
+    account_id: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT coalesce(a.shared_inbox_url, a.inbox_url) FROM follows f \
+         JOIN accounts a ON a.id = f.account_id \
+         WHERE f.target_account_id = $1 AND a.domain IS NOT NULL AND a.inbox_url IS NOT NULL",
+    )
+    .bind(account_id)
+    .fetch_all(conn)
+    .await
+}
+
+/// The inboxes of the remote accounts among `ids`.
+pub async fn inboxes_of(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT coalesce(shared_inbox_url, inbox_url) FROM accounts \
+         WHERE id = ANY($1) AND domain IS NOT NULL AND inbox_url IS NOT NULL",
+    )
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// The `deliver` worker: signs and POSTs.
+#[derive(Clone, Debug)]
+pub struct Deliverer {
+    db: Db,
+    client: Client,
+    base: String,
+}
+
+impl Deliverer {
+    pub fn new(db: Db, client: Client, base: String) -> Self {
+        Deliverer { db, client, base }
+    }
+
+    async fn deliver(&self, outgoing: Outgoing) -> Result<(), JobError> {
+        let username: Option<String> =
+            sqlx::query_scalar("SELECT username FROM accounts WHERE id = $1 AND domain IS NULL")
+                .bind(outgoing.signer)
+                .fetch_optional(&self.db)
+                .await?;
+        let Some(username) = username else {
+            // The account is gone: nothing may be sent in its name.
+            return Err(JobError::Permanent(anyhow::anyhow!(
+                "signer {} is not a local account",
+                outgoing.signer
+            )));
+        };
+        let key = keys::account_key(&self.db, outgoing.signer)
+            .await
+            .map_err(JobError::Retry)?
+            .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("no key")))?;
+        let key =
+            PrivateKey::from_pem(&key.private_key).map_err(|e| JobError::Permanent(e.into()))?;
+        let url = Url::parse(&outgoing.inbox).map_err(|e| JobError::Permanent(e.into()))?;
+        let body =
+            serde_json::to_vec(&outgoing.activity).map_err(|e| JobError::Permanent(e.into()))?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/activity+json"),
+        );
+        let key_id = format!("{}#main-key", actor_uri(&self.base, &username));
+        signature::sign(
+            &key,
+            &key_id,
+            &http::Method::POST,
+            &url,
+            &mut headers,
+            Some(&body),
+            Utc::now(),
+        )
+        .map_err(|e| JobError::Permanent(e.into()))?;
+        let request = self
+            .client
+            .request(reqwest::Method::POST, &url)
+            .map_err(|e| JobError::Permanent(e.into()))?
+            .headers(headers)
+            .body(body);
+        match self.client.send(request, 64 * 1024).await {
+            Ok(_) => Ok(()),
+            Err(error @ FetchError::Status(..)) if !error.is_transient() => {
+                Err(JobError::Permanent(error.into()))
+            }
+            Err(error) if error.is_transient() => Err(JobError::Retry(error.into())),
+            Err(error) => Err(JobError::Permanent(error.into())),
+        }
+    }
+}
+
+impl Consume<Deliver> for Deliverer {
+    fn consume<'a>(
+        &'a self,
+        message: Deliver,
+        _envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        match message {
+            Deliver::Activity(outgoing) => self.deliver(outgoing).boxed(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_is_listed_and_round_trips() {
+        stampede_queue::message::assert_kinds(&[Deliver::Activity(Outgoing {
+            inbox: "http://a/inbox".into(),
+            signer: 1,
+            activity: serde_json::json!({ "type": "Follow" }),
+        })]);
+    }
+}

@@ -1,0 +1,387 @@
+//! Accounts on other servers: found by handle (WebFinger) or actor URI, fetched through the
+//! guarded client, and kept as `accounts` rows with their inbox and public key, so the client
+//! API shows them like local ones.
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::Row;
+use stampede_activitypub::{Client, FetchError};
+use stampede_core::id::IdGenerator;
+use stampede_db::Db;
+use url::Url;
+
+use crate::text;
+
+/// The documents a fetch accepts.
+pub const ACCEPT: &str = "application/activity+json, application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"";
+
+/// What is kept of a remote actor.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteAccount {
+    pub id: i64,
+    pub uri: String,
+    pub username: String,
+    pub domain: String,
+    pub inbox: String,
+    /// The shared inbox where there is one, else the actor's own.
+    pub delivery_inbox: String,
+    pub public_key: Option<String>,
+}
+
+/// Why a remote account could not be found.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error("not an actor: {0}")]
+    NotAnActor(String),
+    #[error(transparent)]
+    Db(#[from] sqlx::Error),
+}
+
+impl ResolveError {
+    /// Whether trying again later may work.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ResolveError::Fetch(e) => e.is_transient(),
+            ResolveError::Db(_) => true,
+            ResolveError::NotAnActor(_) => false,
+        }
+    }
+}
+
+/// Finds and stores remote actors.
+#[derive(Clone, Debug)]
+pub struct Resolver {
+    db: Db,
+    client: Client,
+    /// `https` unless LOCAL_HTTPS=false (then handles resolve over http, for tests on one box).
+    scheme: &'static str,
+    local_domain: String,
+    ids: std::sync::Arc<IdGenerator>,
+}
+
+/// The outbound client of a server configured by `config`.
+pub fn client(config: &stampede_config::Config) -> Result<Client, FetchError> {
+    let guard =
+        stampede_activitypub::Guard::new(config.federation.allowed_private_addresses.clone());
+    let agent = format!(
+        "Stampede/{} (+{}/)",
+        env!("CARGO_PKG_VERSION"),
+        crate::post::base_url(config)
+    );
+    Client::new(guard, &agent)
+}
+
+/// The `host[:port]` of a URL: how a remote account's domain is written.
+pub fn authority(url: &Url) -> Option<String> {
+    let host = url.host_str()?;
+    Some(match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    })
+}
+
+impl Resolver {
+    /// The resolver of a server configured by `config`: its outbound guard opened only as
+    /// ALLOWED_PRIVATE_ADDRESSES says.
+    pub fn from_config(db: Db, config: &stampede_config::Config) -> Result<Self, FetchError> {
+        let client = client(config)?;
+        Ok(Resolver::new(
+            db,
+            client,
+            config.web.https,
+            config.local_domain.clone(),
+        ))
+    }
+
+    pub fn new(db: Db, client: Client, https: bool, local_domain: String) -> Self {
+        Resolver {
+            db,
+            client,
+            scheme: if https { "https" } else { "http" },
+            local_domain,
+            ids: std::sync::Arc::new(IdGenerator::new()),
+        }
+    }
+
+    /// The guarded client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// GETs an ActivityPub document.
+    pub async fn fetch(&self, uri: &str) -> Result<(Url, Value), ResolveError> {
+        let url = Url::parse(uri).map_err(|_| ResolveError::NotAnActor(uri.to_string()))?;
+        let request = self
+            .client
+            .request(reqwest::Method::GET, &url)?
+            .header(reqwest::header::ACCEPT, ACCEPT);
+        let (_, body) = self
+            .client
+            .send(request, stampede_activitypub::client::MAX_BODY)
+            .await?;
+        let value: Value =
+            serde_json::from_slice(&body).map_err(|_| ResolveError::NotAnActor(uri.to_string()))?;
+        Ok((url, value))
+    }
+
+    /// The account `user@domain`: known already, or found through WebFinger and fetched.
+    /// `None` for a local handle or one WebFinger does not know.
+    pub async fn by_handle(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Option<RemoteAccount>, ResolveError> {
+        if domain.eq_ignore_ascii_case(&self.local_domain) {
+            return Ok(None);
+        }
+        if let Some(known) = self.known_by_handle(user, domain).await? {
+            return Ok(Some(known));
+        }
+        let url = Url::parse_with_params(
+            &format!("{}://{domain}/.well-known/webfinger", self.scheme),
+            &[("resource", format!("acct:{user}@{domain}"))],
+        )
+        .map_err(|_| ResolveError::NotAnActor(format!("{user}@{domain}")))?;
+        let request = self.client.request(reqwest::Method::GET, &url)?.header(
+            reqwest::header::ACCEPT,
+            "application/jrd+json, application/json",
+        );
+        let body = match self
+            .client
+            .send(request, stampede_activitypub::client::MAX_BODY)
+            .await
+        {
+            Ok((_, body)) => body,
+            Err(FetchError::Status(_, status))
+                if status.as_u16() == 404 || status.as_u16() == 410 =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let jrd: Value = serde_json::from_slice(&body)
+            .map_err(|_| ResolveError::NotAnActor(format!("{user}@{domain}")))?;
+        let actor = jrd["links"].as_array().and_then(|links| {
+            links.iter().find_map(|l| {
+                let typ = l["type"].as_str().unwrap_or_default();
+                (l["rel"] == "self"
+                    && (typ.starts_with("application/activity+json")
+                        || typ.starts_with("application/ld+json")))
+                .then(|| l["href"].as_str().map(str::to_string))
+                .flatten()
+            })
+        });
+        match actor {
+            Some(uri) => self.by_uri(&uri, false).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn known_by_handle(
+        &self,
+        user: &str,
+        domain: &str,
+    ) -> Result<Option<RemoteAccount>, sqlx::Error> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM accounts WHERE lower(username) = lower($1) \
+             AND lower(domain) = lower($2) AND uri IS NOT NULL AND inbox_url IS NOT NULL"
+        ))
+        .bind(user)
+        .bind(domain)
+        .fetch_optional(&self.db)
+        .await?;
+        row.map(|r| remote_of(&r)).transpose()
+    }
+
+    /// The account whose actor is `uri`, stored; fetched when unknown or when `refresh` asks
+    /// (a key that no longer verifies, say).
+    pub async fn by_uri(&self, uri: &str, refresh: bool) -> Result<RemoteAccount, ResolveError> {
+        if !refresh
+            && let Some(row) = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM accounts WHERE uri = $1 AND inbox_url IS NOT NULL"
+            ))
+            .bind(uri)
+            .fetch_optional(&self.db)
+            .await?
+        {
+            return Ok(remote_of(&row)?);
+        }
+        let (url, doc) = self.fetch(uri).await?;
+        self.store(&url, &doc).await
+    }
+
+    /// Stores (or refreshes) the actor `doc`, fetched from `url`.
+    pub async fn store(&self, url: &Url, doc: &Value) -> Result<RemoteAccount, ResolveError> {
+        let actor =
+            Actor::parse(url, doc).ok_or_else(|| ResolveError::NotAnActor(url.to_string()))?;
+        if actor.domain.eq_ignore_ascii_case(&self.local_domain) {
+            return Err(ResolveError::NotAnActor(url.to_string()));
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO accounts (id, username, domain, display_name, note, locked, bot, \
+               discoverable, indexable, uri, url, inbox_url, shared_inbox_url, followers_url, \
+               public_key, created_at, fetched_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+                     coalesce($16, now()), now()) \
+             ON CONFLICT (uri) WHERE uri IS NOT NULL DO UPDATE SET \
+               display_name = EXCLUDED.display_name, note = EXCLUDED.note, \
+               locked = EXCLUDED.locked, bot = EXCLUDED.bot, \
+               discoverable = EXCLUDED.discoverable, indexable = EXCLUDED.indexable, \
+               url = EXCLUDED.url, inbox_url = EXCLUDED.inbox_url, \
+               shared_inbox_url = EXCLUDED.shared_inbox_url, \
+               followers_url = EXCLUDED.followers_url, public_key = EXCLUDED.public_key, \
+               fetched_at = now(), updated_at = now() \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(self.ids.next_id().as_i64())
+        .bind(&actor.username)
+        .bind(&actor.domain)
+        .bind(&actor.name)
+        .bind(&actor.summary)
+        .bind(actor.locked)
+        .bind(actor.bot)
+        .bind(actor.discoverable)
+        .bind(actor.indexable)
+        .bind(&actor.id)
+        .bind(&actor.url)
+        .bind(&actor.inbox)
+        .bind(&actor.shared_inbox)
+        .bind(&actor.followers)
+        .bind(&actor.public_key)
+        .bind(actor.published)
+        .fetch_one(&self.db)
+        .await?;
+        Ok(remote_of(&row)?)
+    }
+}
+
+const COLUMNS: &str = "id, uri, username, domain, inbox_url, shared_inbox_url, public_key";
+
+fn remote_of(row: &sqlx::postgres::PgRow) -> Result<RemoteAccount, sqlx::Error> {
+    let inbox: String = row.try_get("inbox_url")?;
+    let shared: Option<String> = row.try_get("shared_inbox_url")?;
+    Ok(RemoteAccount {
+        id: row.try_get("id")?,
+        uri: row.try_get("uri")?,
+        username: row.try_get("username")?,
+        domain: row.try_get("domain")?,
+        delivery_inbox: shared.unwrap_or_else(|| inbox.clone()),
+        inbox,
+        public_key: row.try_get("public_key")?,
+    })
+}
+
+/// An actor document, read liberally (strings or objects, arrays or single values).
+#[derive(Debug)]
+struct Actor {
+    id: String,
+    username: String,
+    domain: String,
+    name: String,
+    summary: String,
+    locked: bool,
+    bot: bool,
+    discoverable: Option<bool>,
+    indexable: bool,
+    url: Option<String>,
+    inbox: String,
+    shared_inbox: Option<String>,
+    followers: Option<String>,
+    public_key: Option<String>,
+    published: Option<DateTime<Utc>>,
+}
+
+/// The first string of a value that may be a string, an object with `href`/`id`, or a list.
+pub fn first_id(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o
+            .get("href")
+            .or_else(|| o.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        Value::Array(items) => items.iter().find_map(first_id),
+        _ => None,
+    }
+}
+
+impl Actor {
+    fn parse(fetched: &Url, doc: &Value) -> Option<Actor> {
+        let kind = doc["type"].as_str()?;
+        if !matches!(
+            kind,
+            "Person" | "Service" | "Application" | "Group" | "Organization"
+        ) {
+            return None;
+        }
+        let id = doc["id"].as_str()?.to_string();
+        let id_url = Url::parse(&id).ok()?;
+        // A document speaks only for its own server.
+        if authority(&id_url)? != authority(fetched)? {
+            return None;
+        }
+        let inbox = doc["inbox"].as_str()?.to_string();
+        let public_key = match &doc["publicKey"] {
+            Value::Array(keys) => keys.iter().find_map(|k| k["publicKeyPem"].as_str()),
+            key => key["publicKeyPem"].as_str(),
+        }
+        .map(str::to_string);
+        Some(Actor {
+            username: doc["preferredUsername"].as_str()?.to_string(),
+            domain: authority(&id_url)?,
+            name: doc["name"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(100)
+                .collect(),
+            summary: text::sanitize(doc["summary"].as_str().unwrap_or_default()),
+            locked: doc["manuallyApprovesFollowers"].as_bool().unwrap_or(false),
+            bot: matches!(kind, "Service" | "Application"),
+            discoverable: doc["discoverable"].as_bool(),
+            indexable: doc["indexable"].as_bool().unwrap_or(false),
+            url: first_id(&doc["url"]),
+            shared_inbox: doc["endpoints"]["sharedInbox"].as_str().map(str::to_string),
+            followers: first_id(&doc["followers"]),
+            published: doc["published"]
+                .as_str()
+                .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
+                .map(|t| t.with_timezone(&Utc)),
+            inbox,
+            public_key,
+            id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_actor_is_read_liberally_and_only_from_its_own_server() {
+        let doc = json!({
+            "id": "http://127.0.0.2:8090/users/zoe", "type": "Person",
+            "preferredUsername": "zoe", "inbox": "http://127.0.0.2:8090/users/zoe/inbox",
+            "endpoints": { "sharedInbox": "http://127.0.0.2:8090/inbox" },
+            "summary": "<p>hi<script>x</script></p>",
+            "url": [{ "type": "Link", "href": "http://127.0.0.2:8090/@zoe" }],
+            "publicKey": [{ "id": "k", "publicKeyPem": "PEM" }],
+            "published": "2024-01-02T03:04:05.678Z",
+        });
+        let here = Url::parse("http://127.0.0.2:8090/users/zoe").expect("url");
+        let actor = Actor::parse(&here, &doc).expect("actor");
+        assert_eq!(actor.domain, "127.0.0.2:8090");
+        assert_eq!(actor.summary, "<p>hi</p>");
+        assert_eq!(actor.url.as_deref(), Some("http://127.0.0.2:8090/@zoe"));
+        assert_eq!(actor.public_key.as_deref(), Some("PEM"));
+        assert!(actor.published.is_some());
+        let elsewhere = Url::parse("http://evil.example/users/zoe").expect("url");
+        assert!(Actor::parse(&elsewhere, &doc).is_none());
+        assert!(Actor::parse(&here, &json!({ "type": "Note", "id": "x" })).is_none());
+    }
+}

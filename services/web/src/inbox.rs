@@ -1,0 +1,86 @@
+//! `POST /inbox` and `POST /users/:username/inbox`: activities from other servers.
+//!
+//! The body is bounded (1 MiB), its `Digest` checked, and the HTTP signature verified against
+//! the signer's key (fetched and stored on first sight, fetched again once when it no longer
+//! verifies — keys rotate). Then the activity is written to the outbox for the `ingress` queue
+//! and the peer gets 202: durably queued, applied by `delivery`. An unsigned or forged request
+//! gets 401, a malformed one 400, and nothing is written.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::routing::post;
+use chrono::Utc;
+use serde_json::Value;
+use stampede_activitypub::signature::{self, Signature, SignatureError};
+use stampede_queue::outbox;
+use stampede_social::inbox::{Ingress, Received};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The largest activity accepted.
+pub const MAX_ACTIVITY: usize = 1 << 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/inbox", post(inbox))
+        .route("/users/{username}/inbox", post(inbox))
+        .layer(DefaultBodyLimit::max(MAX_ACTIVITY))
+}
+
+fn refused(state: &AppState, error: impl std::fmt::Display) -> ApiError {
+    state.ctx.metrics.inbox_activity("", "refused");
+    tracing::debug!(%error, "inbound activity refused");
+    ApiError::unauthorized(&error.to_string())
+}
+
+async fn inbox(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let activity: Value = serde_json::from_slice(&body)
+        .ok()
+        .filter(Value::is_object)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "The body is not a JSON object"))?;
+    let sig = Signature::from_headers(&headers).map_err(|e| refused(&state, e))?;
+    signature::check_digest(&headers, &body).map_err(|e| refused(&state, e))?;
+    let now = Utc::now();
+    sig.check_strength(&Method::POST)
+        .map_err(|e| refused(&state, e))?;
+    sig.check_time(&headers, now)
+        .map_err(|e| refused(&state, e))?;
+    let path = uri.path_and_query().map_or("/inbox", |p| p.as_str());
+    let key_owner = sig.key_id.split('#').next().unwrap_or_default().to_string();
+    let mut signer = state
+        .resolver
+        .by_uri(&key_owner, false)
+        .await
+        .map_err(|e| refused(&state, format!("the signing key cannot be fetched: {e}")))?;
+    let verify = |key: Option<&str>| match key {
+        Some(pem) => sig.verify(&Method::POST, path, &headers, pem, now),
+        None => Err(SignatureError::Invalid),
+    };
+    if verify(signer.public_key.as_deref()).is_err() {
+        // Keys rotate: read the actor again, once.
+        signer = state
+            .resolver
+            .by_uri(&key_owner, true)
+            .await
+            .map_err(|e| refused(&state, format!("the signing key cannot be fetched: {e}")))?;
+        verify(signer.public_key.as_deref()).map_err(|e| refused(&state, e))?;
+    }
+    let mut conn = state.ctx.db.acquire().await?;
+    outbox::send(
+        &mut conn,
+        &Ingress::Activity(Received {
+            signer: signer.uri,
+            activity,
+        }),
+    )
+    .await?;
+    Ok(StatusCode::ACCEPTED)
+}
