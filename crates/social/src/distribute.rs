@@ -384,15 +384,15 @@ impl Distributor {
             }
         }
         if facts.local {
-            self.federate(status_id, &facts).await?;
+            self.federate(status_id, &facts, false).await?;
         }
         Ok(())
     }
 
-    /// Queues the status's activity (Create, or Announce for a boost) for the remote servers
-    /// that should have it: the author's remote followers (unless it is direct), the remote
-    /// accounts it mentions, and a boosted remote status's author.
-    async fn federate(&self, status_id: i64, facts: &Facts) -> Result<(), JobError> {
+    /// Queues the status's activity (Create, or Announce for a boost; Update of the Note after
+    /// an edit) for the remote servers that should have it: the author's remote followers
+    /// (unless it is direct), the remote accounts it mentions, and a boosted status's author.
+    async fn federate(&self, status_id: i64, facts: &Facts, edited: bool) -> Result<(), JobError> {
         let mut conn = self.db.acquire().await?;
         let mut inboxes = if facts.visibility == "direct" {
             Vec::new()
@@ -409,7 +409,20 @@ impl Distributor {
         let Some(status) = self.render.load_published(&[status_id]).await?.pop() else {
             return Ok(());
         };
-        let activity = with_context(self.documents.publication(&status).await?);
+        let activity = if edited {
+            let (to, cc) = self.documents.addressing(&status).await?;
+            let note = self.documents.note(&status).await?;
+            with_context(serde_json::json!({
+                "id": format!("{}#updates/{}", status.uri, Utc::now().timestamp_millis()),
+                "type": "Update",
+                "actor": note["attributedTo"],
+                "to": to,
+                "cc": cc,
+                "object": note,
+            }))
+        } else {
+            with_context(self.documents.publication(&status).await?)
+        };
         let mut tx = self.db.begin().await?;
         outbound::send(&mut tx, facts.account_id, &activity, inboxes).await?;
         tx.commit().await?;
@@ -481,6 +494,9 @@ impl Distributor {
         let home = self.home_audience(status_id, &facts).await?.all();
         self.publish_status("status.update", status_id, &facts, home)
             .await?;
+        if facts.local && facts.reblog_of_id.is_none() {
+            self.federate(status_id, &facts, true).await?;
+        }
         let boosters: Vec<i64> =
             sqlx::query_scalar("SELECT DISTINCT account_id FROM statuses WHERE reblog_of_id = $1")
                 .bind(status_id)

@@ -3,8 +3,9 @@
 //! through the same domain code as the local API: a remote Follow goes through
 //! [`follows::follow`], a remote unfollow through [`follows::unfollow`].
 //!
-//! Applied: Follow, Accept and Reject (of a Follow), Undo (Follow), Create (Note), Delete (a
-//! Note). Anything else is acknowledged and dropped, counted by type.
+//! Applied: Follow, Accept and Reject (of a Follow), Undo (Follow, Like, Announce, Block),
+//! Create (Note), Update (Note, the signer's actor), Delete (a Note), Like, Announce (of a
+//! status this server has), Block. Anything else is acknowledged and dropped, counted by type.
 
 use std::sync::Arc;
 
@@ -43,6 +44,13 @@ impl Message for Ingress {
 pub struct Received {
     pub signer: String,
     pub activity: Value,
+}
+
+fn is_actor(object: &Value) -> bool {
+    matches!(
+        object["type"].as_str(),
+        Some("Person" | "Service" | "Application" | "Group" | "Organization")
+    )
 }
 
 /// The `ingress` worker.
@@ -133,6 +141,14 @@ impl Inbox {
                 JobError::Permanent(e.into())
             }
         })?;
+        if kind == "Update" && is_actor(&activity["object"]) {
+            // The actor's own new profile: stored as a fetch would store it (idempotent, and
+            // through the resolver's own connection, so not inside a transaction here).
+            let applied = self.update_actor(&signer, &activity["object"]).await?;
+            let outcome = if applied { "applied" } else { "dropped" };
+            self.metrics.inbox_activity(&kind, outcome);
+            return Ok(());
+        }
         let mut tx = self.db.begin().await?;
         if let Some(id) = activity["id"].as_str() {
             let fresh =
@@ -153,6 +169,10 @@ impl Inbox {
             "Undo" => self.undo(&mut tx, &signer, activity).await?,
             "Create" => self.create(&mut tx, &signer, &activity["object"]).await?,
             "Delete" => self.delete(&mut tx, &signer, activity).await?,
+            "Like" => self.like(&mut tx, &signer, activity).await?,
+            "Announce" => self.announce(&mut tx, &signer, activity).await?,
+            "Update" => self.update(&mut tx, &signer, activity).await?,
+            "Block" => self.block(&mut tx, &signer, activity).await?,
             _ => false,
         };
         tx.commit().await?;
@@ -355,8 +375,41 @@ impl Inbox {
         let object = &activity["object"];
         let kind = object["type"].as_str().unwrap_or_default();
         let follow_id = first_id(object).unwrap_or_default();
-        if kind != "Follow" && !object.is_string() {
-            return Ok(false);
+        match kind {
+            "Like" => return self.unlike(tx, signer, object).await,
+            "Announce" => {
+                let boost: Option<i64> = sqlx::query_scalar(
+                    "SELECT id FROM statuses WHERE uri = $1 AND account_id = $2 AND reblog_of_id IS NOT NULL",
+                )
+                .bind(&follow_id)
+                .bind(signer.id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                return match boost {
+                    Some(id) => Ok(post::delete(tx, id, None).await?),
+                    None => Ok(false),
+                };
+            }
+            "Block" => {
+                let target = match first_id(&object["object"]) {
+                    Some(uri) => local_by_uri(tx, &self.base, &uri).await?,
+                    None => None,
+                };
+                let Some(target) = target else {
+                    return Ok(false);
+                };
+                let removed = sqlx::query(
+                    "DELETE FROM blocks WHERE account_id = $1 AND target_account_id = $2",
+                )
+                .bind(signer.id)
+                .bind(target)
+                .execute(&mut *tx)
+                .await?;
+                return Ok(removed.rows_affected() > 0);
+            }
+            "Follow" => {}
+            _ if object.is_string() => {}
+            _ => return Ok(false),
         }
         let target = match first_id(&object["object"]) {
             Some(uri) => local_by_uri(tx, &self.base, &uri).await?,
@@ -547,6 +600,222 @@ impl Inbox {
             Some(id) => Ok(post::delete(tx, id, None).await?),
             None => Ok(false),
         }
+    }
+}
+
+impl Inbox {
+    /// The local (or known) status an activity's `object` names.
+    async fn object_status(
+        &self,
+        tx: &mut PgConnection,
+        object: &Value,
+    ) -> Result<Option<(i64, i64, i64)>, sqlx::Error> {
+        match first_id(object) {
+            Some(uri) => status_by_uri(tx, &self.base, &uri).await,
+            None => Ok(None),
+        }
+    }
+
+    /// A remote account favourites a status this server has.
+    async fn like(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let Some((status, author, _)) = self.object_status(tx, &activity["object"]).await? else {
+            return Ok(false);
+        };
+        let inserted = sqlx::query(
+            "INSERT INTO favourites (id, account_id, status_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(self.ids.next_id().as_i64())
+        .bind(signer.id)
+        .bind(status)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(true);
+        }
+        notification::create(
+            tx,
+            self.ids.next_id().as_i64(),
+            author,
+            signer.id,
+            notification::FAVOURITE,
+            Some(status),
+        )
+        .await?;
+        sqlx::query("UPDATE statuses SET favourites_count = favourites_count + 1 WHERE id = $1")
+            .bind(status)
+            .execute(&mut *tx)
+            .await?;
+        Ok(true)
+    }
+
+    /// Undo of a Like.
+    async fn unlike(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        like: &Value,
+    ) -> Result<bool, JobError> {
+        let Some((status, _, _)) = self.object_status(tx, &like["object"]).await? else {
+            return Ok(false);
+        };
+        let removed =
+            sqlx::query("DELETE FROM favourites WHERE account_id = $1 AND status_id = $2")
+                .bind(signer.id)
+                .bind(status)
+                .execute(&mut *tx)
+                .await?;
+        if removed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE statuses SET favourites_count = greatest(favourites_count - 1, 0) WHERE id = $1")
+            .bind(status)
+            .execute(&mut *tx)
+            .await?;
+        Ok(true)
+    }
+
+    /// A remote account boosts a status this server has: a boost row of its own, fanned out to
+    /// its local followers, the author notified.
+    async fn announce(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let Some(uri) = activity["id"].as_str() else {
+            return Ok(false);
+        };
+        let Some((original, author, _)) = self.object_status(tx, &activity["object"]).await? else {
+            return Ok(false);
+        };
+        let visibility: String =
+            sqlx::query_scalar("SELECT visibility FROM statuses WHERE id = $1")
+                .bind(original)
+                .fetch_one(&mut *tx)
+                .await?;
+        if visibility != "public" && visibility != "unlisted" {
+            return Ok(false);
+        }
+        let id = self.ids.next_id().as_i64();
+        let inserted = sqlx::query(
+            "INSERT INTO statuses (id, account_id, visibility, reblog_of_id, conversation_id, uri) \
+             VALUES ($1, $2, 'public', $3, $1, $4) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(signer.id)
+        .bind(original)
+        .bind(uri)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            return Ok(true);
+        }
+        notification::create(
+            tx,
+            self.ids.next_id().as_i64(),
+            author,
+            signer.id,
+            notification::REBLOG,
+            Some(original),
+        )
+        .await?;
+        outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
+        sqlx::query("UPDATE statuses SET reblogs_count = reblogs_count + 1 WHERE id = $1")
+            .bind(original)
+            .execute(&mut *tx)
+            .await?;
+        Ok(true)
+    }
+
+    /// Update of the signer's own actor.
+    async fn update_actor(&self, signer: &RemoteAccount, object: &Value) -> Result<bool, JobError> {
+        if object["id"].as_str() != Some(signer.uri.as_str()) {
+            return Ok(false);
+        }
+        let url = url::Url::parse(&signer.uri).map_err(|e| JobError::Permanent(e.into()))?;
+        self.resolver.store(&url, object).await.map_err(|e| {
+            if e.is_transient() {
+                JobError::Retry(e.into())
+            } else {
+                JobError::Permanent(e.into())
+            }
+        })?;
+        Ok(true)
+    }
+
+    /// Update of a Note: its author's edit.
+    async fn update(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let object = &activity["object"];
+        let kind = object["type"].as_str().unwrap_or_default();
+        if !matches!(kind, "Note" | "Article" | "Question") {
+            return Ok(false);
+        }
+        let Some(uri) = object["id"].as_str() else {
+            return Ok(false);
+        };
+        let content = text::sanitize(object["content"].as_str().unwrap_or_default());
+        let updated = sqlx::query(
+            "UPDATE statuses SET content = $3, spoiler_text = $4, sensitive = $5, edited_at = now() \
+             WHERE uri = $1 AND account_id = $2 RETURNING id",
+        )
+        .bind(uri)
+        .bind(signer.id)
+        .bind(&content)
+        .bind(object["summary"].as_str().unwrap_or_default())
+        .bind(object["sensitive"].as_bool().unwrap_or(false))
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = updated else {
+            return Ok(false);
+        };
+        let id: i64 = row.try_get("id")?;
+        outbox::send(tx, &Fanout::StatusUpdated(StatusRef { status_id: id })).await?;
+        Ok(true)
+    }
+
+    /// A remote account blocks a local one: the follows between them end.
+    async fn block(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        let target = match first_id(&activity["object"]) {
+            Some(uri) => local_by_uri(tx, &self.base, &uri).await?,
+            None => None,
+        };
+        let Some(target) = target else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO blocks (id, account_id, target_account_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(self.ids.next_id().as_i64())
+        .bind(signer.id)
+        .bind(target)
+        .execute(&mut *tx)
+        .await?;
+        follows::unfollow(tx, signer.id, target).await?;
+        follows::unfollow(tx, target, signer.id).await?;
+        sqlx::query(
+            "DELETE FROM follow_requests WHERE (account_id = $1 AND target_account_id = $2) \
+                                            OR (account_id = $2 AND target_account_id = $1)",
+        )
+        .bind(signer.id)
+        .bind(target)
+        .execute(&mut *tx)
+        .await?;
+        Ok(true)
     }
 }
 

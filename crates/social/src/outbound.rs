@@ -169,6 +169,136 @@ impl Consume<Deliver> for Deliverer {
     }
 }
 
+/// The local account's username and actor URI, and the remote account's URI and inbox; `None`
+/// unless `account_id` is local and `other` remote.
+async fn pair(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    other: i64,
+) -> Result<Option<(String, String, String)>, sqlx::Error> {
+    let row: Option<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT me.username, t.uri, t.inbox_url FROM accounts me, accounts t \
+         WHERE me.id = $1 AND me.domain IS NULL AND t.id = $2 AND t.domain IS NOT NULL",
+    )
+    .bind(account_id)
+    .bind(other)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some((username, Some(uri), Some(inbox))) => Some((actor_uri(base, &username), uri, inbox)),
+        _ => None,
+    })
+}
+
+fn wrap_undo(me: &str, activity: Value) -> Value {
+    serde_json::json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/undo", activity["id"].as_str().unwrap_or_default()),
+        "type": "Undo",
+        "actor": me,
+        "object": activity,
+    })
+}
+
+/// A local account favourited (or, with `undo`, unfavourited) a remote status: `Like` (or
+/// `Undo` of it) to the author's inbox, in the caller's transaction.
+pub async fn like(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    status_id: i64,
+    undo: bool,
+) -> Result<(), sqlx::Error> {
+    let row: Option<(i64, Option<String>)> =
+        sqlx::query_as("SELECT account_id, uri FROM statuses WHERE id = $1")
+            .bind(status_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((author, Some(object))) = row else {
+        return Ok(()); // a local status: nothing leaves the server
+    };
+    let Some((me, _, inbox)) = pair(conn, base, account_id, author).await? else {
+        return Ok(());
+    };
+    let like = serde_json::json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{me}#likes/{status_id}"),
+        "type": "Like",
+        "actor": me,
+        "object": object,
+    });
+    let activity = if undo { wrap_undo(&me, like) } else { like };
+    send(conn, account_id, &activity, [inbox]).await
+}
+
+/// A local account blocked (or unblocked) a remote one: `Block` (or its `Undo`).
+pub async fn block(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    target: i64,
+    undo: bool,
+) -> Result<(), sqlx::Error> {
+    let Some((me, uri, inbox)) = pair(conn, base, account_id, target).await? else {
+        return Ok(());
+    };
+    let block = serde_json::json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{me}#blocks/{target}"),
+        "type": "Block",
+        "actor": me,
+        "object": uri,
+    });
+    let activity = if undo { wrap_undo(&me, block) } else { block };
+    send(conn, account_id, &activity, [inbox]).await
+}
+
+/// A local account accepted (or rejected) a remote account's follow request `follow_uri`.
+pub async fn answer_follow(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    requester: i64,
+    follow_uri: Option<String>,
+    accept: bool,
+) -> Result<(), sqlx::Error> {
+    let Some((me, uri, inbox)) = pair(conn, base, account_id, requester).await? else {
+        return Ok(());
+    };
+    let kind = if accept { "Accept" } else { "Reject" };
+    let activity = serde_json::json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{me}#{}s/follows/{requester}", kind.to_ascii_lowercase()),
+        "type": kind,
+        "actor": me,
+        "object": { "id": follow_uri, "type": "Follow", "actor": uri, "object": me },
+    });
+    send(conn, account_id, &activity, [inbox]).await
+}
+
+/// A local account's profile changed: `Update` of its actor to its remote followers.
+pub async fn profile_updated(
+    conn: &mut PgConnection,
+    account_id: i64,
+    actor: Value,
+) -> Result<(), sqlx::Error> {
+    let inboxes = follower_inboxes(conn, account_id).await?;
+    if inboxes.is_empty() {
+        return Ok(());
+    }
+    let id = actor["id"].as_str().unwrap_or_default().to_string();
+    let activity = serde_json::json!({
+        "@context": crate::activitypub::context(),
+        "id": format!("{id}#updates/{}", Utc::now().timestamp_millis()),
+        "type": "Update",
+        "actor": id,
+        "to": [crate::activitypub::PUBLIC],
+        "object": actor,
+    });
+    send(conn, account_id, &activity, inboxes).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -115,7 +115,8 @@ pub fn validate(
     Ok(visibility)
 }
 
-/// The local accounts `mentions` (as written in the text) name, keyed by lower-cased mention.
+/// The accounts `mentions` (as written in the text) name — local ones, and remote ones this
+/// server knows — keyed by lower-cased mention.
 pub async fn resolve_mentions(
     conn: &mut PgConnection,
     mentions: &[String],
@@ -123,14 +124,46 @@ pub async fn resolve_mentions(
     base_url: &str,
 ) -> Result<HashMap<String, (i64, MentionLink)>, sqlx::Error> {
     let mut wanted: HashMap<String, String> = HashMap::new(); // lower username → mention key
+    let mut remote: Vec<(String, String, String)> = Vec::new(); // user, domain, mention key
     for acct in mentions {
         let (user, domain) = acct.split_once('@').unwrap_or((acct, ""));
         if domain.is_empty() || domain.eq_ignore_ascii_case(local_domain) {
             wanted.insert(user.to_lowercase(), acct.to_lowercase());
+        } else {
+            remote.push((
+                user.to_lowercase(),
+                domain.to_lowercase(),
+                acct.to_lowercase(),
+            ));
+        }
+    }
+    let mut out = HashMap::new();
+    for (user, domain, key) in remote {
+        let row = sqlx::query(
+            "SELECT id, username, coalesce(url, uri) AS url FROM accounts \
+             WHERE lower(username) = $1 AND lower(domain) = $2 AND suspended_at IS NULL",
+        )
+        .bind(&user)
+        .bind(&domain)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            let url: Option<String> = row.try_get("url")?;
+            let username: String = row.try_get("username")?;
+            out.insert(
+                key,
+                (
+                    row.try_get("id")?,
+                    MentionLink {
+                        url: url.unwrap_or_else(|| format!("https://{domain}/@{username}")),
+                        username,
+                    },
+                ),
+            );
         }
     }
     if wanted.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(out);
     }
     let names: Vec<String> = wanted.keys().cloned().collect();
     let rows = sqlx::query(
@@ -140,7 +173,6 @@ pub async fn resolve_mentions(
     .bind(&names)
     .fetch_all(&mut *conn)
     .await?;
-    let mut out = HashMap::new();
     for row in rows {
         let id: i64 = row.try_get("id")?;
         let username: String = row.try_get("username")?;
@@ -563,7 +595,11 @@ async fn announce_deletion(
     mentioned: &[i64],
 ) -> Result<(), sqlx::Error> {
     let author = sqlx::query(
-        "SELECT a.username, (SELECT coalesce(o.uri, ob.username) FROM statuses o                              JOIN accounts ob ON ob.id = o.account_id WHERE o.id = $2) AS original,                 (SELECT o.uri IS NULL FROM statuses o WHERE o.id = $2) AS original_local          FROM accounts a WHERE a.id = $1 AND a.domain IS NULL",
+        "SELECT a.username, \
+           (SELECT coalesce(o.uri, ob.username) FROM statuses o \
+              JOIN accounts ob ON ob.id = o.account_id WHERE o.id = $2) AS original, \
+           (SELECT o.uri IS NULL FROM statuses o WHERE o.id = $2) AS original_local \
+         FROM accounts a WHERE a.id = $1 AND a.domain IS NULL",
     )
     .bind(account_id)
     .bind(reblog_of)

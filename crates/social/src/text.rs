@@ -16,7 +16,7 @@ static TOKENS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?x)
         (?P<url>https?://[^\s<>\x22]+)
-      | (?P<mention>@[A-Za-z0-9_]+(?:@[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?)?)
+      | (?P<mention>@[A-Za-z0-9_]+(?:@[A-Za-z0-9](?:[A-Za-z0-9.\-]*[A-Za-z0-9])?(?::[0-9]{1,5})?)?)
       | (?P<tag>\#[\p{L}\p{N}_\p{M}]+)",
     )
     .expect("token pattern")
@@ -259,6 +259,9 @@ mod tests {
             parse("hi @alice and @Bob@example.org #Rust #rust #1 mail a@b.c https://x.org/@carol");
         assert_eq!(p.mentions, vec!["alice", "Bob@example.org"]);
         assert_eq!(p.tags, vec!["Rust"]);
+        // A domain may carry a port, as instances federating on one machine do.
+        let p = parse("hi @zed@127.0.0.2:8090, bye");
+        assert_eq!(p.mentions, vec!["zed@127.0.0.2:8090"]);
     }
 
     #[test]

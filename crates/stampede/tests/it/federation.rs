@@ -573,3 +573,269 @@ async fn the_inbox_refuses_what_its_actor_did_not_sign() {
     a.stop().await;
     b.stop().await;
 }
+
+/// Resolves `handle` on `app` as `user` (search with resolve=true) and returns its local id.
+async fn resolve(app: &TestApp, user: &crate::social::User, handle: &str) -> String {
+    let found = crate::social::get(
+        app,
+        &format!("/api/v2/search?q=@{handle}&resolve=true&type=accounts"),
+        user,
+    )
+    .await;
+    assert_eq!(found.status, 200, "{:?}", found.body);
+    assert_eq!(
+        found.body["accounts"][0]["acct"], handle,
+        "{:?}",
+        found.body
+    );
+    found.body["accounts"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
+    let (a, b) = tokio::join!(spawn_app(federating()), spawn_app(federating()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let domain_a = format!("127.0.0.1:{}", a.addr.port());
+    let domain_b = format!("127.0.0.1:{}", b.addr.port());
+    let alice = seed_user(&a, "alice", true).await; // approves her followers
+    let bob = seed_user(&b, "bob", false).await;
+    let alice_on_b = resolve(&b, &bob, &format!("alice@{domain_a}")).await;
+    let bob_on_a = resolve(&a, &alice, &format!("bob@{domain_b}")).await;
+
+    // A locked account: Bob asks, Alice authorizes, Bob follows.
+    let asked = crate::social::post(
+        &b,
+        &format!("/api/v1/accounts/{alice_on_b}/follow"),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(asked.body["requested"], true, "{:?}", asked.body);
+    until(
+        &a,
+        &alice,
+        "/api/v1/follow_requests",
+        "the request arrives",
+        |r| r.as_array().is_some_and(|r| r.len() == 1),
+    )
+    .await;
+    let authorized = crate::social::post(
+        &a,
+        &format!("/api/v1/follow_requests/{bob_on_a}/authorize"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(authorized.status, 200, "{:?}", authorized.body);
+    until(
+        &b,
+        &bob,
+        &format!("/api/v1/accounts/relationships?id[]={alice_on_b}"),
+        "the Accept arrives",
+        |r| r[0]["following"] == true,
+    )
+    .await;
+    // Alice follows Bob back (open account: accepted at once).
+    crate::social::post(
+        &a,
+        &format!("/api/v1/accounts/{bob_on_a}/follow"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    until(
+        &a,
+        &alice,
+        &format!("/api/v1/accounts/relationships?id[]={bob_on_a}"),
+        "Bob's server accepts",
+        |r| r[0]["following"] == true,
+    )
+    .await;
+
+    // Bob mentions Alice; she is notified, and the post is in her home.
+    let hello = post_status(
+        &b,
+        &bob,
+        json!({ "status": format!("Hi @alice@{domain_a}!") }),
+    )
+    .await;
+    let notes = until(
+        &a,
+        &alice,
+        "/api/v1/notifications",
+        "the mention arrives",
+        |n| {
+            n.as_array()
+                .is_some_and(|n| n.iter().any(|x| x["type"] == "mention"))
+        },
+    )
+    .await;
+    let mention = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == "mention")
+        .unwrap();
+    assert_eq!(mention["account"]["acct"], format!("bob@{domain_b}"));
+    let hello_on_a = mention["status"]["id"].as_str().unwrap().to_string();
+
+    // Alice replies, favourites and boosts; Bob's server sees all three.
+    let reply = post_status(
+        &a,
+        &alice,
+        json!({ "status": format!("@bob@{domain_b} hello back"), "in_reply_to_id": hello_on_a }),
+    )
+    .await;
+    let favourited = crate::social::post(
+        &a,
+        &format!("/api/v1/statuses/{hello_on_a}/favourite"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(favourited.status, 200, "{:?}", favourited.body);
+    let boosted = crate::social::post(
+        &a,
+        &format!("/api/v1/statuses/{hello_on_a}/reblog"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(boosted.status, 200, "{:?}", boosted.body);
+    until(
+        &b,
+        &bob,
+        &format!("/api/v1/statuses/{hello}"),
+        "the Like and Announce arrive",
+        |s| s["favourites_count"] == 1 && s["reblogs_count"] == 1 && s["replies_count"] == 1,
+    )
+    .await;
+    let context = crate::social::get(&b, &format!("/api/v1/statuses/{hello}/context"), &bob).await;
+    let descendants = context.body["descendants"].as_array().unwrap();
+    assert_eq!(descendants.len(), 1, "{:?}", context.body);
+    assert_eq!(
+        descendants[0]["uri"],
+        format!("http://{domain_a}/users/alice/statuses/{reply}")
+    );
+    until(&b, &bob, "/api/v1/notifications", "Bob is told", |n| {
+        let kinds: Vec<&str> = n
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x["type"].as_str())
+            .collect();
+        kinds.contains(&"favourite") && kinds.contains(&"reblog") && kinds.contains(&"mention")
+    })
+    .await;
+
+    // Alice takes back the favourite; Bob edits his post and his profile.
+    crate::social::post(
+        &a,
+        &format!("/api/v1/statuses/{hello_on_a}/unfavourite"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    until(
+        &b,
+        &bob,
+        &format!("/api/v1/statuses/{hello}"),
+        "the Undo of the Like",
+        |s| s["favourites_count"] == 0,
+    )
+    .await;
+    let edited = crate::social::call(
+        &b,
+        reqwest::Method::PUT,
+        &format!("/api/v1/statuses/{hello}"),
+        Some(&bob.token),
+        Some(json!({ "status": format!("Hi again @alice@{domain_a}!") })),
+    )
+    .await;
+    assert_eq!(edited.status, 200, "{:?}", edited.body);
+    until(
+        &a,
+        &alice,
+        &format!("/api/v1/statuses/{hello_on_a}"),
+        "the Update arrives",
+        |s| {
+            s["content"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Hi again")
+                && !s["edited_at"].is_null()
+        },
+    )
+    .await;
+    let renamed = crate::social::call(
+        &b,
+        reqwest::Method::PATCH,
+        "/api/v1/accounts/update_credentials",
+        Some(&bob.token),
+        Some(json!({ "display_name": "Bob B." })),
+    )
+    .await;
+    assert_eq!(renamed.status, 200, "{:?}", renamed.body);
+    until(
+        &a,
+        &alice,
+        &format!("/api/v1/accounts/{bob_on_a}"),
+        "the profile Update arrives",
+        |acct| acct["display_name"] == "Bob B.",
+    )
+    .await;
+
+    // A direct message reaches only its recipient.
+    let secret = post_status(
+        &b,
+        &bob,
+        json!({ "status": format!("@alice@{domain_a} just for you"), "visibility": "direct" }),
+    )
+    .await;
+    let notes = until(
+        &a,
+        &alice,
+        "/api/v1/notifications",
+        "the direct message arrives",
+        |n| {
+            n.as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x["status"]["visibility"] == "direct")
+        },
+    )
+    .await;
+    let dm = notes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["status"]["visibility"] == "direct")
+        .unwrap();
+    assert_eq!(
+        dm["status"]["uri"],
+        format!("http://{domain_b}/users/bob/statuses/{secret}")
+    );
+
+    // Alice blocks Bob: on his server he no longer follows her.
+    let blocked = crate::social::post(
+        &a,
+        &format!("/api/v1/accounts/{bob_on_a}/block"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(blocked.status, 200, "{:?}", blocked.body);
+    until(
+        &b,
+        &bob,
+        &format!("/api/v1/accounts/relationships?id[]={alice_on_b}"),
+        "the Block arrives",
+        |r| r[0]["following"] == false && r[0]["followed_by"] == false,
+    )
+    .await;
+    a.stop().await;
+    b.stop().await;
+}

@@ -258,6 +258,24 @@ pub async fn update_credentials(
     .bind(source.language)
     .execute(&mut *tx)
     .await?;
+    // Remote followers get the new profile. An account without a key has never been seen by
+    // another server: nothing to tell.
+    let public_key: Option<String> =
+        sqlx::query_scalar("SELECT public_key FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    if let Some(public_key) = public_key
+        && let Some(row) = accounts::find(&mut *tx, account_id).await?
+    {
+        let actor = stampede_social::activitypub::person(
+            &state.base_url(),
+            &state.render_account(&row),
+            row.indexable,
+            &public_key,
+        );
+        stampede_social::outbound::profile_updated(&mut tx, account_id, actor).await?;
+    }
     tx.commit().await?;
     Ok(Json(credential_account(&state, account_id).await?))
 }

@@ -314,6 +314,10 @@ pub async fn block(
     .bind(target.id)
     .execute(&mut *tx)
     .await?;
+    if target.domain.is_some() {
+        stampede_social::outbound::block(&mut tx, &state.base_url(), account_id, target.id, false)
+            .await?;
+    }
     follows::unfollow(&mut tx, account_id, target.id).await?;
     follows::unfollow(&mut tx, target.id, account_id).await?;
     sqlx::query(
@@ -336,11 +340,18 @@ pub async fn unblock(
 ) -> Result<Json<Relationship>, ApiError> {
     let account_id = auth.account(BLOCK_WRITE)?;
     let target = state.target_account(&id).await?;
-    sqlx::query("DELETE FROM blocks WHERE account_id = $1 AND target_account_id = $2")
-        .bind(account_id)
-        .bind(target.id)
-        .execute(&state.ctx.db)
-        .await?;
+    let mut tx = state.ctx.db.begin().await?;
+    let removed =
+        sqlx::query("DELETE FROM blocks WHERE account_id = $1 AND target_account_id = $2")
+            .bind(account_id)
+            .bind(target.id)
+            .execute(&mut *tx)
+            .await?;
+    if removed.rows_affected() > 0 && target.domain.is_some() {
+        stampede_social::outbound::block(&mut tx, &state.base_url(), account_id, target.id, true)
+            .await?;
+    }
+    tx.commit().await?;
     stampede_social::stream::relations_changed(&state.ctx.cache, &[account_id, target.id]).await;
     state.relationship(account_id, target.id).await
 }
@@ -647,7 +658,7 @@ pub async fn authorize(
     let mut tx = state.ctx.db.begin().await?;
     let request = sqlx::query(
         "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2 \
-         RETURNING show_reblogs, notify",
+         RETURNING show_reblogs, notify, uri",
     )
     .bind(requester)
     .bind(account_id)
@@ -665,6 +676,15 @@ pub async fn authorize(
         Tell::Nobody,
     )
     .await?;
+    stampede_social::outbound::answer_follow(
+        &mut tx,
+        &state.base_url(),
+        account_id,
+        requester,
+        request.try_get("uri")?,
+        true,
+    )
+    .await?;
     let relationship = relationship_on(&mut *tx, account_id, requester).await?;
     tx.commit().await?;
     Ok(relationship)
@@ -677,16 +697,29 @@ pub async fn reject(
 ) -> Result<Json<Relationship>, ApiError> {
     let account_id = auth.account(FOLLOW_WRITE)?;
     let requester = path_id(&id)?;
-    let removed =
-        sqlx::query("DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2")
-            .bind(requester)
-            .bind(account_id)
-            .execute(&state.ctx.db)
-            .await?;
-    if removed.rows_affected() == 0 {
+    let mut tx = state.ctx.db.begin().await?;
+    let removed: Option<Option<String>> = sqlx::query_scalar(
+        "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2 RETURNING uri",
+    )
+    .bind(requester)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(follow_uri) = removed else {
         return Err(ApiError::not_found());
-    }
-    state.relationship(account_id, requester).await
+    };
+    stampede_social::outbound::answer_follow(
+        &mut tx,
+        &state.base_url(),
+        account_id,
+        requester,
+        follow_uri,
+        false,
+    )
+    .await?;
+    let relationship = relationship_on(&mut *tx, account_id, requester).await?;
+    tx.commit().await?;
+    Ok(relationship)
 }
 
 #[derive(Debug, Deserialize)]

@@ -712,6 +712,8 @@ pub async fn favourite(
             Some(original),
         )
         .await?;
+        stampede_social::outbound::like(&mut tx, &state.base_url(), account_id, original, false)
+            .await?;
         // Last: a popular status's row is locked from here to the commit.
         sqlx::query("UPDATE statuses SET favourites_count = favourites_count + 1 WHERE id = $1")
             .bind(original)
@@ -736,6 +738,8 @@ pub async fn unfavourite(
         .execute(&mut *tx)
         .await?;
     if removed.rows_affected() > 0 {
+        stampede_social::outbound::like(&mut tx, &state.base_url(), account_id, original, true)
+            .await?;
         sqlx::query(
             "UPDATE statuses SET favourites_count = greatest(favourites_count - 1, 0) WHERE id = $1",
         )
