@@ -546,12 +546,19 @@ impl Inbox {
         .bind(published)
         .execute(&mut *tx)
         .await?;
+        let tags: Vec<String> = note["tag"]
+            .as_array()
+            .map(|tags| {
+                tags.iter()
+                    .filter(|t| t["type"] == "Hashtag")
+                    .filter_map(|t| t["name"].as_str())
+                    .map(|n| n.trim_start_matches('#').to_string())
+                    .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        post::attach(tx, id, &mentioned, &tags).await?;
         for account in &mentioned {
-            sqlx::query("INSERT INTO mentions (status_id, account_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(id)
-                .bind(account)
-                .execute(&mut *tx)
-                .await?;
             notification::create(
                 tx,
                 self.ids.next_id().as_i64(),

@@ -377,7 +377,7 @@ async fn two_servers_follow_post_unfollow_and_delete_through_their_client_apis()
     );
 
     // Alice posts; it reaches Bob's home timeline on the other server.
-    let public = post_status(&a, &alice, json!({ "status": "Hello, fediverse" })).await;
+    let public = post_status(&a, &alice, json!({ "status": "Hello, #fediverse" })).await;
     let home = until(
         &b,
         &bob,
@@ -387,7 +387,13 @@ async fn two_servers_follow_post_unfollow_and_delete_through_their_client_apis()
     )
     .await;
     let status = &home[0];
-    assert_eq!(status["content"], "<p>Hello, fediverse</p>");
+    assert!(
+        status["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("<p>Hello, <a href="),
+        "{status:?}"
+    );
     assert_eq!(status["account"]["acct"], format!("alice@{domain_a}"));
     assert_eq!(
         status["uri"],
@@ -395,6 +401,22 @@ async fn two_servers_follow_post_unfollow_and_delete_through_their_client_apis()
     );
     assert_eq!(status["visibility"], "public");
     let remote_status = status["id"].as_str().unwrap().to_string();
+    // On the federated timeline and its hashtag's, not on the local one.
+    for (path, expected) in [
+        ("/api/v1/timelines/public?remote=true", 1),
+        ("/api/v1/timelines/public", 1),
+        ("/api/v1/timelines/public?local=true", 0),
+        ("/api/v1/timelines/tag/fediverse", 1),
+        ("/api/v1/timelines/tag/fediverse?remote=true", 1),
+    ] {
+        let answer = crate::social::get(&b, path, &bob).await;
+        assert_eq!(
+            answer.body.as_array().map(Vec::len),
+            Some(expected),
+            "{path}: {:?}",
+            answer.body
+        );
+    }
 
     // She deletes it; it leaves Bob's server too.
     let deleted = crate::social::call(

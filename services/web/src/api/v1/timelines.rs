@@ -162,15 +162,14 @@ pub async fn public(
 ) -> Result<Page<Status>, ApiError> {
     let viewer = viewer.account(READ)?;
     let bounds = q.page.bounds(20, 40);
-    // Every status is local until federation arrives; no media exists yet.
-    if q.remote == Some(true) || q.only_media == Some(true) {
+    // No media exists yet.
+    if q.only_media == Some(true) {
         return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
     }
-    // `local=true` changes nothing while every status is local.
-    let _ = q.local;
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT s.id FROM statuses s \
          WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
+           AND ($5::boolean IS NULL OR (s.uri IS NULL) = $5) \
            AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
            AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
@@ -182,11 +181,24 @@ pub async fn public(
     .bind(bounds.min)
     .bind(viewer)
     .bind(bounds.limit as i64)
+    .bind(locality(q.local, q.remote))
     .fetch_all(&state.ctx.db)
     .await?;
     state
         .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
         .await
+}
+
+/// `local=true` keeps this server's statuses, `remote=true` the others' (local wins, as in
+/// Mastodon); `None` keeps both.
+fn locality(local: Option<bool>, remote: Option<bool>) -> Option<bool> {
+    if local == Some(true) {
+        Some(true)
+    } else if remote == Some(true) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,7 +227,7 @@ pub async fn tag(
 ) -> Result<Page<Status>, ApiError> {
     let viewer = viewer.account(READ)?;
     let bounds = q.page.bounds(20, 40);
-    if q.remote == Some(true) || q.only_media == Some(true) {
+    if q.only_media == Some(true) {
         return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
     }
     let lower = |v: Option<Vec<String>>| -> Vec<String> {
@@ -238,6 +250,7 @@ pub async fn tag(
            AND NOT EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
                            WHERE st.status_id = s.id AND lower(t.name) = ANY($7)) \
            AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
+           AND ($8::boolean IS NULL OR (s.uri IS NULL) = $8) \
            AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
         visible("s", "$3"),
@@ -251,6 +264,7 @@ pub async fn tag(
     .bind(&any)
     .bind(&all)
     .bind(&none)
+    .bind(locality(None, q.remote))
     .fetch_all(&state.ctx.db)
     .await?;
     state
