@@ -325,8 +325,23 @@ pub async fn lookup(
         {
             user
         }
-        // Remote accounts arrive with federation.
-        Some(_) => return Err(ApiError::not_found()),
+        // Another server's: known already, or found there through WebFinger.
+        Some((user, domain)) => {
+            let remote = state
+                .resolver
+                .by_handle(user, domain)
+                .await
+                .map_err(|e| {
+                    tracing::info!(error = %e, acct, "remote lookup failed");
+                    ApiError::not_found()
+                })?
+                .ok_or_else(ApiError::not_found)?;
+            let account = accounts::find(&state.ctx.db, remote.id)
+                .await?
+                .filter(|a| a.suspended_at.is_none())
+                .ok_or_else(ApiError::not_found)?;
+            return Ok(Json(state.render_account(&account)));
+        }
     };
     let account = accounts::find_local(&state.ctx.db, username)
         .await?
