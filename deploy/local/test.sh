@@ -29,6 +29,15 @@ if ! "$venv/bin/python" -c 'import mastodon, websocket' >/dev/null 2>&1; then
 fi
 export STAMPEDE_COMPAT_PYTHON="$venv/bin/python"
 
+# An independent ActivityPub server (Fedify, from the npm registry, pinned in
+# interop/fedify/package-lock.json) federates with Stampede in the interop test.
+command -v node >/dev/null && command -v npm >/dev/null || deploy/local/need.sh nodejs npm
+fedify=interop/fedify
+if ! cmp -s "$fedify/package-lock.json" "$fedify/node_modules/.installed-lock" 2>/dev/null; then
+    (cd "$fedify" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$fedify/package-lock.json" "$fedify/node_modules/.installed-lock"
+fi
+
 # Builds may reuse a cache outside the clone; they also work without one.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 

@@ -18,6 +18,7 @@
 //! bad input or a target that is unreachable or lacks an endpoint; no load was sent):
 //! `signup-wave`, `migration-day`, `viral-post`, `streaming-crowd`, `dead-peers`.
 
+mod federation;
 mod signup;
 mod streaming_capacity;
 mod surge;
@@ -58,6 +59,9 @@ enum Command {
     /// Streaming: N WebSocket clients on one process — its memory, and one public event's
     /// delivery to all of them.
     StreamingCapacity(streaming_capacity::Args),
+    /// Federation: signed inbound Creates accepted and applied per second (and their lag to a
+    /// follower's home), signed outbound deliveries per second beside the raw signing rate.
+    Federation(federation::Args),
     /// Surge: a share of remote inboxes time out or fail (needs federation; not yet).
     DeadPeers(surge::dead_peers::Args),
     /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
@@ -177,6 +181,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::ViralPost(args) => return surge::viral_post::run(args).await,
         Command::StreamingCrowd(args) => return surge::streaming_crowd::run(args).await,
         Command::DeadPeers(args) => return surge::dead_peers::run(args).await,
+        Command::Federation(args) => federation::run(args).await?,
         Command::StreamingCapacity(args) => streaming_capacity::run(args).await?,
         Command::OutboxLatency {
             conn,

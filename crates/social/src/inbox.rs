@@ -23,7 +23,7 @@ use stampede_telemetry::Metrics;
 use crate::activitypub::actor_uri;
 use crate::distribute::{Fanout, StatusRef};
 use crate::follows::{self, Followed, Tell};
-use crate::remote::{RemoteAccount, Resolver, first_id};
+use crate::remote::{RemoteAccount, Resolver, first_id, items};
 use crate::{notification, outbound, post, text};
 
 /// What the `ingress` queue carries.
@@ -492,8 +492,11 @@ impl Inbox {
             "direct"
         };
         let mut mentioned = Vec::new();
-        if let Some(tags) = note["tag"].as_array() {
-            for tag in tags.iter().filter(|t| t["type"] == "Mention") {
+        {
+            for tag in items(&note["tag"])
+                .into_iter()
+                .filter(|t| t["type"] == "Mention")
+            {
                 if let Some(href) = first_id(&tag["href"])
                     && let Some(local) = local_by_uri(tx, &self.base, &href).await?
                     && !mentioned.contains(&local)
@@ -546,17 +549,13 @@ impl Inbox {
         .bind(published)
         .execute(&mut *tx)
         .await?;
-        let tags: Vec<String> = note["tag"]
-            .as_array()
-            .map(|tags| {
-                tags.iter()
-                    .filter(|t| t["type"] == "Hashtag")
-                    .filter_map(|t| t["name"].as_str())
-                    .map(|n| n.trim_start_matches('#').to_string())
-                    .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let tags: Vec<String> = items(&note["tag"])
+            .into_iter()
+            .filter(|t| t["type"] == "Hashtag")
+            .filter_map(|t| t["name"].as_str())
+            .map(|n| n.trim_start_matches('#').to_string())
+            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
+            .collect();
         post::attach(tx, id, &mentioned, &tags).await?;
         for account in &mentioned {
             notification::create(

@@ -2,6 +2,9 @@
 //! causes them (one `deliver` message per inbox), and POSTed by the `deliver` workers, signed
 //! with the acting account's key.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use chrono::Utc;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
@@ -13,6 +16,7 @@ use stampede_activitypub::signature;
 use stampede_activitypub::{Client, FetchError};
 use stampede_db::Db;
 use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, outbox};
+use tokio::sync::RwLock;
 use url::Url;
 
 use crate::activitypub::actor_uri;
@@ -95,32 +99,65 @@ pub struct Deliverer {
     db: Db,
     client: Client,
     base: String,
+    /// Signers' key ids and parsed keys: a key is read and parsed once per process, not once
+    /// per delivery (a post to 200 inboxes signs 200 times with the same key).
+    signers: Arc<RwLock<HashMap<i64, Arc<SigningKey>>>>,
 }
+
+/// A signer's key id (`…/users/NAME#main-key`) and parsed private key.
+type SigningKey = (String, PrivateKey);
+
+/// Signers kept parsed at most; past it the cache starts again.
+const SIGNERS_CACHED: usize = 10_000;
 
 impl Deliverer {
     pub fn new(db: Db, client: Client, base: String) -> Self {
-        Deliverer { db, client, base }
+        Deliverer {
+            db,
+            client,
+            base,
+            signers: Arc::default(),
+        }
     }
 
-    async fn deliver(&self, outgoing: Outgoing) -> Result<(), JobError> {
+    /// The key id and key of local account `signer`; `None` if it is not (any more) local.
+    async fn signer(&self, signer: i64) -> Result<Option<Arc<SigningKey>>, JobError> {
+        if let Some(known) = self.signers.read().await.get(&signer) {
+            return Ok(Some(known.clone()));
+        }
         let username: Option<String> =
             sqlx::query_scalar("SELECT username FROM accounts WHERE id = $1 AND domain IS NULL")
-                .bind(outgoing.signer)
+                .bind(signer)
                 .fetch_optional(&self.db)
                 .await?;
         let Some(username) = username else {
+            return Ok(None);
+        };
+        let key = keys::account_key(&self.db, signer)
+            .await
+            .map_err(JobError::Retry)?
+            .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("no key")))?;
+        let key =
+            PrivateKey::from_pem(&key.private_key).map_err(|e| JobError::Permanent(e.into()))?;
+        let key_id = format!("{}#main-key", actor_uri(&self.base, &username));
+        let entry = Arc::new((key_id, key));
+        let mut signers = self.signers.write().await;
+        if signers.len() >= SIGNERS_CACHED {
+            signers.clear();
+        }
+        signers.insert(signer, entry.clone());
+        Ok(Some(entry))
+    }
+
+    async fn deliver(&self, outgoing: Outgoing) -> Result<(), JobError> {
+        let Some(signer) = self.signer(outgoing.signer).await? else {
             // The account is gone: nothing may be sent in its name.
             return Err(JobError::Permanent(anyhow::anyhow!(
                 "signer {} is not a local account",
                 outgoing.signer
             )));
         };
-        let key = keys::account_key(&self.db, outgoing.signer)
-            .await
-            .map_err(JobError::Retry)?
-            .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("no key")))?;
-        let key =
-            PrivateKey::from_pem(&key.private_key).map_err(|e| JobError::Permanent(e.into()))?;
+        let (key_id, key) = &*signer;
         let url = Url::parse(&outgoing.inbox).map_err(|e| JobError::Permanent(e.into()))?;
         let body =
             serde_json::to_vec(&outgoing.activity).map_err(|e| JobError::Permanent(e.into()))?;
@@ -129,10 +166,9 @@ impl Deliverer {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/activity+json"),
         );
-        let key_id = format!("{}#main-key", actor_uri(&self.base, &username));
         signature::sign(
-            &key,
-            &key_id,
+            key,
+            key_id,
             &http::Method::POST,
             &url,
             &mut headers,
@@ -202,12 +238,14 @@ fn wrap_undo(me: &str, activity: Value) -> Value {
 }
 
 /// A local account favourited (or, with `undo`, unfavourited) a remote status: `Like` (or
-/// `Undo` of it) to the author's inbox, in the caller's transaction.
+/// `Undo` of it) to the author's inbox, in the caller's transaction. The Like's id is the
+/// favourite's, as Mastodon's is, so favouriting again after an undo is a new activity.
 pub async fn like(
     conn: &mut PgConnection,
     base: &str,
     account_id: i64,
     status_id: i64,
+    favourite_id: i64,
     undo: bool,
 ) -> Result<(), sqlx::Error> {
     let row: Option<(i64, Option<String>)> =
@@ -223,7 +261,7 @@ pub async fn like(
     };
     let like = serde_json::json!({
         "@context": "https://www.w3.org/ns/activitystreams",
-        "id": format!("{me}#likes/{status_id}"),
+        "id": format!("{me}#likes/{favourite_id}"),
         "type": "Like",
         "actor": me,
         "object": object,

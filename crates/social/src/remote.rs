@@ -293,6 +293,16 @@ struct Actor {
     published: Option<DateTime<Utc>>,
 }
 
+/// The items of a property that may be a list or, compacted by JSON-LD, a single value (Fedify
+/// sends a one-element `tag` as a bare object).
+pub fn items(value: &Value) -> Vec<&Value> {
+    match value {
+        Value::Array(items) => items.iter().collect(),
+        Value::Null => Vec::new(),
+        one => vec![one],
+    }
+}
+
 /// The first string of a value that may be a string, an object with `href`/`id`, or a list.
 pub fn first_id(value: &Value) -> Option<String> {
     match value {

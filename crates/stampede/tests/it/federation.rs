@@ -861,3 +861,238 @@ async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The Fedify peer (interop/fedify/peer.mjs), running until dropped.
+struct Fedify {
+    child: tokio::process::Child,
+    origin: String,
+    client: reqwest::Client,
+}
+
+impl Fedify {
+    async fn start() -> Fedify {
+        use tokio::io::AsyncBufReadExt;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/fedify");
+        assert!(
+            dir.join("node_modules/@fedify/fedify").exists(),
+            "the Fedify peer is not installed: run `npm ci` in interop/fedify (deploy/local/test.sh does)"
+        );
+        let port = crate::process::free_port();
+        let mut child = tokio::process::Command::new("node")
+            .arg("peer.mjs")
+            .current_dir(&dir)
+            .env("PORT", port.to_string())
+            .env("LOG_LEVEL", "warning")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs");
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("the peer starts within 30 s")
+            .unwrap()
+            .unwrap_or_default();
+        assert!(ready.starts_with("READY "), "{ready}");
+        Fedify {
+            child,
+            origin: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn control(&self, path: &str, body: Value) -> Value {
+        let response = self
+            .client
+            .post(format!("{}/control/{path}", self.origin))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "peer {path}: {status} {body}");
+        body
+    }
+
+    /// Waits until the peer has received an activity for which `check` holds.
+    async fn received(&self, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let all: Value = self
+                .client
+                .get(format!("{}/control/received", self.origin))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(found) = all.as_array().unwrap().iter().find(|a| check(a)) {
+                return found.clone();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the peer never received {what}: {all:#}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Fedify {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+#[tokio::test]
+async fn a_fedify_server_follows_verifies_and_talks_back() {
+    let (app, peer) = tokio::join!(spawn_app(federating()), Fedify::start());
+    let app = app.unwrap();
+    let domain = format!("127.0.0.1:{}", app.addr.port());
+    let alice = seed_user(&app, "alice", false).await;
+    let alice_uri = format!("http://{domain}/users/alice");
+    let zed = format!("{}/users/zed", peer.origin);
+
+    // Fedify finds Alice through WebFinger and follows her; Stampede's signed Accept verifies.
+    peer.control("follow", json!({ "handle": format!("alice@{domain}") }))
+        .await;
+    peer.received("the Accept", |a| a["type"] == "Accept").await;
+    until(
+        &app,
+        &alice,
+        &format!("/api/v1/accounts/{}/followers", alice.id),
+        "Fedify's zed follows",
+        |f| f.as_array().is_some_and(|f| f.len() == 1),
+    )
+    .await;
+
+    // Alice posts; Fedify receives the signed Create.
+    let status = post_status(&app, &alice, json!({ "status": "Hello, Fedify" })).await;
+    let status_uri = format!("{alice_uri}/statuses/{status}");
+    peer.received("the Create", |a| {
+        a["type"] == "Create"
+            && a["objectContent"]
+                .as_str()
+                .is_some_and(|c| c.contains("Hello, Fedify"))
+    })
+    .await;
+
+    // Zed mentions her (one mention: Fedify sends `tag` as a bare object), replies, likes and
+    // boosts her post; all of it shows in her client API.
+    let note = peer
+        .control(
+            "note",
+            json!({ "content": format!("<p>Hi @alice</p>"), "mention": alice_uri, "to": "public" }),
+        )
+        .await;
+    let mention = until(&app, &alice, "/api/v1/notifications", "the mention", |n| {
+        n.as_array().unwrap().iter().any(|x| x["type"] == "mention")
+    })
+    .await;
+    let mention = mention
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["type"] == "mention")
+        .unwrap();
+    assert_eq!(
+        mention["account"]["acct"],
+        format!("zed@127.0.0.1:{}", peer.origin.rsplit(':').next().unwrap())
+    );
+    let zed_note_on_app = mention["status"]["id"].as_str().unwrap().to_string();
+    peer.control(
+        "note",
+        json!({ "content": "<p>A reply</p>", "mention": alice_uri, "inReplyTo": status_uri, "to": "public" }),
+    )
+    .await;
+    peer.control("like", json!({ "object": status_uri, "to": alice_uri }))
+        .await;
+    peer.control("announce", json!({ "object": status_uri, "to": alice_uri }))
+        .await;
+    until(
+        &app,
+        &alice,
+        &format!("/api/v1/statuses/{status}"),
+        "reply, like and boost",
+        |s| s["replies_count"] == 1 && s["favourites_count"] == 1 && s["reblogs_count"] == 1,
+    )
+    .await;
+
+    // Zed edits, then deletes his first note.
+    peer.control(
+        "update",
+        json!({ "id": note["id"], "content": "<p>Hi @alice, edited</p>", "to": alice_uri }),
+    )
+    .await;
+    until(
+        &app,
+        &alice,
+        &format!("/api/v1/statuses/{zed_note_on_app}"),
+        "the Update",
+        |s| s["content"].as_str().unwrap_or_default().contains("edited"),
+    )
+    .await;
+    peer.control("delete", json!({ "id": note["id"], "to": alice_uri }))
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while crate::social::get(&app, &format!("/api/v1/statuses/{zed_note_on_app}"), &alice)
+        .await
+        .status
+        != 404
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the Delete never applied"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Alice follows zed back and likes his reply; Fedify verifies and records both.
+    let zed_id = resolve(
+        &app,
+        &alice,
+        &format!("zed@127.0.0.1:{}", peer.origin.rsplit(':').next().unwrap()),
+    )
+    .await;
+    crate::social::post(
+        &app,
+        &format!("/api/v1/accounts/{zed_id}/follow"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    peer.received("Alice's Follow", |a| {
+        a["type"] == "Follow" && a["actor"] == alice_uri
+    })
+    .await;
+    until(
+        &app,
+        &alice,
+        &format!("/api/v1/accounts/relationships?id[]={zed_id}"),
+        "Fedify's Accept",
+        |r| r[0]["following"] == true,
+    )
+    .await;
+    let context =
+        crate::social::get(&app, &format!("/api/v1/statuses/{status}/context"), &alice).await;
+    let reply_id = context.body["descendants"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    crate::social::post(
+        &app,
+        &format!("/api/v1/statuses/{reply_id}/favourite"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    peer.received("Alice's Like", |a| {
+        a["type"] == "Like" && a["actor"] == alice_uri
+    })
+    .await;
+    let _ = zed;
+    app.stop().await;
+}

@@ -693,11 +693,12 @@ pub async fn favourite(
         author,
         ..
     } = original(&mut *tx, account_id, path_id(&id)?).await?;
+    let favourite_id = state.ids.next_id().as_i64();
     let inserted = sqlx::query(
         "INSERT INTO favourites (id, account_id, status_id) VALUES ($1, $2, $3) \
          ON CONFLICT DO NOTHING",
     )
-    .bind(state.ids.next_id().as_i64())
+    .bind(favourite_id)
     .bind(account_id)
     .bind(original)
     .execute(&mut *tx)
@@ -712,8 +713,15 @@ pub async fn favourite(
             Some(original),
         )
         .await?;
-        stampede_social::outbound::like(&mut tx, &state.base_url(), account_id, original, false)
-            .await?;
+        stampede_social::outbound::like(
+            &mut tx,
+            &state.base_url(),
+            account_id,
+            original,
+            favourite_id,
+            false,
+        )
+        .await?;
         // Last: a popular status's row is locked from here to the commit.
         sqlx::query("UPDATE statuses SET favourites_count = favourites_count + 1 WHERE id = $1")
             .bind(original)
@@ -732,14 +740,23 @@ pub async fn unfavourite(
     let account_id = auth.account(&["write", "write:favourites"])?;
     let mut tx = state.ctx.db.begin().await?;
     let original = original_of(&mut *tx, account_id, path_id(&id)?).await?;
-    let removed = sqlx::query("DELETE FROM favourites WHERE account_id = $1 AND status_id = $2")
-        .bind(account_id)
-        .bind(original)
-        .execute(&mut *tx)
+    let removed: Option<i64> = sqlx::query_scalar(
+        "DELETE FROM favourites WHERE account_id = $1 AND status_id = $2 RETURNING id",
+    )
+    .bind(account_id)
+    .bind(original)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(favourite_id) = removed {
+        stampede_social::outbound::like(
+            &mut tx,
+            &state.base_url(),
+            account_id,
+            original,
+            favourite_id,
+            true,
+        )
         .await?;
-    if removed.rows_affected() > 0 {
-        stampede_social::outbound::like(&mut tx, &state.base_url(), account_id, original, true)
-            .await?;
         sqlx::query(
             "UPDATE statuses SET favourites_count = greatest(favourites_count - 1, 0) WHERE id = $1",
         )
