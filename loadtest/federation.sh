@@ -27,6 +27,9 @@ env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 PORT="$port" STREAMING_PORT=$((
      ALLOWED_PRIVATE_ADDRESSES=127.0.0.0/8 KEY_POOL_SIZE=0 RATE_LIMITS=false
      AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=fed
      REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE=fed-bench)
+for var in DB_POOL DB_WORKER_POOL AMQP_PREFETCH; do
+    [ -n "${!var:-}" ] && env+=("$var=${!var}")
+done
 env "${env[@]}" "$BIN_DIR/stampede" migrate >&2
 psql -q "$DATABASE_URL" <<'SQL'
 INSERT INTO accounts (id, username) VALUES (1, 'reader'), (2, 'author');

@@ -371,6 +371,8 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let mut lags: Vec<f64> = Vec::new();
     let mut cursor: Option<String> = None;
     let mut seen_all_at = None;
+    let mut stored = false;
+    let mut last_new = Instant::now();
     loop {
         let query = cursor
             .as_ref()
@@ -402,7 +404,10 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         {
             cursor = Some(newest.to_string());
         }
-        if Instant::now() >= stop {
+        if !page.is_empty() {
+            last_new = now;
+        }
+        if Instant::now() >= stop && !stored {
             let poster_now = api(
                 &client,
                 reqwest::Method::GET,
@@ -411,14 +416,17 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
                 None,
             )
             .await?;
-            let applied = poster_now["statuses_count"].as_u64().unwrap_or(0);
-            if applied >= accepted.load(Ordering::Relaxed) && page.len() < 40 {
-                seen_all_at = Some(now);
-                break;
-            }
-            if now > stop + Duration::from_secs(120) {
-                break;
-            }
+            stored = poster_now["statuses_count"].as_u64().unwrap_or(0)
+                >= accepted.load(Ordering::Relaxed);
+        }
+        // Applied end to end: every note stored, and the reader's home has stopped growing
+        // (fan-out drained) for two seconds; the time is that of the last new entry.
+        if stored && now.duration_since(last_new) > Duration::from_secs(2) {
+            seen_all_at = Some(last_new);
+            break;
+        }
+        if now > stop + Duration::from_secs(300) {
+            break;
         }
         if page.len() < 40 {
             tokio::time::sleep(Duration::from_millis(50)).await;
