@@ -24,7 +24,7 @@ use crate::activitypub::actor_uri;
 use crate::distribute::{Fanout, StatusRef};
 use crate::follows::{self, Followed, Tell};
 use crate::remote::{RemoteAccount, Resolver, first_id, items};
-use crate::{notification, outbound, post, text};
+use crate::{interactions, notification, outbound, post, text};
 
 /// What the `ingress` queue carries.
 #[derive(Debug, Serialize, Deserialize)]
@@ -509,6 +509,20 @@ impl Inbox {
             Some(parent_uri) => status_by_uri(tx, &self.base, &parent_uri).await?,
             None => None,
         };
+        // As Mastodon: a note is taken only if someone here follows its author, or it mentions
+        // someone here, or it answers a status this server has — not from strangers at large.
+        if mentioned.is_empty() && parent.is_none() {
+            let followed: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
+                                WHERE f.target_account_id = $1 AND a.domain IS NULL)",
+            )
+            .bind(signer.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !followed {
+                return Ok(false);
+            }
+        }
         let id = self.ids.next_id().as_i64();
         let content = text::sanitize(
             note["content"]
@@ -632,30 +646,7 @@ impl Inbox {
         let Some((status, author, _)) = self.object_status(tx, &activity["object"]).await? else {
             return Ok(false);
         };
-        let inserted = sqlx::query(
-            "INSERT INTO favourites (id, account_id, status_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        )
-        .bind(self.ids.next_id().as_i64())
-        .bind(signer.id)
-        .bind(status)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            return Ok(true);
-        }
-        notification::create(
-            tx,
-            self.ids.next_id().as_i64(),
-            author,
-            signer.id,
-            notification::FAVOURITE,
-            Some(status),
-        )
-        .await?;
-        sqlx::query("UPDATE statuses SET favourites_count = favourites_count + 1 WHERE id = $1")
-            .bind(status)
-            .execute(&mut *tx)
-            .await?;
+        interactions::favourite(tx, &self.ids, signer.id, status, author).await?;
         Ok(true)
     }
 
@@ -669,20 +660,9 @@ impl Inbox {
         let Some((status, _, _)) = self.object_status(tx, &like["object"]).await? else {
             return Ok(false);
         };
-        let removed =
-            sqlx::query("DELETE FROM favourites WHERE account_id = $1 AND status_id = $2")
-                .bind(signer.id)
-                .bind(status)
-                .execute(&mut *tx)
-                .await?;
-        if removed.rows_affected() == 0 {
-            return Ok(false);
-        }
-        sqlx::query("UPDATE statuses SET favourites_count = greatest(favourites_count - 1, 0) WHERE id = $1")
-            .bind(status)
-            .execute(&mut *tx)
-            .await?;
-        Ok(true)
+        Ok(interactions::unfavourite(tx, signer.id, status)
+            .await?
+            .is_some())
     }
 
     /// A remote account boosts a status this server has: a boost row of its own, fanned out to

@@ -18,6 +18,7 @@ pub mod distribute;
 pub mod feeds;
 pub mod follows;
 pub mod inbox;
+pub mod interactions;
 pub mod keys;
 pub mod outbound;
 pub mod post;

@@ -581,6 +581,46 @@ async fn the_inbox_refuses_what_its_actor_did_not_sign() {
         .unwrap();
     assert_eq!(applied, 1);
 
+    // Nobody on A follows Bob: a note of his is taken only if it mentions someone there.
+    let note = |n: u32, mention: bool| {
+        let mut object = json!({
+            "id": format!("{bob_uri}/statuses/{n}"), "type": "Note", "attributedTo": bob_uri,
+            "content": format!("<p>note {n}</p>"),
+            "to": ["https://www.w3.org/ns/activitystreams#Public"],
+        });
+        if mention {
+            object["tag"] = json!({ "type": "Mention", "href": format!("{base_a}/users/alice") });
+        }
+        serde_json::to_vec(&json!({
+            "id": format!("{bob_uri}/statuses/{n}/activity"), "type": "Create",
+            "actor": bob_uri, "object": object,
+        }))
+        .unwrap()
+    };
+    for (n, mention) in [(1, false), (2, true)] {
+        let body = note(n, mention);
+        let headers = signed(&a, &bob_key, &key_id, &body, now);
+        assert_eq!(deliver(&a, headers, body).await, 202);
+    }
+    let notes = until(
+        &a,
+        &alice,
+        "/api/v1/notifications?types[]=mention",
+        "the mention",
+        |n| n.as_array().is_some_and(|n| !n.is_empty()),
+    )
+    .await;
+    assert_eq!(notes[0]["status"]["content"], "<p>note 2</p>");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT uri FROM statuses ORDER BY id")
+        .fetch_all(&a.ctx.db)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored,
+        [format!("{bob_uri}/statuses/2")],
+        "the unsolicited note is dropped"
+    );
+
     // A server whose outbound guard is closed will not fetch a key from a loopback address.
     let closed = spawn_app(AppOptions::default()).await.unwrap();
     let headers = signed(&closed, &bob_key, &key_id, &follow, now);

@@ -13,7 +13,7 @@ use stampede_mastodon::{Account, Context, Status, StatusEdit, StatusSource};
 use stampede_queue::outbox;
 use stampede_social::distribute::{Fanout, StatusRef};
 use stampede_social::post::{self, NewPoll, NewStatus, PostError};
-use stampede_social::{notification, text};
+use stampede_social::{interactions, notification, outbound, text};
 
 use crate::AppState;
 use crate::auth::{Auth, Viewer};
@@ -693,27 +693,10 @@ pub async fn favourite(
         author,
         ..
     } = original(&mut *tx, account_id, path_id(&id)?).await?;
-    let favourite_id = state.ids.next_id().as_i64();
-    let inserted = sqlx::query(
-        "INSERT INTO favourites (id, account_id, status_id) VALUES ($1, $2, $3) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(favourite_id)
-    .bind(account_id)
-    .bind(original)
-    .execute(&mut *tx)
-    .await?;
-    if inserted.rows_affected() > 0 {
-        notification::create(
-            &mut tx,
-            state.ids.next_id().as_i64(),
-            author,
-            account_id,
-            notification::FAVOURITE,
-            Some(original),
-        )
-        .await?;
-        stampede_social::outbound::like(
+    if let Some(favourite_id) =
+        interactions::favourite(&mut tx, &state.ids, account_id, original, author).await?
+    {
+        outbound::like(
             &mut tx,
             &state.base_url(),
             account_id,
@@ -722,11 +705,6 @@ pub async fn favourite(
             false,
         )
         .await?;
-        // Last: a popular status's row is locked from here to the commit.
-        sqlx::query("UPDATE statuses SET favourites_count = favourites_count + 1 WHERE id = $1")
-            .bind(original)
-            .execute(&mut *tx)
-            .await?;
     }
     tx.commit().await?;
     Ok(Json(state.load_status(Some(account_id), original).await?))
@@ -740,15 +718,8 @@ pub async fn unfavourite(
     let account_id = auth.account(&["write", "write:favourites"])?;
     let mut tx = state.ctx.db.begin().await?;
     let original = original_of(&mut *tx, account_id, path_id(&id)?).await?;
-    let removed: Option<i64> = sqlx::query_scalar(
-        "DELETE FROM favourites WHERE account_id = $1 AND status_id = $2 RETURNING id",
-    )
-    .bind(account_id)
-    .bind(original)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if let Some(favourite_id) = removed {
-        stampede_social::outbound::like(
+    if let Some(favourite_id) = interactions::unfavourite(&mut tx, account_id, original).await? {
+        outbound::like(
             &mut tx,
             &state.base_url(),
             account_id,
@@ -756,12 +727,6 @@ pub async fn unfavourite(
             favourite_id,
             true,
         )
-        .await?;
-        sqlx::query(
-            "UPDATE statuses SET favourites_count = greatest(favourites_count - 1, 0) WHERE id = $1",
-        )
-        .bind(original)
-        .execute(&mut *tx)
         .await?;
     }
     tx.commit().await?;
