@@ -46,6 +46,173 @@ pub struct Received {
     pub activity: Value,
 }
 
+/// Stores a Note by `signer` (its author) as a remote status, fanned out to local followers,
+/// mentions notified; its id (an existing one's when it is known already). Unless `solicited`
+/// (fetched because someone here wanted it), it is taken only from an author someone here
+/// follows, or when it mentions someone here or answers a status this server has.
+pub async fn store_note(
+    tx: &mut PgConnection,
+    ids: &IdGenerator,
+    base: &str,
+    signer: &RemoteAccount,
+    note: &Value,
+    solicited: bool,
+) -> Result<Option<i64>, sqlx::Error> {
+    if note["type"] != "Note" && note["type"] != "Article" && note["type"] != "Question" {
+        return Ok(None);
+    }
+    let Some(uri) = note["id"].as_str() else {
+        return Ok(None);
+    };
+    if first_id(&note["attributedTo"]).as_deref() != Some(signer.uri.as_str()) {
+        return Ok(None);
+    }
+    let same_server = url::Url::parse(uri)
+        .ok()
+        .and_then(|u| crate::remote::authority(&u));
+    if same_server.as_deref() != Some(signer.domain.as_str()) {
+        return Ok(None);
+    }
+    if let Some((existing, _, _)) = status_by_uri(tx, base, uri).await? {
+        return Ok(Some(existing));
+    }
+    let audience: Vec<String> = ["to", "cc"]
+        .iter()
+        .flat_map(|k| match &note[*k] {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items.iter().filter_map(first_id).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let to: Vec<String> = match &note["to"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().filter_map(first_id).collect(),
+        _ => Vec::new(),
+    };
+    let public = |s: &String| s == crate::activitypub::PUBLIC || s == "as:Public" || s == "Public";
+    let followers_url: Option<String> =
+        sqlx::query_scalar("SELECT followers_url FROM accounts WHERE id = $1")
+            .bind(signer.id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let visibility = if to.iter().any(public) {
+        "public"
+    } else if audience.iter().any(public) {
+        "unlisted"
+    } else if followers_url.is_some_and(|f| audience.contains(&f)) {
+        "private"
+    } else {
+        "direct"
+    };
+    let mut mentioned = Vec::new();
+    {
+        for tag in items(&note["tag"])
+            .into_iter()
+            .filter(|t| t["type"] == "Mention")
+        {
+            if let Some(href) = first_id(&tag["href"])
+                && let Some(local) = local_by_uri(tx, base, &href).await?
+                && !mentioned.contains(&local)
+            {
+                mentioned.push(local);
+            }
+        }
+    }
+    let parent = match first_id(&note["inReplyTo"]) {
+        Some(parent_uri) => status_by_uri(tx, base, &parent_uri).await?,
+        None => None,
+    };
+    // As Mastodon: a note is taken only if someone here follows its author, or it mentions
+    // someone here, or it answers a status this server has — not from strangers at large.
+    if !solicited && mentioned.is_empty() && parent.is_none() {
+        let followed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
+                            WHERE f.target_account_id = $1 AND a.domain IS NULL)",
+        )
+        .bind(signer.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if !followed {
+            return Ok(None);
+        }
+    }
+    let id = ids.next_id().as_i64();
+    let content = text::sanitize(
+        note["content"]
+            .as_str()
+            .or_else(|| {
+                note["contentMap"]
+                    .as_object()
+                    .and_then(|m| m.values().next())
+                    .and_then(Value::as_str)
+            })
+            .unwrap_or_default(),
+    );
+    let language = note["contentMap"]
+        .as_object()
+        .and_then(|m| m.keys().next().cloned());
+    let published = note["published"]
+        .as_str()
+        .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(Utc::now);
+    sqlx::query(
+        "INSERT INTO statuses (id, account_id, content, spoiler_text, sensitive, visibility, \
+           language, in_reply_to_id, in_reply_to_account_id, conversation_id, uri, url, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(id)
+    .bind(signer.id)
+    .bind(&content)
+    .bind(note["summary"].as_str().unwrap_or_default())
+    .bind(note["sensitive"].as_bool().unwrap_or(false))
+    .bind(visibility)
+    .bind(language)
+    .bind(parent.map(|p| p.0))
+    .bind(parent.map(|p| p.1))
+    .bind(parent.map_or(id, |p| p.2))
+    .bind(uri)
+    .bind(first_id(&note["url"]))
+    .bind(published)
+    .execute(&mut *tx)
+    .await?;
+    let tags: Vec<String> = items(&note["tag"])
+        .into_iter()
+        .filter(|t| t["type"] == "Hashtag")
+        .filter_map(|t| t["name"].as_str())
+        .map(|n| n.trim_start_matches('#').to_string())
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
+        .collect();
+    post::attach(tx, id, &mentioned, &tags).await?;
+    for account in &mentioned {
+        notification::create(
+            tx,
+            ids.next_id().as_i64(),
+            *account,
+            signer.id,
+            notification::MENTION,
+            Some(id),
+        )
+        .await?;
+    }
+    if let Some((parent_id, _, _)) = parent {
+        sqlx::query("UPDATE statuses SET replies_count = replies_count + 1 WHERE id = $1")
+            .bind(parent_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO account_stats (account_id, statuses_count, last_status_at) VALUES ($1, 1, now()) \
+         ON CONFLICT (account_id) DO UPDATE SET statuses_count = account_stats.statuses_count + 1, \
+           last_status_at = now()",
+    )
+    .bind(signer.id)
+    .execute(&mut *tx)
+    .await?;
+    outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
+    Ok(Some(id))
+}
+
 fn is_actor(object: &Value) -> bool {
     matches!(
         object["type"].as_str(),
@@ -148,6 +315,9 @@ impl Inbox {
             let outcome = if applied { "applied" } else { "dropped" };
             self.metrics.inbox_activity(&kind, outcome);
             return Ok(());
+        }
+        if kind == "Announce" {
+            self.fetch_boosted(&signer, &activity["object"]).await?;
         }
         let mut tx = self.db.begin().await?;
         if let Some(id) = activity["id"].as_str() {
@@ -436,168 +606,57 @@ impl Inbox {
         Ok(follows::unfollow(tx, signer.id, target).await? || request > 0)
     }
 
-    /// A Note from `signer` (its author): stored as a remote status, fanned out to local
-    /// followers, mentions notified.
+    /// A boost by an account someone here follows, of a status this server does not have yet:
+    /// fetched from its own server and stored, so the boost can show it. Outside any
+    /// transaction (the fetch may take seconds).
+    async fn fetch_boosted(&self, signer: &RemoteAccount, object: &Value) -> Result<(), JobError> {
+        let Some(uri) = first_id(object) else {
+            return Ok(());
+        };
+        if uri.starts_with(&self.base) {
+            return Ok(());
+        }
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM statuses WHERE uri = $1)")
+                .bind(&uri)
+                .fetch_one(&self.db)
+                .await?;
+        let followed: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
+                            WHERE f.target_account_id = $1 AND a.domain IS NULL)",
+        )
+        .bind(signer.id)
+        .fetch_one(&self.db)
+        .await?;
+        if known || !followed {
+            return Ok(());
+        }
+        let fetched = match self.resolver.note(&uri).await {
+            Ok(fetched) => fetched,
+            Err(e) if e.is_transient() => return Err(JobError::Retry(e.into())),
+            Err(e) => {
+                tracing::debug!(error = %e, uri, "a boosted object could not be fetched");
+                return Ok(());
+            }
+        };
+        if let Some((author, note)) = fetched {
+            let mut tx = self.db.begin().await?;
+            store_note(&mut tx, &self.ids, &self.base, &author, &note, true).await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A Note from `signer` (its author), delivered to us.
     async fn create(
         &self,
         tx: &mut PgConnection,
         signer: &RemoteAccount,
         note: &Value,
     ) -> Result<bool, JobError> {
-        if note["type"] != "Note" && note["type"] != "Article" && note["type"] != "Question" {
-            return Ok(false);
-        }
-        let Some(uri) = note["id"].as_str() else {
-            return Ok(false);
-        };
-        if first_id(&note["attributedTo"]).as_deref() != Some(signer.uri.as_str()) {
-            return Ok(false);
-        }
-        let same_server = url::Url::parse(uri)
-            .ok()
-            .and_then(|u| crate::remote::authority(&u));
-        if same_server.as_deref() != Some(signer.domain.as_str()) {
-            return Ok(false);
-        }
-        if status_by_uri(tx, &self.base, uri).await?.is_some() {
-            return Ok(true);
-        }
-        let audience: Vec<String> = ["to", "cc"]
-            .iter()
-            .flat_map(|k| match &note[*k] {
-                Value::String(s) => vec![s.clone()],
-                Value::Array(items) => items.iter().filter_map(first_id).collect(),
-                _ => Vec::new(),
-            })
-            .collect();
-        let to: Vec<String> = match &note["to"] {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(items) => items.iter().filter_map(first_id).collect(),
-            _ => Vec::new(),
-        };
-        let public =
-            |s: &String| s == crate::activitypub::PUBLIC || s == "as:Public" || s == "Public";
-        let followers_url: Option<String> =
-            sqlx::query_scalar("SELECT followers_url FROM accounts WHERE id = $1")
-                .bind(signer.id)
-                .fetch_one(&mut *tx)
-                .await?;
-        let visibility = if to.iter().any(public) {
-            "public"
-        } else if audience.iter().any(public) {
-            "unlisted"
-        } else if followers_url.is_some_and(|f| audience.contains(&f)) {
-            "private"
-        } else {
-            "direct"
-        };
-        let mut mentioned = Vec::new();
-        {
-            for tag in items(&note["tag"])
-                .into_iter()
-                .filter(|t| t["type"] == "Mention")
-            {
-                if let Some(href) = first_id(&tag["href"])
-                    && let Some(local) = local_by_uri(tx, &self.base, &href).await?
-                    && !mentioned.contains(&local)
-                {
-                    mentioned.push(local);
-                }
-            }
-        }
-        let parent = match first_id(&note["inReplyTo"]) {
-            Some(parent_uri) => status_by_uri(tx, &self.base, &parent_uri).await?,
-            None => None,
-        };
-        // As Mastodon: a note is taken only if someone here follows its author, or it mentions
-        // someone here, or it answers a status this server has — not from strangers at large.
-        if mentioned.is_empty() && parent.is_none() {
-            let followed: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
-                                WHERE f.target_account_id = $1 AND a.domain IS NULL)",
-            )
-            .bind(signer.id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if !followed {
-                return Ok(false);
-            }
-        }
-        let id = self.ids.next_id().as_i64();
-        let content = text::sanitize(
-            note["content"]
-                .as_str()
-                .or_else(|| {
-                    note["contentMap"]
-                        .as_object()
-                        .and_then(|m| m.values().next())
-                        .and_then(Value::as_str)
-                })
-                .unwrap_or_default(),
-        );
-        let language = note["contentMap"]
-            .as_object()
-            .and_then(|m| m.keys().next().cloned());
-        let published = note["published"]
-            .as_str()
-            .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_else(Utc::now);
-        sqlx::query(
-            "INSERT INTO statuses (id, account_id, content, spoiler_text, sensitive, visibility, \
-               language, in_reply_to_id, in_reply_to_account_id, conversation_id, uri, url, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(id)
-        .bind(signer.id)
-        .bind(&content)
-        .bind(note["summary"].as_str().unwrap_or_default())
-        .bind(note["sensitive"].as_bool().unwrap_or(false))
-        .bind(visibility)
-        .bind(language)
-        .bind(parent.map(|p| p.0))
-        .bind(parent.map(|p| p.1))
-        .bind(parent.map_or(id, |p| p.2))
-        .bind(uri)
-        .bind(first_id(&note["url"]))
-        .bind(published)
-        .execute(&mut *tx)
-        .await?;
-        let tags: Vec<String> = items(&note["tag"])
-            .into_iter()
-            .filter(|t| t["type"] == "Hashtag")
-            .filter_map(|t| t["name"].as_str())
-            .map(|n| n.trim_start_matches('#').to_string())
-            .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
-            .collect();
-        post::attach(tx, id, &mentioned, &tags).await?;
-        for account in &mentioned {
-            notification::create(
-                tx,
-                self.ids.next_id().as_i64(),
-                *account,
-                signer.id,
-                notification::MENTION,
-                Some(id),
-            )
-            .await?;
-        }
-        if let Some((parent_id, _, _)) = parent {
-            sqlx::query("UPDATE statuses SET replies_count = replies_count + 1 WHERE id = $1")
-                .bind(parent_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        sqlx::query(
-            "INSERT INTO account_stats (account_id, statuses_count, last_status_at) VALUES ($1, 1, now()) \
-             ON CONFLICT (account_id) DO UPDATE SET statuses_count = account_stats.statuses_count + 1, \
-               last_status_at = now()",
-        )
-        .bind(signer.id)
-        .execute(&mut *tx)
-        .await?;
-        outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
-        Ok(true)
+        Ok(store_note(tx, &self.ids, &self.base, signer, note, false)
+            .await?
+            .is_some())
     }
 
     /// Delete of a Note (by id or Tombstone) by its author.
@@ -679,13 +738,26 @@ impl Inbox {
         let Some((original, author, _)) = self.object_status(tx, &activity["object"]).await? else {
             return Ok(false);
         };
-        let visibility: String =
-            sqlx::query_scalar("SELECT visibility FROM statuses WHERE id = $1")
+        let (visibility, remote_original): (String, bool) =
+            sqlx::query_as("SELECT visibility, uri IS NOT NULL FROM statuses WHERE id = $1")
                 .bind(original)
                 .fetch_one(&mut *tx)
                 .await?;
         if visibility != "public" && visibility != "unlisted" {
             return Ok(false);
+        }
+        // A boost of another server's status matters here only to the booster's followers.
+        if remote_original {
+            let followed: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
+                                WHERE f.target_account_id = $1 AND a.domain IS NULL)",
+            )
+            .bind(signer.id)
+            .fetch_one(&mut *tx)
+            .await?;
+            if !followed {
+                return Ok(false);
+            }
         }
         let id = self.ids.next_id().as_i64();
         let inserted = sqlx::query(

@@ -212,6 +212,30 @@ impl Resolver {
         self.store(&url, &doc).await
     }
 
+    /// Fetches the object at `uri` from its own server and, when it is a Note (or Article or
+    /// Question) written there, resolves its author: what is needed to store it. `None` for
+    /// anything else.
+    pub async fn note(&self, uri: &str) -> Result<Option<(RemoteAccount, Value)>, ResolveError> {
+        let (url, doc) = self.fetch(uri).await?;
+        if !matches!(doc["type"].as_str(), Some("Note" | "Article" | "Question")) {
+            return Ok(None);
+        }
+        let id = doc["id"].as_str().and_then(|id| Url::parse(id).ok());
+        let Some(author) = first_id(&doc["attributedTo"]) else {
+            return Ok(None);
+        };
+        let author_url = Url::parse(&author).ok();
+        // An object speaks only for its own server, and its author must be from there too.
+        let here = authority(&url);
+        if id.as_ref().and_then(authority) != here
+            || author_url.as_ref().and_then(authority) != here
+        {
+            return Ok(None);
+        }
+        let account = self.by_uri(&author, false).await?;
+        Ok(Some((account, doc)))
+    }
+
     /// Stores (or refreshes) the actor `doc`, fetched from `url`.
     pub async fn store(&self, url: &Url, doc: &Value) -> Result<RemoteAccount, ResolveError> {
         let actor =

@@ -881,6 +881,59 @@ async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
         format!("http://{domain_b}/users/bob/statuses/{secret}")
     );
 
+    // Carl, on Bob's server, posts; Bob boosts it. Alice's server has never seen Carl's post:
+    // it fetches it from its own server, and the boost shows in her home.
+    let carl = seed_user(&b, "carl", false).await;
+    let carls = post_status(&b, &carl, json!({ "status": "Carl was here" })).await;
+    let boost = crate::social::post(
+        &b,
+        &format!("/api/v1/statuses/{carls}/reblog"),
+        &bob,
+        json!({}),
+    )
+    .await;
+    assert_eq!(boost.status, 200, "{:?}", boost.body);
+    let home = until(
+        &a,
+        &alice,
+        "/api/v1/timelines/home",
+        "the boost of an unknown post",
+        |h| {
+            h.as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["reblog"]["content"] == "<p>Carl was here</p>")
+        },
+    )
+    .await;
+    let shown = home
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| !s["reblog"].is_null())
+        .unwrap();
+    assert_eq!(shown["account"]["acct"], format!("bob@{domain_b}"));
+    assert_eq!(
+        shown["reblog"]["account"]["acct"],
+        format!("carl@{domain_b}")
+    );
+    // And a status found by its URL through search.
+    let carls_second = post_status(&b, &carl, json!({ "status": "Found by URL" })).await;
+    let found = crate::social::get(
+        &a,
+        &format!(
+            "/api/v2/search?q=http://{domain_b}/users/carl/statuses/{carls_second}&resolve=true&type=statuses"
+        ),
+        &alice,
+    )
+    .await;
+    assert_eq!(found.status, 200, "{:?}", found.body);
+    assert_eq!(
+        found.body["statuses"][0]["content"], "<p>Found by URL</p>",
+        "{:?}",
+        found.body
+    );
+
     // Alice blocks Bob: on his server he no longer follows her.
     let blocked = crate::social::post(
         &a,

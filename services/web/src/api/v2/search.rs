@@ -99,6 +99,17 @@ pub async fn search(
                 .push(state.render_tag(id, &name, viewer).await?);
         }
     }
+    // `resolve=true` with a status's URL from another server: fetched there and stored.
+    if wants("statuses")
+        && q.resolve.unwrap_or(false)
+        && let Some(viewer_id) = viewer
+        && let Some(id) = resolve_status(&state, text).await?
+    {
+        results.statuses = state
+            .load_statuses(Some(viewer_id), &[id], Filter::default())
+            .await?;
+        return Ok(Json(results));
+    }
     // Statuses are searched only for a signed-in viewer, as in Mastodon.
     if wants("statuses") && viewer.is_some() {
         let ids: Vec<i64> = sqlx::query_scalar(&format!(
@@ -151,4 +162,44 @@ async fn resolve_account(state: &AppState, text: &str) -> Option<crate::accounts
             None
         }
     }
+}
+
+/// The status another server's URL `text` names, fetched there and stored (its author too).
+/// `None` when `text` is not such a URL or its server does not give a Note.
+async fn resolve_status(state: &AppState, text: &str) -> Result<Option<i64>, ApiError> {
+    if !(text.starts_with("http://") || text.starts_with("https://"))
+        || text.starts_with(&state.base_url())
+    {
+        return Ok(None);
+    }
+    let known: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM statuses WHERE uri = $1 OR url = $1")
+            .bind(text)
+            .fetch_optional(&state.ctx.db)
+            .await?;
+    if known.is_some() {
+        return Ok(known);
+    }
+    let fetched = match state.resolver.note(text).await {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            tracing::info!(%error, query = text, "could not resolve a remote status");
+            return Ok(None);
+        }
+    };
+    let Some((author, note)) = fetched else {
+        return Ok(None);
+    };
+    let mut tx = state.ctx.db.begin().await?;
+    let id = stampede_social::inbox::store_note(
+        &mut tx,
+        &state.ids,
+        &state.base_url(),
+        &author,
+        &note,
+        true,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(id)
 }
