@@ -717,6 +717,35 @@ async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
     )
     .await;
 
+    // Alice's followers-only post reaches Bob, as private.
+    post_status(
+        &a,
+        &alice,
+        json!({ "status": "for followers", "visibility": "private" }),
+    )
+    .await;
+    let home = until(
+        &b,
+        &bob,
+        "/api/v1/timelines/home",
+        "the private post",
+        |h| {
+            h.as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["content"] == "<p>for followers</p>")
+        },
+    )
+    .await;
+    let private = home
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["content"] == "<p>for followers</p>")
+        .unwrap();
+    assert_eq!(private["visibility"], "private");
+    let private_on_b = private["id"].as_str().unwrap().to_string();
+
     // Bob mentions Alice; she is notified, and the post is in her home.
     let hello = post_status(
         &b,
@@ -917,6 +946,55 @@ async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
         shown["reblog"]["account"]["acct"],
         format!("carl@{domain_b}")
     );
+    // Carl asks to follow Alice, who rejects him; her private post stays hidden from him.
+    let alice_for_carl = resolve(&b, &carl, &format!("alice@{domain_a}")).await;
+    let asked = crate::social::post(
+        &b,
+        &format!("/api/v1/accounts/{alice_for_carl}/follow"),
+        &carl,
+        json!({}),
+    )
+    .await;
+    assert_eq!(asked.body["requested"], true, "{:?}", asked.body);
+    let requests = until(
+        &a,
+        &alice,
+        "/api/v1/follow_requests",
+        "Carl's request",
+        |r| {
+            r.as_array()
+                .is_some_and(|r| r.iter().any(|x| x["username"] == "carl"))
+        },
+    )
+    .await;
+    let carl_on_a = requests
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["username"] == "carl")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let rejected = crate::social::post(
+        &a,
+        &format!("/api/v1/follow_requests/{carl_on_a}/reject"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(rejected.status, 200, "{:?}", rejected.body);
+    until(
+        &b,
+        &carl,
+        &format!("/api/v1/accounts/relationships?id[]={alice_for_carl}"),
+        "the Reject arrives",
+        |r| r[0]["requested"] == false && r[0]["following"] == false,
+    )
+    .await;
+    let hidden = crate::social::get(&b, &format!("/api/v1/statuses/{private_on_b}"), &carl).await;
+    assert_eq!(hidden.status, 404, "{:?}", hidden.body);
+
     // And a status found by its URL through search.
     let carls_second = post_status(&b, &carl, json!({ "status": "Found by URL" })).await;
     let found = crate::social::get(
