@@ -202,6 +202,29 @@ impl Documents {
         if let Some(edited) = &status.edited_at {
             note["updated"] = Value::String(edited.clone());
         }
+        if let Some(poll) = &status.poll {
+            // A poll is a Question, its options Notes with their reply counts (Mastodon's form).
+            note["type"] = json!("Question");
+            let options: Vec<Value> = poll
+                .options
+                .iter()
+                .map(|o| {
+                    json!({
+                        "type": "Note",
+                        "name": o.title,
+                        "replies": { "type": "Collection", "totalItems": o.votes_count.unwrap_or(0) },
+                    })
+                })
+                .collect();
+            note[if poll.multiple { "anyOf" } else { "oneOf" }] = Value::Array(options);
+            if let Some(end) = &poll.expires_at {
+                note["endTime"] = json!(end);
+                if poll.expired {
+                    note["closed"] = json!(end);
+                }
+            }
+            note["votersCount"] = json!(poll.voters_count.unwrap_or(poll.votes_count));
+        }
         Ok(note)
     }
 

@@ -1267,3 +1267,28 @@ async fn a_fedify_server_follows_verifies_and_talks_back() {
     let _ = zed;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_poll_is_published_as_a_question() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let id = post_status(
+        &app,
+        &alice,
+        json!({ "status": "Tea or coffee?", "poll": { "options": ["tea", "coffee"], "expires_in": 3600 } }),
+    )
+    .await;
+    let (status, _, question) = fetch(&app, &format!("/users/alice/statuses/{id}"), AP).await;
+    assert_eq!(status, 200, "{question:?}");
+    assert_eq!(question["type"], "Question");
+    let names: Vec<&str> = question["oneOf"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["tea", "coffee"]);
+    assert_eq!(question["oneOf"][0]["replies"]["totalItems"], 0);
+    assert!(question["endTime"].is_string());
+    app.stop().await;
+}
