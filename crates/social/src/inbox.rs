@@ -122,6 +122,13 @@ pub async fn store_note(
         Some(parent_uri) => status_by_uri(tx, base, &parent_uri).await?,
         None => None,
     };
+    // A vote in a local poll: a Note with just a `name` (the option), answering the poll.
+    if let (Some(name), Some((parent_id, _, _))) = (note["name"].as_str(), parent)
+        && note["content"].as_str().is_none_or(str::is_empty)
+        && record_vote(tx, parent_id, signer.id, name).await?.is_some()
+    {
+        return Ok(Some(parent_id));
+    }
     // As Mastodon: a note is taken only if someone here follows its author, or it mentions
     // someone here, or it answers a status this server has — not from strangers at large.
     if !solicited && mentioned.is_empty() && parent.is_none() {
@@ -184,6 +191,9 @@ pub async fn store_note(
         .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
         .collect();
     post::attach(tx, id, &mentioned, &tags).await?;
+    if note["type"] == "Question" {
+        store_poll(tx, ids, id, note, published).await?;
+    }
     for account in &mentioned {
         notification::create(
             tx,
@@ -211,6 +221,125 @@ pub async fn store_note(
     .await?;
     outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
     Ok(Some(id))
+}
+
+/// A Question's options (`oneOf` or, for several choices, `anyOf`), their counts, whether
+/// several may be chosen, and the voters.
+fn poll_of(question: &Value) -> Option<(Vec<String>, Vec<i64>, bool, Option<i64>)> {
+    let (key, multiple) = if question["anyOf"].is_null() {
+        ("oneOf", false)
+    } else {
+        ("anyOf", true)
+    };
+    let options = items(&question[key]);
+    if options.is_empty() {
+        return None;
+    }
+    let names = options
+        .iter()
+        .map(|o| {
+            o["name"]
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .take(200)
+                .collect()
+        })
+        .collect();
+    let counts = options
+        .iter()
+        .map(|o| o["replies"]["totalItems"].as_i64().unwrap_or(0))
+        .collect();
+    Some((names, counts, multiple, question["votersCount"].as_i64()))
+}
+
+/// The poll of a stored remote Question, with the origin's counts.
+async fn store_poll(
+    tx: &mut PgConnection,
+    ids: &IdGenerator,
+    status_id: i64,
+    question: &Value,
+    published: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    let Some((options, counts, multiple, voters)) = poll_of(question) else {
+        return Ok(());
+    };
+    let end = [&question["endTime"], &question["closed"]]
+        .iter()
+        .find_map(|v| v.as_str())
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or(published + chrono::Duration::days(1));
+    sqlx::query(
+        "INSERT INTO polls (id, status_id, options, multiple, expires_at, remote_counts, remote_voters) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (status_id) DO NOTHING",
+    )
+    .bind(ids.next_id().as_i64())
+    .bind(status_id)
+    .bind(&options)
+    .bind(multiple)
+    .bind(end)
+    .bind(&counts)
+    .bind(voters)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The origin's new counts for the poll of remote status `status_id` (an Update of its Question).
+async fn update_poll(
+    tx: &mut PgConnection,
+    status_id: i64,
+    question: &Value,
+) -> Result<(), sqlx::Error> {
+    if let Some((_, counts, _, voters)) = poll_of(question) {
+        sqlx::query("UPDATE polls SET remote_counts = $2, remote_voters = $3 WHERE status_id = $1")
+            .bind(status_id)
+            .bind(&counts)
+            .bind(voters)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A remote account's vote for option `name` in the poll of local status `status_id`; the
+/// poll's id, or `None` when the status has no poll with that option (then the note is not a
+/// vote). One vote per account in a single-choice poll; none after the poll ended.
+async fn record_vote(
+    tx: &mut PgConnection,
+    status_id: i64,
+    voter: i64,
+    name: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let poll: Option<(i64, Vec<String>, bool, bool)> = sqlx::query_as(
+        "SELECT p.id, p.options, p.multiple, p.expires_at > now() FROM polls p \
+         JOIN statuses s ON s.id = p.status_id WHERE p.status_id = $1 AND s.uri IS NULL",
+    )
+    .bind(status_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((poll_id, options, multiple, open)) = poll else {
+        return Ok(None);
+    };
+    let Some(choice) = options.iter().position(|o| o == name) else {
+        return Ok(None);
+    };
+    if open {
+        sqlx::query(
+            "INSERT INTO poll_votes (poll_id, account_id, choice) \
+             SELECT $1, $2, $3 WHERE $4 OR NOT EXISTS \
+               (SELECT 1 FROM poll_votes WHERE poll_id = $1 AND account_id = $2) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(poll_id)
+        .bind(voter)
+        .bind(choice as i32)
+        .bind(multiple)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(Some(poll_id))
 }
 
 fn is_actor(object: &Value) -> bool {
@@ -823,7 +952,9 @@ impl Inbox {
         };
         let content = text::sanitize(object["content"].as_str().unwrap_or_default());
         let updated = sqlx::query(
-            "UPDATE statuses SET content = $3, spoiler_text = $4, sensitive = $5, edited_at = now() \
+            "UPDATE statuses SET content = $3, spoiler_text = $4, sensitive = $5, \
+               edited_at = CASE WHEN content IS DISTINCT FROM $3 OR spoiler_text IS DISTINCT FROM $4 \
+                                THEN now() ELSE edited_at END \
              WHERE uri = $1 AND account_id = $2 RETURNING id",
         )
         .bind(uri)
@@ -837,6 +968,9 @@ impl Inbox {
             return Ok(false);
         };
         let id: i64 = row.try_get("id")?;
+        if kind == "Question" {
+            update_poll(tx, id, object).await?;
+        }
         outbox::send(tx, &Fanout::StatusUpdated(StatusRef { status_id: id })).await?;
         Ok(true)
     }

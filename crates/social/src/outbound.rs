@@ -337,6 +337,48 @@ pub async fn profile_updated(
     send(conn, account_id, &activity, inboxes).await
 }
 
+/// A local account voted in a remote poll: one `Create` of a Note named after each choice,
+/// answering the Question, to its author's inbox (Mastodon's form of a vote).
+pub async fn vote(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    status_id: i64,
+    choices: &[String],
+) -> Result<(), sqlx::Error> {
+    let row: Option<(i64, Option<String>)> =
+        sqlx::query_as("SELECT account_id, uri FROM statuses WHERE id = $1")
+            .bind(status_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((author, Some(question))) = row else {
+        return Ok(()); // a local poll
+    };
+    let Some((me, author_uri, inbox)) = pair(conn, base, account_id, author).await? else {
+        return Ok(());
+    };
+    for (n, name) in choices.iter().enumerate() {
+        let id = format!("{me}#votes/{status_id}/{n}");
+        let activity = serde_json::json!({
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": format!("{id}/activity"),
+            "type": "Create",
+            "actor": me,
+            "to": [author_uri],
+            "object": {
+                "id": id,
+                "type": "Note",
+                "name": name,
+                "attributedTo": me,
+                "inReplyTo": question,
+                "to": [author_uri],
+            },
+        });
+        send(conn, account_id, &activity, [inbox.clone()]).await?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -162,10 +162,12 @@ async fn polls(
 ) -> Result<HashMap<i64, PollRow>, sqlx::Error> {
     let rows: Vec<PollRow> = sqlx::query_as(
         "SELECT p.id, p.status_id, p.options, p.multiple, p.hide_totals, p.expires_at, \
-           ARRAY(SELECT count(v.choice) FROM generate_subscripts(p.options, 1) i \
-                 LEFT JOIN poll_votes v ON v.poll_id = p.id AND v.choice = i - 1 \
-                 GROUP BY i ORDER BY i) AS counts, \
-           (SELECT count(DISTINCT v.account_id) FROM poll_votes v WHERE v.poll_id = p.id) AS voters, \
+           coalesce(p.remote_counts, \
+             ARRAY(SELECT count(v.choice) FROM generate_subscripts(p.options, 1) i \
+                   LEFT JOIN poll_votes v ON v.poll_id = p.id AND v.choice = i - 1 \
+                   GROUP BY i ORDER BY i)) AS counts, \
+           coalesce(p.remote_voters, \
+             (SELECT count(DISTINCT v.account_id) FROM poll_votes v WHERE v.poll_id = p.id)) AS voters, \
            ARRAY(SELECT v.choice FROM poll_votes v WHERE v.poll_id = p.id AND v.account_id = $2 \
                  ORDER BY v.choice) AS own \
          FROM polls p WHERE p.status_id = ANY($1)",

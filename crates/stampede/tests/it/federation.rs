@@ -746,6 +746,44 @@ async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
     assert_eq!(private["visibility"], "private");
     let private_on_b = private["id"].as_str().unwrap().to_string();
 
+    // Alice's poll reaches Bob as a poll; his vote counts on her server.
+    let poll = post_status(
+        &a,
+        &alice,
+        json!({ "status": "Tea or coffee?", "poll": { "options": ["tea", "coffee"], "expires_in": 3600 } }),
+    )
+    .await;
+    let home = until(&b, &bob, "/api/v1/timelines/home", "the poll", |h| {
+        h.as_array().unwrap().iter().any(|s| !s["poll"].is_null())
+    })
+    .await;
+    let remote_poll = home
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| !s["poll"].is_null())
+        .unwrap();
+    assert_eq!(remote_poll["poll"]["options"][1]["title"], "coffee");
+    let voted = crate::social::post(
+        &b,
+        &format!(
+            "/api/v1/polls/{}/votes",
+            remote_poll["poll"]["id"].as_str().unwrap()
+        ),
+        &bob,
+        json!({ "choices": ["1"] }),
+    )
+    .await;
+    assert_eq!(voted.status, 200, "{:?}", voted.body);
+    until(
+        &a,
+        &alice,
+        &format!("/api/v1/statuses/{poll}"),
+        "Bob's vote",
+        |s| s["poll"]["votes_count"] == 1 && s["poll"]["options"][1]["votes_count"] == 1,
+    )
+    .await;
+
     // Bob mentions Alice; she is notified, and the post is in her home.
     let hello = post_status(
         &b,

@@ -43,7 +43,7 @@ pub async fn vote(
     statuses::poll(&state, Some(account_id), poll_id).await?;
     let mut tx = state.ctx.db.begin().await?;
     let poll = sqlx::query(
-        "SELECT p.options, p.multiple, p.expires_at, s.account_id FROM polls p \
+        "SELECT p.options, p.multiple, p.expires_at, s.account_id, s.id AS status_id FROM polls p \
          JOIN statuses s ON s.id = p.status_id WHERE p.id = $1 FOR UPDATE OF p",
     )
     .bind(poll_id)
@@ -53,6 +53,7 @@ pub async fn vote(
     let multiple: bool = poll.try_get("multiple")?;
     let expires_at: DateTime<Utc> = poll.try_get("expires_at")?;
     let author: i64 = poll.try_get("account_id")?;
+    let status_id: i64 = poll.try_get("status_id")?;
     let invalid = |m: &str| ApiError::unprocessable(format!("Validation failed: {m}"));
     if expires_at <= Utc::now() {
         return Err(invalid("The poll has already ended"));
@@ -93,6 +94,13 @@ pub async fn vote(
     .bind(&choices)
     .execute(&mut *tx)
     .await?;
+    // A vote in another server's poll goes to its author there.
+    let names: Vec<String> = choices
+        .iter()
+        .map(|&c| options[c as usize].clone())
+        .collect();
+    stampede_social::outbound::vote(&mut tx, &state.base_url(), account_id, status_id, &names)
+        .await?;
     tx.commit().await?;
     Ok(Json(
         statuses::poll(&state, Some(account_id), poll_id).await?,
