@@ -223,9 +223,17 @@ pub async fn store_note(
     Ok(Some(id))
 }
 
-/// A Question's options (`oneOf` or, for several choices, `anyOf`), their counts, whether
-/// several may be chosen, and the voters.
-fn poll_of(question: &Value) -> Option<(Vec<String>, Vec<i64>, bool, Option<i64>)> {
+/// A Question's poll as its origin counts it.
+struct RemotePoll {
+    options: Vec<String>,
+    counts: Vec<i64>,
+    /// `anyOf`: several choices allowed.
+    multiple: bool,
+    voters: Option<i64>,
+}
+
+/// A Question's options (`oneOf` or, for several choices, `anyOf`) and their counts.
+fn poll_of(question: &Value) -> Option<RemotePoll> {
     let (key, multiple) = if question["anyOf"].is_null() {
         ("oneOf", false)
     } else {
@@ -250,7 +258,12 @@ fn poll_of(question: &Value) -> Option<(Vec<String>, Vec<i64>, bool, Option<i64>
         .iter()
         .map(|o| o["replies"]["totalItems"].as_i64().unwrap_or(0))
         .collect();
-    Some((names, counts, multiple, question["votersCount"].as_i64()))
+    Some(RemotePoll {
+        options: names,
+        counts,
+        multiple,
+        voters: question["votersCount"].as_i64(),
+    })
 }
 
 /// The poll of a stored remote Question, with the origin's counts.
@@ -261,7 +274,13 @@ async fn store_poll(
     question: &Value,
     published: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    let Some((options, counts, multiple, voters)) = poll_of(question) else {
+    let Some(RemotePoll {
+        options,
+        counts,
+        multiple,
+        voters,
+    }) = poll_of(question)
+    else {
         return Ok(());
     };
     let end = [&question["endTime"], &question["closed"]]
@@ -292,11 +311,11 @@ async fn update_poll(
     status_id: i64,
     question: &Value,
 ) -> Result<(), sqlx::Error> {
-    if let Some((_, counts, _, voters)) = poll_of(question) {
+    if let Some(poll) = poll_of(question) {
         sqlx::query("UPDATE polls SET remote_counts = $2, remote_voters = $3 WHERE status_id = $1")
             .bind(status_id)
-            .bind(&counts)
-            .bind(voters)
+            .bind(&poll.counts)
+            .bind(poll.voters)
             .execute(&mut *tx)
             .await?;
     }
