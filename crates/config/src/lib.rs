@@ -49,6 +49,9 @@ pub struct FederationConfig {
     /// that outbound requests may reach although they are loopback, private or link-local —
     /// for instances federating on one machine in tests. Empty (none) by default.
     pub allowed_private_addresses: Vec<ipnet::IpNet>,
+    /// AUTHORIZED_FETCH (Mastodon's name): actor and object documents are served only to GETs
+    /// signed by another server's actor (the instance actor and discovery stay public).
+    pub authorized_fetch: bool,
     /// KEY_POOL_SIZE: RSA keys kept ready for accounts' first federation use; 100 by default.
     pub key_pool_size: i64,
 }
@@ -443,6 +446,7 @@ impl Config {
                     &env.string("ALLOWED_PRIVATE_ADDRESSES")?.unwrap_or_default(),
                 )?,
                 key_pool_size: env.parse_in("KEY_POOL_SIZE", 0..=100_000)?.unwrap_or(100),
+                authorized_fetch: env.boolean("AUTHORIZED_FETCH")?.unwrap_or(false),
             },
             bind: env
                 .parse::<IpAddr>("BIND")?

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
+use stampede_activitypub::keys::PrivateKey;
 use stampede_activitypub::{Client, FetchError};
 use stampede_core::id::IdGenerator;
 use stampede_db::Db;
@@ -35,6 +36,8 @@ pub enum ResolveError {
     Fetch(#[from] FetchError),
     #[error("not an actor: {0}")]
     NotAnActor(String),
+    #[error("the instance actor's key: {0}")]
+    Key(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
 }
@@ -46,6 +49,7 @@ impl ResolveError {
             ResolveError::Fetch(e) => e.is_transient(),
             ResolveError::Db(_) => true,
             ResolveError::NotAnActor(_) => false,
+            ResolveError::Key(_) => true,
         }
     }
 }
@@ -58,6 +62,10 @@ pub struct Resolver {
     /// `https` unless LOCAL_HTTPS=false (then handles resolve over http, for tests on one box).
     scheme: &'static str,
     local_domain: String,
+    /// `https://WEB_DOMAIN`: the instance actor (`BASE/actor`) signs every fetch, so servers in
+    /// authorized-fetch mode answer them.
+    base: String,
+    instance_key: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<PrivateKey>>>,
     ids: std::sync::Arc<IdGenerator>,
 }
 
@@ -86,23 +94,30 @@ impl Resolver {
     /// The resolver of a server configured by `config`: its outbound guard opened only as
     /// ALLOWED_PRIVATE_ADDRESSES says.
     pub fn from_config(db: Db, config: &stampede_config::Config) -> Result<Self, FetchError> {
-        let client = client(config)?;
-        Ok(Resolver::new(
+        Ok(Resolver {
+            client: client(config)?,
+            scheme: if config.web.https { "https" } else { "http" },
+            local_domain: config.local_domain.clone(),
+            base: crate::post::base_url(config),
+            instance_key: Default::default(),
+            ids: std::sync::Arc::new(IdGenerator::new()),
             db,
-            client,
-            config.web.https,
-            config.local_domain.clone(),
-        ))
+        })
     }
 
-    pub fn new(db: Db, client: Client, https: bool, local_domain: String) -> Self {
-        Resolver {
-            db,
-            client,
-            scheme: if https { "https" } else { "http" },
-            local_domain,
-            ids: std::sync::Arc::new(IdGenerator::new()),
-        }
+    /// The instance actor's key, read (or made) once.
+    async fn instance_key(&self) -> Result<std::sync::Arc<PrivateKey>, ResolveError> {
+        self.instance_key
+            .get_or_try_init(|| async {
+                let key = crate::keys::instance_key(&self.db)
+                    .await
+                    .map_err(|e| ResolveError::Key(format!("{e:#}")))?;
+                let key = PrivateKey::from_pem(&key.private_key)
+                    .map_err(|e| ResolveError::Key(e.to_string()))?;
+                Ok(std::sync::Arc::new(key))
+            })
+            .await
+            .cloned()
     }
 
     /// The guarded client.
@@ -113,10 +128,25 @@ impl Resolver {
     /// GETs an ActivityPub document.
     pub async fn fetch(&self, uri: &str) -> Result<(Url, Value), ResolveError> {
         let url = Url::parse(uri).map_err(|_| ResolveError::NotAnActor(uri.to_string()))?;
+        // Signed by the instance actor (`(request-target) host date accept`), as Mastodon signs
+        // its fetches, so that servers in authorized-fetch mode answer.
+        let key = self.instance_key().await?;
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::ACCEPT, http::HeaderValue::from_static(ACCEPT));
+        stampede_activitypub::signature::sign(
+            &key,
+            &format!("{}/actor#main-key", self.base),
+            &http::Method::GET,
+            &url,
+            &mut headers,
+            None,
+            chrono::Utc::now(),
+        )
+        .map_err(|e| ResolveError::Key(e.to_string()))?;
         let request = self
             .client
             .request(reqwest::Method::GET, &url)?
-            .header(reqwest::header::ACCEPT, ACCEPT);
+            .headers(headers);
         let (_, body) = self
             .client
             .send(request, stampede_activitypub::client::MAX_BODY)

@@ -28,9 +28,8 @@ pub const ACTIVITY_JSON: &str = "application/activity+json; charset=utf-8";
 /// Items per collection page, as Mastodon.
 const PAGE_SIZE: i64 = 20;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/actor", get(instance_actor))
+pub fn router(state: &AppState) -> Router<AppState> {
+    let documents = Router::new()
         .route("/users/{username}", get(actor))
         .route("/users/{username}/followers", get(followers))
         .route("/users/{username}/following", get(following))
@@ -38,6 +37,40 @@ pub fn router() -> Router<AppState> {
         .route("/users/{username}/collections/featured", get(featured))
         .route("/users/{username}/statuses/{id}", get(note))
         .route("/users/{username}/statuses/{id}/activity", get(activity))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authorized_fetch,
+        ));
+    // The instance actor stays public: servers fetch it to check our signed fetches.
+    Router::new()
+        .route("/actor", get(instance_actor))
+        .merge(documents)
+}
+
+/// With AUTHORIZED_FETCH, a document is served to a GET signed by another server's actor only
+/// (401 otherwise); a browser asking for a page is not affected.
+pub async fn check_fetch(
+    state: &AppState,
+    method: &axum::http::Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if state.ctx.config.federation.authorized_fetch && wants_activity_json(headers) {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        crate::inbox::verified_signer(state, method, path, headers).await?;
+    }
+    Ok(())
+}
+
+async fn authorized_fetch(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match check_fetch(&state, request.method(), request.uri(), request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
 }
 
 /// Whether the client asked for ActivityPub JSON (`application/activity+json`, or JSON-LD with

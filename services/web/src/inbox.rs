@@ -16,6 +16,7 @@ use serde_json::Value;
 use stampede_activitypub::signature::{self, Signature, SignatureError};
 use stampede_queue::outbox;
 use stampede_social::inbox::{Ingress, Received};
+use stampede_social::remote::RemoteAccount;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -36,6 +37,44 @@ fn refused(state: &AppState, error: impl std::fmt::Display) -> ApiError {
     ApiError::unauthorized(&error.to_string())
 }
 
+/// The remote account whose key signed this request (draft-cavage, Mastodon's strength and time
+/// rules); its key is fetched and stored on first sight and fetched again once when it no longer
+/// verifies (keys rotate). 401 otherwise.
+pub async fn verified_signer(
+    state: &AppState,
+    method: &Method,
+    path_and_query: &str,
+    headers: &HeaderMap,
+) -> Result<RemoteAccount, ApiError> {
+    let sig = Signature::from_headers(headers).map_err(|e| refused(state, e))?;
+    let now = Utc::now();
+    sig.check_strength(method).map_err(|e| refused(state, e))?;
+    sig.check_time(headers, now)
+        .map_err(|e| refused(state, e))?;
+    let key_owner = sig.key_id.split('#').next().unwrap_or_default().to_string();
+    let fetch = |refresh: bool| {
+        let key_owner = key_owner.clone();
+        async move {
+            state
+                .resolver
+                .by_uri(&key_owner, refresh)
+                .await
+                .map_err(|e| refused(state, format!("the signing key cannot be fetched: {e}")))
+        }
+    };
+    let verify = |signer: &RemoteAccount| match signer.public_key.as_deref() {
+        Some(pem) => sig.verify(method, path_and_query, headers, pem, now),
+        None => Err(SignatureError::Invalid),
+    };
+    let signer = fetch(false).await?;
+    if verify(&signer).is_ok() {
+        return Ok(signer);
+    }
+    let signer = fetch(true).await?;
+    verify(&signer).map_err(|e| refused(state, e))?;
+    Ok(signer)
+}
+
 async fn inbox(
     State(state): State<AppState>,
     uri: Uri,
@@ -46,33 +85,9 @@ async fn inbox(
         .ok()
         .filter(Value::is_object)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "The body is not a JSON object"))?;
-    let sig = Signature::from_headers(&headers).map_err(|e| refused(&state, e))?;
     signature::check_digest(&headers, &body).map_err(|e| refused(&state, e))?;
-    let now = Utc::now();
-    sig.check_strength(&Method::POST)
-        .map_err(|e| refused(&state, e))?;
-    sig.check_time(&headers, now)
-        .map_err(|e| refused(&state, e))?;
     let path = uri.path_and_query().map_or("/inbox", |p| p.as_str());
-    let key_owner = sig.key_id.split('#').next().unwrap_or_default().to_string();
-    let mut signer = state
-        .resolver
-        .by_uri(&key_owner, false)
-        .await
-        .map_err(|e| refused(&state, format!("the signing key cannot be fetched: {e}")))?;
-    let verify = |key: Option<&str>| match key {
-        Some(pem) => sig.verify(&Method::POST, path, &headers, pem, now),
-        None => Err(SignatureError::Invalid),
-    };
-    if verify(signer.public_key.as_deref()).is_err() {
-        // Keys rotate: read the actor again, once.
-        signer = state
-            .resolver
-            .by_uri(&key_owner, true)
-            .await
-            .map_err(|e| refused(&state, format!("the signing key cannot be fetched: {e}")))?;
-        verify(signer.public_key.as_deref()).map_err(|e| refused(&state, e))?;
-    }
+    let signer = verified_signer(&state, &Method::POST, path, &headers).await?;
     let mut conn = state.ctx.db.acquire().await?;
     outbox::send(
         &mut conn,

@@ -95,7 +95,7 @@ pub fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(pages::router())
         .merge(well_known::router())
-        .merge(activitypub::router())
+        .merge(activitypub::router(&state))
         .merge(inbox::router())
         .with_state(state)
 }

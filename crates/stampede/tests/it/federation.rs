@@ -1330,3 +1330,60 @@ async fn a_poll_is_published_as_a_question() {
     assert!(question["endTime"].is_string());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn in_authorized_fetch_mode_only_signed_fetches_get_documents() {
+    let strict = || AppOptions {
+        env: vec![("AUTHORIZED_FETCH".into(), "true".into())],
+        ..federating()
+    };
+    let (a, b) = tokio::join!(spawn_app(strict()), spawn_app(strict()));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let domain_a = format!("127.0.0.1:{}", a.addr.port());
+    let alice = seed_user(&a, "alice", false).await;
+    let bob = seed_user(&b, "bob", false).await;
+    let public = post_status(&a, &alice, json!({ "status": "signed eyes only" })).await;
+
+    // Unsigned: documents refused, the instance actor and pages still served.
+    let (status, _, _) = fetch(&a, "/users/alice", AP).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = fetch(&a, &format!("/users/alice/statuses/{public}"), AP).await;
+    assert_eq!(status, 401);
+    let (status, _, _) = fetch(&a, "/@alice", AP).await;
+    assert_eq!(status, 401);
+    let (status, _, actor) = fetch(&a, "/actor", AP).await;
+    assert_eq!(status, 200, "{actor:?}");
+    let (status, _, _) = fetch(&a, "/@alice", "text/html").await;
+    assert_eq!(status, 200);
+
+    // Another server's fetches are signed by its instance actor: federation works.
+    let alice_on_b = resolve(&b, &bob, &format!("alice@{domain_a}")).await;
+    crate::social::post(
+        &b,
+        &format!("/api/v1/accounts/{alice_on_b}/follow"),
+        &bob,
+        json!({}),
+    )
+    .await;
+    until(
+        &b,
+        &bob,
+        &format!("/api/v1/accounts/relationships?id[]={alice_on_b}"),
+        "the Accept",
+        |r| r[0]["following"] == true,
+    )
+    .await;
+    let found = crate::social::get(
+        &b,
+        &format!("/api/v2/search?q=http://{domain_a}/users/alice/statuses/{public}&resolve=true&type=statuses"),
+        &bob,
+    )
+    .await;
+    assert_eq!(
+        found.body["statuses"][0]["content"], "<p>signed eyes only</p>",
+        "{:?}",
+        found.body
+    );
+    a.stop().await;
+    b.stop().await;
+}

@@ -20,6 +20,8 @@ pub fn router() -> Router<AppState> {
 async fn profile(
     State(state): State<AppState>,
     Path(username): Path<String>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let row = accounts::find_local(&state.ctx.db, &username)
@@ -27,6 +29,7 @@ async fn profile(
         .filter(|r| r.suspended_at.is_none())
         .ok_or_else(ApiError::not_found)?;
     if activitypub::wants_activity_json(&headers) {
+        activitypub::check_fetch(&state, &method, &uri, &headers).await?;
         return activitypub::actor_document(&state, &row).await;
     }
     let ids: Vec<i64> = sqlx::query_scalar(
