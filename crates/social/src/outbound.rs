@@ -53,18 +53,17 @@ pub async fn send(
     let mut inboxes: Vec<String> = inboxes.into_iter().collect();
     inboxes.sort();
     inboxes.dedup();
-    for inbox in inboxes {
-        outbox::send(
-            conn,
-            &Deliver::Activity(Outgoing {
+    let messages: Vec<Deliver> = inboxes
+        .into_iter()
+        .map(|inbox| {
+            Deliver::Activity(Outgoing {
                 inbox,
                 signer,
                 activity: activity.clone(),
-            }),
-        )
-        .await?;
-    }
-    Ok(())
+            })
+        })
+        .collect();
+    outbox::send_all(conn, &messages).await
 }
 
 /// The inboxes of `account_id`'s remote followers, a shared inbox once for all its accounts.
