@@ -5,7 +5,9 @@
 # `stampede all` with Redis and RabbitMQ on this machine. The fake remote server and the load
 # generator are one process (`stampede-loadtest federation`) on the same cores.
 #
-#   loadtest/federation.sh [SECONDS CONCURRENCY FOLLOWERS POSTS]    (defaults 20 16 200 25)
+#   loadtest/federation.sh [SECONDS CONCURRENCY FOLLOWERS POSTS RATE]  (defaults 20 16 200 25 0)
+#
+# RATE paces the inbound activities (per second, 0 = as fast as the senders go).
 #
 # Prints one JSON line (and fails if a delivery or an inbound note went missing).
 set -euo pipefail
@@ -16,7 +18,7 @@ if [ -z "${BIN_DIR:-}" ]; then
     cargo build --release --bin stampede --bin stampede-loadtest >&2
     BIN_DIR="$CARGO_TARGET_DIR/release"
 fi
-seconds="${1:-20}" concurrency="${2:-16}" followers="${3:-200}" posts="${4:-25}"
+seconds="${1:-20}" concurrency="${2:-16}" followers="${3:-200}" posts="${4:-25}" rate="${5:-0}"
 port="${PORT:-3985}" sink=$((port + 10))
 
 db=stampede_federation_bench vhost=stampede_federation_bench redis_db=11
@@ -53,4 +55,5 @@ done
 "$BIN_DIR/stampede-loadtest" federation --base-url "http://127.0.0.1:$port" \
     --reader-token bench-reader --author-token bench-author --port "$sink" \
     --seconds "$seconds" --concurrency "$concurrency" --followers "$followers" --posts "$posts" \
+    --rate "$rate" \
     || { echo "server log (last 30 lines):" >&2; tail -30 "$log" >&2; exit 1; }

@@ -50,6 +50,10 @@ pub struct Args {
     /// Concurrent inbound senders.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Inbound activities per second in all (0: as fast as the senders go). Below the apply
+    /// rate the lag is the pipeline's, not a backlog's.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u32,
     /// Remote followers of the author (one inbox each).
     #[arg(long, default_value_t = 200)]
     pub followers: usize,
@@ -324,6 +328,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let started = Instant::now();
     let stop = started + Duration::from_secs(args.seconds);
     let mut senders = Vec::new();
+    let rate = args.rate;
     for _ in 0..args.concurrency {
         let (client, remote, poster, base) =
             (client.clone(), remote.clone(), poster.clone(), base.clone());
@@ -336,6 +341,14 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         senders.push(tokio::spawn(async move {
             while Instant::now() < stop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
+                if rate > 0 {
+                    // Paced: activity n leaves at n / rate seconds after the start.
+                    let due = started + Duration::from_secs_f64(n as f64 / f64::from(rate));
+                    if due >= stop {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                }
                 let note_id = format!("{poster}/notes/{n}");
                 let create = json!({
                     "@context": "https://www.w3.org/ns/activitystreams",
@@ -529,7 +542,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     let report = json!({
         "raw_rsa2048_signs_per_s": raw.round(),
         "inbound": {
-            "seconds": args.seconds, "senders": args.concurrency,
+            "seconds": args.seconds, "senders": args.concurrency, "rate": args.rate,
             "sent": total_sent, "accepted_202": accepted, "refused": refused.load(Ordering::Relaxed),
             "accepted_per_s": (accepted as f64 / load_s).round(),
             "applied_per_s": applied_s.map(|s| (accepted as f64 / s).round()),
