@@ -491,6 +491,10 @@ impl Inbox {
             "Announce" => self.announce(&mut tx, &signer, activity).await?,
             "Update" => self.update(&mut tx, &signer, activity).await?,
             "Block" => self.block(&mut tx, &signer, activity).await?,
+            "Add" | "Remove" => {
+                self.featured(&mut tx, &signer, activity, kind == "Add")
+                    .await?
+            }
             _ => false,
         };
         tx.commit().await?;
@@ -991,6 +995,51 @@ impl Inbox {
             update_poll(tx, id, object).await?;
         }
         outbox::send(tx, &Fanout::StatusUpdated(StatusRef { status_id: id })).await?;
+        Ok(true)
+    }
+
+    /// Add to (or Remove from) the signer's featured collection: its pins, for statuses of its
+    /// own that this server has.
+    async fn featured(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+        add: bool,
+    ) -> Result<bool, JobError> {
+        let target = first_id(&activity["target"]).unwrap_or_default();
+        let featured: Option<String> = sqlx::query_scalar(
+            "SELECT coalesce(featured_url, uri || '/collections/featured') FROM accounts WHERE id = $1",
+        )
+        .bind(signer.id)
+        .fetch_one(&mut *tx)
+        .await?;
+        if featured.as_deref() != Some(target.as_str()) {
+            return Ok(false);
+        }
+        let Some((status, author, _)) = self.object_status(tx, &activity["object"]).await? else {
+            return Ok(false);
+        };
+        if author != signer.id {
+            return Ok(false);
+        }
+        if add {
+            sqlx::query(
+                "INSERT INTO status_pins (id, account_id, status_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(self.ids.next_id().as_i64())
+            .bind(signer.id)
+            .bind(status)
+            .execute(&mut *tx)
+            .await?;
+        } else {
+            sqlx::query("DELETE FROM status_pins WHERE account_id = $1 AND status_id = $2")
+                .bind(signer.id)
+                .bind(status)
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(true)
     }
 

@@ -378,6 +378,46 @@ pub async fn vote(
     Ok(())
 }
 
+/// A local account pinned (`Add`) or unpinned (`Remove`) a public or unlisted status of its
+/// own: the change to its featured collection, to its remote followers.
+pub async fn featured(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    status_id: i64,
+    pinned: bool,
+) -> Result<(), sqlx::Error> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT a.username, s.visibility FROM statuses s JOIN accounts a ON a.id = s.account_id \
+         WHERE s.id = $1 AND a.id = $2 AND a.domain IS NULL",
+    )
+    .bind(status_id)
+    .bind(account_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((username, visibility)) = row else {
+        return Ok(());
+    };
+    if visibility != "public" && visibility != "unlisted" {
+        return Ok(());
+    }
+    let inboxes = follower_inboxes(conn, account_id).await?;
+    if inboxes.is_empty() {
+        return Ok(());
+    }
+    let me = actor_uri(base, &username);
+    let kind = if pinned { "Add" } else { "Remove" };
+    let activity = serde_json::json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{me}#{}/{status_id}/{}", kind.to_ascii_lowercase(), Utc::now().timestamp_millis()),
+        "type": kind,
+        "actor": me,
+        "object": format!("{me}/statuses/{status_id}"),
+        "target": format!("{me}/collections/featured"),
+    });
+    send(conn, account_id, &activity, inboxes).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -276,9 +276,9 @@ impl Resolver {
         let row = sqlx::query(&format!(
             "INSERT INTO accounts (id, username, domain, display_name, note, locked, bot, \
                discoverable, indexable, uri, url, inbox_url, shared_inbox_url, followers_url, \
-               public_key, created_at, fetched_at) \
+               public_key, created_at, fetched_at, featured_url) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     coalesce($16, now()), now()) \
+                     coalesce($16, now()), now(), $17) \
              ON CONFLICT (uri) WHERE uri IS NOT NULL DO UPDATE SET \
                display_name = EXCLUDED.display_name, note = EXCLUDED.note, \
                locked = EXCLUDED.locked, bot = EXCLUDED.bot, \
@@ -286,6 +286,7 @@ impl Resolver {
                url = EXCLUDED.url, inbox_url = EXCLUDED.inbox_url, \
                shared_inbox_url = EXCLUDED.shared_inbox_url, \
                followers_url = EXCLUDED.followers_url, public_key = EXCLUDED.public_key, \
+               featured_url = EXCLUDED.featured_url, \
                fetched_at = now(), updated_at = now() \
              RETURNING {COLUMNS}"
         ))
@@ -305,6 +306,7 @@ impl Resolver {
         .bind(&actor.followers)
         .bind(&actor.public_key)
         .bind(actor.published)
+        .bind(&actor.featured)
         .fetch_one(&self.db)
         .await?;
         Ok(remote_of(&row)?)
@@ -343,6 +345,7 @@ struct Actor {
     inbox: String,
     shared_inbox: Option<String>,
     followers: Option<String>,
+    featured: Option<String>,
     public_key: Option<String>,
     published: Option<DateTime<Utc>>,
 }
@@ -409,6 +412,7 @@ impl Actor {
             url: first_id(&doc["url"]),
             shared_inbox: doc["endpoints"]["sharedInbox"].as_str().map(str::to_string),
             followers: first_id(&doc["followers"]),
+            featured: first_id(&doc["featured"]),
             published: doc["published"]
                 .as_str()
                 .and_then(|p| DateTime::parse_from_rfc3339(p).ok())

@@ -784,6 +784,32 @@ async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
     )
     .await;
 
+    // Alice pins the poll, then unpins it; her featured collection follows on Bob's server.
+    let pinned = crate::social::post(
+        &a,
+        &format!("/api/v1/statuses/{poll}/pin"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(pinned.status, 200, "{:?}", pinned.body);
+    let pins = format!("/api/v1/accounts/{alice_on_b}/statuses?pinned=true");
+    until(&b, &bob, &pins, "the Add", |p| {
+        p.as_array().is_some_and(|p| p.len() == 1)
+    })
+    .await;
+    crate::social::post(
+        &a,
+        &format!("/api/v1/statuses/{poll}/unpin"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    until(&b, &bob, &pins, "the Remove", |p| {
+        p.as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+
     // Bob mentions Alice; she is notified, and the post is in her home.
     let hello = post_status(
         &b,

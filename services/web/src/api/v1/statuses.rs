@@ -824,6 +824,9 @@ pub async fn pin(
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    if status.pinned != Some(true) {
+        outbound::featured(&mut tx, &state.base_url(), account_id, id, true).await?;
+    }
     tx.commit().await?;
     Ok(Json(state.load_status(Some(account_id), id).await?))
 }
@@ -836,13 +839,16 @@ pub async fn unpin(
     let account_id = auth.account(&["write", "write:accounts"])?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
-    toggle(
-        &state,
-        "DELETE FROM status_pins WHERE $1::bigint IS NOT NULL AND account_id = $2 AND status_id = $3",
-        account_id,
-        id,
-    )
-    .await?;
+    let mut tx = state.ctx.db.begin().await?;
+    let removed = sqlx::query("DELETE FROM status_pins WHERE account_id = $1 AND status_id = $2")
+        .bind(account_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    if removed.rows_affected() > 0 {
+        outbound::featured(&mut tx, &state.base_url(), account_id, id, false).await?;
+    }
+    tx.commit().await?;
     Ok(Json(state.load_status(Some(account_id), id).await?))
 }
 
