@@ -9,6 +9,7 @@
 pub mod client;
 pub mod guard;
 pub mod keys;
+pub mod rfc9421;
 pub mod signature;
 
 pub use client::{Client, FetchError};

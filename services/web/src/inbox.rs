@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::routing::post;
 use chrono::Utc;
 use serde_json::Value;
+use stampede_activitypub::rfc9421::{MessageSignature, check_content_digest};
 use stampede_activitypub::signature::{self, Signature, SignatureError};
 use stampede_queue::outbox;
 use stampede_social::inbox::{Ingress, Received};
@@ -46,12 +47,36 @@ pub async fn verified_signer(
     path_and_query: &str,
     headers: &HeaderMap,
 ) -> Result<RemoteAccount, ApiError> {
-    let sig = Signature::from_headers(headers).map_err(|e| refused(state, e))?;
     let now = Utc::now();
-    sig.check_strength(method).map_err(|e| refused(state, e))?;
-    sig.check_time(headers, now)
-        .map_err(|e| refused(state, e))?;
-    let key_owner = sig.key_id.split('#').next().unwrap_or_default().to_string();
+    // RFC 9421 when the request carries it (Fedify tries it first), draft-cavage otherwise.
+    let modern = MessageSignature::from_headers(headers).map_err(|e| refused(state, e))?;
+    let cavage = match &modern {
+        Some(_) => None,
+        None => {
+            let sig = Signature::from_headers(headers).map_err(|e| refused(state, e))?;
+            sig.check_strength(method).map_err(|e| refused(state, e))?;
+            sig.check_time(headers, now)
+                .map_err(|e| refused(state, e))?;
+            Some(sig)
+        }
+    };
+    let key_id = match (&modern, &cavage) {
+        (Some(m), _) => m.key_id.clone(),
+        (_, Some(c)) => c.key_id.clone(),
+        _ => String::new(),
+    };
+    let authority = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let scheme = if state.ctx.config.web.https {
+        "https"
+    } else {
+        "http"
+    };
+    let target_uri = format!("{scheme}://{authority}{path_and_query}");
+    let key_owner = key_id.split('#').next().unwrap_or_default().to_string();
     let fetch = |refresh: bool| {
         let key_owner = key_owner.clone();
         async move {
@@ -62,9 +87,10 @@ pub async fn verified_signer(
                 .map_err(|e| refused(state, format!("the signing key cannot be fetched: {e}")))
         }
     };
-    let verify = |signer: &RemoteAccount| match signer.public_key.as_deref() {
-        Some(pem) => sig.verify(method, path_and_query, headers, pem, now),
-        None => Err(SignatureError::Invalid),
+    let verify = |signer: &RemoteAccount| match (signer.public_key.as_deref(), &modern, &cavage) {
+        (Some(pem), Some(m), _) => m.verify(method, &target_uri, &authority, headers, pem, now),
+        (Some(pem), _, Some(c)) => c.verify(method, path_and_query, headers, pem, now),
+        _ => Err(SignatureError::Invalid),
     };
     let signer = fetch(false).await?;
     if verify(&signer).is_ok() {
@@ -85,7 +111,11 @@ async fn inbox(
         .ok()
         .filter(Value::is_object)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "The body is not a JSON object"))?;
-    signature::check_digest(&headers, &body).map_err(|e| refused(&state, e))?;
+    if headers.contains_key("signature-input") {
+        check_content_digest(&headers, &body).map_err(|e| refused(&state, e))?;
+    } else {
+        signature::check_digest(&headers, &body).map_err(|e| refused(&state, e))?;
+    }
     let path = uri.path_and_query().map_or("/inbox", |p| p.as_str());
     let signer = verified_signer(&state, &Method::POST, path, &headers).await?;
     let mut conn = state.ctx.db.acquire().await?;

@@ -1106,6 +1106,11 @@ struct Fedify {
 
 impl Fedify {
     async fn start() -> Fedify {
+        Fedify::start_with("draft-cavage-http-signatures-12").await
+    }
+
+    /// A peer that signs first with `first_knock` (`rfc9421` or draft-cavage).
+    async fn start_with(first_knock: &str) -> Fedify {
         use tokio::io::AsyncBufReadExt;
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop/fedify");
         assert!(
@@ -1118,6 +1123,7 @@ impl Fedify {
             .current_dir(&dir)
             .env("PORT", port.to_string())
             .env("LOG_LEVEL", "warning")
+            .env("FIRST_KNOCK", first_knock)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
@@ -1412,4 +1418,48 @@ async fn in_authorized_fetch_mode_only_signed_fetches_get_documents() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+#[tokio::test]
+async fn rfc9421_signatures_from_fedify_verify_at_the_first_knock() {
+    let (app, peer) = tokio::join!(spawn_app(federating()), Fedify::start_with("rfc9421"));
+    let app = app.unwrap();
+    let domain = format!("127.0.0.1:{}", app.addr.port());
+    let alice = seed_user(&app, "alice", false).await;
+    peer.control("follow", json!({ "handle": format!("alice@{domain}") }))
+        .await;
+    peer.received("the Accept", |a| a["type"] == "Accept").await;
+    peer.control(
+        "note",
+        json!({ "content": "<p>Hi @alice</p>", "mention": format!("http://{domain}/users/alice"), "to": "public" }),
+    )
+    .await;
+    until(&app, &alice, "/api/v1/notifications", "the mention", |n| {
+        n.as_array().unwrap().iter().any(|x| x["type"] == "mention")
+    })
+    .await;
+    let deliveries: Value = peer
+        .client
+        .get(format!("{}/control/deliveries", peer.origin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let to_us: Vec<&Value> = deliveries
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["inbox"].as_str().unwrap_or_default().contains(&domain))
+        .collect();
+    assert!(!to_us.is_empty());
+    for d in &to_us {
+        assert!(
+            d["headers"]["signature-input"].is_string(),
+            "signed with RFC 9421: {d:#}"
+        );
+        assert_eq!(d["status"], 202, "accepted at the first knock: {d:#}");
+    }
+    app.stop().await;
 }
