@@ -467,6 +467,9 @@ impl Inbox {
         if kind == "Announce" {
             self.fetch_boosted(&signer, &activity["object"]).await?;
         }
+        if kind == "Create" && self.wanted(&signer, &activity["object"]).await? {
+            self.fetch_parent(&activity["object"]).await?;
+        }
         let mut tx = self.db.begin().await?;
         if let Some(id) = activity["id"].as_str() {
             let fresh =
@@ -797,6 +800,59 @@ impl Inbox {
             tx.commit().await?;
         }
         Ok(())
+    }
+
+    /// Whether a note by `signer` is one someone here wants: its author is followed here, or it
+    /// mentions a local account.
+    async fn wanted(&self, signer: &RemoteAccount, note: &Value) -> Result<bool, JobError> {
+        let mentions_us = items(&note["tag"]).into_iter().any(|t| {
+            t["type"] == "Mention"
+                && first_id(&t["href"])
+                    .is_some_and(|h| h.starts_with(&format!("{}/users/", self.base)))
+        });
+        if mentions_us {
+            return Ok(true);
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
+                            WHERE f.target_account_id = $1 AND a.domain IS NULL)",
+        )
+        .bind(signer.id)
+        .fetch_one(&self.db)
+        .await?)
+    }
+
+    /// A reply to a status this server does not have: the parent is fetched from its own
+    /// server first (one level), so the thread shows. Outside any transaction.
+    async fn fetch_parent(&self, note: &Value) -> Result<(), JobError> {
+        let Some(parent) = first_id(&note["inReplyTo"]) else {
+            return Ok(());
+        };
+        if parent.starts_with(&self.base) {
+            return Ok(());
+        }
+        let known: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM statuses WHERE uri = $1)")
+                .bind(&parent)
+                .fetch_one(&self.db)
+                .await?;
+        if known {
+            return Ok(());
+        }
+        match self.resolver.note(&parent).await {
+            Ok(Some((author, parent_note))) => {
+                let mut tx = self.db.begin().await?;
+                store_note(&mut tx, &self.ids, &self.base, &author, &parent_note, true).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) if e.is_transient() => Err(JobError::Retry(e.into())),
+            Err(e) => {
+                tracing::debug!(error = %e, parent, "the parent of a reply could not be fetched");
+                Ok(())
+            }
+        }
     }
 
     /// A Note from `signer` (its author), delivered to us.

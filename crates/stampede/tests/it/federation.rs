@@ -1010,6 +1010,51 @@ async fn two_servers_reply_favourite_boost_edit_mention_and_block() {
         shown["reblog"]["account"]["acct"],
         format!("carl@{domain_b}")
     );
+    // Bob answers a post of Carl's that Alice's server has never seen: it fetches the parent,
+    // and the thread shows on her side.
+    let carls_third = post_status(&b, &carl, json!({ "status": "The start of a thread" })).await;
+    post_status(
+        &b,
+        &bob,
+        json!({ "status": "and its answer", "in_reply_to_id": carls_third }),
+    )
+    .await;
+    // (Not in her home: she does not follow Carl, and a reply shows there only to those who
+    // follow both, as in Mastodon. Bob's profile shows it.)
+    let statuses = until(
+        &a,
+        &alice,
+        &format!("/api/v1/accounts/{bob_on_a}/statuses"),
+        "Bob's answer",
+        |h| {
+            h.as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["content"] == "<p>and its answer</p>")
+        },
+    )
+    .await;
+    let answer = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["content"] == "<p>and its answer</p>")
+        .unwrap();
+    let context = crate::social::get(
+        &a,
+        &format!(
+            "/api/v1/statuses/{}/context",
+            answer["id"].as_str().unwrap()
+        ),
+        &alice,
+    )
+    .await;
+    assert_eq!(
+        context.body["ancestors"][0]["content"], "<p>The start of a thread</p>",
+        "{:?}",
+        context.body
+    );
+
     // Carl asks to follow Alice, who rejects him; her private post stays hidden from him.
     let alice_for_carl = resolve(&b, &carl, &format!("alice@{domain_a}")).await;
     let asked = crate::social::post(
