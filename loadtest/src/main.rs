@@ -62,7 +62,7 @@ enum Command {
     /// Federation: signed inbound Creates accepted and applied per second (and their lag to a
     /// follower's home), signed outbound deliveries per second beside the raw signing rate.
     Federation(federation::Args),
-    /// Surge: a share of remote inboxes time out or fail (needs federation; not yet).
+    /// Surge: a share of remote inboxes time out or fail (issue 16: not built yet).
     DeadPeers(surge::dead_peers::Args),
     /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
     OutboxLatency {

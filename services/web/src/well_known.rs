@@ -159,9 +159,12 @@ async fn nodeinfo(state: &AppState, version: &str) -> Result<Response, ApiError>
     .await?;
     let config = &state.ctx.config;
     let mut software = json!({ "name": "stampede", "version": env!("CARGO_PKG_VERSION") });
-    if version == "2.1" {
-        software["repository"] = json!(env!("CARGO_PKG_REPOSITORY"));
-        software["homepage"] = json!(env!("CARGO_PKG_REPOSITORY"));
+    // 2.1's optional links, only when the build names a repository (an empty URL would not
+    // validate).
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    if version == "2.1" && !repository.is_empty() {
+        software["repository"] = json!(repository);
+        software["homepage"] = json!(repository);
     }
     let body = json!({
         "version": version,
