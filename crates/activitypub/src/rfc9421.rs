@@ -10,7 +10,7 @@ use http::{HeaderMap, Method};
 use sha2::{Digest as _, Sha256};
 
 use crate::keys;
-use crate::signature::{MAX_AGE, MAX_AHEAD, SignatureError};
+use crate::signature::{MAX_AGE, MAX_AHEAD, SignatureError, header_value};
 
 /// One signature of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,18 +124,7 @@ impl MessageSignature {
                 derived if derived.starts_with('@') => {
                     return Err(malformed("an unsupported derived component"));
                 }
-                header => {
-                    let values: Vec<&str> = headers
-                        .get_all(header)
-                        .iter()
-                        .map(|v| v.to_str().map(str::trim))
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| malformed("a signed header is not text"))?;
-                    if values.is_empty() {
-                        return Err(SignatureError::MissingHeader(header.to_string()));
-                    }
-                    values.join(", ")
-                }
+                header => header_value(headers, header)?,
             };
             lines.push(format!("\"{c}\": {value}"));
         }

@@ -219,18 +219,7 @@ impl Signature {
                     self.expires
                         .ok_or_else(|| malformed("(expires) is not given"))?
                 ),
-                header => {
-                    let values: Vec<&str> = headers
-                        .get_all(header)
-                        .iter()
-                        .map(|v| v.to_str().map(str::trim))
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| malformed("a signed header is not text"))?;
-                    if values.is_empty() {
-                        return Err(SignatureError::MissingHeader(header.to_string()));
-                    }
-                    format!("{header}: {}", values.join(", "))
-                }
+                header => format!("{header}: {}", header_value(headers, header)?),
             };
             lines.push(line);
         }
@@ -256,6 +245,20 @@ impl Signature {
             Err(SignatureError::Invalid)
         }
     }
+}
+
+/// A signed header's value as both schemes sign it: every field line, trimmed, joined by ", ".
+pub(crate) fn header_value(headers: &HeaderMap, name: &str) -> Result<String, SignatureError> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().map(str::trim))
+        .collect::<Result<_, _>>()
+        .map_err(|_| malformed("a signed header is not text"))?;
+    if values.is_empty() {
+        return Err(SignatureError::MissingHeader(name.to_string()));
+    }
+    Ok(values.join(", "))
 }
 
 fn malformed(what: &str) -> SignatureError {

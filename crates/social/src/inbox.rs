@@ -131,17 +131,12 @@ pub async fn store_note(
     }
     // As Mastodon: a note is taken only if someone here follows its author, or it mentions
     // someone here, or it answers a status this server has — not from strangers at large.
-    if !solicited && mentioned.is_empty() && parent.is_none() {
-        let followed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
-                            WHERE f.target_account_id = $1 AND a.domain IS NULL)",
-        )
-        .bind(signer.id)
-        .fetch_one(&mut *tx)
-        .await?;
-        if !followed {
-            return Ok(None);
-        }
+    if !solicited
+        && mentioned.is_empty()
+        && parent.is_none()
+        && !followed_here(&mut *tx, signer.id).await?
+    {
+        return Ok(None);
     }
     let id = ids.next_id().as_i64();
     let content = text::sanitize(
@@ -205,20 +200,7 @@ pub async fn store_note(
         )
         .await?;
     }
-    if let Some((parent_id, _, _)) = parent {
-        sqlx::query("UPDATE statuses SET replies_count = replies_count + 1 WHERE id = $1")
-            .bind(parent_id)
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query(
-        "INSERT INTO account_stats (account_id, statuses_count, last_status_at) VALUES ($1, 1, now()) \
-         ON CONFLICT (account_id) DO UPDATE SET statuses_count = account_stats.statuses_count + 1, \
-           last_status_at = now()",
-    )
-    .bind(signer.id)
-    .execute(&mut *tx)
-    .await?;
+    post::counted(tx, signer.id, parent.map(|p| p.0)).await?;
     outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
     Ok(Some(id))
 }
@@ -400,6 +382,21 @@ async fn local_by_uri(
     .await
 }
 
+/// Whether some local account follows `account_id`: what makes a remote account's notes and
+/// boosts wanted here.
+async fn followed_here(
+    db: impl sqlx::PgExecutor<'_>,
+    account_id: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
+                        WHERE f.target_account_id = $1 AND a.domain IS NULL)",
+    )
+    .bind(account_id)
+    .fetch_one(db)
+    .await
+}
+
 /// The local status a URI names: a remote one by its stored `uri`, a local one by its path.
 async fn status_by_uri(
     conn: &mut PgConnection,
@@ -449,13 +446,7 @@ impl Inbox {
             self.dropped(&kind, "actor is not the signer");
             return Ok(());
         }
-        let signer = self.resolver.by_uri(&actor, false).await.map_err(|e| {
-            if e.is_transient() {
-                JobError::Retry(e.into())
-            } else {
-                JobError::Permanent(e.into())
-            }
-        })?;
+        let signer = self.resolver.by_uri(&actor, false).await?;
         if kind == "Update" && is_actor(&activity["object"]) {
             // The actor's own new profile: stored as a fetch would store it (idempotent, and
             // through the resolver's own connection, so not inside a transaction here).
@@ -776,19 +767,12 @@ impl Inbox {
                 .bind(&uri)
                 .fetch_one(&self.db)
                 .await?;
-        let followed: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
-                            WHERE f.target_account_id = $1 AND a.domain IS NULL)",
-        )
-        .bind(signer.id)
-        .fetch_one(&self.db)
-        .await?;
-        if known || !followed {
+        if known || !followed_here(&self.db, signer.id).await? {
             return Ok(());
         }
         let fetched = match self.resolver.note(&uri).await {
             Ok(fetched) => fetched,
-            Err(e) if e.is_transient() => return Err(JobError::Retry(e.into())),
+            Err(e) if e.is_transient() => return Err(e.into()),
             Err(e) => {
                 tracing::debug!(error = %e, uri, "a boosted object could not be fetched");
                 return Ok(());
@@ -813,13 +797,7 @@ impl Inbox {
         if mentions_us {
             return Ok(true);
         }
-        Ok(sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
-                            WHERE f.target_account_id = $1 AND a.domain IS NULL)",
-        )
-        .bind(signer.id)
-        .fetch_one(&self.db)
-        .await?)
+        Ok(followed_here(&self.db, signer.id).await?)
     }
 
     /// A reply to a status this server does not have: the parent is fetched from its own
@@ -847,7 +825,7 @@ impl Inbox {
                 Ok(())
             }
             Ok(None) => Ok(()),
-            Err(e) if e.is_transient() => Err(JobError::Retry(e.into())),
+            Err(e) if e.is_transient() => Err(e.into()),
             Err(e) => {
                 tracing::debug!(error = %e, parent, "the parent of a reply could not be fetched");
                 Ok(())
@@ -955,17 +933,8 @@ impl Inbox {
             return Ok(false);
         }
         // A boost of another server's status matters here only to the booster's followers.
-        if remote_original {
-            let followed: bool = sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM follows f JOIN accounts a ON a.id = f.account_id \
-                                WHERE f.target_account_id = $1 AND a.domain IS NULL)",
-            )
-            .bind(signer.id)
-            .fetch_one(&mut *tx)
-            .await?;
-            if !followed {
-                return Ok(false);
-            }
+        if remote_original && !followed_here(&mut *tx, signer.id).await? {
+            return Ok(false);
         }
         let id = self.ids.next_id().as_i64();
         let inserted = sqlx::query(
@@ -1004,13 +973,7 @@ impl Inbox {
             return Ok(false);
         }
         let url = url::Url::parse(&signer.uri).map_err(|e| JobError::Permanent(e.into()))?;
-        self.resolver.store(&url, object).await.map_err(|e| {
-            if e.is_transient() {
-                JobError::Retry(e.into())
-            } else {
-                JobError::Permanent(e.into())
-            }
-        })?;
+        self.resolver.store(&url, object).await?;
         Ok(true)
     }
 

@@ -11,9 +11,9 @@ use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
+use stampede_activitypub::Client;
 use stampede_activitypub::keys::PrivateKey;
 use stampede_activitypub::signature;
-use stampede_activitypub::{Client, FetchError};
 use stampede_db::Db;
 use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, outbox};
 use tokio::sync::RwLock;
@@ -183,9 +183,7 @@ impl Deliverer {
             .body(body);
         match self.client.send(request, 64 * 1024).await {
             Ok(_) => Ok(()),
-            Err(error @ FetchError::Status(..)) if !error.is_transient() => {
-                Err(JobError::Permanent(error.into()))
-            }
+            // A 4xx other than 401, 408 and 429 will not change by waiting: parked at once.
             Err(error) if error.is_transient() => Err(JobError::Retry(error.into())),
             Err(error) => Err(JobError::Permanent(error.into())),
         }

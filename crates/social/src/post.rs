@@ -278,20 +278,7 @@ pub async fn create(
         .execute(&mut *conn)
         .await?;
     }
-    sqlx::query(
-        "INSERT INTO account_stats (account_id, statuses_count, last_status_at) VALUES ($1, 1, now()) \
-         ON CONFLICT (account_id) DO UPDATE SET statuses_count = account_stats.statuses_count + 1, \
-           last_status_at = now()",
-    )
-    .bind(author.account_id)
-    .execute(&mut *conn)
-    .await?;
-    if let Some(parent) = new.in_reply_to_id {
-        sqlx::query("UPDATE statuses SET replies_count = replies_count + 1 WHERE id = $1")
-            .bind(parent)
-            .execute(&mut *conn)
-            .await?;
-    }
+    counted(conn, author.account_id, new.in_reply_to_id).await?;
     for target in &mentioned_ids {
         notification::create(
             conn,
@@ -320,6 +307,30 @@ pub async fn create(
     )
     .await?;
     Ok(id)
+}
+
+/// Counts a new status (or boost): its author's `statuses_count` and `last_status_at`, and the
+/// `replies_count` of the status it answers.
+pub async fn counted(
+    conn: &mut PgConnection,
+    author: i64,
+    parent: Option<i64>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO account_stats (account_id, statuses_count, last_status_at) VALUES ($1, 1, now()) \
+         ON CONFLICT (account_id) DO UPDATE SET statuses_count = account_stats.statuses_count + 1, \
+           last_status_at = now()",
+    )
+    .bind(author)
+    .execute(&mut *conn)
+    .await?;
+    if let Some(parent) = parent {
+        sqlx::query("UPDATE statuses SET replies_count = replies_count + 1 WHERE id = $1")
+            .bind(parent)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Records a status's mentions and hashtags (creating tags not seen before, keeping their first

@@ -54,6 +54,17 @@ impl ResolveError {
     }
 }
 
+impl From<ResolveError> for stampede_queue::JobError {
+    /// A worker retries what may work later and parks the rest.
+    fn from(error: ResolveError) -> Self {
+        if error.is_transient() {
+            stampede_queue::JobError::Retry(error.into())
+        } else {
+            stampede_queue::JobError::Permanent(error.into())
+        }
+    }
+}
+
 /// Finds and stores remote actors.
 #[derive(Clone, Debug)]
 pub struct Resolver {

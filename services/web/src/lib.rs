@@ -52,6 +52,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(ctx: Context) -> Self {
         let registrations = &ctx.config.registrations;
+        let render = stampede_social::render::Renderer::new(
+            ctx.db.clone(),
+            stampede_social::post::base_url(&ctx.config),
+        );
         AppState {
             passwords: Arc::new(passwords::PasswordPool::new(
                 registrations.hash_threads,
@@ -63,17 +67,11 @@ impl AppState {
             big_accounts: Arc::new(stampede_social::feeds::BigAccounts::new(
                 ctx.config.statuses.fanout_threshold,
             )),
-            render: stampede_social::render::Renderer::new(
-                ctx.db.clone(),
-                stampede_social::post::base_url(&ctx.config),
-            ),
             documents: stampede_social::activitypub::Documents::new(
-                stampede_social::render::Renderer::new(
-                    ctx.db.clone(),
-                    stampede_social::post::base_url(&ctx.config),
-                ),
+                render.clone(),
                 ctx.config.local_domain.clone(),
             ),
+            render,
             resolver: stampede_social::remote::Resolver::from_config(ctx.db.clone(), &ctx.config)
                 // Building the client fails only if TLS cannot be set up at all.
                 .expect("the outbound HTTP client builds"),

@@ -585,14 +585,7 @@ pub async fn reblog(
                     "Validation failed: Reblog of status already exists",
                 ));
             }
-            sqlx::query(
-                "INSERT INTO account_stats (account_id, statuses_count, last_status_at) \
-                 VALUES ($1, 1, now()) ON CONFLICT (account_id) DO UPDATE SET \
-                 statuses_count = account_stats.statuses_count + 1, last_status_at = now()",
-            )
-            .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
+            post::counted(&mut tx, account_id, None).await?;
             notification::create(
                 &mut tx,
                 state.ids.next_id().as_i64(),
