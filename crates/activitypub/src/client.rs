@@ -32,6 +32,9 @@ pub enum FetchError {
     TooLarge(usize),
     #[error("{0} answered {1}")]
     Status(String, reqwest::StatusCode),
+    /// 429, with the wait the peer asked for in `Retry-After` (when it named one).
+    #[error("{0} answered 429 Too Many Requests")]
+    TooMany(String, Option<Duration>),
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -43,10 +46,39 @@ impl FetchError {
             FetchError::Status(_, status) => {
                 status.is_server_error() || matches!(status.as_u16(), 401 | 408 | 429)
             }
+            FetchError::Http(_) | FetchError::TooMany(..) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the peer failed to answer as a live server does (no connection, a timeout, a
+    /// 5xx): what counts against its domain's health. A refusal (4xx) or a 429 is an answer.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            FetchError::Status(_, status) => status.is_server_error(),
             FetchError::Http(_) => true,
             _ => false,
         }
     }
+
+    /// The wait a 429 asked for.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            FetchError::TooMany(_, after) => *after,
+            _ => None,
+        }
+    }
+}
+
+/// A `Retry-After` value: seconds, or an HTTP date (RFC 9110 §10.2.3); `None` if unreadable or
+/// past.
+pub fn parse_retry_after(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    (at.with_timezone(&chrono::Utc) - now).to_std().ok()
 }
 
 /// Resolves names, then drops every address the guard refuses; a name left with none fails.
@@ -139,6 +171,14 @@ impl Client {
         let response = request.send().await.map_err(refused_or)?;
         let status = response.status();
         let url = response.url().to_string();
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            let after = response
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+            return Err(FetchError::TooMany(url, after));
+        }
         if !status.is_success() {
             return Err(FetchError::Status(url, status));
         }
@@ -184,6 +224,26 @@ fn literal_refused(guard: &Guard, url: &Url) -> Option<FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-05T10:00:00Z")
+            .expect("date")
+            .with_timezone(&chrono::Utc);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 05 Dec 2026 10:01:30 GMT", now),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_retry_after("Sat, 05 Dec 2026 09:00:00 GMT", now),
+            None
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
 
     #[tokio::test]
     async fn loopback_is_refused_unless_allowed() {

@@ -54,6 +54,15 @@ pub struct FederationConfig {
     pub authorized_fetch: bool,
     /// KEY_POOL_SIZE: RSA keys kept ready for accounts' first federation use; 100 by default.
     pub key_pool_size: i64,
+    /// DELIVERY_CONCURRENCY: `deliver` messages (each up to [a batch of] inboxes) one delivery
+    /// process works on at once; 64 by default.
+    pub delivery_concurrency: u16,
+    /// DELIVERY_HOST_CONCURRENCY: requests one delivery process has open to one host at most;
+    /// 32 by default. Past it a host's deliveries wait a little instead of holding workers.
+    pub delivery_host_concurrency: u32,
+    /// DELIVERY_BREAKER_COOLDOWN (seconds): how long a domain's circuit breaker first stays
+    /// open after 5 outages in a row (doubling after each failed probe, up to an hour); 30.
+    pub breaker_cooldown: std::time::Duration,
 }
 
 /// How the web service presents itself and trusts its clients.
@@ -447,6 +456,16 @@ impl Config {
                 )?,
                 key_pool_size: env.parse_in("KEY_POOL_SIZE", 0..=100_000)?.unwrap_or(100),
                 authorized_fetch: env.boolean("AUTHORIZED_FETCH")?.unwrap_or(false),
+                delivery_concurrency: env
+                    .parse_in("DELIVERY_CONCURRENCY", 1..=4096)?
+                    .unwrap_or(64),
+                delivery_host_concurrency: env
+                    .parse_in("DELIVERY_HOST_CONCURRENCY", 1..=4096)?
+                    .unwrap_or(32),
+                breaker_cooldown: std::time::Duration::from_secs(
+                    env.parse_in("DELIVERY_BREAKER_COOLDOWN", 1..=3600)?
+                        .unwrap_or(30),
+                ),
             },
             bind: env
                 .parse::<IpAddr>("BIND")?

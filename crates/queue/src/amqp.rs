@@ -128,6 +128,28 @@ impl AmqpQueue {
         self.publish_to(&routing_key, envelope, None, None).await
     }
 
+    /// Publishes `envelope` to `queue` after `delay`, through the retry tier that fits it.
+    pub(crate) async fn publish_after(
+        &self,
+        queue: WorkQueue,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let tier = self.inner.names.retry(queue, tier_for(delay));
+        self.publish_to(&tier, envelope, Some(delay), None).await
+    }
+
+    /// Moves `envelope` to `queue`'s parking queue with `reason`.
+    pub(crate) async fn park(
+        &self,
+        queue: WorkQueue,
+        envelope: &Envelope,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let parked = self.inner.names.parked(queue);
+        self.publish_to(&parked, envelope, None, Some(reason)).await
+    }
+
     async fn publish_to(
         &self,
         routing_key: &str,
@@ -395,10 +417,7 @@ impl AmqpSettle {
         next: &Envelope,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        let tier = self.parent.inner.names.retry(queue, tier_for(delay));
-        self.parent
-            .publish_to(&tier, next, Some(delay), None)
-            .await?;
+        self.parent.publish_after(queue, next, delay).await?;
         self.ack().await
     }
 
@@ -408,10 +427,7 @@ impl AmqpSettle {
         envelope: &Envelope,
         reason: &str,
     ) -> Result<(), QueueError> {
-        let parked = self.parent.inner.names.parked(queue);
-        self.parent
-            .publish_to(&parked, envelope, None, Some(reason))
-            .await?;
+        self.parent.park(queue, envelope, reason).await?;
         self.ack().await
     }
 }

@@ -67,6 +67,36 @@ impl Queue {
         }
     }
 
+    /// Publishes `envelope` to `queue` once `delay` has passed (through the retry tiers, so the
+    /// wait survives a restart of the broker's consumers).
+    pub async fn publish_after(
+        &self,
+        queue: WorkQueue,
+        envelope: &Envelope,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        match self {
+            Queue::Amqp(q) => q.publish_after(queue, envelope, delay).await,
+            Queue::Memory(q) => {
+                q.publish_after(queue, envelope.clone(), delay).await;
+                Ok(())
+            }
+        }
+    }
+
+    /// Moves `envelope` to `queue`'s parking queue, for an operator to inspect or replay.
+    pub async fn park(
+        &self,
+        queue: WorkQueue,
+        envelope: &Envelope,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        match self {
+            Queue::Amqp(q) => q.park(queue, envelope, reason).await,
+            Queue::Memory(q) => q.park(queue, envelope.clone(), reason),
+        }
+    }
+
     /// Starts consuming `queue`; at most `prefetch` messages are unacknowledged at once.
     pub async fn consume(&self, queue: WorkQueue, prefetch: u16) -> Result<Consumer, QueueError> {
         match self {

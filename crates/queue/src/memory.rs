@@ -89,6 +89,36 @@ impl MemoryQueue {
             .map_err(|_| QueueError::Unavailable("the in-process queue is closed".into()))
     }
 
+    /// Holds `envelope` for `delay`, then puts it on `queue`.
+    pub(crate) async fn publish_after(
+        &self,
+        queue: WorkQueue,
+        envelope: Envelope,
+        delay: Duration,
+    ) {
+        schedule(
+            &self.delayed,
+            self.lane(queue).tx.clone(),
+            queue,
+            envelope,
+            delay,
+        )
+        .await;
+    }
+
+    /// Moves `envelope` to `queue`'s parking queue.
+    pub(crate) fn park(
+        &self,
+        queue: WorkQueue,
+        envelope: Envelope,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.lane(queue)
+            .parked_tx
+            .try_send((envelope, reason.to_string()))
+            .map_err(|_| QueueError::Unavailable("the in-process parking queue is full".into()))
+    }
+
     pub(crate) fn consume(&self, queue: WorkQueue) -> MemoryConsumer {
         let lane = self.lane(queue);
         MemoryConsumer {
@@ -180,17 +210,7 @@ impl MemorySettle {
     /// back on its queue.
     pub(crate) async fn retry(mut self, queue: WorkQueue, next: Envelope, delay: Duration) {
         self.pending = None;
-        let id = next.id;
-        self.delayed.lock().await.insert(id, (queue, next));
-        let (requeue, delayed) = (self.requeue.clone(), self.delayed.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            // Gone if drained at shutdown meanwhile.
-            let due = delayed.lock().await.remove(&id);
-            if let Some((_, envelope)) = due {
-                let _ = requeue.send(envelope).await;
-            }
-        });
+        schedule(&self.delayed, self.requeue.clone(), queue, next, delay).await;
     }
 
     pub(crate) fn park(mut self, _queue: WorkQueue, envelope: Envelope, reason: &str) {
@@ -203,6 +223,28 @@ impl MemorySettle {
             tracing::error!(reason, "in-process parking queue is full; message dropped");
         }
     }
+}
+
+/// Holds `envelope` for `delay`, where [`MemoryQueue::drain_all`] can still find it, then sends
+/// it to `requeue`.
+async fn schedule(
+    delayed: &Delayed,
+    requeue: mpsc::Sender<Envelope>,
+    queue: WorkQueue,
+    envelope: Envelope,
+    delay: Duration,
+) {
+    let id = envelope.id;
+    delayed.lock().await.insert(id, (queue, envelope));
+    let delayed = delayed.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        // Gone if drained at shutdown meanwhile.
+        let due = delayed.lock().await.remove(&id);
+        if let Some((_, envelope)) = due {
+            let _ = requeue.send(envelope).await;
+        }
+    });
 }
 
 impl Drop for MemorySettle {

@@ -197,6 +197,10 @@ impl Worker {
             .message_age
             .get_or_create(&labels)
             .observe(age.as_secs_f64());
+        self.metrics
+            .queue_oldest_age
+            .get_or_create(&labels)
+            .set(age.as_secs_f64());
 
         let started = Instant::now();
         let kind = envelope.kind.clone();

@@ -358,6 +358,9 @@ pub struct Inbox {
     base: String,
     ids: Arc<IdGenerator>,
     metrics: Arc<Metrics>,
+    /// Told that the signer's server is alive (a domain marked failing or unavailable for
+    /// deliveries is cleared by one signed request from it).
+    health: Option<Arc<crate::domains::DomainHealth>>,
 }
 
 /// The local account a local actor URI names (`BASE/users/NAME`).
@@ -434,7 +437,14 @@ impl Inbox {
             base,
             ids: Arc::new(IdGenerator::new()),
             metrics,
+            health: None,
         }
+    }
+
+    /// Reports signers' servers as alive to `health`.
+    pub fn with_health(mut self, health: Arc<crate::domains::DomainHealth>) -> Self {
+        self.health = Some(health);
+        self
     }
 
     async fn apply(&self, received: Received) -> Result<(), JobError> {
@@ -447,6 +457,11 @@ impl Inbox {
             return Ok(());
         }
         let signer = self.resolver.by_uri(&actor, false).await?;
+        if let Some(health) = &self.health
+            && let Ok(inbox) = url::Url::parse(&signer.delivery_inbox)
+        {
+            health.revived(&crate::domains::of(&inbox)).await;
+        }
         if kind == "Update" && is_actor(&activity["object"]) {
             // The actor's own new profile: stored as a fetch would store it (idempotent, and
             // through the resolver's own connection, so not inside a transaction here).

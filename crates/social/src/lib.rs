@@ -14,7 +14,9 @@
 
 pub mod accounts;
 pub mod activitypub;
+pub mod delivery;
 pub mod distribute;
+pub mod domains;
 pub mod feeds;
 pub mod follows;
 pub mod inbox;

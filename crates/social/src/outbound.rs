@@ -1,39 +1,31 @@
 //! Activities to other servers: written to the outbox in the transaction of the change that
-//! causes them (one `deliver` message per inbox), and POSTed by the `deliver` workers, signed
-//! with the acting account's key.
-
-use std::collections::HashMap;
-use std::sync::Arc;
+//! causes them (one `deliver` message per [`BATCH`] inboxes), and POSTed by the `deliver`
+//! workers ([`crate::delivery`]), signed with the acting account's key.
 
 use chrono::Utc;
-use futures_util::FutureExt;
-use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::PgConnection;
-use stampede_activitypub::Client;
-use stampede_activitypub::keys::PrivateKey;
-use stampede_activitypub::signature;
-use stampede_db::Db;
-use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, outbox};
-use tokio::sync::RwLock;
-use url::Url;
+use stampede_queue::{Message, WorkQueue, outbox};
 
 use crate::activitypub::actor_uri;
-use crate::keys;
 
 /// What the `deliver` queue carries.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "payload")]
 pub enum Deliver {
-    /// POST `activity` to `inbox`, signed by local account `signer`.
+    /// POST `activity` to `inbox`, signed by local account `signer` (a retry, a held delivery).
     #[serde(rename = "activity.deliver")]
     Activity(Outgoing),
+    /// POST `activity` to each of `inboxes`: a change's deliveries travel together, one
+    /// message per [`BATCH`] inboxes, and only those that must wait travel on alone.
+    #[serde(rename = "activity.deliver_many")]
+    Many(Batch),
 }
 
 impl Message for Deliver {
     const QUEUE: WorkQueue = WorkQueue::Deliver;
-    const KINDS: &'static [&'static str] = &["activity.deliver"];
+    const KINDS: &'static [&'static str] = &["activity.deliver", "activity.deliver_many"];
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +34,16 @@ pub struct Outgoing {
     pub signer: i64,
     pub activity: Value,
 }
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Batch {
+    pub inboxes: Vec<String>,
+    pub signer: i64,
+    pub activity: Value,
+}
+
+/// Inboxes per `deliver` message at most.
+pub const BATCH: usize = 50;
 
 /// Queues `activity` for each of `inboxes` (duplicates collapsed) in the caller's transaction.
 pub async fn send(
@@ -54,10 +56,10 @@ pub async fn send(
     inboxes.sort();
     inboxes.dedup();
     let messages: Vec<Deliver> = inboxes
-        .into_iter()
-        .map(|inbox| {
-            Deliver::Activity(Outgoing {
-                inbox,
+        .chunks(BATCH)
+        .map(|inboxes| {
+            Deliver::Many(Batch {
+                inboxes: inboxes.to_vec(),
                 signer,
                 activity: activity.clone(),
             })
@@ -90,116 +92,6 @@ pub async fn inboxes_of(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<Stri
     .bind(ids)
     .fetch_all(conn)
     .await
-}
-
-/// The `deliver` worker: signs and POSTs.
-#[derive(Clone, Debug)]
-pub struct Deliverer {
-    db: Db,
-    client: Client,
-    base: String,
-    /// Signers' key ids and parsed keys: a key is read and parsed once per process, not once
-    /// per delivery (a post to 200 inboxes signs 200 times with the same key).
-    signers: Arc<RwLock<HashMap<i64, Arc<SigningKey>>>>,
-}
-
-/// A signer's key id (`…/users/NAME#main-key`) and parsed private key.
-type SigningKey = (String, PrivateKey);
-
-/// Signers kept parsed at most; past it the cache starts again.
-const SIGNERS_CACHED: usize = 10_000;
-
-impl Deliverer {
-    pub fn new(db: Db, client: Client, base: String) -> Self {
-        Deliverer {
-            db,
-            client,
-            base,
-            signers: Arc::default(),
-        }
-    }
-
-    /// The key id and key of local account `signer`; `None` if it is not (any more) local.
-    async fn signer(&self, signer: i64) -> Result<Option<Arc<SigningKey>>, JobError> {
-        if let Some(known) = self.signers.read().await.get(&signer) {
-            return Ok(Some(known.clone()));
-        }
-        let username: Option<String> =
-            sqlx::query_scalar("SELECT username FROM accounts WHERE id = $1 AND domain IS NULL")
-                .bind(signer)
-                .fetch_optional(&self.db)
-                .await?;
-        let Some(username) = username else {
-            return Ok(None);
-        };
-        let key = keys::account_key(&self.db, signer)
-            .await
-            .map_err(JobError::Retry)?
-            .ok_or_else(|| JobError::Permanent(anyhow::anyhow!("no key")))?;
-        let key =
-            PrivateKey::from_pem(&key.private_key).map_err(|e| JobError::Permanent(e.into()))?;
-        let key_id = format!("{}#main-key", actor_uri(&self.base, &username));
-        let entry = Arc::new((key_id, key));
-        let mut signers = self.signers.write().await;
-        if signers.len() >= SIGNERS_CACHED {
-            signers.clear();
-        }
-        signers.insert(signer, entry.clone());
-        Ok(Some(entry))
-    }
-
-    async fn deliver(&self, outgoing: Outgoing) -> Result<(), JobError> {
-        let Some(signer) = self.signer(outgoing.signer).await? else {
-            // The account is gone: nothing may be sent in its name.
-            return Err(JobError::Permanent(anyhow::anyhow!(
-                "signer {} is not a local account",
-                outgoing.signer
-            )));
-        };
-        let (key_id, key) = &*signer;
-        let url = Url::parse(&outgoing.inbox).map_err(|e| JobError::Permanent(e.into()))?;
-        let body =
-            serde_json::to_vec(&outgoing.activity).map_err(|e| JobError::Permanent(e.into()))?;
-        let mut headers = http::HeaderMap::new();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/activity+json"),
-        );
-        signature::sign(
-            key,
-            key_id,
-            &http::Method::POST,
-            &url,
-            &mut headers,
-            Some(&body),
-            Utc::now(),
-        )
-        .map_err(|e| JobError::Permanent(e.into()))?;
-        let request = self
-            .client
-            .request(reqwest::Method::POST, &url)
-            .map_err(|e| JobError::Permanent(e.into()))?
-            .headers(headers)
-            .body(body);
-        match self.client.send(request, 64 * 1024).await {
-            Ok(_) => Ok(()),
-            // A 4xx other than 401, 408 and 429 will not change by waiting: parked at once.
-            Err(error) if error.is_transient() => Err(JobError::Retry(error.into())),
-            Err(error) => Err(JobError::Permanent(error.into())),
-        }
-    }
-}
-
-impl Consume<Deliver> for Deliverer {
-    fn consume<'a>(
-        &'a self,
-        message: Deliver,
-        _envelope: &'a Envelope,
-    ) -> BoxFuture<'a, Result<(), JobError>> {
-        match message {
-            Deliver::Activity(outgoing) => self.deliver(outgoing).boxed(),
-        }
-    }
 }
 
 /// The local account's username and actor URI, and the remote account's URI and inbox; `None`
@@ -422,10 +314,17 @@ mod tests {
 
     #[test]
     fn the_kind_is_listed_and_round_trips() {
-        stampede_queue::message::assert_kinds(&[Deliver::Activity(Outgoing {
-            inbox: "http://a/inbox".into(),
-            signer: 1,
-            activity: serde_json::json!({ "type": "Follow" }),
-        })]);
+        stampede_queue::message::assert_kinds(&[
+            Deliver::Activity(Outgoing {
+                inbox: "http://a/inbox".into(),
+                signer: 1,
+                activity: serde_json::json!({ "type": "Follow" }),
+            }),
+            Deliver::Many(Batch {
+                inboxes: vec!["http://a/inbox".into(), "http://b/inbox".into()],
+                signer: 1,
+                activity: serde_json::json!({ "type": "Follow" }),
+            }),
+        ]);
     }
 }

@@ -46,6 +46,21 @@ pub enum AdminCommand {
     /// E-mail domains nobody may sign up with.
     #[command(subcommand)]
     EmailDomainBlocks(EmailDomainBlocksCommand),
+    /// Remote domains that deliveries fail to: list them, or clear one's record.
+    #[command(subcommand)]
+    Domains(DomainsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DomainsCommand {
+    /// Domains with failures on record as JSON lines, unavailable ones first.
+    List {
+        /// Only the unavailable ones (failing on 7 distinct days; deliveries skipped).
+        #[arg(long)]
+        unavailable: bool,
+    },
+    /// Forget a domain's failures: deliveries to it resume (within 10 s in running processes).
+    Clear { domain: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +148,7 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
         AdminCommand::EmailDomainBlocks(command) => {
             crate::admin_accounts::email_domain_blocks(command, ctx).await
         }
+        AdminCommand::Domains(command) => domains(command, &ctx).await,
         AdminCommand::Canary {
             queue,
             count,
@@ -158,6 +174,28 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
                 );
             }
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn domains(command: DomainsCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    use stampede_social::domains;
+    match command {
+        DomainsCommand::List { unavailable } => {
+            for record in domains::list(&ctx.jobs, unavailable).await? {
+                println!("{}", serde_json::to_string(&record)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        DomainsCommand::Clear { domain } => {
+            let domain = domain.trim().to_ascii_lowercase();
+            if domains::clear(&ctx.jobs, &domain).await? {
+                println!("{}", serde_json::json!({ "domain": domain, "cleared": true }));
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("no failures are on record for {domain}");
+                Ok(ExitCode::FAILURE)
+            }
         }
     }
 }

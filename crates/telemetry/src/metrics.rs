@@ -69,6 +69,27 @@ pub struct PoolLabels {
     pub pool: String,
 }
 
+/// Labels of a delivery to a remote inbox: what became of it (`success`, `retry`, `parked`,
+/// `skipped_unavailable`, `circuit_open`, `deferred`) and its domain's class (`healthy`,
+/// `failing`: failures on record or a breaker not closed, `unavailable`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub outcome: String,
+    pub class: String,
+}
+
+/// Labels naming a state (of a circuit breaker: `open`, `half_open`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+/// Labels naming an outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
 fn latency_buckets() -> Histogram {
     // 0.5 ms … ~16 s
     Histogram::new(exponential_buckets(0.0005, 2.0, 16))
@@ -137,6 +158,17 @@ pub struct Metrics {
     pub db_pool_timeouts: Family<PoolLabels, Counter>,
     /// Inbound activities by type and outcome.
     pub inbox_activities: Family<ActivityLabels, Counter>,
+    /// Deliveries to remote inboxes by outcome and domain class.
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Signed POSTs to remote inboxes, by how they ended (`answered`, `outage`).
+    pub delivery_duration: Family<OutcomeLabels, Histogram>,
+    /// Circuit breakers not closed, by state, in this process.
+    pub delivery_breakers: Family<StateLabels, Gauge>,
+    /// Domains marked unavailable (failing on 7 distinct days).
+    pub unavailable_domains: Gauge,
+    /// Age of the message a queue's consumer received last (how far behind it runs; 0 once
+    /// the queue is empty).
+    pub queue_oldest_age: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -183,6 +215,11 @@ impl Metrics {
             }),
             db_pool_timeouts: Family::default(),
             inbox_activities: Family::default(),
+            deliveries: Family::default(),
+            delivery_duration: Family::new_with_constructor(latency_buckets),
+            delivery_breakers: Family::default(),
+            unavailable_domains: Gauge::default(),
+            queue_oldest_age: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -335,6 +372,31 @@ impl Metrics {
             "Inbound ActivityPub activities by type and outcome (applied, dropped, refused)",
             m.inbox_activities.clone(),
         );
+        registry.register(
+            "deliveries",
+            "Deliveries to remote inboxes by outcome (success, retry, parked, skipped_unavailable, circuit_open, deferred) and domain class (healthy, failing, unavailable)",
+            m.deliveries.clone(),
+        );
+        registry.register(
+            "delivery_duration_seconds",
+            "Signed POSTs to remote inboxes by how they ended (answered, outage)",
+            m.delivery_duration.clone(),
+        );
+        registry.register(
+            "delivery_breakers",
+            "Circuit breakers of remote domains not closed in this process, by state (open, half_open)",
+            m.delivery_breakers.clone(),
+        );
+        registry.register(
+            "unavailable_domains",
+            "Remote domains marked unavailable after failing on 7 distinct days",
+            m.unavailable_domains.clone(),
+        );
+        registry.register(
+            "queue_oldest_message_age_seconds",
+            "Age of the message each queue's consumer received last (0 once the queue is empty)",
+            m.queue_oldest_age.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -364,6 +426,22 @@ impl Metrics {
     }
 
     /// The label set for one queue.
+    pub fn state(state: &str) -> StateLabels {
+        StateLabels {
+            state: state.to_string(),
+        }
+    }
+
+    /// Counts one delivery.
+    pub fn delivery(&self, outcome: &str, class: &str) {
+        self.deliveries
+            .get_or_create(&DeliveryLabels {
+                outcome: outcome.to_string(),
+                class: class.to_string(),
+            })
+            .inc();
+    }
+
     pub fn queue(queue: &str) -> QueueLabels {
         QueueLabels {
             queue: queue.to_string(),

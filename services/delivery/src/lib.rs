@@ -12,7 +12,9 @@ use stampede_queue::outbox::Relay;
 use stampede_queue::{WorkQueue, Worker, dedupe};
 use stampede_runtime::canary::{self, CanaryHandler};
 use stampede_runtime::{Context, Dependency, server};
+use stampede_social::delivery::Deliverer;
 use stampede_social::distribute::Distributor;
+use stampede_social::domains::DomainHealth;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
@@ -51,16 +53,29 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ctx.config.local_domain.clone(),
     );
     let resolver = stampede_social::remote::Resolver::from_config(ctx.jobs.clone(), &ctx.config)?;
-    let inbox = std::sync::Arc::new(stampede_social::inbox::Inbox::new(
+    let federation = &ctx.config.federation;
+    let health = DomainHealth::new(
         ctx.jobs.clone(),
-        resolver.clone(),
-        stampede_social::post::base_url(&ctx.config),
         ctx.metrics.clone(),
-    ));
-    let deliverer = std::sync::Arc::new(stampede_social::outbound::Deliverer::new(
+        federation.delivery_host_concurrency,
+        federation.breaker_cooldown,
+    );
+    let inbox = std::sync::Arc::new(
+        stampede_social::inbox::Inbox::new(
+            ctx.jobs.clone(),
+            resolver.clone(),
+            stampede_social::post::base_url(&ctx.config),
+            ctx.metrics.clone(),
+        )
+        .with_health(health.clone()),
+    );
+    let deliverer = std::sync::Arc::new(Deliverer::new(
         ctx.jobs.clone(),
         resolver.client().clone(),
         stampede_social::post::base_url(&ctx.config),
+        ctx.queue.clone(),
+        health.clone(),
+        ctx.metrics.clone(),
     ));
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
@@ -70,6 +85,8 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             WorkQueue::Backfill => {
                 prefetch.min((ctx.config.database.worker_pool_size / 2).max(1) as u16)
             }
+            // A message waits for its inboxes at most a few seconds, most of it on the network.
+            WorkQueue::Deliver => federation.delivery_concurrency,
             _ => prefetch,
         };
         let mut worker = Worker::new(ctx.queue.clone(), queue, concurrency, ctx.metrics.clone())
@@ -97,6 +114,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             .run(ctx.shutdown.clone()),
     );
     tasks.spawn(sample_depths(ctx.clone()));
+    tasks.spawn(health.refresh(ctx.shutdown.clone()));
     // Account keys for federation, made while requests leave the connections idle.
     let requests = ctx.db.clone();
     tasks.spawn(stampede_social::keys::refill(
@@ -155,6 +173,12 @@ async fn sample_depths(ctx: Context) {
                     .queue_depth
                     .get_or_create(&stampede_runtime::telemetry::Metrics::queue(queue.name()))
                     .set(i64::from(depth));
+                if depth == 0 {
+                    ctx.metrics
+                        .queue_oldest_age
+                        .get_or_create(&stampede_runtime::telemetry::Metrics::queue(queue.name()))
+                        .set(0.0);
+                }
             }
         }
         tokio::select! {

@@ -7,6 +7,7 @@
 mod accounts;
 mod cache;
 mod compat;
+mod delivery;
 mod federation;
 mod leases;
 mod lifecycle;
