@@ -153,12 +153,23 @@ async fn send(
     inbox: &str,
     activity: &Value,
 ) -> anyhow::Result<u16> {
+    send_signed(client, &remote.key, actor, inbox, activity).await
+}
+
+/// POSTs `activity` to `inbox`, signed with `key` as `actor`'s main key.
+pub(crate) async fn send_signed(
+    client: &reqwest::Client,
+    key: &PrivateKey,
+    actor: &str,
+    inbox: &str,
+    activity: &Value,
+) -> anyhow::Result<u16> {
     let url = url::Url::parse(inbox)?;
     let body = serde_json::to_vec(activity)?;
     let mut headers = http::HeaderMap::new();
     headers.insert("content-type", "application/activity+json".parse()?);
     signature::sign(
-        &remote.key,
+        key,
         &format!("{actor}#main-key"),
         &http::Method::POST,
         &url,
@@ -171,7 +182,7 @@ async fn send(
 }
 
 /// RSA-2048 signatures per second on all cores (the yardstick).
-fn raw_sign_rate(key_pem: &str) -> anyhow::Result<f64> {
+pub(crate) fn raw_sign_rate(key_pem: &str) -> anyhow::Result<f64> {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let deadline = Instant::now() + Duration::from_secs(3);
     let counts: Vec<u64> = std::thread::scope(|s| {
@@ -193,14 +204,14 @@ fn raw_sign_rate(key_pem: &str) -> anyhow::Result<f64> {
     Ok(counts.iter().sum::<u64>() as f64 / 3.0)
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn api(
+pub(crate) async fn api(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: &str,
@@ -315,6 +326,26 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    // The reader follows the local author too: the author's posts during the inbound flood
+    // measure how fresh a local home timeline stays while `ingress` is busy.
+    let author = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/accounts/verify_credentials"),
+        &args.author_token,
+        None,
+    )
+    .await?;
+    let author_id = author["id"].as_str().context("no author id")?.to_string();
+    api(
+        &client,
+        reqwest::Method::POST,
+        &format!("{base}/api/v1/accounts/{author_id}/follow"),
+        &args.reader_token,
+        Some(&[]),
+    )
+    .await?;
+
     // Inbound: signed Create(Note)s as fast as the senders go.
     eprintln!(
         "federation: inbound for {} s with {} senders",
@@ -378,6 +409,39 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             }
         }));
     }
+    // Meanwhile the local author posts twice a second; the time is from the request to the
+    // post's appearance in the reader's home.
+    let local_sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let local_poster = {
+        let (client, base, token, local_sent) = (
+            client.clone(),
+            base.clone(),
+            args.author_token.clone(),
+            local_sent.clone(),
+        );
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while Instant::now() < stop {
+                // Keyed by content, stamped before the request: the reader may see the post
+                // before this task sees the API's answer.
+                local_sent
+                    .lock()
+                    .await
+                    .insert(format!("<p>local {n}</p>"), Instant::now());
+                let _ = api(
+                    &client,
+                    reqwest::Method::POST,
+                    &format!("{base}/api/v1/statuses"),
+                    &token,
+                    Some(&[("status", &format!("local {n}"))]),
+                )
+                .await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        })
+    };
+    let mut local_lags: Vec<f64> = Vec::new();
     // Read the reader's home forward (min_id paging, so nothing scrolls past unseen), timing the
     // sampled notes; the run is applied when the poster's statuses_count (through the API)
     // reaches the number of notes accepted.
@@ -402,11 +466,16 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         let page = home.as_array().cloned().unwrap_or_default();
         {
             let mut pending = sent_at.lock().await;
+            let mut local = local_sent.lock().await;
             for status in &page {
-                if let Some(uri) = status["uri"].as_str()
-                    && let Some(at) = pending.remove(uri)
-                {
+                let Some(uri) = status["uri"].as_str() else {
+                    continue;
+                };
+                if let Some(at) = pending.remove(uri) {
                     lags.push(now.duration_since(at).as_secs_f64() * 1000.0);
+                }
+                if let Some(at) = status["content"].as_str().and_then(|c| local.remove(c)) {
+                    local_lags.push(now.duration_since(at).as_secs_f64() * 1000.0);
                 }
             }
         }
@@ -448,6 +517,9 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
     for s in senders {
         let _ = s.await;
     }
+    let _ = local_poster.await;
+    let local_unseen = local_sent.lock().await.len();
+    local_lags.sort_by(f64::total_cmp);
     let total_sent = next.load(Ordering::Relaxed);
     let accepted = accepted.load(Ordering::Relaxed);
     let load_s = args.seconds as f64;
@@ -547,6 +619,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             "accepted_per_s": (accepted as f64 / load_s).round(),
             "applied_per_s": applied_s.map(|s| (accepted as f64 / s).round()),
             "visible_lag_ms": { "samples": lags.len(), "p50": percentile(&lags, 0.5).round(), "p99": percentile(&lags, 0.99).round(), "max": lags.last().copied().unwrap_or(0.0).round() },
+            "local_post_to_home_ms": { "samples": local_lags.len(), "unseen": local_unseen, "p50": percentile(&local_lags, 0.5).round(), "p99": percentile(&local_lags, 0.99).round(), "max": local_lags.last().copied().unwrap_or(0.0).round() },
         },
         "outbound": {
             "followers": args.followers, "posts": args.posts,

@@ -16,8 +16,12 @@
 //! And the surge simulator ([`surge`]), whose scenarios write an HTML report and a JSON summary
 //! and exit 0 (every `--slo` rule met), 1 (a rule failed, or the run broke), or 2 (not started:
 //! bad input or a target that is unreachable or lacks an endpoint; no load was sent):
-//! `signup-wave`, `migration-day`, `viral-post`, `streaming-crowd`, `dead-peers`.
+//! `signup-wave`, `migration-day`, `viral-post`, `streaming-crowd`.
+//!
+//! Federation: `federation` (inbound and outbound rates, see [`federation`]) and `dead-peers`
+//! (delivery while a share of the followers' servers are dead, see [`dead_peers`]).
 
+mod dead_peers;
 mod federation;
 mod signup;
 mod streaming_capacity;
@@ -62,8 +66,9 @@ enum Command {
     /// Federation: signed inbound Creates accepted and applied per second (and their lag to a
     /// follower's home), signed outbound deliveries per second beside the raw signing rate.
     Federation(federation::Args),
-    /// Surge: a share of remote inboxes time out or fail (issue 16: not built yet).
-    DeadPeers(surge::dead_peers::Args),
+    /// Federation with dead servers: a share of the followers' servers hang or answer 500
+    /// while the author posts; delivery rate and latency to the live ones.
+    DeadPeers(dead_peers::Args),
     /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
     OutboxLatency {
         #[command(flatten)]
@@ -180,7 +185,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::MigrationDay(args) => return surge::migration_day::run(args).await,
         Command::ViralPost(args) => return surge::viral_post::run(args).await,
         Command::StreamingCrowd(args) => return surge::streaming_crowd::run(args).await,
-        Command::DeadPeers(args) => return surge::dead_peers::run(args).await,
+        Command::DeadPeers(args) => dead_peers::run(args).await?,
         Command::Federation(args) => federation::run(args).await?,
         Command::StreamingCapacity(args) => streaming_capacity::run(args).await?,
         Command::OutboxLatency {

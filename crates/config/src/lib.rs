@@ -54,8 +54,8 @@ pub struct FederationConfig {
     pub authorized_fetch: bool,
     /// KEY_POOL_SIZE: RSA keys kept ready for accounts' first federation use; 100 by default.
     pub key_pool_size: i64,
-    /// DELIVERY_CONCURRENCY: `deliver` messages (each up to [a batch of] inboxes) one delivery
-    /// process works on at once; 64 by default.
+    /// DELIVERY_CONCURRENCY: `deliver` messages (each one activity for up to 50 inboxes) one delivery
+    /// process works on at once; 256 by default.
     pub delivery_concurrency: u16,
     /// DELIVERY_HOST_CONCURRENCY: requests one delivery process has open to one host at most;
     /// 32 by default. Past it a host's deliveries wait a little instead of holding workers.
@@ -458,7 +458,7 @@ impl Config {
                 authorized_fetch: env.boolean("AUTHORIZED_FETCH")?.unwrap_or(false),
                 delivery_concurrency: env
                     .parse_in("DELIVERY_CONCURRENCY", 1..=4096)?
-                    .unwrap_or(64),
+                    .unwrap_or(256),
                 delivery_host_concurrency: env
                     .parse_in("DELIVERY_HOST_CONCURRENCY", 1..=4096)?
                     .unwrap_or(32),

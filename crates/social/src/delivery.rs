@@ -6,7 +6,7 @@
 //!    └─ each inbox at once, on its own:
 //!         sent before (by this process)  → done
 //!         domain unavailable             → skipped, counted
-//!         breaker open                   → held: a copy for that inbox waits out the cooldown
+//!         breaker open                   → held: a copy waits out the cooldown
 //!         host at its connection cap     → deferred: a copy waits 10 s          (attempt kept)
 //!         POST ─ answered 2xx            → done
 //!              ─ 5xx, timeout, refused,
@@ -14,8 +14,11 @@
 //!                                          the 429's Retry-After; parked after 17 attempts
 //!              ─ another 4xx             → parked at once (waiting will not change it)
 //!              ─ still running after 3 s → handed over: it finishes on its own, and a copy
-//!                                          waits 30 s, then finds it sent (or tries again)
+//!                                          waits 30 s, then finds it sent (or tries again);
+//!                                          meanwhile the domain counts it as an outage
 //! ```
+//!
+//! Copies that wait alike (same attempt, same retry tier) travel as one message.
 //!
 //! The message is acknowledged once every inbox is done or its copy is durably queued, so a
 //! worker slot is never held longer than [`PATIENCE`] by a slow peer, and the copies live in
@@ -215,6 +218,7 @@ impl Deliverer {
                     next.push((inbox, Next::Copy { attempt, wait }));
                 }
                 Admit::Go { permits, .. } => {
+                    let domain_of_post = domain.clone();
                     let post = self.clone().post(
                         key.clone(),
                         body.clone(),
@@ -224,14 +228,14 @@ impl Deliverer {
                         tag,
                         deadline,
                     );
-                    running.push((inbox, class, tokio::spawn(post)));
+                    running.push((inbox, class, domain_of_post, tokio::spawn(post)));
                 }
             }
         }
         // A little past the deadline, so a request still waiting for its host's cap reports
         // itself busy rather than being handed over.
         let patience = deadline + Duration::from_millis(100);
-        for (inbox, class, mut task) in running {
+        for (inbox, class, domain, mut task) in running {
             let then = match tokio::time::timeout_at(patience, &mut task).await {
                 Ok(Ok(Ok(()))) => {
                     self.metrics.delivery("success", class);
@@ -267,8 +271,16 @@ impl Deliverer {
                     self.metrics.delivery("parked", class);
                     Next::Park(format!("the delivery task failed: {join}"))
                 }
-                // Still running: it finishes on its own (and is remembered if it succeeds).
+                // Still running: it finishes on its own (and is remembered if it succeeds). A
+                // server that has not answered in 3 s counts as down until it does answer, so a
+                // hung one's breaker opens after 5 such requests, not after 5 timeouts.
                 Err(_) => {
+                    self.health
+                        .record(
+                            &domain,
+                            Outcome::Outage(format!("no answer within {PATIENCE:?}")),
+                        )
+                        .await;
                     self.metrics.delivery("deferred", class);
                     Next::Copy {
                         attempt,
@@ -278,21 +290,24 @@ impl Deliverer {
             };
             next.push((inbox, then));
         }
+        // Copies that wait alike travel together: by attempt and retry tier, the longest wait
+        // of the group (a post's held inboxes are one message, not one each).
+        let mut copies: HashMap<(u32, usize), (Duration, Vec<String>)> = HashMap::new();
         for (inbox, then) in next {
-            let copy = Deliver::Activity(Outgoing {
-                inbox,
-                signer,
-                activity: activity.clone(),
-            });
-            let mut envelope = Envelope::of(&copy);
             match then {
                 Next::Copy { attempt, wait } => {
-                    envelope.attempt = attempt;
-                    self.queue
-                        .publish_after(WorkQueue::Deliver, &envelope, wait)
-                        .await?;
+                    let group = copies
+                        .entry((attempt, stampede_queue::topology::tier_for(wait)))
+                        .or_insert((wait, Vec::new()));
+                    group.0 = group.0.max(wait);
+                    group.1.push(inbox);
                 }
                 Next::Park(reason) => {
+                    let mut envelope = Envelope::of(&Deliver::Activity(Outgoing {
+                        inbox,
+                        signer,
+                        activity: activity.clone(),
+                    }));
                     envelope.attempt = attempt;
                     tracing::warn!(%reason, "delivery parked");
                     self.queue
@@ -300,6 +315,17 @@ impl Deliverer {
                         .await?;
                 }
             }
+        }
+        for ((attempt, _), (wait, inboxes)) in copies {
+            let mut envelope = Envelope::of(&Deliver::Many(Batch {
+                inboxes,
+                signer,
+                activity: activity.clone(),
+            }));
+            envelope.attempt = attempt;
+            self.queue
+                .publish_after(WorkQueue::Deliver, &envelope, wait)
+                .await?;
         }
         Ok(())
     }

@@ -10,7 +10,8 @@
 //! ```
 //!
 //! A *domain* is the inbox URL's host with its port. Each delivery process keeps its own
-//! breakers and per-host connection caps in memory; what must outlive a restart or be shared is
+//! breakers and per-host connection caps in memory (a host that has not answered yet gets
+//! [`SLOW_START`] connections, the full cap from its first answer); what must outlive a restart or be shared is
 //! in PostgreSQL (`delivery_domains`): the distinct days a domain failed on, when its breaker
 //! reopens, and whether it is *unavailable* — failing on [`UNAVAILABLE_AFTER_DAYS`] distinct days,
 //! after which deliveries to it are skipped (and counted) until one delivery to it, or one signed
@@ -33,6 +34,9 @@ pub const BREAKER_THRESHOLD: u32 = 5;
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(3600);
 /// Distinct days of failure after which a domain is unavailable (Mastodon's rule).
 pub const UNAVAILABLE_AFTER_DAYS: i32 = 7;
+/// Requests a process sends at once to a host that has not answered it yet: a hung server
+/// holds at most this many before its breaker learns, the full cap opens with the first answer.
+pub const SLOW_START: usize = 4;
 /// How often each process rereads the shared state (clears by operators or other processes).
 const REFRESH: Duration = Duration::from_secs(10);
 
@@ -81,6 +85,8 @@ struct Health {
     /// PostgreSQL holds failures for the domain that a success must clear.
     dirty: bool,
     permits: Arc<Semaphore>,
+    /// It answered this process once: its connection cap is the full one.
+    warm: bool,
 }
 
 #[derive(Debug, Default)]
@@ -129,7 +135,8 @@ impl DomainHealth {
                 cooldown: self.first_cooldown,
                 recorded: None,
                 dirty: false,
-                permits: Arc::new(Semaphore::new(self.host_cap)),
+                permits: Arc::new(Semaphore::new(self.host_cap.min(SLOW_START))),
+                warm: false,
             })
     }
 
@@ -181,7 +188,11 @@ impl DomainHealth {
         let write = {
             let mut state = self.state.lock().await;
             let was_unavailable = state.unavailable.remove(domain);
+            let cap = self.host_cap;
             let health = self.health(&mut state, domain);
+            if !std::mem::replace(&mut health.warm, true) {
+                health.permits.add_permits(cap.saturating_sub(SLOW_START));
+            }
             health.outages = 0;
             health.breaker = Breaker::Closed;
             health.cooldown = self.first_cooldown;

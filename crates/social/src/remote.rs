@@ -2,6 +2,8 @@
 //! guarded client, and kept as `accounts` rows with their inbox and public key, so the client
 //! API shows them like local ones.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::Row;
@@ -78,7 +80,15 @@ pub struct Resolver {
     base: String,
     instance_key: std::sync::Arc<tokio::sync::OnceCell<std::sync::Arc<PrivateKey>>>,
     ids: std::sync::Arc<IdGenerator>,
+    /// Fetches in flight, by URI: a second caller for the same document waits for the first
+    /// one's answer instead of fetching it again (a viral remote post's likes and boosts all
+    /// name the same object and author at once).
+    flights: std::sync::Arc<tokio::sync::Mutex<HashMap<String, Flight>>>,
 }
+
+/// One fetch's answer, shared by everyone who asked for it meanwhile (`None`: it failed, and
+/// each waiter fetches again for its own error).
+type Flight = std::sync::Arc<tokio::sync::OnceCell<Option<(Url, Value)>>>;
 
 /// The outbound client of a server configured by `config`.
 pub fn client(config: &stampede_config::Config) -> Result<Client, FetchError> {
@@ -112,6 +122,7 @@ impl Resolver {
             base: crate::post::base_url(config),
             instance_key: Default::default(),
             ids: std::sync::Arc::new(IdGenerator::new()),
+            flights: Default::default(),
             db,
         })
     }
@@ -136,8 +147,37 @@ impl Resolver {
         &self.client
     }
 
-    /// GETs an ActivityPub document.
+    /// GETs an ActivityPub document, sharing the answer with callers who ask for the same URI
+    /// while the request is in flight.
     pub async fn fetch(&self, uri: &str) -> Result<(Url, Value), ResolveError> {
+        let flight = self
+            .flights
+            .lock()
+            .await
+            .entry(uri.to_string())
+            .or_default()
+            .clone();
+        let mut led = None;
+        let shared = flight
+            .get_or_init(|| async {
+                let result = self.fetch_now(uri).await;
+                let answer = result.as_ref().ok().cloned();
+                led = Some(result);
+                answer
+            })
+            .await
+            .clone();
+        if led.is_some() {
+            self.flights.lock().await.remove(uri);
+        }
+        match (led, shared) {
+            (Some(result), _) => result,
+            (None, Some(answer)) => Ok(answer),
+            (None, None) => self.fetch_now(uri).await,
+        }
+    }
+
+    async fn fetch_now(&self, uri: &str) -> Result<(Url, Value), ResolveError> {
         let url = Url::parse(uri).map_err(|_| ResolveError::NotAnActor(uri.to_string()))?;
         // Signed by the instance actor (`(request-target) host date accept`), as Mastodon signs
         // its fetches, so that servers in authorized-fetch mode answer.

@@ -190,7 +190,10 @@ async fn domains(command: DomainsCommand, ctx: &Context) -> anyhow::Result<ExitC
         DomainsCommand::Clear { domain } => {
             let domain = domain.trim().to_ascii_lowercase();
             if domains::clear(&ctx.jobs, &domain).await? {
-                println!("{}", serde_json::json!({ "domain": domain, "cleared": true }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "domain": domain, "cleared": true })
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 eprintln!("no failures are on record for {domain}");

@@ -16,7 +16,6 @@
 //! also recorded by [`record::Recorder`], whose per-second bins make the report's charts.
 
 pub mod api;
-pub mod dead_peers;
 pub mod migration_day;
 pub mod profile;
 pub mod record;

@@ -192,9 +192,11 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
         });
         send(&app, remote, follow).await;
     }
-    eventually("both follows are accepted", Duration::from_secs(20), || async {
-        dying.received().await.len() == 1 && living.received().await.len() == 1
-    })
+    eventually(
+        "both follows are accepted",
+        Duration::from_secs(20),
+        || async { dying.received().await.len() == 1 && living.received().await.len() == 1 },
+    )
     .await;
 
     // The dying server answers 500: after 5 outages its breaker opens and its deliveries are
@@ -206,23 +208,34 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
         uris.push(status_uri(&app, &alice, &id).await);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    eventually("the living server has every post", Duration::from_secs(10), || async {
-        let got = living.received().await;
-        uris.iter().all(|u| got.contains(u))
-    })
+    eventually(
+        "the living server has every post",
+        Duration::from_secs(10),
+        || async {
+            let got = living.received().await;
+            uris.iter().all(|u| got.contains(u))
+        },
+    )
     .await;
-    eventually("the dying server's breaker opens", Duration::from_secs(10), || async {
-        deliveries(&app, "circuit_open") > 0
-    })
+    eventually(
+        "the dying server's breaker opens",
+        Duration::from_secs(10),
+        || async { deliveries(&app, "circuit_open") > 0 },
+    )
     .await;
     let retried = deliveries(&app, "retry");
-    assert!((5..8).contains(&retried), "5 outages (a few more in flight), then held: {retried}");
-    let (days, open_until): (Vec<chrono::NaiveDate>, Option<chrono::DateTime<chrono::Utc>>) =
-        sqlx::query_as("SELECT failure_days, open_until FROM delivery_domains WHERE domain = $1")
-            .bind(dying.domain())
-            .fetch_one(&app.ctx.db)
-            .await
-            .unwrap();
+    assert!(
+        (5..8).contains(&retried),
+        "5 outages (a few more in flight), then held: {retried}"
+    );
+    let (days, open_until): (
+        Vec<chrono::NaiveDate>,
+        Option<chrono::DateTime<chrono::Utc>>,
+    ) = sqlx::query_as("SELECT failure_days, open_until FROM delivery_domains WHERE domain = $1")
+        .bind(dying.domain())
+        .fetch_one(&app.ctx.db)
+        .await
+        .unwrap();
     assert_eq!(days, [chrono::Utc::now().date_naive()]);
     assert!(open_until.is_some());
     let probes_before = dying.attempts.load(Ordering::Relaxed);
@@ -235,12 +248,16 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
     })
     .await;
     assert!(dying.attempts.load(Ordering::Relaxed) > probes_before);
-    eventually("its failures are forgotten", Duration::from_secs(10), || async {
-        stampede_social::domains::list(&app.ctx.db, false)
-            .await
-            .unwrap()
-            .is_empty()
-    })
+    eventually(
+        "its failures are forgotten",
+        Duration::from_secs(10),
+        || async {
+            stampede_social::domains::list(&app.ctx.db, false)
+                .await
+                .unwrap()
+                .is_empty()
+        },
+    )
     .await;
 
     // 429 with Retry-After: 1 — tried again after a second, not after the 15 s backoff.
@@ -248,9 +265,11 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
     let id = post_status(&app, &alice, json!({ "status": "slow down" })).await;
     let uri = status_uri(&app, &alice, &id).await;
     let posted = Instant::now();
-    eventually("the 429'd post arrives", Duration::from_secs(14), || async {
-        dying.received().await.contains(&uri)
-    })
+    eventually(
+        "the 429'd post arrives",
+        Duration::from_secs(14),
+        || async { dying.received().await.contains(&uri) },
+    )
     .await;
     assert!(posted.elapsed() >= Duration::from_secs(1));
 
@@ -275,19 +294,25 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
     .await
     .unwrap();
     post_status(&app, &alice, json!({ "status": "seventh day" })).await;
-    eventually("the domain is unavailable", Duration::from_secs(10), || async {
-        stampede_social::domains::list(&app.ctx.db, true)
-            .await
-            .unwrap()
-            .iter()
-            .any(|d| d.domain == dying.domain())
-    })
+    eventually(
+        "the domain is unavailable",
+        Duration::from_secs(10),
+        || async {
+            stampede_social::domains::list(&app.ctx.db, true)
+                .await
+                .unwrap()
+                .iter()
+                .any(|d| d.domain == dying.domain())
+        },
+    )
     .await;
     let attempts = dying.attempts.load(Ordering::Relaxed);
     post_status(&app, &alice, json!({ "status": "skipped" })).await;
-    eventually("the next delivery is skipped", Duration::from_secs(10), || async {
-        deliveries(&app, "skipped_unavailable") >= 1
-    })
+    eventually(
+        "the next delivery is skipped",
+        Duration::from_secs(10),
+        || async { deliveries(&app, "skipped_unavailable") >= 1 },
+    )
     .await;
     assert_eq!(dying.attempts.load(Ordering::Relaxed), attempts);
 
@@ -297,12 +322,16 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
         "type": "Like", "actor": dying.actor(), "object": uris[0],
     });
     send(&app, &dying, like).await;
-    eventually("a signed request revives it", Duration::from_secs(10), || async {
-        stampede_social::domains::list(&app.ctx.db, false)
-            .await
-            .unwrap()
-            .is_empty()
-    })
+    eventually(
+        "a signed request revives it",
+        Duration::from_secs(10),
+        || async {
+            stampede_social::domains::list(&app.ctx.db, false)
+                .await
+                .unwrap()
+                .is_empty()
+        },
+    )
     .await;
     app.stop().await;
 }
