@@ -570,7 +570,8 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             None,
         )
         .await?;
-        if me["followers_count"].as_u64() == Some(args.followers as u64) {
+        // The remote followers and the local reader.
+        if me["followers_count"].as_u64() == Some(args.followers as u64 + 1) {
             break;
         }
         ensure!(

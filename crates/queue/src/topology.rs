@@ -3,8 +3,9 @@
 //! Each work queue `<prefix>.<name>` has retry tiers `<prefix>.<name>.retry.<n>` — queues with no
 //! consumer whose messages expire after a delay and are dead-lettered back to the work queue — and
 //! a parking queue `<prefix>.<name>.parked` for messages that keep failing. Inbound federation
-//! (`ingress`) never shares a queue with local fan-out (`distribute`), so a flood from outside
-//! cannot delay home timelines; nor does bulk feed work (`backfill`: follow merges).
+//! (`ingress`, and the fan-out of what it stores, `remote_fanout`) never shares a queue with local
+//! fan-out (`distribute`), so a flood from outside cannot delay home timelines; nor does bulk feed
+//! work (`backfill`: follow merges).
 
 use std::fmt;
 use std::time::Duration;
@@ -22,6 +23,9 @@ pub enum WorkQueue {
     Deliver,
     /// Activities received from remote servers.
     Ingress,
+    /// Fan-out of statuses that arrived from other servers (into local followers' feeds and
+    /// streams): apart from `distribute`, so a flood from outside never delays local posts.
+    RemoteFanout,
     /// Fetching remote actors and objects.
     Fetch,
     /// Media processing and remote media caching.
@@ -32,11 +36,12 @@ pub enum WorkQueue {
 
 impl WorkQueue {
     /// Every work queue.
-    pub const ALL: [WorkQueue; 7] = [
+    pub const ALL: [WorkQueue; 8] = [
         WorkQueue::Distribute,
         WorkQueue::Backfill,
         WorkQueue::Deliver,
         WorkQueue::Ingress,
+        WorkQueue::RemoteFanout,
         WorkQueue::Fetch,
         WorkQueue::Media,
         WorkQueue::Mail,
@@ -49,6 +54,7 @@ impl WorkQueue {
             WorkQueue::Backfill => "backfill",
             WorkQueue::Deliver => "deliver",
             WorkQueue::Ingress => "ingress",
+            WorkQueue::RemoteFanout => "remote_fanout",
             WorkQueue::Fetch => "fetch",
             WorkQueue::Media => "media",
             WorkQueue::Mail => "mail",

@@ -54,6 +54,23 @@ impl Message for Fanout {
     ];
 }
 
+/// What the `remote_fanout` queue carries: statuses that arrived from other servers, spread to
+/// local followers' feeds and streams like local ones, on their own queue so that a flood from
+/// outside never delays [`Fanout`].
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "payload")]
+pub enum RemoteFanout {
+    #[serde(rename = "remote_status.created")]
+    StatusCreated(StatusRef),
+    #[serde(rename = "remote_status.updated")]
+    StatusUpdated(StatusRef),
+}
+
+impl Message for RemoteFanout {
+    const QUEUE: WorkQueue = WorkQueue::RemoteFanout;
+    const KINDS: &'static [&'static str] = &["remote_status.created", "remote_status.updated"];
+}
+
 /// What the `backfill` queue carries: bulk feed work, which must never delay [`Fanout`].
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "payload")]
@@ -183,6 +200,7 @@ impl Distributor {
         worker
             .consume::<Fanout, _>(self.clone())
             .consume::<Backfill, _>(self.clone())
+            .consume::<RemoteFanout, _>(self.clone())
     }
 
     /// Active local followers of `author` (those who used the API within the window).
@@ -610,6 +628,24 @@ impl Consume<Fanout> for Distributor {
     }
 }
 
+impl Consume<RemoteFanout> for Distributor {
+    fn consume<'a>(
+        &'a self,
+        message: RemoteFanout,
+        envelope: &'a Envelope,
+    ) -> BoxFuture<'a, Result<(), JobError>> {
+        async move {
+            match message {
+                RemoteFanout::StatusCreated(r) => {
+                    self.status_created(r.status_id, envelope.created_at).await
+                }
+                RemoteFanout::StatusUpdated(r) => self.status_updated(r.status_id).await,
+            }
+        }
+        .boxed()
+    }
+}
+
 impl Consume<Backfill> for Distributor {
     fn consume<'a>(
         &'a self,
@@ -651,5 +687,9 @@ mod tests {
             target_account_id: 2,
         };
         assert_kinds(&[Backfill::FeedMerge(pair()), Backfill::FeedUnmerge(pair())]);
+        assert_kinds(&[
+            RemoteFanout::StatusCreated(StatusRef { status_id: 1 }),
+            RemoteFanout::StatusUpdated(StatusRef { status_id: 1 }),
+        ]);
     }
 }

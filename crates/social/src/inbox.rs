@@ -21,7 +21,7 @@ use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, outbox};
 use stampede_telemetry::Metrics;
 
 use crate::activitypub::actor_uri;
-use crate::distribute::{Fanout, StatusRef};
+use crate::distribute::{RemoteFanout, StatusRef};
 use crate::follows::{self, Followed, Tell};
 use crate::remote::{RemoteAccount, Resolver, first_id, items};
 use crate::{interactions, notification, outbound, post, text};
@@ -201,7 +201,11 @@ pub async fn store_note(
         .await?;
     }
     post::counted(tx, signer.id, parent.map(|p| p.0)).await?;
-    outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
+    outbox::send(
+        tx,
+        &RemoteFanout::StatusCreated(StatusRef { status_id: id }),
+    )
+    .await?;
     Ok(Some(id))
 }
 
@@ -974,7 +978,11 @@ impl Inbox {
             Some(original),
         )
         .await?;
-        outbox::send(tx, &Fanout::StatusCreated(StatusRef { status_id: id })).await?;
+        outbox::send(
+            tx,
+            &RemoteFanout::StatusCreated(StatusRef { status_id: id }),
+        )
+        .await?;
         sqlx::query("UPDATE statuses SET reblogs_count = reblogs_count + 1 WHERE id = $1")
             .bind(original)
             .execute(&mut *tx)
@@ -1028,7 +1036,11 @@ impl Inbox {
         if kind == "Question" {
             update_poll(tx, id, object).await?;
         }
-        outbox::send(tx, &Fanout::StatusUpdated(StatusRef { status_id: id })).await?;
+        outbox::send(
+            tx,
+            &RemoteFanout::StatusUpdated(StatusRef { status_id: id }),
+        )
+        .await?;
         Ok(true)
     }
 

@@ -1,5 +1,5 @@
 //! The delivery workers: `distribute` (local fan-out), `backfill` (follow merges), `deliver` (signed POSTs to remote inboxes),
-//! `ingress` (inbound activities), `fetch` (remote actors and objects) and `mail`. Each queue has
+//! `ingress` (inbound activities), `remote_fanout` (fan-out of what `ingress` stored), `fetch` (remote actors and objects) and `mail`. Each queue has
 //! its own consumer and concurrency, so a flood on one never starves another. The process also
 //! relays the outbox, samples queue depths for `/metrics`, and prunes old deduplication records.
 
@@ -22,11 +22,12 @@ use tokio::task::JoinSet;
 pub const DEFAULT_PORT: u16 = 4001;
 
 /// The queues this service consumes.
-pub const QUEUES: [WorkQueue; 6] = [
+pub const QUEUES: [WorkQueue; 7] = [
     WorkQueue::Distribute,
     WorkQueue::Backfill,
     WorkQueue::Deliver,
     WorkQueue::Ingress,
+    WorkQueue::RemoteFanout,
     WorkQueue::Fetch,
     WorkQueue::Mail,
 ];
@@ -79,10 +80,10 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     ));
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
-        // Bulk work takes at most half the workers' connections at once, leaving the rest to
-        // new statuses, deliveries and inbound activities.
+        // Bulk work and work from outside each take at most half the workers' connections at
+        // once, so local statuses' fan-out always finds one.
         let concurrency = match queue {
-            WorkQueue::Backfill => {
+            WorkQueue::Backfill | WorkQueue::Ingress | WorkQueue::RemoteFanout => {
                 prefetch.min((ctx.config.database.worker_pool_size / 2).max(1) as u16)
             }
             // A message waits for its inboxes at most a few seconds, most of it on the network.
@@ -103,7 +104,10 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         }
         // Both take both message types, so messages queued by an older version still find a
         // handler; follow merges are queued to `backfill`.
-        if matches!(queue, WorkQueue::Distribute | WorkQueue::Backfill) {
+        if matches!(
+            queue,
+            WorkQueue::Distribute | WorkQueue::Backfill | WorkQueue::RemoteFanout
+        ) {
             worker = distributor.register(worker);
         }
         tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
