@@ -14,3 +14,10 @@ CREATE TABLE delivery_domains (
 
 CREATE INDEX delivery_domains_unavailable ON delivery_domains (domain)
     WHERE unavailable_since IS NOT NULL;
+
+-- Domains whose servers signed requests to us with RFC 9421 HTTP Message Signatures: our
+-- deliveries to them are signed that way too (draft-cavage to everyone else).
+CREATE TABLE domain_signatures (
+    domain text PRIMARY KEY,
+    rfc9421_seen_at timestamptz NOT NULL DEFAULT now()
+);

@@ -85,6 +85,9 @@ const sent = new Map();
 /** zed's followers, by actor id: { id, inboxId, endpoints }. */
 const followers = new Map();
 
+/** Every POST to an inbox here: its path, signature scheme, answer and activity id. */
+const inboundPosts = [];
+
 /** Every POST zed made to a remote inbox, as it went on the wire. */
 const deliveries = [];
 
@@ -485,6 +488,7 @@ const routes = {
   "GET /control/deliveries": () => deliveries,
 
   "GET /control/rejected": () => rejected,
+  "GET /control/inbound": () => inboundPosts,
 
   async "POST /control/follow"(body) {
     const ctx = controlContext();
@@ -781,6 +785,20 @@ const server = http.createServer(async (req, res) => {
       });
     }
     await writeResponse(res, response, req.method);
+    if (req.method === "POST" && !req.url.startsWith("/control/")) {
+      let id = null;
+      try {
+        id = JSON.parse(body.toString("utf8"))?.id ?? null;
+      } catch {
+        id = null;
+      }
+      inboundPosts.push({
+        path: req.url,
+        id,
+        scheme: req.headers["signature-input"] != null ? "rfc9421" : "draft-cavage",
+        status: response.status,
+      });
+    }
     if (!req.url.startsWith("/control/received")) {
       log(`${req.method} ${req.url} -> ${response.status} (${Date.now() - started} ms)`);
     }

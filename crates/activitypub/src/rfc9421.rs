@@ -1,7 +1,8 @@
 //! HTTP Message Signatures (RFC 9421) as fediverse servers send them (Fedify tries it first):
 //! `Signature-Input: sig1=("@method" "@target-uri" …);alg="rsa-v1_5-sha256";keyid="…";created=…`
-//! and `Signature: sig1=:…:`, with `Content-Digest` (RFC 9530) over the body. Verification
-//! only; Stampede signs with draft-cavage, which every peer accepts.
+//! and `Signature: sig1=:…:`, with `Content-Digest` (RFC 9530) over the body. Stampede verifies
+//! both schemes, and signs with this one ([`sign`]) to servers that have shown they speak it by
+//! signing to us with it; to everyone else with draft-cavage, which every peer accepts.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -179,6 +180,54 @@ impl MessageSignature {
     }
 }
 
+/// Signs a POST of `body` to `url` as Fedify does, covering `"@method" "@target-uri"
+/// "@authority" "content-digest"`: adds `Content-Digest`, `Signature-Input` and `Signature` to
+/// `headers`.
+pub fn sign(
+    key: &keys::PrivateKey,
+    key_id: &str,
+    url: &url::Url,
+    headers: &mut HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<(), SignatureError> {
+    let value = |v: &str| {
+        http::HeaderValue::from_str(v).map_err(|_| malformed("a header value is not text"))
+    };
+    let digest = format!("sha-256=:{}:", STANDARD.encode(Sha256::digest(body)));
+    headers.insert("content-digest", value(&digest)?);
+    let key_id = key_id.replace('"', "%22");
+    let signature = MessageSignature {
+        components: ["@method", "@target-uri", "@authority", "content-digest"]
+            .map(str::to_string)
+            .to_vec(),
+        raw_params: format!(
+            "(\"@method\" \"@target-uri\" \"@authority\" \"content-digest\");alg=\"rsa-v1_5-sha256\";keyid=\"{key_id}\";created={}",
+            now.timestamp()
+        ),
+        key_id: key_id.clone(),
+        alg: Some("rsa-v1_5-sha256".into()),
+        created: Some(now.timestamp()),
+        expires: None,
+        signature: Vec::new(),
+    };
+    let authority = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_string(),
+    };
+    let base = signature.base(&Method::POST, url.as_str(), &authority, headers)?;
+    let signed = key.sign(base.as_bytes())?;
+    headers.insert(
+        "signature-input",
+        value(&format!("sig1={}", signature.raw_params))?,
+    );
+    headers.insert(
+        "signature",
+        value(&format!("sig1=:{}:", STANDARD.encode(signed)))?,
+    );
+    Ok(())
+}
+
 /// Checks a `Content-Digest` header (`sha-256=:…:`) against `body`.
 pub fn check_content_digest(headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
     let value = headers
@@ -224,6 +273,48 @@ mod tests {
         );
         headers.insert("signature", format!("sig1=:{sig}:").parse().expect("v"));
         headers
+    }
+
+    #[test]
+    fn what_we_sign_verifies_and_a_changed_body_does_not() {
+        let pem = generate().expect("keygen");
+        let key = PrivateKey::from_pem(&pem.private).expect("key");
+        let now = Utc::now();
+        let body = br#"{"type":"Like"}"#;
+        let url = url::Url::parse("http://127.0.0.1:3001/users/bob/inbox").expect("url");
+        let mut headers = HeaderMap::new();
+        sign(
+            &key,
+            "http://a/users/z#main-key",
+            &url,
+            &mut headers,
+            body,
+            now,
+        )
+        .expect("sign");
+        let sig = MessageSignature::from_headers(&headers)
+            .expect("parse")
+            .expect("present");
+        assert_eq!(sig.key_id, "http://a/users/z#main-key");
+        check_content_digest(&headers, body).expect("digest");
+        let verify = |headers: &HeaderMap| {
+            sig.verify(
+                &Method::POST,
+                url.as_str(),
+                "127.0.0.1:3001",
+                headers,
+                &pem.public,
+                now,
+            )
+        };
+        verify(&headers).expect("verifies");
+        assert_eq!(
+            check_content_digest(&headers, br#"{"type":"Undo"}"#),
+            Err(SignatureError::Digest)
+        );
+        let mut changed = headers.clone();
+        changed.insert("content-digest", "sha-256=:AAAA:".parse().expect("v"));
+        assert_eq!(verify(&changed), Err(SignatureError::Invalid));
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! nothing and never slows the deliveries to live ones.
 //!
 //! ```text
-//!  deliver message (one activity, ≤ 50 inboxes)
+//!  deliver message (one activity, ≤ 50 inboxes), signed with RFC 9421 to servers that signed
+//!  to us that way (falling back to draft-cavage at once on a 401), draft-cavage to the rest
 //!    └─ each inbox at once, on its own:
 //!         sent before (by this process)  → done
 //!         domain unavailable             → skipped, counted
@@ -35,7 +36,7 @@ use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use serde_json::Value;
 use stampede_activitypub::keys::PrivateKey;
-use stampede_activitypub::{Client, FetchError, signature};
+use stampede_activitypub::{Client, FetchError, rfc9421, signature};
 use stampede_db::Db;
 use stampede_queue::{Consume, Envelope, JobError, Queue, WorkQueue, retry};
 use stampede_telemetry::Metrics;
@@ -348,7 +349,15 @@ impl Deliverer {
             return Err(Fate::Busy);
         };
         let started = Instant::now();
-        let result = self.send(&key, &url, &body).await;
+        let modern = self.health.speaks_rfc9421(&domain).await;
+        let mut result = self.send(&key, &url, &body, modern).await;
+        // A server that signs with RFC 9421 but refuses it: draft-cavage at once, and from now on.
+        if modern
+            && matches!(&result, Err(Sending::Fetch(FetchError::Status(_, status))) if status.as_u16() == 401)
+        {
+            self.health.learned_rfc9421(&domain, false).await;
+            result = self.send(&key, &url, &body, false).await;
+        }
         let (label, outcome) = match &result {
             Ok(()) => ("answered", Some(Outcome::Answered)),
             Err(Sending::Fetch(error)) if error.is_outage() => {
@@ -386,23 +395,34 @@ impl Deliverer {
         }
     }
 
-    async fn send(&self, key: &SigningKey, url: &Url, body: &[u8]) -> Result<(), Sending> {
+    /// Signs (RFC 9421 when `modern`, draft-cavage otherwise) and POSTs.
+    async fn send(
+        &self,
+        key: &SigningKey,
+        url: &Url,
+        body: &[u8],
+        modern: bool,
+    ) -> Result<(), Sending> {
         let (key_id, key) = key;
         let mut headers = http::HeaderMap::new();
         headers.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/activity+json"),
         );
-        signature::sign(
-            key,
-            key_id,
-            &http::Method::POST,
-            url,
-            &mut headers,
-            Some(body),
-            Utc::now(),
-        )
-        .map_err(|e| Sending::Sign(e.to_string()))?;
+        let signed = if modern {
+            rfc9421::sign(key, key_id, url, &mut headers, body, Utc::now())
+        } else {
+            signature::sign(
+                key,
+                key_id,
+                &http::Method::POST,
+                url,
+                &mut headers,
+                Some(body),
+                Utc::now(),
+            )
+        };
+        signed.map_err(|e| Sending::Sign(e.to_string()))?;
         let request = self
             .client
             .request(reqwest::Method::POST, url)

@@ -93,6 +93,8 @@ struct Health {
 struct State {
     domains: HashMap<String, Health>,
     unavailable: HashSet<String>,
+    /// Domains whose servers signed to us with RFC 9421: we sign to them that way too.
+    rfc9421: HashSet<String>,
 }
 
 /// Every domain's health in this process; shared by the `deliver` and `ingress` workers.
@@ -281,6 +283,35 @@ impl DomainHealth {
         }
     }
 
+    /// Whether deliveries to `domain` are signed with RFC 9421 (its server signed to us so).
+    pub async fn speaks_rfc9421(&self, domain: &str) -> bool {
+        self.state.lock().await.rfc9421.contains(domain)
+    }
+
+    /// `domain`'s server signed a request to us with RFC 9421 (or, with `speaks` false, refused
+    /// ours): remembered here and, for the other processes, in PostgreSQL.
+    pub async fn learned_rfc9421(&self, domain: &str, speaks: bool) {
+        let changed = {
+            let mut state = self.state.lock().await;
+            if speaks {
+                state.rfc9421.insert(domain.to_string())
+            } else {
+                state.rfc9421.remove(domain)
+            }
+        };
+        if !changed {
+            return;
+        }
+        let statement = if speaks {
+            "INSERT INTO domain_signatures (domain) VALUES ($1) ON CONFLICT DO NOTHING"
+        } else {
+            "DELETE FROM domain_signatures WHERE domain = $1"
+        };
+        if let Err(error) = sqlx::query(statement).bind(domain).execute(&self.db).await {
+            tracing::debug!(domain, %error, "could not record a domain's signature scheme");
+        }
+    }
+
     /// Reads the shared state: unavailable domains, domains with failures on record, breakers
     /// opened by another process (or before a restart).
     pub async fn load(&self) -> Result<(), sqlx::Error> {
@@ -289,8 +320,14 @@ impl DomainHealth {
         )
         .fetch_all(&self.db)
         .await?;
+        let rfc9421: HashSet<String> = sqlx::query_scalar("SELECT domain FROM domain_signatures")
+            .fetch_all(&self.db)
+            .await?
+            .into_iter()
+            .collect();
         {
             let mut state = self.state.lock().await;
+            state.rfc9421 = rfc9421;
             let now = Utc::now();
             let listed: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
             state.unavailable = rows.iter().filter(|r| r.1).map(|r| r.0.clone()).collect();

@@ -44,6 +44,9 @@ impl Message for Ingress {
 pub struct Received {
     pub signer: String,
     pub activity: Value,
+    /// The request was signed with RFC 9421 (so the signer's server speaks it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rfc9421: bool,
 }
 
 /// Stores a Note by `signer` (its author) as a remote status, fanned out to local followers,
@@ -464,7 +467,11 @@ impl Inbox {
         if let Some(health) = &self.health
             && let Ok(inbox) = url::Url::parse(&signer.delivery_inbox)
         {
-            health.revived(&crate::domains::of(&inbox)).await;
+            let domain = crate::domains::of(&inbox);
+            health.revived(&domain).await;
+            if received.rfc9421 {
+                health.learned_rfc9421(&domain, true).await;
+            }
         }
         if kind == "Update" && is_actor(&activity["object"]) {
             // The actor's own new profile: stored as a fetch would store it (idempotent, and
@@ -1146,6 +1153,7 @@ mod tests {
         stampede_queue::message::assert_kinds(&[Ingress::Activity(Received {
             signer: "http://a/users/b".into(),
             activity: json!({ "type": "Follow" }),
+            rfc9421: true,
         })]);
     }
 }

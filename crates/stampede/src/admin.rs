@@ -16,7 +16,8 @@ pub enum AdminCommand {
     /// Exits 0 when every canary was handled exactly once within the timeout, 1 otherwise.
     /// Needs a running relay (web, delivery or all) and a worker for the queue.
     Canary {
-        /// The work queue to send them through: distribute, deliver, ingress, fetch, media, mail.
+        /// The work queue to send them through: distribute, backfill, deliver, ingress,
+        /// remote_fanout, fetch, media, mail.
         #[arg(long, default_value = "distribute", value_parser = parse_queue)]
         queue: WorkQueue,
         /// How many canaries to send.

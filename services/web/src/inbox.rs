@@ -124,6 +124,7 @@ async fn inbox(
         &Ingress::Activity(Received {
             signer: signer.uri,
             activity,
+            rfc9421: headers.contains_key("signature-input"),
         }),
     )
     .await?;

@@ -1506,5 +1506,43 @@ async fn rfc9421_signatures_from_fedify_verify_at_the_first_knock() {
         );
         assert_eq!(d["status"], 202, "accepted at the first knock: {d:#}");
     }
+    // Having seen the peer sign with RFC 9421, Stampede signs to it that way, and Fedify
+    // verifies it.
+    post_status(&app, &alice, json!({ "status": "signed the modern way" })).await;
+    let create = peer
+        .received("alice's post", |a| {
+            a["type"] == "Create"
+                && a["raw"]["object"]["content"]
+                    .as_str()
+                    .is_some_and(|c| c.contains("signed the modern way"))
+        })
+        .await;
+    let inbound: Value = peer
+        .client
+        .get(format!("{}/control/inbound", peer.origin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let post = inbound
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == create["id"])
+        .unwrap();
+    assert_eq!(post["scheme"], "rfc9421", "{inbound:#}");
+    assert_eq!(post["status"], 202, "{inbound:#}");
+    let rejected: Value = peer
+        .client
+        .get(format!("{}/control/rejected", peer.origin))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rejected, json!([]), "nothing failed verification");
     app.stop().await;
 }
