@@ -5,7 +5,9 @@
 //!
 //! Applied: Follow, Accept and Reject (of a Follow), Undo (Follow, Like, Announce, Block),
 //! Create (Note), Update (Note, the signer's actor), Delete (a Note), Like, Announce (of a
-//! status this server has), Block. Anything else is acknowledged and dropped, counted by type.
+//! status this server has), Block, Add/Remove (featured), Move (its local followers follow the
+//! new account, which must name the old one in `alsoKnownAs`). Anything else is acknowledged
+//! and dropped, counted by type.
 
 use std::sync::Arc;
 
@@ -487,6 +489,19 @@ impl Inbox {
         if kind == "Create" && self.wanted(&signer, &activity["object"]).await? {
             self.fetch_parent(&activity["object"]).await?;
         }
+        // A Move names the new account, which must name the old one among its aliases: fetched
+        // fresh (and stored) before the transaction.
+        let moved_to = if kind == "Move" {
+            match self.moved_to(&signer, activity).await? {
+                Some(target) => Some(target),
+                None => {
+                    self.dropped(&kind, "the target does not name the mover as an alias");
+                    return Ok(());
+                }
+            }
+        } else {
+            None
+        };
         let mut tx = self.db.begin().await?;
         if let Some(id) = activity["id"].as_str() {
             let fresh =
@@ -511,6 +526,10 @@ impl Inbox {
             "Announce" => self.announce(&mut tx, &signer, activity).await?,
             "Update" => self.update(&mut tx, &signer, activity).await?,
             "Block" => self.block(&mut tx, &signer, activity).await?,
+            "Move" => match &moved_to {
+                Some(target) => self.moved(&mut tx, &signer, target).await?,
+                None => false,
+            },
             "Add" | "Remove" => {
                 self.featured(&mut tx, &signer, activity, kind == "Add")
                     .await?
@@ -1097,6 +1116,83 @@ impl Inbox {
     }
 
     /// A remote account blocks a local one: the follows between them end.
+    /// The account a `Move` by `signer` (of itself) goes to, if that account names `signer` in
+    /// its `alsoKnownAs` (fetched fresh, as Mastodon checks it).
+    async fn moved_to(
+        &self,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<Option<RemoteAccount>, JobError> {
+        if first_id(&activity["object"]).as_deref() != Some(signer.uri.as_str()) {
+            return Ok(None);
+        }
+        let Some(target) = first_id(&activity["target"]) else {
+            return Ok(None);
+        };
+        if target == signer.uri || target.starts_with(&format!("{}/", self.base)) {
+            // Moves to this server's accounts are the moderation issue's (aliases are not kept).
+            return Ok(None);
+        }
+        let (url, doc) = match self.resolver.fetch(&target).await {
+            Ok(found) => found,
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(_) => return Ok(None),
+        };
+        let aliases = match &doc["alsoKnownAs"] {
+            Value::String(one) => vec![one.clone()],
+            Value::Array(many) => many
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !aliases.contains(&signer.uri) {
+            return Ok(None);
+        }
+        match self.resolver.store(&url, &doc).await {
+            Ok(account) => Ok(Some(account)),
+            Err(e) if e.is_transient() => Err(e.into()),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// `signer` moved to `target`: it is marked moved, and each local follower follows
+    /// `target` instead (a Follow to its server, keeping the follow's boosts and notification
+    /// settings) and unfollows `signer` (an Undo to its server), as Mastodon moves followers.
+    async fn moved(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        target: &RemoteAccount,
+    ) -> Result<bool, JobError> {
+        sqlx::query("UPDATE accounts SET moved_to_account_id = $2 WHERE id = $1")
+            .bind(signer.id)
+            .bind(target.id)
+            .execute(&mut *tx)
+            .await?;
+        let followers: Vec<(i64, bool, bool)> = sqlx::query_as(
+            "SELECT f.account_id, f.show_reblogs, f.notify FROM follows f              JOIN accounts a ON a.id = f.account_id              WHERE f.target_account_id = $1 AND a.domain IS NULL",
+        )
+        .bind(signer.id)
+        .fetch_all(&mut *tx)
+        .await?;
+        for (follower, reblogs, notify) in followers {
+            follows::ask_remote(
+                tx,
+                &self.ids,
+                &self.base,
+                follower,
+                target.id,
+                Some(reblogs),
+                Some(notify),
+            )
+            .await?;
+            follows::undo_remote(tx, &self.base, follower, signer.id).await?;
+            follows::unfollow(tx, follower, signer.id).await?;
+        }
+        Ok(true)
+    }
+
     async fn block(
         &self,
         tx: &mut PgConnection,

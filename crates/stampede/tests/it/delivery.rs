@@ -37,6 +37,8 @@ struct Remote {
     received: Mutex<Vec<String>>,
     /// Every POST to the inbox, whatever the answer.
     attempts: std::sync::atomic::AtomicU64,
+    /// Every activity received (answered 2xx), whole.
+    activities: Mutex<Vec<Value>>,
 }
 
 impl Remote {
@@ -53,14 +55,18 @@ impl Remote {
     }
 }
 
-async fn actor(State(remote): State<Arc<Remote>>, Path(_name): Path<String>) -> Response {
-    let id = remote.actor();
-    let doc = json!({
+/// `/users/remote`, and `/users/new`, which names `remote` as an alias (where it moved to).
+async fn actor(State(remote): State<Arc<Remote>>, Path(name): Path<String>) -> Response {
+    let id = format!("{}/users/{name}", remote.origin);
+    let mut doc = json!({
         "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
-        "id": id, "type": "Person", "preferredUsername": "remote",
+        "id": id, "type": "Person", "preferredUsername": name,
         "inbox": format!("{id}/inbox"),
         "publicKey": { "id": format!("{id}#main-key"), "owner": id, "publicKeyPem": remote.public_pem },
     });
+    if name == "new" {
+        doc["alsoKnownAs"] = json!([remote.actor()]);
+    }
     (
         [("content-type", "application/activity+json")],
         doc.to_string(),
@@ -86,6 +92,7 @@ async fn inbox(State(remote): State<Arc<Remote>>, body: Bytes) -> Response {
         .unwrap_or_default()
         .to_string();
     remote.received.lock().await.push(id);
+    remote.activities.lock().await.push(activity);
     StatusCode::ACCEPTED.into_response()
 }
 
@@ -99,6 +106,7 @@ async fn remote_server() -> Arc<Remote> {
         mode: AtomicU8::new(OK),
         received: Mutex::default(),
         attempts: Default::default(),
+        activities: Mutex::default(),
     });
     let app = Router::new()
         .route("/users/{name}", get(actor))
@@ -333,5 +341,139 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
         },
     )
     .await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_move_takes_local_followers_to_the_new_account() {
+    let app = spawn_app(AppOptions {
+        workers: true,
+        federating: true,
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let remote = remote_server().await;
+    let new = format!("{}/users/new", remote.origin);
+
+    // Alice follows the remote account (found by its URL), and its server accepts.
+    let found = crate::social::get(
+        &app,
+        &format!(
+            "/api/v2/search?q={}&resolve=true&type=accounts",
+            remote.actor()
+        ),
+        &alice,
+    )
+    .await;
+    let old_id = found.body["accounts"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let follow = crate::social::post(
+        &app,
+        &format!("/api/v1/accounts/{old_id}/follow"),
+        &alice,
+        json!({ "reblogs": false }),
+    )
+    .await;
+    assert_eq!(follow.status, 200, "{:?}", follow.body);
+    let mut follow_id = String::new();
+    eventually("the Follow arrives", Duration::from_secs(10), || async {
+        remote
+            .activities
+            .lock()
+            .await
+            .iter()
+            .any(|a| a["type"] == "Follow")
+    })
+    .await;
+    for a in remote.activities.lock().await.iter() {
+        if a["type"] == "Follow" {
+            follow_id = a["id"].as_str().unwrap().to_string();
+        }
+    }
+    let accept = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}#accepts/1", remote.actor()), "type": "Accept",
+        "actor": remote.actor(),
+        "object": { "id": follow_id, "type": "Follow", "object": remote.actor() },
+    });
+    send(&app, &remote, accept).await;
+    let relationship = |id: String| {
+        let (app, alice) = (&app, &alice);
+        async move {
+            crate::social::get(
+                app,
+                &format!("/api/v1/accounts/relationships?id[]={id}"),
+                alice,
+            )
+            .await
+            .body[0]
+                .clone()
+        }
+    };
+    eventually(
+        "alice follows the old account",
+        Duration::from_secs(10),
+        || async { relationship(old_id.clone()).await["following"] == true },
+    )
+    .await;
+
+    // A Move to an account that does not name the mover is dropped.
+    let bogus = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}#moves/0", remote.actor()), "type": "Move",
+        "actor": remote.actor(), "object": remote.actor(),
+        "target": format!("{}/users/stranger", remote.origin),
+    });
+    send(&app, &remote, bogus).await;
+
+    // The real Move: alice asks the new account to be followed and leaves the old one.
+    let moving = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}#moves/1", remote.actor()), "type": "Move",
+        "actor": remote.actor(), "object": remote.actor(), "target": new,
+    });
+    send(&app, &remote, moving).await;
+    eventually(
+        "a Follow of the new account and an Undo of the old follow",
+        Duration::from_secs(10),
+        || async {
+            let got = remote.activities.lock().await;
+            got.iter()
+                .any(|a| a["type"] == "Follow" && a["object"] == new)
+                && got
+                    .iter()
+                    .any(|a| a["type"] == "Undo" && a["object"]["id"] == follow_id)
+        },
+    )
+    .await;
+    let new_id = crate::social::get(
+        &app,
+        &format!("/api/v2/search?q={new}&resolve=true&type=accounts"),
+        &alice,
+    )
+    .await
+    .body["accounts"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let to_new = relationship(new_id).await;
+    assert_eq!(to_new["requested"], true, "{to_new}");
+    assert_eq!(to_new["showing_reblogs"], false, "settings kept: {to_new}");
+    let to_old = relationship(old_id).await;
+    assert_eq!(to_old["following"], false, "{to_old}");
+    let moved: Option<i64> =
+        sqlx::query_scalar("SELECT moved_to_account_id FROM accounts WHERE uri = $1")
+            .bind(remote.actor())
+            .fetch_one(&app.ctx.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        moved.map(|m| m.to_string()),
+        Some(to_new["id"].as_str().unwrap().to_string())
+    );
     app.stop().await;
 }
