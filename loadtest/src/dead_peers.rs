@@ -387,6 +387,31 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
             "error_500": fed.error_attempts.load(Ordering::Relaxed),
         },
     });
+    // For a person (the JSON line on standard output is for machines).
+    let steady = &report["steady"];
+    let burst = &report["burst"];
+    eprintln!(
+        "dead-peers report\n  servers: {live} live, {hang} hang, {error} answer 500\n  \
+         steady ({} posts/s × {} s): {}/{} live deliveries, {} a second; latency p50 {} ms, \
+         p99 {} ms, max {} ms\n  burst ({} posts): {} live deliveries a second = {} of the raw \
+         RSA-2048 signing rate ({} a second); latency p99 {} ms\n  attempts at dead servers: \
+         {} hang, {} × 500",
+        args.rate,
+        args.seconds,
+        steady["live_received"],
+        steady["live_expected"],
+        steady["live_deliveries_per_s"],
+        steady["live_latency_ms"]["p50"],
+        steady["live_latency_ms"]["p99"],
+        steady["live_latency_ms"]["max"],
+        args.burst,
+        burst["live_deliveries_per_s"],
+        burst["ratio_to_raw_signing"],
+        report["raw_rsa2048_signs_per_s"],
+        burst["live_latency_ms"]["p99"],
+        report["dead_attempts"]["hang"],
+        report["dead_attempts"]["error_500"],
+    );
     ensure!(
         steady_received == steady_expected && burst_received == burst_expected,
         "live servers missed deliveries: {report}"

@@ -39,6 +39,8 @@ struct Remote {
     attempts: std::sync::atomic::AtomicU64,
     /// Every activity received (answered 2xx), whole.
     activities: Mutex<Vec<Value>>,
+    /// GETs of actor documents.
+    actor_gets: std::sync::atomic::AtomicU64,
 }
 
 impl Remote {
@@ -57,6 +59,9 @@ impl Remote {
 
 /// `/users/remote`, and `/users/new`, which names `remote` as an alias (where it moved to).
 async fn actor(State(remote): State<Arc<Remote>>, Path(name): Path<String>) -> Response {
+    remote.actor_gets.fetch_add(1, Ordering::Relaxed);
+    // Slow enough that concurrent fetches overlap.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let id = format!("{}/users/{name}", remote.origin);
     let mut doc = json!({
         "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
@@ -107,6 +112,7 @@ async fn remote_server() -> Arc<Remote> {
         received: Mutex::default(),
         attempts: Default::default(),
         activities: Mutex::default(),
+        actor_gets: Default::default(),
     });
     let app = Router::new()
         .route("/users/{name}", get(actor))
@@ -341,6 +347,69 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
         },
     )
     .await;
+
+    // The operator's view: `stampede admin domains list` and `clear`.
+    sqlx::query(
+        "INSERT INTO delivery_domains (domain, failure_days, unavailable_since) \
+         VALUES ('gone.example', ARRAY[current_date], now())",
+    )
+    .execute(&app.ctx.db)
+    .await
+    .unwrap();
+    let admin = |args: &[&str]| {
+        crate::process::command(&app.env, args)
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let listed = admin(&["admin", "domains", "list", "--unavailable"]);
+    assert!(listed.status.success());
+    let line: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(line["domain"], "gone.example");
+    assert!(line["unavailable_since"].is_string());
+    assert!(
+        admin(&["admin", "domains", "clear", "gone.example"])
+            .status
+            .success()
+    );
+    assert!(
+        !admin(&["admin", "domains", "clear", "gone.example"])
+            .status
+            .success()
+    );
+    assert!(
+        stampede_social::domains::list(&app.ctx.db, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_fetches_of_one_document_are_one_request() {
+    let app = spawn_app(AppOptions {
+        federating: true,
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let remote = remote_server().await;
+    let resolver =
+        stampede_social::remote::Resolver::from_config(app.ctx.db.clone(), &app.ctx.config)
+            .unwrap();
+    let uri = remote.actor();
+    let fetches: Vec<_> = (0..20)
+        .map(|_| {
+            let (resolver, uri) = (resolver.clone(), uri.clone());
+            tokio::spawn(async move { resolver.fetch(&uri).await.map(|(_, doc)| doc) })
+        })
+        .collect();
+    for fetch in fetches {
+        assert_eq!(fetch.await.unwrap().unwrap()["id"], uri);
+    }
+    let gets = remote.actor_gets.load(Ordering::Relaxed);
+    assert!(gets <= 2, "20 concurrent fetches made {gets} requests");
     app.stop().await;
 }
 
