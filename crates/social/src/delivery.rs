@@ -34,6 +34,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
+use parking_lot::Mutex;
 use serde_json::Value;
 use stampede_activitypub::keys::PrivateKey;
 use stampede_activitypub::{Client, FetchError, rfc9421, signature};
@@ -41,7 +42,7 @@ use stampede_db::Db;
 use stampede_queue::{Consume, Envelope, JobError, Queue, WorkQueue, retry};
 use stampede_telemetry::Metrics;
 use stampede_telemetry::metrics::OutcomeLabels;
-use tokio::sync::{Mutex, RwLock, Semaphore};
+use tokio::sync::{RwLock, Semaphore};
 use tokio::time::Instant;
 use url::Url;
 
@@ -104,6 +105,15 @@ fn fingerprint(activity_id: &str, inbox: &str) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     (activity_id, inbox).hash(&mut hasher);
     hasher.finish()
+}
+
+/// Where one delivery goes: the inbox, its domain, the domain's connection permits, and
+/// whether to sign with RFC 9421.
+struct Target {
+    url: Url,
+    domain: String,
+    permits: Arc<Semaphore>,
+    rfc9421: bool,
 }
 
 /// How one inbox's delivery ended, when it did not succeed.
@@ -199,7 +209,7 @@ impl Deliverer {
         let mut running = Vec::new();
         for inbox in inboxes {
             let tag = fingerprint(&activity_id, &inbox);
-            if self.sent.lock().await.contains(tag) {
+            if self.sent.lock().contains(tag) {
                 continue;
             }
             let url = match Url::parse(&inbox) {
@@ -218,14 +228,19 @@ impl Deliverer {
                     self.metrics.delivery("circuit_open", class);
                     next.push((inbox, Next::Copy { attempt, wait }));
                 }
-                Admit::Go { permits, .. } => {
+                Admit::Go {
+                    permits, rfc9421, ..
+                } => {
                     let domain_of_post = domain.clone();
                     let post = self.clone().post(
                         key.clone(),
                         body.clone(),
-                        url,
-                        domain,
-                        permits,
+                        Target {
+                            url,
+                            domain,
+                            permits,
+                            rfc9421,
+                        },
                         tag,
                         deadline,
                     );
@@ -333,23 +348,25 @@ impl Deliverer {
 
     /// Signs and POSTs `body` to `url` within `domain`'s connection cap (waiting for a
     /// connection until `deadline` at most), and tells the domain's health how it went.
-    #[allow(clippy::too_many_arguments)]
     async fn post(
         self,
         key: Arc<SigningKey>,
         body: Arc<Vec<u8>>,
-        url: Url,
-        domain: String,
-        permits: Arc<Semaphore>,
+        target: Target,
         tag: u64,
         deadline: Instant,
     ) -> Result<(), Fate> {
+        let Target {
+            url,
+            domain,
+            permits,
+            rfc9421: modern,
+        } = target;
         let Ok(Ok(_permit)) = tokio::time::timeout_at(deadline, permits.acquire_owned()).await
         else {
             return Err(Fate::Busy);
         };
         let started = Instant::now();
-        let modern = self.health.speaks_rfc9421(&domain).await;
         let mut result = self.send(&key, &url, &body, modern).await;
         // A server that signs with RFC 9421 but refuses it: draft-cavage at once, and from now on.
         if modern
@@ -379,7 +396,7 @@ impl Deliverer {
         }
         match result {
             Ok(()) => {
-                self.sent.lock().await.insert(tag);
+                self.sent.lock().insert(tag);
                 Ok(())
             }
             Err(Sending::Fetch(error)) => Err(Fate::Failed {

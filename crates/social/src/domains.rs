@@ -22,10 +22,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use parking_lot::Mutex;
 use serde::Serialize;
 use stampede_db::Db;
 use stampede_telemetry::Metrics;
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 /// Outages in a row that open a domain's breaker.
@@ -48,6 +49,8 @@ pub enum Admit {
     Go {
         permits: Arc<Semaphore>,
         probe: bool,
+        /// Sign with RFC 9421 (the domain's server signed to us that way).
+        rfc9421: bool,
     },
     /// The breaker is open: hold the delivery for this long.
     Hold(Duration),
@@ -145,10 +148,11 @@ impl DomainHealth {
     /// Whether a delivery to `domain` may go now, and the class it is counted under
     /// (`healthy`, `failing`, `unavailable`).
     pub async fn admit(&self, domain: &str) -> (Admit, &'static str) {
-        let mut state = self.state.lock().await;
+        let mut state = self.state.lock();
         if state.unavailable.contains(domain) {
             return (Admit::Unavailable, "unavailable");
         }
+        let rfc9421 = state.rfc9421.contains(domain);
         let health = self.health(&mut state, domain);
         let class =
             if health.dirty || health.outages > 0 || !matches!(health.breaker, Breaker::Closed) {
@@ -161,6 +165,7 @@ impl DomainHealth {
             Breaker::Closed => Admit::Go {
                 permits: health.permits.clone(),
                 probe: false,
+                rfc9421,
             },
             Breaker::Open(until) if until > now => Admit::Hold(until - now),
             // One probe at a time; the rest wait about as long as it may take.
@@ -172,6 +177,7 @@ impl DomainHealth {
                 Admit::Go {
                     permits: health.permits.clone(),
                     probe: true,
+                    rfc9421,
                 }
             }
         };
@@ -188,7 +194,7 @@ impl DomainHealth {
 
     async fn answered(&self, domain: &str) {
         let write = {
-            let mut state = self.state.lock().await;
+            let mut state = self.state.lock();
             let was_unavailable = state.unavailable.remove(domain);
             let cap = self.host_cap;
             let health = self.health(&mut state, domain);
@@ -218,7 +224,7 @@ impl DomainHealth {
     async fn outage(&self, domain: &str, error: &str) {
         let today = Utc::now().date_naive();
         let (write, record_day) = {
-            let mut state = self.state.lock().await;
+            let mut state = self.state.lock();
             let first = self.first_cooldown;
             let health = self.health(&mut state, domain);
             health.outages += 1;
@@ -256,11 +262,7 @@ impl DomainHealth {
                         domain,
                         "domain unavailable: failing on {UNAVAILABLE_AFTER_DAYS} distinct days"
                     );
-                    self.state
-                        .lock()
-                        .await
-                        .unavailable
-                        .insert(domain.to_string());
+                    self.state.lock().unavailable.insert(domain.to_string());
                     self.publish_gauges().await;
                 }
                 Ok(false) => {}
@@ -272,7 +274,7 @@ impl DomainHealth {
     /// A signed request from `domain` was accepted: it is alive, whatever deliveries said.
     pub async fn revived(&self, domain: &str) {
         let known_bad = {
-            let state = self.state.lock().await;
+            let state = self.state.lock();
             state.unavailable.contains(domain)
                 || state.domains.get(domain).is_some_and(|h| {
                     h.dirty || h.outages > 0 || !matches!(h.breaker, Breaker::Closed)
@@ -283,16 +285,11 @@ impl DomainHealth {
         }
     }
 
-    /// Whether deliveries to `domain` are signed with RFC 9421 (its server signed to us so).
-    pub async fn speaks_rfc9421(&self, domain: &str) -> bool {
-        self.state.lock().await.rfc9421.contains(domain)
-    }
-
     /// `domain`'s server signed a request to us with RFC 9421 (or, with `speaks` false, refused
     /// ours): remembered here and, for the other processes, in PostgreSQL.
     pub async fn learned_rfc9421(&self, domain: &str, speaks: bool) {
         let changed = {
-            let mut state = self.state.lock().await;
+            let mut state = self.state.lock();
             if speaks {
                 state.rfc9421.insert(domain.to_string())
             } else {
@@ -326,7 +323,7 @@ impl DomainHealth {
             .into_iter()
             .collect();
         {
-            let mut state = self.state.lock().await;
+            let mut state = self.state.lock();
             state.rfc9421 = rfc9421;
             let now = Utc::now();
             let listed: HashSet<&str> = rows.iter().map(|r| r.0.as_str()).collect();
@@ -357,7 +354,7 @@ impl DomainHealth {
     }
 
     async fn publish_gauges(&self) {
-        let state = self.state.lock().await;
+        let state = self.state.lock();
         let (mut open, mut probing) = (0i64, 0i64);
         for health in state.domains.values() {
             match health.breaker {
