@@ -218,7 +218,7 @@ async fn argon2_rate(threads: Option<usize>, seconds: u64) -> anyhow::Result<ser
         .map(|_| {
             std::thread::spawn(move || {
                 // The same code the server hashes with, memory reused between hashes.
-                let mut scratch = stampede_web::passwords::Scratch::new();
+                let mut scratch = stampede_social::passwords::Scratch::new();
                 let mut count = 0u64;
                 while Instant::now() < deadline {
                     let _ = scratch.hash("correct horse battery staple");

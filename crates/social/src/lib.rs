@@ -23,6 +23,7 @@ pub mod inbox;
 pub mod interactions;
 pub mod keys;
 pub mod outbound;
+pub mod passwords;
 pub mod post;
 pub mod remote;
 pub mod render;

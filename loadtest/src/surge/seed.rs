@@ -2,7 +2,7 @@
 //! written straight into the tables of `migrations/20261122000002_accounts.sql` (accounts,
 //! users, oauth_access_tokens) in batches, instead of thousands of sign-ups that would each cost
 //! an argon2 hash and an e-mail confirmation. Tokens are stored as the server stores them (their
-//! SHA-256, `stampede_web::tokens`), so the server cannot tell them from tokens it issued.
+//! SHA-256, `stampede_social::tokens`), so the server cannot tell them from tokens it issued.
 //!
 //! Everything else (follows, statuses) is seeded through the API, as the tables behind it
 //! belong to code still being written.
@@ -69,7 +69,7 @@ pub async fn users(
             "the app registered for this run is not in DATABASE_URL: is it the target's database?",
         )?;
     // One real hash for all: nobody signs in with a password during the run.
-    let password_hash = stampede_web::passwords::Scratch::new().hash("loadtest password")?;
+    let password_hash = stampede_social::passwords::Scratch::new().hash("loadtest password")?;
     let ids = IdGenerator::new();
     let mut out = Vec::with_capacity(n);
     for chunk_start in (0..n).step_by(1000) {
@@ -83,12 +83,12 @@ pub async fn users(
         let mut batch = Vec::new();
         for i in chunk {
             let username = format!("{prefix}{i}");
-            let token = stampede_web::tokens::generate();
+            let token = stampede_social::tokens::generate();
             account_ids.push(ids.next_id().as_i64());
             user_ids.push(ids.next_id().as_i64());
             token_ids.push(ids.next_id().as_i64());
             emails.push(format!("{username}@loadtest.invalid"));
-            hashes.push(stampede_web::tokens::digest(&token));
+            hashes.push(stampede_social::tokens::digest(&token));
             names.push(username);
             batch.push(token);
         }

@@ -16,12 +16,14 @@ pub mod mail;
 pub mod oauth;
 pub mod pages;
 pub mod paging;
-pub mod passwords;
+/// Password hashing lives in the domain crate (the CLI and the load generator use it too).
+pub use stampede_social::passwords;
 pub mod payload;
 pub mod ratelimit;
 pub mod registration;
 pub mod statuses;
-pub mod tokens;
+/// Secrets and their digests live in the domain crate.
+pub use stampede_social::tokens;
 pub mod well_known;
 
 use std::net::SocketAddr;
