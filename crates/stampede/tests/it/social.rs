@@ -994,3 +994,84 @@ async fn threads_polls_lists_markers_search_and_conversations() {
     assert_eq!(conversations.body[0]["unread"], true);
     assert_eq!(conversations.body[0]["accounts"][0]["username"], "alice");
 }
+
+#[tokio::test]
+async fn what_an_account_owns_only_it_deletes() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let id = |answer: Answer| answer.body["id"].as_str().unwrap().to_string();
+
+    let list = id(post(&app, "/api/v1/lists", &alice, json!({ "title": "friends" })).await);
+    let at = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    let scheduled = id(post(
+        &app,
+        "/api/v1/statuses",
+        &alice,
+        json!({ "status": "later", "scheduled_at": at }),
+    )
+    .await);
+    // Bob follows Alice (a notification of hers) and writes to her directly (a conversation).
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &bob,
+        json!({}),
+    )
+    .await;
+    post_status(
+        &app,
+        &bob,
+        json!({ "status": "@alice psst", "visibility": "direct" }),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (notification, conversation) = loop {
+        let n = get(&app, "/api/v1/notifications?types[]=follow", &alice).await;
+        let c = get(&app, "/api/v1/conversations", &alice).await;
+        if let (Some(n), Some(c)) = (n.body[0]["id"].as_str(), c.body[0]["id"].as_str()) {
+            break (n.to_string(), c.to_string());
+        }
+        assert!(Instant::now() < deadline, "{:?} {:?}", n.body, c.body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+
+    for (method, path) in [
+        (Method::DELETE, format!("/api/v1/lists/{list}")),
+        (
+            Method::DELETE,
+            format!("/api/v1/scheduled_statuses/{scheduled}"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/notifications/{notification}/dismiss"),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/conversations/{conversation}"),
+        ),
+    ] {
+        let by = |token: String| {
+            let (app, method, path) = (&app, method.clone(), path.clone());
+            async move { call(app, method, &path, Some(&token), None).await }
+        };
+        assert_eq!(
+            by(bob.token.clone()).await.status,
+            404,
+            "another account's: {path}"
+        );
+        let done = by(alice.token.clone()).await;
+        assert_eq!((done.status, done.body), (200, json!({})), "{path}");
+        assert_eq!(by(alice.token.clone()).await.status, 404, "gone: {path}");
+    }
+    let bogus = call(
+        &app,
+        Method::DELETE,
+        "/api/v1/lists/x",
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!(bogus.status, 404);
+    app.stop().await;
+}

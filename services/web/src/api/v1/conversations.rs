@@ -75,14 +75,5 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let account_id = auth.account(&["write", "write:conversations"])?;
-    let removed =
-        sqlx::query("DELETE FROM account_conversations WHERE id = $1 AND account_id = $2")
-            .bind(path_id(&id)?)
-            .bind(account_id)
-            .execute(&state.ctx.db)
-            .await?;
-    if removed.rows_affected() == 0 {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(serde_json::json!({})))
+    super::delete_owned(&state, super::Owned::Conversation, &id, account_id).await
 }

@@ -146,12 +146,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let account_id = auth.account(WRITE)?;
-    let list = own(&state, account_id, &id).await?;
-    sqlx::query("DELETE FROM lists WHERE id = $1")
-        .bind(list.id)
-        .execute(&state.ctx.db)
-        .await?;
-    Ok(Json(serde_json::json!({})))
+    super::delete_owned(&state, super::Owned::List, &id, account_id).await
 }
 
 pub async fn accounts(

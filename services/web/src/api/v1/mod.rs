@@ -15,10 +15,55 @@ pub mod statuses;
 pub mod tags;
 pub mod timelines;
 
-use axum::Router;
 use axum::routing::{delete, get, post};
+use axum::{Json, Router};
 
 use crate::AppState;
+use crate::error::ApiError;
+
+/// A row that belongs to one account and that its owner deletes by id.
+#[derive(Clone, Copy, Debug)]
+pub enum Owned {
+    Conversation,
+    Notification,
+    ScheduledStatus,
+    List,
+}
+
+impl Owned {
+    fn table(self) -> &'static str {
+        match self {
+            Owned::Conversation => "account_conversations",
+            Owned::Notification => "notifications",
+            Owned::ScheduledStatus => "scheduled_statuses",
+            Owned::List => "lists",
+        }
+    }
+}
+
+/// Deletes `owned` row `id` (as the path gave it) of `account_id`: `{}`, or 404 when the
+/// account has no such row (another account's is as absent as a missing one).
+pub async fn delete_owned(
+    state: &AppState,
+    owned: Owned,
+    id: &str,
+    account_id: i64,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = statuses::path_id(id)?;
+    let statement = format!(
+        "DELETE FROM {} WHERE id = $1 AND account_id = $2",
+        owned.table()
+    );
+    let removed = sqlx::query(&statement)
+        .bind(id)
+        .bind(account_id)
+        .execute(&state.ctx.db)
+        .await?;
+    if removed.rows_affected() == 0 {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(serde_json::json!({})))
+}
 
 pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()

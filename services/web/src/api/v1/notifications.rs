@@ -114,15 +114,7 @@ pub async fn dismiss(
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let account_id = auth.account(WRITE)?;
-    let removed = sqlx::query("DELETE FROM notifications WHERE id = $1 AND account_id = $2")
-        .bind(path_id(&id)?)
-        .bind(account_id)
-        .execute(&state.ctx.db)
-        .await?;
-    if removed.rows_affected() == 0 {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(serde_json::json!({})))
+    super::delete_owned(&state, super::Owned::Notification, &id, account_id).await
 }
 
 pub async fn clear(
