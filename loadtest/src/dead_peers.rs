@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use stampede_activitypub::keys::{self, PrivateKey};
 use tokio::sync::Mutex;
 
-use crate::federation::{api, percentile, raw_sign_rate, send_signed};
+use crate::federation::{api, await_followers, me, percentile, raw_sign_rate, send_signed};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -258,15 +258,8 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         .build()?;
 
     // Every peer's actor follows the author.
-    let me = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{base}/api/v1/accounts/verify_credentials"),
-        &args.author_token,
-        None,
-    )
-    .await?;
-    let author_uri = me["uri"].as_str().context("no author uri")?.to_string();
+    let author = me(&client, &base, &args.author_token).await?;
+    let author_uri = author["uri"].as_str().context("no author uri")?.to_string();
     eprintln!("dead-peers: {peers} peers follow the author");
     let results: Vec<anyhow::Result<u16>> =
         futures_util::stream::iter(all.iter().map(|peer| {
@@ -288,26 +281,14 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         let status = result?;
         ensure!(status == 202, "a Follow answered {status}");
     }
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let me = api(
-            &client,
-            reqwest::Method::GET,
-            &format!("{base}/api/v1/accounts/verify_credentials"),
-            &args.author_token,
-            None,
-        )
-        .await?;
-        if me["followers_count"].as_u64() == Some(peers as u64) {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the followers never all arrived: {}",
-            me["followers_count"]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    await_followers(
+        &client,
+        &base,
+        &args.author_token,
+        peers as u64,
+        Duration::from_secs(300),
+    )
+    .await?;
     // Let the Accepts go out while everyone still answers, then kill the dead.
     tokio::time::sleep(Duration::from_secs(5)).await;
     fed.dead.store(true, Ordering::Relaxed);

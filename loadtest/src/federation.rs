@@ -229,6 +229,41 @@ pub(crate) async fn api(
     Ok(body)
 }
 
+/// The account of `token` (`verify_credentials`).
+pub(crate) async fn me(client: &reqwest::Client, base: &str, token: &str) -> anyhow::Result<Value> {
+    api(
+        client,
+        reqwest::Method::GET,
+        &format!("{base}/api/v1/accounts/verify_credentials"),
+        token,
+        None,
+    )
+    .await
+}
+
+/// Waits (up to `within`) until the account of `token` has `count` followers.
+pub(crate) async fn await_followers(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    count: u64,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    loop {
+        let me = me(client, base, token).await?;
+        if me["followers_count"].as_u64() == Some(count) {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the followers never all arrived: {}",
+            me["followers_count"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Sends the Accepts the fake server owes for Follows it received, until `stop`.
 async fn answer_follows(client: reqwest::Client, remote: Arc<Remote>, base: String) {
     loop {
@@ -328,14 +363,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
 
     // The reader follows the local author too: the author's posts during the inbound flood
     // measure how fresh a local home timeline stays while `ingress` is busy.
-    let author = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{base}/api/v1/accounts/verify_credentials"),
-        &args.author_token,
-        None,
-    )
-    .await?;
+    let author = me(&client, &base, &args.author_token).await?;
     let author_id = author["id"].as_str().context("no author id")?.to_string();
     api(
         &client,
@@ -531,15 +559,7 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         "federation: {} remote followers follow the author",
         args.followers
     );
-    let me = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{base}/api/v1/accounts/verify_credentials"),
-        &args.author_token,
-        None,
-    )
-    .await?;
-    let author_uri = me["uri"]
+    let author_uri = author["uri"]
         .as_str()
         .context("the author has no uri")?
         .to_string();
@@ -560,27 +580,15 @@ pub async fn run(args: Args) -> anyhow::Result<Value> {
         .await?;
         ensure!(status == 202, "a Follow answered {status}");
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let me = api(
-            &client,
-            reqwest::Method::GET,
-            &format!("{base}/api/v1/accounts/verify_credentials"),
-            &args.author_token,
-            None,
-        )
-        .await?;
-        // The remote followers and the local reader.
-        if me["followers_count"].as_u64() == Some(args.followers as u64 + 1) {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the followers never all arrived: {}",
-            me["followers_count"]
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // The remote followers and the local reader.
+    await_followers(
+        &client,
+        &base,
+        &args.author_token,
+        args.followers as u64 + 1,
+        Duration::from_secs(120),
+    )
+    .await?;
     // The Accepts of those follows are deliveries too: start counting after they are in.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let before = remote.delivered.load(Ordering::Relaxed);

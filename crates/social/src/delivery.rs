@@ -47,7 +47,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::activitypub::actor_uri;
-use crate::domains::{self, Admit, DomainHealth, Outcome};
+use crate::domains::{Admit, DomainHealth, Outcome};
 use crate::keys;
 use crate::outbound::{Batch, Deliver, Outgoing};
 
@@ -220,17 +220,15 @@ impl Deliverer {
                     continue;
                 }
             };
-            let domain = domains::of(&url);
-            let (admit, class) = self.health.admit(&domain).await;
+            let domain = crate::remote::authority(&url).unwrap_or_default();
+            let (admit, class) = self.health.admit(&domain);
             match admit {
                 Admit::Unavailable => self.metrics.delivery("skipped_unavailable", class),
                 Admit::Hold(wait) => {
                     self.metrics.delivery("circuit_open", class);
                     next.push((inbox, Next::Copy { attempt, wait }));
                 }
-                Admit::Go {
-                    permits, rfc9421, ..
-                } => {
+                Admit::Go { permits, rfc9421 } => {
                     let domain_of_post = domain.clone();
                     let post = self.clone().post(
                         key.clone(),

@@ -9,7 +9,7 @@
 //!    └──────── any answer ──────────┴──────────────────────────────────┘
 //! ```
 //!
-//! A *domain* is the inbox URL's host with its port. Each delivery process keeps its own
+//! A *domain* is the inbox URL's host with its port ([`crate::remote::authority`]). Each delivery process keeps its own
 //! breakers and per-host connection caps in memory (a host that has not answered yet gets
 //! [`SLOW_START`] connections, the full cap from its first answer); what must outlive a restart or be shared is
 //! in PostgreSQL (`delivery_domains`): the distinct days a domain failed on, when its breaker
@@ -44,11 +44,10 @@ const REFRESH: Duration = Duration::from_secs(10);
 /// What a delivery to a domain may do now.
 #[derive(Debug)]
 pub enum Admit {
-    /// Go, within the host's connection cap (`probe`: the one request a half-open breaker lets
-    /// through).
+    /// Go, within the host's connection cap (possibly as the one request a half-open breaker
+    /// lets through).
     Go {
         permits: Arc<Semaphore>,
-        probe: bool,
         /// Sign with RFC 9421 (the domain's server signed to us that way).
         rfc9421: bool,
     },
@@ -110,13 +109,6 @@ pub struct DomainHealth {
     state: Mutex<State>,
 }
 
-/// What a successful write must do in PostgreSQL after the in-memory change.
-enum Write {
-    Nothing,
-    Clear,
-    Opened(Duration),
-}
-
 impl DomainHealth {
     /// Health for domains reached with at most `host_cap` requests each at once; a breaker
     /// first opens for `cooldown`.
@@ -147,7 +139,7 @@ impl DomainHealth {
 
     /// Whether a delivery to `domain` may go now, and the class it is counted under
     /// (`healthy`, `failing`, `unavailable`).
-    pub async fn admit(&self, domain: &str) -> (Admit, &'static str) {
+    pub fn admit(&self, domain: &str) -> (Admit, &'static str) {
         let mut state = self.state.lock();
         if state.unavailable.contains(domain) {
             return (Admit::Unavailable, "unavailable");
@@ -164,7 +156,6 @@ impl DomainHealth {
         let admit = match health.breaker {
             Breaker::Closed => Admit::Go {
                 permits: health.permits.clone(),
-                probe: false,
                 rfc9421,
             },
             Breaker::Open(until) if until > now => Admit::Hold(until - now),
@@ -176,7 +167,6 @@ impl DomainHealth {
                 health.breaker = Breaker::Probing(now);
                 Admit::Go {
                     permits: health.permits.clone(),
-                    probe: true,
                     rfc9421,
                 }
             }
@@ -193,7 +183,7 @@ impl DomainHealth {
     }
 
     async fn answered(&self, domain: &str) {
-        let write = {
+        let clear_record = {
             let mut state = self.state.lock();
             let was_unavailable = state.unavailable.remove(domain);
             let cap = self.host_cap;
@@ -205,56 +195,45 @@ impl DomainHealth {
             health.breaker = Breaker::Closed;
             health.cooldown = self.first_cooldown;
             health.recorded = None;
-            if std::mem::take(&mut health.dirty) || was_unavailable {
-                Write::Clear
-            } else {
-                Write::Nothing
-            }
+            std::mem::take(&mut health.dirty) || was_unavailable
         };
-        if let Write::Clear = write {
+        if clear_record {
             if let Err(error) = clear(&self.db, domain).await {
                 tracing::warn!(domain, %error, "could not clear a domain's failures");
             } else {
                 tracing::info!(domain, "domain answers again");
             }
-            self.publish_gauges().await;
+            self.publish_gauges();
         }
     }
 
     async fn outage(&self, domain: &str, error: &str) {
         let today = Utc::now().date_naive();
-        let (write, record_day) = {
+        // The cooldown of a breaker this outage opened.
+        let (open_for, record_day) = {
             let mut state = self.state.lock();
             let first = self.first_cooldown;
             let health = self.health(&mut state, domain);
             health.outages += 1;
-            let write = match health.breaker {
-                Breaker::Probing(_) => {
-                    health.cooldown = (health.cooldown * 2).min(MAX_COOLDOWN);
-                    health.breaker = Breaker::Open(Instant::now() + health.cooldown);
-                    Write::Opened(health.cooldown)
-                }
-                Breaker::Closed if health.outages >= BREAKER_THRESHOLD => {
-                    health.cooldown = first;
-                    health.breaker = Breaker::Open(Instant::now() + first);
-                    Write::Opened(first)
-                }
-                _ => Write::Nothing,
+            let open_for = match health.breaker {
+                Breaker::Probing(_) => Some((health.cooldown * 2).min(MAX_COOLDOWN)),
+                Breaker::Closed if health.outages >= BREAKER_THRESHOLD => Some(first),
+                _ => None,
             };
+            if let Some(cooldown) = open_for {
+                health.cooldown = cooldown;
+                health.breaker = Breaker::Open(Instant::now() + cooldown);
+            }
             let record_day = health.recorded != Some(today);
             if record_day {
                 health.recorded = Some(today);
                 health.dirty = true;
             }
-            (write, record_day)
+            (open_for, record_day)
         };
-        if let Write::Opened(cooldown) = write {
+        if let Some(cooldown) = open_for {
             tracing::warn!(domain, cooldown_s = cooldown.as_secs_f64(), %error, "circuit breaker open");
         }
-        let open_for = match write {
-            Write::Opened(cooldown) => Some(cooldown),
-            _ => None,
-        };
         if record_day || open_for.is_some() {
             match record_failure(&self.db, domain, error, open_for).await {
                 Ok(true) => {
@@ -263,7 +242,7 @@ impl DomainHealth {
                         "domain unavailable: failing on {UNAVAILABLE_AFTER_DAYS} distinct days"
                     );
                     self.state.lock().unavailable.insert(domain.to_string());
-                    self.publish_gauges().await;
+                    self.publish_gauges();
                 }
                 Ok(false) => {}
                 Err(error) => tracing::warn!(domain, %error, "could not record a domain's failure"),
@@ -349,11 +328,11 @@ impl DomainHealth {
                 }
             }
         }
-        self.publish_gauges().await;
+        self.publish_gauges();
         Ok(())
     }
 
-    async fn publish_gauges(&self) {
+    fn publish_gauges(&self) {
         let state = self.state.lock();
         let (mut open, mut probing) = (0i64, 0i64);
         for health in state.domains.values() {
@@ -448,13 +427,4 @@ pub async fn list(db: &Db, unavailable_only: bool) -> Result<Vec<DomainRecord>, 
     .bind(unavailable_only)
     .fetch_all(db)
     .await
-}
-
-/// The domain a URL's requests go to: host, and port when one is given.
-pub fn of(url: &url::Url) -> String {
-    match (url.host_str(), url.port()) {
-        (Some(host), Some(port)) => format!("{host}:{port}"),
-        (Some(host), None) => host.to_string(),
-        _ => String::new(),
-    }
 }

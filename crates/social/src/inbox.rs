@@ -469,7 +469,7 @@ impl Inbox {
         if let Some(health) = &self.health
             && let Ok(inbox) = url::Url::parse(&signer.delivery_inbox)
         {
-            let domain = crate::domains::of(&inbox);
+            let domain = crate::remote::authority(&inbox).unwrap_or_default();
             health.revived(&domain).await;
             if received.rfc9421 {
                 health.learned_rfc9421(&domain, true).await;
@@ -1115,7 +1115,6 @@ impl Inbox {
         Ok(true)
     }
 
-    /// A remote account blocks a local one: the follows between them end.
     /// The account a `Move` by `signer` (of itself) goes to, if that account names `signer` in
     /// its `alsoKnownAs` (fetched fresh, as Mastodon checks it).
     async fn moved_to(
@@ -1193,6 +1192,7 @@ impl Inbox {
         Ok(true)
     }
 
+    /// A remote account blocks a local one: the follows between them end.
     async fn block(
         &self,
         tx: &mut PgConnection,

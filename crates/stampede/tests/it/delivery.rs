@@ -165,6 +165,14 @@ where
     }
 }
 
+/// No domain has failures on record.
+async fn nothing_on_record(app: &TestApp) -> bool {
+    stampede_social::domains::list(&app.ctx.db, false)
+        .await
+        .unwrap()
+        .is_empty()
+}
+
 /// The value of a `stampede_deliveries_total` series with `outcome` (all classes).
 fn deliveries(app: &TestApp, outcome: &str) -> u64 {
     app.ctx
@@ -265,12 +273,7 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
     eventually(
         "its failures are forgotten",
         Duration::from_secs(10),
-        || async {
-            stampede_social::domains::list(&app.ctx.db, false)
-                .await
-                .unwrap()
-                .is_empty()
-        },
+        || nothing_on_record(&app),
     )
     .await;
 
@@ -339,12 +342,7 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
     eventually(
         "a signed request revives it",
         Duration::from_secs(10),
-        || async {
-            stampede_social::domains::list(&app.ctx.db, false)
-                .await
-                .unwrap()
-                .is_empty()
-        },
+        || nothing_on_record(&app),
     )
     .await;
 
@@ -377,12 +375,7 @@ async fn a_dead_server_is_held_off_while_the_living_are_served_and_comes_back() 
             .status
             .success()
     );
-    assert!(
-        stampede_social::domains::list(&app.ctx.db, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(nothing_on_record(&app).await);
     app.stop().await;
 }
 
