@@ -40,6 +40,36 @@ pub struct Config {
     pub statuses: StatusesConfig,
     pub streaming: StreamingConfig,
     pub federation: FederationConfig,
+    pub media: MediaConfig,
+}
+
+/// Media uploads and the media service.
+#[derive(Clone, Debug)]
+pub struct MediaConfig {
+    /// MAX_IMAGE_SIZE (bytes): the largest image upload; Mastodon's 16 MiB by default.
+    pub image_bytes: u64,
+    /// MAX_VIDEO_SIZE (bytes): the largest video or audio upload; Mastodon's 99 MiB by default.
+    pub video_bytes: u64,
+    /// FFMPEG_BINARY / FFPROBE_BINARY (Mastodon's names): the programs that transcode video,
+    /// audio and animated GIFs; `ffmpeg` and `ffprobe` on the PATH by default.
+    pub ffmpeg: PathBuf,
+    pub ffprobe: PathBuf,
+    /// CDN_HOST (Mastodon's name): the URL media files are served under, e.g.
+    /// `https://cdn.example.com`.
+    pub cdn_host: Option<Url>,
+    /// S3_ALIAS_HOST (Mastodon's name): the host (and optional path) a bucket is served under
+    /// when it is not the S3 endpoint itself; with S3_PROTOCOL (https by default).
+    pub s3_alias_host: Option<String>,
+    pub s3_protocol: String,
+    /// MEDIA_CACHE_REMOTE: `arrival` (fetch remote media when its status arrives) or `lazy`
+    /// (link the remote file; fetch it only when `stampede admin media` or a client asks).
+    pub cache_remote_on_arrival: bool,
+    /// MEDIA_CACHE_RETENTION_DAYS: cached remote media older than this is removed by the media
+    /// service (the remote URL stays); 0 keeps it. 0 by default, as in Mastodon.
+    pub cache_retention_days: u32,
+    /// MEDIA_UNATTACHED_HOURS: uploads never attached to a status are removed after this many
+    /// hours; 24 by default (Mastodon's one day).
+    pub unattached_hours: u32,
 }
 
 /// Talking to other servers.
@@ -466,6 +496,47 @@ impl Config {
                     env.parse_in("DELIVERY_BREAKER_COOLDOWN", 1..=3600)?
                         .unwrap_or(30),
                 ),
+            },
+            media: MediaConfig {
+                image_bytes: env
+                    .parse_in("MAX_IMAGE_SIZE", 1024..=1 << 30)?
+                    .unwrap_or(16 * 1024 * 1024),
+                video_bytes: env
+                    .parse_in("MAX_VIDEO_SIZE", 1024..=1 << 32)?
+                    .unwrap_or(99 * 1024 * 1024),
+                ffmpeg: env
+                    .string("FFMPEG_BINARY")?
+                    .map_or_else(|| PathBuf::from("ffmpeg"), PathBuf::from),
+                ffprobe: env
+                    .string("FFPROBE_BINARY")?
+                    .map_or_else(|| PathBuf::from("ffprobe"), PathBuf::from),
+                cdn_host: env.url("CDN_HOST", &["http", "https"])?,
+                s3_alias_host: env
+                    .string("S3_ALIAS_HOST")?
+                    .map(|h| h.trim_end_matches('/').to_string()),
+                s3_protocol: match env.string("S3_PROTOCOL")?.as_deref() {
+                    None | Some("https") => "https".into(),
+                    Some("http") => "http".into(),
+                    Some(_) => {
+                        return Err(ConfigError::new("S3_PROTOCOL", "must be http or https"));
+                    }
+                },
+                cache_remote_on_arrival: match env.string("MEDIA_CACHE_REMOTE")?.as_deref() {
+                    None | Some("arrival") => true,
+                    Some("lazy") => false,
+                    Some(_) => {
+                        return Err(ConfigError::new(
+                            "MEDIA_CACHE_REMOTE",
+                            "must be arrival or lazy",
+                        ));
+                    }
+                },
+                cache_retention_days: env
+                    .parse_in("MEDIA_CACHE_RETENTION_DAYS", 0..=36_500)?
+                    .unwrap_or(0),
+                unattached_hours: env
+                    .parse_in("MEDIA_UNATTACHED_HOURS", 1..=87_600)?
+                    .unwrap_or(24),
             },
             bind: env
                 .parse::<IpAddr>("BIND")?

@@ -9,12 +9,14 @@ pub mod account;
 pub mod application;
 pub mod error;
 pub mod instance;
+pub mod media;
 pub mod status;
 pub mod time;
 
 pub use account::{Account, CredentialAccount, Field, Role, Source};
 pub use application::{Application, CredentialApplication, Token};
 pub use error::{ErrorBody, FieldError, ValidationBody};
+pub use media::MediaAttachment;
 pub use status::{
     Context, Conversation, List, Marker, Mention, Notification, Poll, PollOption, Relationship,
     ScheduledStatus, SearchResults, Status, StatusApplication, StatusEdit, StatusSource, StatusTag,

@@ -60,7 +60,7 @@ pub struct Status {
     pub visibility: String,
     pub sensitive: bool,
     pub spoiler_text: String,
-    pub media_attachments: Vec<serde_json::Value>,
+    pub media_attachments: Vec<crate::MediaAttachment>,
     pub application: Option<StatusApplication>,
     pub mentions: Vec<Mention>,
     pub tags: Vec<StatusTag>,
@@ -113,7 +113,7 @@ pub struct StatusEdit {
     pub created_at: String,
     pub account: Account,
     pub poll: Option<serde_json::Value>,
-    pub media_attachments: Vec<serde_json::Value>,
+    pub media_attachments: Vec<crate::MediaAttachment>,
     pub emojis: Vec<serde_json::Value>,
 }
 
@@ -193,7 +193,7 @@ pub struct ScheduledStatus {
     pub id: String,
     pub scheduled_at: String,
     pub params: serde_json::Value,
-    pub media_attachments: Vec<serde_json::Value>,
+    pub media_attachments: Vec<crate::MediaAttachment>,
 }
 
 #[derive(Debug, Clone, Serialize)]

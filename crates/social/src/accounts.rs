@@ -36,12 +36,18 @@ pub struct AccountRow {
     pub uri: Option<String>,
     /// Remote: the profile page.
     pub url: Option<String>,
+    /// The stored avatar and header (storage keys), and where a remote account's live.
+    pub avatar_key: Option<String>,
+    pub avatar_remote_url: Option<String>,
+    pub header_key: Option<String>,
+    pub header_remote_url: Option<String>,
 }
 
 /// The columns of [`AccountRow`], read from the view `accounts_with_stats`.
 pub const ACCOUNT_COLUMNS: &str = "id, username, domain, display_name, note, locked, bot, \
      discoverable, indexable, fields, created_at, suspended_at, statuses_count, following_count, \
-     followers_count, last_status_at, uri, url";
+     followers_count, last_status_at, uri, url, avatar_key, avatar_remote_url, header_key, \
+     header_remote_url";
 
 /// An account by id.
 pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<AccountRow>, sqlx::Error> {

@@ -82,9 +82,46 @@ pub fn person(base: &str, account: &Account, indexable: bool, public_key: &str) 
         "attachment": attachment,
         "alsoKnownAs": [],
         "endpoints": { "sharedInbox": format!("{base}/inbox") },
-        "icon": { "type": "Image", "mediaType": "image/png", "url": account.avatar },
-        "image": { "type": "Image", "mediaType": "image/png", "url": account.header },
+        "icon": { "type": "Image", "mediaType": media_type_of(&account.avatar), "url": account.avatar },
+        "image": { "type": "Image", "mediaType": media_type_of(&account.header), "url": account.header },
     })
+}
+
+/// The media type of a file of ours, from the extension its key was given.
+pub fn media_type_of(url: &str) -> &'static str {
+    let extension = url.rsplit('.').next().unwrap_or_default();
+    match extension {
+        "jpg" | "jpeg" => "image/jpeg",
+        "png" => "image/png",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "mp4" => "video/mp4",
+        "mp3" => "audio/mpeg",
+        _ => "application/octet-stream",
+    }
+}
+
+/// An attachment as a Note carries it (Mastodon's `Document` with its extensions).
+fn attachment(media: &stampede_mastodon::MediaAttachment) -> Value {
+    let url = media.remote_url.clone().or_else(|| media.url.clone());
+    let mut document = json!({
+        "type": "Document",
+        "mediaType": url.as_deref().map_or("application/octet-stream", media_type_of),
+        "url": url,
+        "name": media.description,
+        "blurhash": media.blurhash,
+    });
+    if let Some(focus) = media.meta.get("focus") {
+        document["focalPoint"] = json!([focus["x"], focus["y"]]);
+    }
+    if let Some(original) = media.meta.get("original") {
+        for key in ["width", "height"] {
+            if let Some(value) = original.get(key).filter(|v| v.is_u64()) {
+                document[key] = value.clone();
+            }
+        }
+    }
+    document
 }
 
 /// Builds Notes and activities for one server.
@@ -193,7 +230,7 @@ impl Documents {
             "cc": cc,
             "sensitive": status.sensitive,
             "content": status.content,
-            "attachment": [],
+            "attachment": status.media_attachments.iter().map(attachment).collect::<Vec<_>>(),
             "tag": tags,
         });
         if let Some(language) = &status.language {

@@ -62,6 +62,7 @@ pub async fn store_note(
     signer: &RemoteAccount,
     note: &Value,
     solicited: bool,
+    cache_media: bool,
 ) -> Result<Option<i64>, sqlx::Error> {
     if note["type"] != "Note" && note["type"] != "Article" && note["type"] != "Question" {
         return Ok(None);
@@ -191,6 +192,10 @@ pub async fn store_note(
         .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
         .collect();
     post::attach(tx, id, &mentioned, &tags).await?;
+    let media = crate::media::RemoteMedia::from_note(note);
+    if !media.is_empty() {
+        crate::media::record_remote(tx, ids, signer.id, id, &media, cache_media).await?;
+    }
     if note["type"] == "Question" {
         store_poll(tx, ids, id, note, published).await?;
     }
@@ -825,7 +830,16 @@ impl Inbox {
         };
         if let Some((author, note)) = fetched {
             let mut tx = self.db.begin().await?;
-            store_note(&mut tx, &self.ids, &self.base, &author, &note, true).await?;
+            store_note(
+                &mut tx,
+                &self.ids,
+                &self.base,
+                &author,
+                &note,
+                true,
+                self.resolver.caches_media(),
+            )
+            .await?;
             tx.commit().await?;
         }
         Ok(())
@@ -865,7 +879,16 @@ impl Inbox {
         match self.resolver.note(&parent).await {
             Ok(Some((author, parent_note))) => {
                 let mut tx = self.db.begin().await?;
-                store_note(&mut tx, &self.ids, &self.base, &author, &parent_note, true).await?;
+                store_note(
+                    &mut tx,
+                    &self.ids,
+                    &self.base,
+                    &author,
+                    &parent_note,
+                    true,
+                    self.resolver.caches_media(),
+                )
+                .await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -885,9 +908,12 @@ impl Inbox {
         signer: &RemoteAccount,
         note: &Value,
     ) -> Result<bool, JobError> {
-        Ok(store_note(tx, &self.ids, &self.base, signer, note, false)
-            .await?
-            .is_some())
+        let cache = self.resolver.caches_media();
+        Ok(
+            store_note(tx, &self.ids, &self.base, signer, note, false, cache)
+                .await?
+                .is_some(),
+        )
     }
 
     /// Delete of a Note (by id or Tombstone) by its author.
@@ -1062,6 +1088,15 @@ impl Inbox {
         if kind == "Question" {
             update_poll(tx, id, object).await?;
         }
+        crate::media::record_remote(
+            tx,
+            &self.ids,
+            signer.id,
+            id,
+            &crate::media::RemoteMedia::from_note(object),
+            self.resolver.caches_media(),
+        )
+        .await?;
         outbox::send(
             tx,
             &RemoteFanout::StatusUpdated(StatusRef { status_id: id }),

@@ -7,6 +7,7 @@
 //!   notifications and the outbox message that fans it out;
 //! - [`feeds`]: the Redis home feeds — keys, rebuilding from PostgreSQL;
 //! - [`follows`]: following an account in one statement;
+//! - [`media`]: uploads, their variants, remote media and its cache;
 //! - [`distribute`]: the `distribute` queue's handlers (fan-out, removal, merge on follow).
 //!
 //! Who may see a status is decided in one place, [`visibility`], whose SQL predicates every
@@ -22,6 +23,7 @@ pub mod follows;
 pub mod inbox;
 pub mod interactions;
 pub mod keys;
+pub mod media;
 pub mod outbound;
 pub mod passwords;
 pub mod post;

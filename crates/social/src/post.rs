@@ -43,6 +43,9 @@ pub struct NewStatus {
     pub language: Option<String>,
     pub in_reply_to_id: Option<i64>,
     pub poll: Option<NewPoll>,
+    /// Uploads to show with it, in order (the author's own, processed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_ids: Vec<i64>,
 }
 
 /// Why a status was not created.
@@ -72,8 +75,13 @@ pub fn validate(
         .unwrap_or(default_visibility)
         .parse::<Visibility>()
         .map_err(|()| invalid("Visibility is not included in the list"))?;
-    if new.text.trim().is_empty() && new.poll.is_none() {
+    if new.text.trim().is_empty() && new.poll.is_none() && new.media_ids.is_empty() {
         return Err(invalid("Text can't be blank"));
+    }
+    if new.poll.is_some() && !new.media_ids.is_empty() {
+        return Err(PostError::Invalid(
+            "Cannot attach both a poll and media to a status".into(),
+        ));
     }
     if text::length(&new.text) + new.spoiler_text.chars().count() > max_chars {
         return Err(invalid(&format!(
@@ -227,6 +235,7 @@ pub async fn create(
         }
     };
 
+    crate::media::check_for_status(conn, author.account_id, None, &new.media_ids).await?;
     let parsed = text::parse(&new.text);
     let mentioned =
         resolve_mentions(conn, &parsed.mentions, author.local_domain, author.base_url).await?;
@@ -264,6 +273,7 @@ pub async fn create(
         v
     };
     attach(conn, id, &mentioned_ids, &parsed.tags).await?;
+    crate::media::attach(conn, id, &new.media_ids).await?;
     if let Some(poll) = &new.poll {
         let expires_at: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(poll.expires_in);
         sqlx::query(
@@ -553,6 +563,7 @@ pub async fn delete(
     .bind(id)
     .execute(&mut *conn)
     .await?;
+    crate::media::release(conn, id).await?;
     sqlx::query("DELETE FROM statuses WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)

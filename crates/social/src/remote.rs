@@ -84,6 +84,8 @@ pub struct Resolver {
     /// one's answer instead of fetching it again (a viral remote post's likes and boosts all
     /// name the same object and author at once).
     flights: std::sync::Arc<tokio::sync::Mutex<HashMap<String, Flight>>>,
+    /// MEDIA_CACHE_REMOTE=arrival: remote media is fetched as it arrives.
+    cache_media: bool,
 }
 
 /// One fetch's answer, shared by everyone who asked for it meanwhile (`None`: it failed, and
@@ -117,6 +119,7 @@ impl Resolver {
     pub fn from_config(db: Db, config: &stampede_config::Config) -> Result<Self, FetchError> {
         Ok(Resolver {
             client: client(config)?,
+            cache_media: config.media.cache_remote_on_arrival,
             scheme: if config.web.https { "https" } else { "http" },
             local_domain: config.local_domain.clone(),
             base: crate::post::base_url(config),
@@ -324,12 +327,21 @@ impl Resolver {
         if actor.domain.eq_ignore_ascii_case(&self.local_domain) {
             return Err(ResolveError::NotAnActor(url.to_string()));
         }
+        // The images it had: a changed one's cached copy is stale.
+        let before: Option<crate::media::ProfileImages> = sqlx::query_as(
+            "SELECT avatar_remote_url, avatar_key, header_remote_url, header_key \
+                 FROM accounts WHERE uri = $1",
+        )
+        .bind(&actor.id)
+        .fetch_optional(&self.db)
+        .await?;
         let row = sqlx::query(&format!(
             "INSERT INTO accounts (id, username, domain, display_name, note, locked, bot, \
                discoverable, indexable, uri, url, inbox_url, shared_inbox_url, followers_url, \
-               public_key, created_at, fetched_at, featured_url) \
+               public_key, created_at, fetched_at, featured_url, avatar_remote_url, \
+               header_remote_url) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-                     coalesce($16, now()), now(), $17) \
+                     coalesce($16, now()), now(), $17, $18, $19) \
              ON CONFLICT (uri) WHERE uri IS NOT NULL DO UPDATE SET \
                display_name = EXCLUDED.display_name, note = EXCLUDED.note, \
                locked = EXCLUDED.locked, bot = EXCLUDED.bot, \
@@ -338,6 +350,12 @@ impl Resolver {
                shared_inbox_url = EXCLUDED.shared_inbox_url, \
                followers_url = EXCLUDED.followers_url, public_key = EXCLUDED.public_key, \
                featured_url = EXCLUDED.featured_url, \
+               avatar_remote_url = EXCLUDED.avatar_remote_url, \
+               header_remote_url = EXCLUDED.header_remote_url, \
+               avatar_key = CASE WHEN accounts.avatar_remote_url IS DISTINCT FROM \
+                 EXCLUDED.avatar_remote_url THEN NULL ELSE accounts.avatar_key END, \
+               header_key = CASE WHEN accounts.header_remote_url IS DISTINCT FROM \
+                 EXCLUDED.header_remote_url THEN NULL ELSE accounts.header_key END, \
                fetched_at = now(), updated_at = now() \
              RETURNING {COLUMNS}"
         ))
@@ -358,9 +376,53 @@ impl Resolver {
         .bind(&actor.public_key)
         .bind(actor.published)
         .bind(&actor.featured)
+        .bind(&actor.avatar)
+        .bind(&actor.header)
         .fetch_one(&self.db)
         .await?;
-        Ok(remote_of(&row)?)
+        let account = remote_of(&row)?;
+        self.images_changed(account.id, before, &actor).await?;
+        Ok(account)
+    }
+
+    /// Whether remote media is cached as it arrives (MEDIA_CACHE_REMOTE=arrival).
+    pub fn caches_media(&self) -> bool {
+        self.cache_media
+    }
+
+    /// After an actor is stored: stale cached images go to the garbage, and new images are
+    /// queued for caching when the server caches on arrival.
+    async fn images_changed(
+        &self,
+        account_id: i64,
+        before: Option<crate::media::ProfileImages>,
+        actor: &Actor,
+    ) -> Result<(), sqlx::Error> {
+        let before = before.unwrap_or_default();
+        let mut stale = Vec::new();
+        let avatar_changed = before.avatar_remote_url != actor.avatar;
+        let header_changed = before.header_remote_url != actor.header;
+        if avatar_changed {
+            stale.extend(before.avatar_key);
+        }
+        if header_changed {
+            stale.extend(before.header_key);
+        }
+        let fresh = (actor.avatar.is_some() && avatar_changed)
+            || (actor.header.is_some() && header_changed);
+        if stale.is_empty() && !(fresh && self.cache_media) {
+            return Ok(());
+        }
+        let mut tx = self.db.begin().await?;
+        crate::media::discard(&mut tx, &stale).await?;
+        if fresh && self.cache_media {
+            stampede_queue::outbox::send(
+                &mut tx,
+                &crate::media::MediaJob::CacheProfile { account_id },
+            )
+            .await?;
+        }
+        tx.commit().await
     }
 }
 
@@ -399,6 +461,19 @@ struct Actor {
     featured: Option<String>,
     public_key: Option<String>,
     published: Option<DateTime<Utc>>,
+    avatar: Option<String>,
+    header: Option<String>,
+}
+
+/// The URL of an actor's `icon` or `image` (an Image, a list of them, or a bare URL).
+fn image_url(value: &Value) -> Option<String> {
+    let first = *items(value).first()?;
+    let url = match first {
+        Value::String(url) => url.clone(),
+        image => first_id(&image["url"])?,
+    };
+    let parsed = Url::parse(&url).ok()?;
+    matches!(parsed.scheme(), "http" | "https").then_some(url)
 }
 
 /// The items of a property that may be a list or, compacted by JSON-LD, a single value (Fedify
@@ -468,6 +543,8 @@ impl Actor {
                 .as_str()
                 .and_then(|p| DateTime::parse_from_rfc3339(p).ok())
                 .map(|t| t.with_timezone(&Utc)),
+            avatar: image_url(&doc["icon"]),
+            header: image_url(&doc["image"]),
             inbox,
             public_key,
             id,

@@ -18,6 +18,7 @@ use stampede_mastodon::{
 };
 
 use crate::accounts::{self, AccountRow, render_note};
+use crate::media::{self, Files, MediaRow};
 use crate::text::escape;
 use crate::visibility;
 
@@ -26,12 +27,28 @@ use crate::visibility;
 pub struct Renderer {
     db: Db,
     base: String,
+    files: Files,
 }
 
 impl Renderer {
-    /// A renderer reading `db`, with links under `base` (`https://WEB_DOMAIN`).
-    pub fn new(db: Db, base: String) -> Self {
-        Renderer { db, base }
+    /// A renderer reading `db`, with links under `base` (`https://WEB_DOMAIN`) and media
+    /// files under `files`.
+    pub fn new(db: Db, base: String, files: Files) -> Self {
+        Renderer { db, base, files }
+    }
+
+    /// The renderer for a server's configuration.
+    pub fn for_config(db: Db, config: &stampede_config::Config) -> Self {
+        Renderer::new(
+            db,
+            crate::post::base_url(config),
+            Files::from_config(config),
+        )
+    }
+
+    /// Where media files are served from.
+    pub fn files(&self) -> &Files {
+        &self.files
     }
 
     /// `https://WEB_DOMAIN`.
@@ -66,6 +83,7 @@ pub struct StatusRow {
     pub visible: bool,
     pub muted: bool,
     pub has_poll: bool,
+    pub has_media: bool,
     pub mention_ids: Vec<i64>,
     pub tag_names: Vec<String>,
     pub favourited: bool,
@@ -106,6 +124,8 @@ SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, 
        s.edited_at, s.uri, s.url, app.name AS app_name, app.website AS app_website, \
        {VISIBLE} AS visible, {MUTED} AS muted, \
        pl.status_id IS NOT NULL AS has_poll, \
+       EXISTS (SELECT 1 FROM media_attachments ma WHERE ma.status_id = s.id AND ma.position >= 0) \
+         AS has_media, \
        coalesce(men.ids, '{{}}') AS mention_ids, \
        coalesce(tg.names, '{{}}') AS tag_names, \
        s.id = ANY(fav.ids) AS favourited, \
@@ -243,11 +263,26 @@ impl Renderer {
         } else {
             polls(&mut conn, viewer, &with_polls).await?
         };
+        let with_media: Vec<i64> = rows
+            .values()
+            .filter(|r| r.has_media)
+            .map(|r| r.id)
+            .collect();
+        let mut media: HashMap<i64, Vec<MediaRow>> = HashMap::new();
+        if !with_media.is_empty() {
+            for row in media::of_statuses(&mut *conn, &with_media).await? {
+                media
+                    .entry(row.status_id.unwrap_or_default())
+                    .or_default()
+                    .push(row);
+            }
+        }
         drop(conn);
         let set = Loaded {
             rows: &rows,
             accounts: &accounts,
             polls: &polls,
+            media: &media,
             viewer,
             checked,
         };
@@ -306,8 +341,22 @@ impl Renderer {
     /// The public view of an account.
     pub fn render_account(&self, row: &AccountRow) -> Account {
         let base = &self.base;
-        let avatar = format!("{base}/avatars/original/missing.png");
-        let header = format!("{base}/headers/original/missing.png");
+        let image =
+            |key: &Option<String>, remote: &Option<String>, missing: &str| match (key, remote) {
+                (Some(key), _) => self.files.url(key),
+                (None, Some(remote)) => remote.clone(),
+                (None, None) => format!("{base}/{missing}"),
+            };
+        let avatar = image(
+            &row.avatar_key,
+            &row.avatar_remote_url,
+            "avatars/original/missing.png",
+        );
+        let header = image(
+            &row.header_key,
+            &row.header_remote_url,
+            "headers/original/missing.png",
+        );
         let (acct, url, uri) = match &row.domain {
             None => (
                 row.username.clone(),
@@ -409,7 +458,11 @@ impl Renderer {
             visibility: row.visibility.clone(),
             sensitive: row.sensitive,
             spoiler_text: row.spoiler_text.clone(),
-            media_attachments: Vec::new(),
+            media_attachments: set
+                .media
+                .get(&row.id)
+                .map(|list| list.iter().map(|m| self.files.render(m)).collect())
+                .unwrap_or_default(),
             application: if own {
                 row.app_name.as_ref().map(|name| StatusApplication {
                     name: name.clone(),
@@ -468,6 +521,7 @@ struct Loaded<'a> {
     rows: &'a HashMap<i64, StatusRow>,
     accounts: &'a HashMap<i64, AccountRow>,
     polls: &'a HashMap<i64, PollRow>,
+    media: &'a HashMap<i64, Vec<MediaRow>>,
     viewer: Option<i64>,
     /// Leave out what the viewer may not see.
     checked: bool,

@@ -50,6 +50,21 @@ pub enum AdminCommand {
     /// Remote domains that deliveries fail to: list them, or clear one's record.
     #[command(subcommand)]
     Domains(DomainsCommand),
+    /// Media files: free the storage remote media's cached copies take.
+    #[command(subcommand)]
+    Media(MediaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MediaCommand {
+    /// Remove the cached copies of remote media older than N days (the attachments link the
+    /// remote files again and are fetched anew when asked for), and unattached uploads older
+    /// than MEDIA_UNATTACHED_HOURS; then delete the files from storage. Prints the counts.
+    Remove {
+        /// Cached remote media older than this many days.
+        #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(0..=36_500))]
+        days: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -150,6 +165,7 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
             crate::admin_accounts::email_domain_blocks(command, ctx).await
         }
         AdminCommand::Domains(command) => domains(command, &ctx).await,
+        AdminCommand::Media(MediaCommand::Remove { days }) => media_remove(&ctx, days).await,
         AdminCommand::Canary {
             queue,
             count,
@@ -177,6 +193,18 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn media_remove(ctx: &Context, days: u32) -> anyhow::Result<ExitCode> {
+    let removed = stampede_social::media::cleanup(
+        &ctx.jobs,
+        &ctx.storage,
+        ctx.config.media.unattached_hours,
+        Some(days),
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&removed)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn domains(command: DomainsCommand, ctx: &Context) -> anyhow::Result<ExitCode> {

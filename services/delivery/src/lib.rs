@@ -47,10 +47,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ctx.cache.clone(),
         ctx.config.statuses.clone(),
         ctx.metrics.clone(),
-        stampede_social::render::Renderer::new(
-            ctx.jobs.clone(),
-            stampede_social::post::base_url(&ctx.config),
-        ),
+        stampede_social::render::Renderer::for_config(ctx.jobs.clone(), &ctx.config),
         ctx.config.local_domain.clone(),
     );
     let resolver = stampede_social::remote::Resolver::from_config(ctx.jobs.clone(), &ctx.config)?;

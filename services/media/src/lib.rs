@@ -2,6 +2,9 @@
 //! originals and variants live in object storage.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use stampede_social::media::{self, MediaJob, MediaWorker};
 
 use stampede_queue::{WorkQueue, Worker};
 use stampede_runtime::canary::{self, CanaryHandler};
@@ -27,7 +30,14 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ctx.metrics.clone(),
     )
     .handle(canary::KIND, CanaryHandler::new(ctx.jobs.pool().clone()))
-    .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler));
+    .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler))
+    .consume::<MediaJob, _>(std::sync::Arc::new(MediaWorker {
+        db: ctx.jobs.clone(),
+        storage: ctx.storage.clone(),
+        client: stampede_social::remote::client(&ctx.config)?,
+        limits: media::limits(&ctx.config),
+    }));
+    let sweeper = tokio::spawn(sweep(ctx.clone()));
     let ops = listener.map(|listener| {
         let ctx = ctx.clone();
         tokio::spawn(async move { server::serve_ops(&ctx, listener).await })
@@ -35,10 +45,35 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     worker
         .run(ctx.shutdown.clone(), ctx.config.shutdown_timeout)
         .await;
+    sweeper.abort();
     if let Some(ops) = ops {
         ops.await??;
     }
     Ok(())
+}
+
+/// How often the cleanup runs.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// Removes, every minute until shutdown: files nothing refers to any more, uploads never
+/// attached, and (with MEDIA_CACHE_RETENTION_DAYS) old cached remote media. Each step takes
+/// batches with SKIP LOCKED, so several media processes share the work.
+async fn sweep(ctx: Context) {
+    let media = ctx.config.media.clone();
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            () = tokio::time::sleep(SWEEP_EVERY) => {}
+        }
+        let retention = (media.cache_retention_days > 0).then_some(media.cache_retention_days);
+        match media::cleanup(&ctx.jobs, &ctx.storage, media.unattached_hours, retention).await {
+            Ok(removed) if removed.files_removed > 0 => {
+                tracing::info!(?removed, "media cleanup");
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "media cleanup failed; trying again in a minute"),
+        }
+    }
 }
 
 /// `stampede media`: binds `addr` for the ops endpoints, then [`serve`]s.

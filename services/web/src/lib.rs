@@ -49,15 +49,13 @@ pub struct AppState {
     pub render: stampede_social::render::Renderer,
     pub documents: stampede_social::activitypub::Documents,
     pub resolver: stampede_social::remote::Resolver,
+    pub uploads: Arc<api::v1::media::Uploads>,
 }
 
 impl AppState {
     pub fn new(ctx: Context) -> Self {
         let registrations = &ctx.config.registrations;
-        let render = stampede_social::render::Renderer::new(
-            ctx.db.clone(),
-            stampede_social::post::base_url(&ctx.config),
-        );
+        let render = stampede_social::render::Renderer::for_config(ctx.db.clone(), &ctx.config);
         AppState {
             passwords: Arc::new(passwords::PasswordPool::new(
                 registrations.hash_threads,
@@ -74,6 +72,7 @@ impl AppState {
                 ctx.config.local_domain.clone(),
             ),
             render,
+            uploads: api::v1::media::Uploads::new(&ctx.config),
             resolver: stampede_social::remote::Resolver::from_config(ctx.db.clone(), &ctx.config)
                 // Building the client fails only if TLS cannot be set up at all.
                 .expect("the outbound HTTP client builds"),

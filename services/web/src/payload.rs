@@ -25,6 +25,63 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (params, _) = read(request, MAX_BODY as u64, false).await?;
+        Ok(Params(params))
+    }
+}
+
+/// A file sent in a multipart body.
+#[derive(Debug, Clone)]
+pub struct File {
+    pub bytes: Bytes,
+}
+
+/// [`Params`] and the files of a multipart body, by field name (uploads, avatars).
+#[derive(Debug)]
+pub struct WithFiles<T> {
+    pub params: T,
+    pub files: Vec<(String, File)>,
+}
+
+impl<T> WithFiles<T> {
+    /// The file sent as `name`, taken out.
+    pub fn take(&mut self, name: &str) -> Option<File> {
+        let at = self.files.iter().position(|(n, _)| n == name)?;
+        Some(self.files.remove(at).1)
+    }
+}
+
+impl<T: DeserializeOwned> FromRequest<crate::AppState> for WithFiles<T> {
+    type Rejection = ApiError;
+
+    /// The body may be as large as the largest upload the configuration allows (MAX_IMAGE_SIZE,
+    /// MAX_VIDEO_SIZE) and its parameters; each type's own limit is checked once it is known.
+    async fn from_request(
+        request: Request,
+        state: &crate::AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let media = &state.ctx.config.media;
+        let limit = media.image_bytes.max(media.video_bytes) + MAX_BODY as u64;
+        let (params, files) = read(request, limit, true).await?;
+        Ok(WithFiles { params, files })
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        "Request body too large",
+    )
+}
+
+/// Reads the parameters (and, with `files`, the files) of a request of at most `limit` bytes.
+async fn read<T: DeserializeOwned>(
+    request: Request,
+    limit: u64,
+    keep_files: bool,
+) -> Result<(T, Vec<(String, File)>), ApiError> {
+    {
+        let mut files = Vec::new();
         let query: Vec<(String, String)> = request
             .uri()
             .query()
@@ -48,45 +105,46 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Params<T> {
             let mut multipart = multer::Multipart::with_constraints(
                 stream,
                 boundary,
-                multer::Constraints::new()
-                    .size_limit(multer::SizeLimit::new().whole_stream(MAX_BODY as u64)),
+                multer::Constraints::new().size_limit(
+                    multer::SizeLimit::new()
+                        .whole_stream(limit)
+                        .per_field(if keep_files { limit } else { MAX_BODY as u64 }),
+                ),
             );
+            let malformed = |e: multer::Error| match e {
+                multer::Error::StreamSizeExceeded { .. }
+                | multer::Error::FieldSizeExceeded { .. } => too_large(),
+                _ => ApiError::unprocessable("Malformed multipart body"),
+            };
             let mut pairs = Vec::new();
-            while let Some(field) = multipart
-                .next_field()
-                .await
-                .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?
-            {
+            while let Some(field) = multipart.next_field().await.map_err(malformed)? {
                 let Some(name) = field.name().map(str::to_string) else {
                     continue;
                 };
                 if field.file_name().is_some() {
-                    continue; // files are not parameters (avatar uploads come with media support)
+                    // Files are not parameters; only routes that take files keep them.
+                    let bytes = field.bytes().await.map_err(malformed)?;
+                    if keep_files {
+                        files.push((name, File { bytes }));
+                    }
+                    continue;
                 }
-                let text = field
-                    .text()
-                    .await
-                    .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?;
+                let text = field.text().await.map_err(malformed)?;
                 pairs.push((name, text));
             }
             Some(pairs_to_value(pairs)?)
         } else {
             let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
                 .await
-                .map_err(|_| {
-                    ApiError::new(
-                        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                        "Request body too large",
-                    )
-                })?;
+                .map_err(|_| too_large())?;
             parse_body(&content_type, &body)?
         };
         if let (Some(Value::Object(body)), Value::Object(map)) = (body_value, &mut value) {
             map.extend(body);
         }
-        serde_json::from_value(value)
-            .map(Params)
-            .map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))
+        let params = serde_json::from_value(value)
+            .map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))?;
+        Ok((params, files))
     }
 }
 

@@ -16,6 +16,10 @@ const SOCIAL_SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/compat/mastodon_py_social.py"
 );
+pub(crate) const MEDIA_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/compat/mastodon_py_media.py"
+);
 const STREAMING_SCRIPT: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/compat/mastodon_py_streaming.py"
@@ -31,7 +35,7 @@ fn run(args: &[&str]) -> String {
     run_script(SCRIPT, args)
 }
 
-fn run_script(script: &str, args: &[&str]) -> String {
+pub(crate) fn run_script(script: &str, args: &[&str]) -> String {
     let output = Command::new(python())
         .arg(script)
         .args(args)

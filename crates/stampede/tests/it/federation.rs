@@ -296,7 +296,7 @@ async fn the_key_pool_fills_in_the_background_and_accounts_take_from_it() {
 }
 
 /// Polls `path` on `app` as `user` until `check` holds on the JSON answer.
-async fn until(
+pub(crate) async fn until(
     app: &TestApp,
     user: &crate::social::User,
     path: &str,
@@ -637,7 +637,7 @@ async fn the_inbox_refuses_what_its_actor_did_not_sign() {
 }
 
 /// Resolves `handle` on `app` as `user` (search with resolve=true) and returns its local id.
-async fn resolve(app: &TestApp, user: &crate::social::User, handle: &str) -> String {
+pub(crate) async fn resolve(app: &TestApp, user: &crate::social::User, handle: &str) -> String {
     let found = crate::social::get(
         app,
         &format!("/api/v2/search?q=@{handle}&resolve=true&type=accounts"),

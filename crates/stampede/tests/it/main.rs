@@ -12,6 +12,7 @@ mod federation;
 mod leases;
 mod lifecycle;
 mod mastodon;
+mod media;
 mod outbox;
 mod pages;
 mod platform;

@@ -8,9 +8,10 @@ use stampede_mastodon::{Account, CredentialAccount, Token};
 use crate::accounts::{self, FieldSource};
 use crate::auth::{Auth, ClientIp};
 use crate::error::{ApiError, Validation};
-use crate::payload::{Params, flex};
+use crate::payload::{Params, WithFiles, flex};
 use crate::registration::SignUp;
 use crate::{AppState, ratelimit};
+use stampede_social::media::{self, Profile};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateAccount {
@@ -148,10 +149,13 @@ const MAX_FIELD_LEN: usize = 255;
 pub async fn update_credentials(
     State(state): State<AppState>,
     auth: Auth,
-    Params(p): Params<UpdateCredentials>,
+    mut form: WithFiles<UpdateCredentials>,
 ) -> Result<Json<CredentialAccount>, ApiError> {
     auth.require(&["write", "write:accounts"])?;
     let account_id = auth.user()?.account_id;
+    let avatar = form.take("avatar");
+    let header = form.take("header");
+    let p = form.params;
     let mut v = Validation::default();
     if p.display_name
         .as_ref()
@@ -227,7 +231,25 @@ pub async fn update_credentials(
     }
     v.finish()?;
 
+    // The images are checked and stored first; the profile then changes in one transaction.
+    let mut images = Vec::new();
+    for (image, file) in [(Profile::Avatar, avatar), (Profile::Header, header)] {
+        if let Some(file) = file {
+            let key = media::store_profile_image(
+                &state.ctx.storage,
+                &state.uploads.limits,
+                account_id,
+                image,
+                file.bytes,
+            )
+            .await?;
+            images.push((image, key));
+        }
+    }
     let mut tx = state.ctx.db.begin().await?;
+    for (image, key) in &images {
+        media::set_profile_image(&mut tx, account_id, *image, Some(key)).await?;
+    }
     sqlx::query(
         "UPDATE accounts SET \
            display_name = coalesce($2, display_name), note = coalesce($3, note), \
@@ -276,6 +298,35 @@ pub async fn update_credentials(
         );
         stampede_social::outbound::profile_updated(&mut tx, account_id, actor).await?;
     }
+    tx.commit().await?;
+    Ok(Json(credential_account(&state, account_id).await?))
+}
+
+/// `DELETE /api/v1/profile/avatar`: back to the default picture.
+pub async fn delete_avatar(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<CredentialAccount>, ApiError> {
+    remove_image(state, auth, Profile::Avatar).await
+}
+
+/// `DELETE /api/v1/profile/header`.
+pub async fn delete_header(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<CredentialAccount>, ApiError> {
+    remove_image(state, auth, Profile::Header).await
+}
+
+async fn remove_image(
+    state: AppState,
+    auth: Auth,
+    image: Profile,
+) -> Result<Json<CredentialAccount>, ApiError> {
+    auth.require(&["write", "write:accounts"])?;
+    let account_id = auth.user()?.account_id;
+    let mut tx = state.ctx.db.begin().await?;
+    media::set_profile_image(&mut tx, account_id, image, None).await?;
     tx.commit().await?;
     Ok(Json(credential_account(&state, account_id).await?))
 }

@@ -530,10 +530,6 @@ pub async fn statuses(
     let viewer = viewer.account(READ)?;
     let target = state.target_account(&id).await?;
     let bounds = q.page.bounds(20, 40);
-    if q.only_media == Some(true) {
-        // No media attachments exist yet.
-        return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
-    }
     let pinned = q.pinned == Some(true);
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT s.id FROM statuses s \
@@ -544,8 +540,10 @@ pub async fn statuses(
            AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
                                             WHERE st.status_id = s.id AND lower(t.name) = lower($7))) \
            AND (NOT $8 OR EXISTS (SELECT 1 FROM status_pins p WHERE p.status_id = s.id AND p.account_id = s.account_id)) \
+           AND (NOT $10 OR {}) \
            AND {} \
          ORDER BY s.id {} LIMIT $9",
+        super::timelines::with_media("s"),
         visible("s", "$4"),
         bounds.order()
     ))
@@ -558,6 +556,7 @@ pub async fn statuses(
     .bind(q.tagged.as_deref().filter(|t| !t.is_empty()))
     .bind(pinned)
     .bind(bounds.limit as i64)
+    .bind(q.only_media == Some(true))
     .fetch_all(&state.ctx.db)
     .await?;
     let ids = newest_first(ids, &bounds);

@@ -56,7 +56,8 @@ fn streaming_url(state: &AppState) -> String {
     }
 }
 
-fn configuration(state: &AppState) -> Value {
+async fn configuration(state: &AppState) -> Value {
+    let media = &state.ctx.config.media;
     json!({
         "urls": { "streaming": streaming_url(state), "status": null },
         "vapid": { "public_key": "" },
@@ -67,10 +68,10 @@ fn configuration(state: &AppState) -> Value {
             "characters_reserved_per_url": stampede_social::text::URL_LENGTH,
         },
         "media_attachments": {
-            "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/webp"],
-            "image_size_limit": 16_777_216,
-            "image_matrix_limit": 33_177_600,
-            "video_size_limit": 103_809_024,
+            "supported_mime_types": state.uploads.supported_mime_types().await,
+            "image_size_limit": media.image_bytes,
+            "image_matrix_limit": state.uploads.limits.max_decode_pixels,
+            "video_size_limit": media.video_bytes,
             "video_frame_rate_limit": 120,
             "video_matrix_limit": 8_294_400,
             "description_limit": 1500,
@@ -108,7 +109,7 @@ pub async fn v2(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "thumbnail": { "url": format!("{}/headers/original/missing.png", state.base_url()) },
         "icon": [],
         "languages": ["en"],
-        "configuration": configuration(&state),
+        "configuration": configuration(&state).await,
         "registrations": {
             "enabled": registrations.mode != RegistrationsMode::None,
             "approval_required": registrations.mode == RegistrationsMode::Approved,
@@ -141,7 +142,7 @@ pub async fn v1(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "registrations": registrations.mode != RegistrationsMode::None,
         "approval_required": registrations.mode == RegistrationsMode::Approved,
         "invites_enabled": true,
-        "configuration": configuration(&state),
+        "configuration": configuration(&state).await,
         "contact_account": null,
         "rules": load_rules(&state).await?,
     })))

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod instance;
 pub mod lists;
 pub mod markers;
+pub mod media;
 pub mod notifications;
 pub mod polls;
 pub mod scheduled;
@@ -184,6 +185,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/tags/{name}/follow", post(tags::follow))
         .route("/api/v1/tags/{name}/unfollow", post(tags::unfollow))
         .route("/api/v1/followed_tags", get(tags::followed))
+        .route("/api/v1/media", post(media::create_v1))
+        .route(
+            "/api/v1/media/{id}",
+            get(media::show).put(media::update).delete(media::delete),
+        )
+        .route("/system/{*key}", get(media::file))
+        .route("/media_proxy/{id}/{style}", get(media::proxy))
+        .route("/api/v1/profile/avatar", delete(accounts::delete_avatar))
+        .route("/api/v1/profile/header", delete(accounts::delete_header))
         .route("/api/v1/instance", get(instance::v1))
         .route("/api/v1/instance/rules", get(instance::rules))
         .merge(admin::router())

@@ -7,8 +7,8 @@ use axum::http::Uri;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use sqlx::FromRow;
-use stampede_mastodon::ScheduledStatus;
 use stampede_mastodon::time::iso;
+use stampede_mastodon::{MediaAttachment, ScheduledStatus};
 use stampede_social::post::NewStatus;
 
 use crate::AppState;
@@ -28,8 +28,35 @@ struct Row {
     params: sqlx::types::Json<NewStatus>,
 }
 
-fn render(row: Row) -> ScheduledStatus {
+/// Scheduled statuses with their attachments (loaded in one query).
+async fn render_all(state: &AppState, rows: Vec<Row>) -> Result<Vec<ScheduledStatus>, ApiError> {
+    let ids: Vec<i64> = rows
+        .iter()
+        .flat_map(|r| r.params.0.media_ids.iter().copied())
+        .collect();
+    let files = state.render.files();
+    let media: Vec<MediaAttachment> = stampede_social::media::by_ids(&state.ctx.db, &ids)
+        .await?
+        .iter()
+        .map(|m| files.render(m))
+        .collect();
+    Ok(rows.into_iter().map(|row| render(row, &media)).collect())
+}
+
+async fn render_one(state: &AppState, row: Row) -> Result<ScheduledStatus, ApiError> {
+    render_all(state, vec![row])
+        .await?
+        .pop()
+        .ok_or_else(ApiError::not_found)
+}
+
+fn render(row: Row, media: &[MediaAttachment]) -> ScheduledStatus {
     let p = row.params.0;
+    let media_attachments = p
+        .media_ids
+        .iter()
+        .filter_map(|id| media.iter().find(|m| m.id == id.to_string()).cloned())
+        .collect();
     ScheduledStatus {
         id: row.id.to_string(),
         scheduled_at: iso(row.scheduled_at),
@@ -46,13 +73,14 @@ fn render(row: Row) -> ScheduledStatus {
                 "multiple": poll.multiple,
                 "hide_totals": poll.hide_totals,
             })),
-            "media_ids": null,
+            "media_ids": (!p.media_ids.is_empty())
+                .then(|| p.media_ids.iter().map(i64::to_string).collect::<Vec<_>>()),
             "scheduled_at": null,
             "application_id": null,
             "idempotency": null,
             "with_rate_limit": false,
         }),
-        media_attachments: Vec::new(),
+        media_attachments,
     }
 }
 
@@ -75,7 +103,7 @@ pub async fn schedule(
     .bind(sqlx::types::Json(new))
     .fetch_one(&state.ctx.db)
     .await?;
-    Ok(render(row))
+    render_one(state, row).await
 }
 
 pub async fn index(
@@ -100,7 +128,7 @@ pub async fn index(
     let newest = rows.first().map(|r| r.id);
     let oldest = rows.last().map(|r| r.id);
     Ok(Page::new(
-        rows.into_iter().map(render).collect(),
+        render_all(&state, rows).await?,
         &state.base_url(),
         &uri,
         newest,
@@ -122,7 +150,7 @@ pub async fn show(
     .fetch_optional(&state.ctx.db)
     .await?
     .ok_or_else(ApiError::not_found)?;
-    Ok(Json(render(row)))
+    Ok(Json(render_one(&state, row).await?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -158,7 +186,7 @@ pub async fn update(
     .fetch_optional(&state.ctx.db)
     .await?
     .ok_or_else(ApiError::not_found)?;
-    Ok(Json(render(row)))
+    Ok(Json(render_one(&state, row).await?))
 }
 
 pub async fn delete(

@@ -76,11 +76,16 @@ pub struct CreateParams {
 
 impl CreateParams {
     fn into_new(self) -> Result<NewStatus, ApiError> {
-        if self.media_ids.as_ref().is_some_and(|m| !m.is_empty()) {
-            return Err(ApiError::unprocessable(
-                "Validation failed: Media attachments are not supported yet",
-            ));
-        }
+        let media_ids = self
+            .media_ids
+            .unwrap_or_default()
+            .iter()
+            .filter(|id| !id.is_empty())
+            .map(|id| id.parse::<i64>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                ApiError::unprocessable("Validation failed: Media attachments are invalid")
+            })?;
         let poll = match self.poll {
             None => None,
             Some(p) if p.options.as_ref().is_none_or(|o| o.is_empty()) => None,
@@ -99,6 +104,7 @@ impl CreateParams {
             language: self.language.filter(|l| !l.is_empty()),
             in_reply_to_id: self.in_reply_to_id,
             poll,
+            media_ids,
         })
     }
 }
@@ -174,13 +180,16 @@ pub async fn create(
                 "Validation failed: Scheduled at The scheduled date must be in the future",
             ));
         }
-        let default_visibility =
-            AppState::default_visibility(&mut *state.ctx.db.acquire().await?, account_id).await?;
+        let mut conn = state.ctx.db.acquire().await?;
+        let default_visibility = AppState::default_visibility(&mut conn, account_id).await?;
         post::validate(
             &new,
             &default_visibility,
             state.ctx.config.statuses.max_chars,
         )?;
+        stampede_social::media::check_for_status(&mut conn, account_id, None, &new.media_ids)
+            .await?;
+        drop(conn);
         let scheduled =
             crate::api::v1::scheduled::schedule(&state, account_id, auth.application_id, at, &new)
                 .await?;
@@ -310,7 +319,9 @@ pub async fn edit(
     let mut tx = state.ctx.db.begin().await?;
     let current = sqlx::query(
         "SELECT text, spoiler_text, sensitive, visibility, language, edited_at, \
-                (SELECT options FROM polls WHERE status_id = $1) AS poll_options \
+                (SELECT options FROM polls WHERE status_id = $1) AS poll_options, \
+                ARRAY(SELECT m.id FROM media_attachments m \
+                      WHERE m.status_id = $1 AND m.position >= 0 ORDER BY m.position) AS media_ids \
          FROM statuses WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
@@ -319,6 +330,7 @@ pub async fn edit(
     let has_poll = current
         .try_get::<Option<Vec<String>>, _>("poll_options")?
         .is_some();
+    let edits_media = p.media_ids.is_some();
     let new = CreateParams {
         status: Some(p.status.unwrap_or(current.try_get("text")?)),
         spoiler_text: Some(p.spoiler_text.unwrap_or(current.try_get("spoiler_text")?)),
@@ -331,6 +343,12 @@ pub async fn edit(
         media_ids: p.media_ids,
     }
     .into_new()?;
+    let current_media: Vec<i64> = current.try_get("media_ids")?;
+    let mut new = new;
+    if !edits_media {
+        new.media_ids = current_media.clone();
+    }
+    stampede_social::media::check_for_status(&mut tx, account_id, Some(id), &new.media_ids).await?;
     if p.poll.is_some() && !has_poll {
         return Err(ApiError::unprocessable(
             "Validation failed: A poll cannot be added to a published status",
@@ -359,10 +377,13 @@ pub async fn edit(
         .is_none()
     {
         sqlx::query(
-            "INSERT INTO status_edits (status_id, text, content, spoiler_text, sensitive, created_at) \
-             SELECT id, text, content, spoiler_text, sensitive, created_at FROM statuses WHERE id = $1",
+            "INSERT INTO status_edits (status_id, text, content, spoiler_text, sensitive, \
+               media_attachment_ids, created_at) \
+             SELECT id, text, content, spoiler_text, sensitive, $2, created_at FROM statuses \
+             WHERE id = $1",
         )
         .bind(id)
+        .bind(&current_media)
         .execute(&mut *tx)
         .await?;
     }
@@ -399,15 +420,18 @@ pub async fn edit(
         .execute(&mut *tx)
         .await?;
     post::attach(&mut tx, id, &mentioned_ids, &parsed.tags).await?;
+    stampede_social::media::attach(&mut tx, id, &new.media_ids).await?;
     sqlx::query(
-        "INSERT INTO status_edits (status_id, text, content, spoiler_text, sensitive) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO status_edits (status_id, text, content, spoiler_text, sensitive, \
+           media_attachment_ids) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(&new.text)
     .bind(&content)
     .bind(&new.spoiler_text)
     .bind(new.sensitive || !new.spoiler_text.is_empty())
+    .bind(&new.media_ids)
     .execute(&mut *tx)
     .await?;
     outbox::send(&mut tx, &Fanout::StatusUpdated(StatusRef { status_id: id })).await?;
@@ -423,12 +447,23 @@ pub async fn history(
     let viewer = viewer.account(READ)?;
     let status = state.load_status(viewer, path_id(&id)?).await?;
     let edits = sqlx::query(
-        "SELECT content, spoiler_text, sensitive, created_at FROM status_edits \
-         WHERE status_id = $1 ORDER BY id",
+        "SELECT content, spoiler_text, sensitive, created_at, media_attachment_ids \
+         FROM status_edits WHERE status_id = $1 ORDER BY id",
     )
     .bind(path_id(&id)?)
     .fetch_all(&state.ctx.db)
     .await?;
+    let mut media_ids: Vec<i64> = Vec::new();
+    for row in &edits {
+        media_ids.extend(row.try_get::<Vec<i64>, _>("media_attachment_ids")?);
+    }
+    let files = state.render.files();
+    let media: std::collections::HashMap<i64, stampede_mastodon::MediaAttachment> =
+        stampede_social::media::by_ids(&state.ctx.db, &media_ids)
+            .await?
+            .iter()
+            .map(|m| (m.id, files.render(m)))
+            .collect();
     if edits.is_empty() {
         return Ok(Json(vec![StatusEdit {
             content: status.content,
@@ -437,7 +472,7 @@ pub async fn history(
             created_at: status.created_at,
             account: status.account,
             poll: None,
-            media_attachments: Vec::new(),
+            media_attachments: status.media_attachments,
             emojis: Vec::new(),
         }]));
     }
@@ -451,7 +486,11 @@ pub async fn history(
                 created_at: iso(row.try_get("created_at")?),
                 account: status.account.clone(),
                 poll: None,
-                media_attachments: Vec::new(),
+                media_attachments: row
+                    .try_get::<Vec<i64>, _>("media_attachment_ids")?
+                    .iter()
+                    .filter_map(|id| media.get(id).cloned())
+                    .collect(),
                 emojis: Vec::new(),
             })
         })

@@ -162,17 +162,15 @@ pub async fn public(
 ) -> Result<Page<Status>, ApiError> {
     let viewer = viewer.account(READ)?;
     let bounds = q.page.bounds(20, 40);
-    // No media exists yet.
-    if q.only_media == Some(true) {
-        return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
-    }
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT s.id FROM statuses s \
          WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
            AND ($5::boolean IS NULL OR (s.uri IS NULL) = $5) \
            AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
+           AND (NOT $6 OR {}) \
            AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
+        with_media("s"),
         visible("s", "$3"),
         muted("s", "$3"),
         bounds.order()
@@ -182,11 +180,20 @@ pub async fn public(
     .bind(viewer)
     .bind(bounds.limit as i64)
     .bind(locality(q.local, q.remote))
+    .bind(q.only_media == Some(true))
     .fetch_all(&state.ctx.db)
     .await?;
     state
         .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
         .await
+}
+
+/// An SQL predicate: status `alias` shows media.
+pub fn with_media(alias: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM media_attachments ma \
+                 WHERE ma.status_id = {alias}.id AND ma.position >= 0)"
+    )
 }
 
 /// `local=true` keeps this server's statuses, `remote=true` the others' (local wins, as in
@@ -227,9 +234,6 @@ pub async fn tag(
 ) -> Result<Page<Status>, ApiError> {
     let viewer = viewer.account(READ)?;
     let bounds = q.page.bounds(20, 40);
-    if q.only_media == Some(true) {
-        return Ok(Page::new(Vec::new(), &state.base_url(), &uri, None, None));
-    }
     let lower = |v: Option<Vec<String>>| -> Vec<String> {
         v.unwrap_or_default()
             .into_iter()
@@ -251,8 +255,10 @@ pub async fn tag(
                            WHERE st.status_id = s.id AND lower(t.name) = ANY($7)) \
            AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
            AND ($8::boolean IS NULL OR (s.uri IS NULL) = $8) \
+           AND (NOT $9 OR {}) \
            AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
+        with_media("s"),
         visible("s", "$3"),
         muted("s", "$3"),
         bounds.order()
@@ -265,6 +271,7 @@ pub async fn tag(
     .bind(&all)
     .bind(&none)
     .bind(locality(None, q.remote))
+    .bind(q.only_media == Some(true))
     .fetch_all(&state.ctx.db)
     .await?;
     state

@@ -198,6 +198,7 @@ async fn resolve_status(state: &AppState, text: &str) -> Result<Option<i64>, Api
         &author,
         &note,
         true,
+        state.resolver.caches_media(),
     )
     .await?;
     tx.commit().await?;

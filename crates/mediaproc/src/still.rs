@@ -1,0 +1,410 @@
+//! Still images, in process with the `image` crate: JPEG, PNG, WebP and one-frame GIFs.
+//!
+//! One decode, then at most one resize per variant and one encode per variant:
+//!
+//! ```text
+//! header ─► pixel check ─► decode ─► fit to original_pixels ─► orient ─► encode original
+//!                                                                  └─► fit to small ─► encode small
+//!                                                                                └─► blurhash
+//! ```
+//!
+//! Resizing ([`crate::resample`]) happens before orientation so a rotation copies the smaller
+//! image, and the preview is made from the already-reduced original rather than from the full
+//! decode. Re-encoding drops
+//! every piece of metadata (EXIF with its GPS position and camera serial, XMP, IPTC, PNG text)
+//! except the ICC colour profile, which Mastodon keeps too: without it a wide-gamut phone photo
+//! shows with washed-out colours.
+
+use std::io::Cursor;
+
+use bytes::Bytes;
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::PngEncoder;
+use image::imageops::FilterType;
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageEncoder, ImageError, ImageFormat, ImageReader};
+
+use crate::error::human_pixels;
+use crate::{Limits, MediaError, Variant};
+
+/// JPEG quality for re-encoded images: visually lossless for photos at a fraction of 100's size.
+const JPEG_QUALITY: u8 = 85;
+/// The longest side of the image the blurhash is computed from. Its 4×4 components only need
+/// the broad colours, and the cost of encoding grows with the pixel count.
+const BLURHASH_SIDE: u32 = 64;
+/// Blurhash components on each axis, as Mastodon uses.
+const BLURHASH_COMPONENTS: u32 = 4;
+/// An ICC profile larger than this is dropped: real display profiles are a few KiB, and a
+/// profile repeated in every variant should not outweigh a preview.
+const MAX_ICC_BYTES: usize = 64 * 1024;
+/// The longest side the decoder accepts, whatever the pixel count: JPEG's own maximum.
+const MAX_SIDE: u32 = 65_535;
+
+/// A decoded image and what re-encoding it needs from the source.
+pub(crate) struct Decoded {
+    pub image: DynamicImage,
+    /// The EXIF orientation, not yet applied.
+    pub orientation: Orientation,
+    pub icc: Option<Vec<u8>>,
+    pub output: Output,
+}
+
+/// The formats variants are written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    Jpeg,
+    Png,
+}
+
+impl Output {
+    /// JPEG stays JPEG, PNG stays PNG, a GIF frame becomes PNG (it may have transparency), and
+    /// WebP becomes PNG when it uses transparency and JPEG when it is a photo.
+    fn for_source(format: ImageFormat, image: &DynamicImage) -> Output {
+        match format {
+            ImageFormat::Jpeg => Output::Jpeg,
+            ImageFormat::WebP if !uses_alpha(image) => Output::Jpeg,
+            _ => Output::Png,
+        }
+    }
+
+    fn mime(self) -> &'static str {
+        match self {
+            Output::Jpeg => "image/jpeg",
+            Output::Png => "image/png",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            Output::Jpeg => "jpg",
+            Output::Png => "png",
+        }
+    }
+}
+
+/// Whether any pixel is less than fully opaque.
+fn uses_alpha(image: &DynamicImage) -> bool {
+    match image {
+        DynamicImage::ImageRgba8(buffer) => buffer.pixels().any(|p| p.0[3] != u8::MAX),
+        DynamicImage::ImageLumaA8(buffer) => buffer.pixels().any(|p| p.0[1] != u8::MAX),
+        other => other.has_alpha(),
+    }
+}
+
+/// An image processed into an original and a preview.
+pub(crate) struct StillVariants {
+    pub original: Variant,
+    pub small: Variant,
+    pub blurhash: String,
+}
+
+/// Decodes, orients and re-encodes an image into its original and small variants.
+pub(crate) fn process(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<StillVariants, MediaError> {
+    let decoded = decode(bytes, format, limits)?;
+    let original = crate::resample::orient(
+        fit(decoded.image, limits.original_pixels),
+        decoded.orientation,
+    );
+    let icc = decoded.icc.as_deref();
+    let small = fit_copy(&original, limits.small_pixels);
+    let blurhash = blurhash(&small)?;
+    Ok(StillVariants {
+        small: encode(&small, decoded.output, icc)?,
+        original: encode(&original, decoded.output, icc)?,
+        blurhash,
+    })
+}
+
+/// The preview alone, for a custom thumbnail or a GIF animation's first frame; `output` forces
+/// the format (a video poster is always JPEG).
+pub(crate) fn preview(
+    bytes: &[u8],
+    format: ImageFormat,
+    output: Option<Output>,
+    limits: &Limits,
+) -> Result<(Variant, String), MediaError> {
+    let decoded = decode(bytes, format, limits)?;
+    let small =
+        crate::resample::orient(fit(decoded.image, limits.small_pixels), decoded.orientation);
+    let blurhash = blurhash(&small)?;
+    let variant = encode(
+        &small,
+        output.unwrap_or(decoded.output),
+        decoded.icc.as_deref(),
+    )?;
+    Ok((variant, blurhash))
+}
+
+/// An avatar or header: the centre of the image cropped to `width`:`height` and scaled down to
+/// `width`×`height` (never up: a smaller image keeps its size, clients scale it anyway).
+pub(crate) fn profile(
+    bytes: &[u8],
+    format: ImageFormat,
+    (width, height): (u32, u32),
+    limits: &Limits,
+) -> Result<Variant, MediaError> {
+    let decoded = decode(bytes, format, limits)?;
+    let oriented = crate::resample::orient(decoded.image, decoded.orientation);
+    let cropped = crop_to_aspect(oriented, width.max(1), height.max(1));
+    let scaled = if cropped.width() > width || cropped.height() > height {
+        downscale(&cropped, width, height)
+    } else {
+        cropped
+    };
+    encode(&scaled, decoded.output, decoded.icc.as_deref())
+}
+
+/// The largest centred part of `image` with the aspect ratio `width`:`height`.
+fn crop_to_aspect(image: DynamicImage, width: u32, height: u32) -> DynamicImage {
+    let (w, h) = (u64::from(image.width()), u64::from(image.height()));
+    let (want_w, want_h) = (u64::from(width), u64::from(height));
+    // Compare w/h with want_w/want_h without dividing.
+    let (crop_w, crop_h) = if w * want_h > h * want_w {
+        ((h * want_w / want_h).max(1), h)
+    } else {
+        (w, (w * want_h / want_w).max(1))
+    };
+    if (crop_w, crop_h) == (w, h) {
+        return image;
+    }
+    // Each part is at most the image's own side, which is a u32.
+    let side = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    image.crop_imm(
+        side((w - crop_w) / 2),
+        side((h - crop_h) / 2),
+        side(crop_w),
+        side(crop_h),
+    )
+}
+
+/// The same crate's plain decode → resize → JPEG encode: see [`crate::raw_reference`].
+pub(crate) fn raw_reference(bytes: &[u8], small_pixels: u64) -> Result<Vec<u8>, MediaError> {
+    let image = image::load_from_memory(bytes).map_err(|e| decode_error(e, "image"))?;
+    let small = match fit_dimensions(image.width(), image.height(), small_pixels) {
+        Some((width, height)) => image.thumbnail_exact(width, height),
+        None => image,
+    };
+    let rgb = small.to_rgb8();
+    let mut out = Vec::new();
+    JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
+        .encode_image(&rgb)
+        .map_err(encode_error)?;
+    Ok(out)
+}
+
+/// Reads the header, refuses what is too large, then decodes the pixels under `limits`.
+pub(crate) fn decode(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<Decoded, MediaError> {
+    let name = format_name(format);
+    if format == ImageFormat::Jpeg && !crate::jpeg::is_complete(bytes) {
+        return Err(MediaError::Corrupt(format!(
+            "The {name} is incomplete: it ends before its image data does"
+        )));
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    // No size limits yet, only the allocation cap: the header is read first so that a refusal
+    // can say how large the image claims to be.
+    reader.limits(allocation_limits(limits, None));
+    let mut decoder = reader.into_decoder().map_err(|e| decode_error(e, name))?;
+    let (width, height) = decoder.dimensions();
+    check_pixels(width, height, limits.max_decode_pixels, name)?;
+    decoder
+        .set_limits(allocation_limits(limits, Some(MAX_SIDE)))
+        .map_err(|e| decode_error(e, name))?;
+    if decoder.total_bytes() > limits.max_alloc {
+        return Err(MediaError::TooLarge(format!(
+            "The {name} ({width}x{height}) needs more memory to decode than this server allows"
+        )));
+    }
+    // A damaged EXIF block is no reason to refuse the picture: it is shown as stored.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let icc = decoder
+        .icc_profile()
+        .ok()
+        .flatten()
+        .filter(|p| p.len() <= MAX_ICC_BYTES);
+    let image = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(e, name))?;
+    let output = Output::for_source(format, &image);
+    Ok(Decoded {
+        image,
+        orientation,
+        icc,
+        output,
+    })
+}
+
+/// Refuses an image or frame whose header claims more pixels than the server decodes, before
+/// anything is allocated for it.
+pub(crate) fn check_pixels(
+    width: u32,
+    height: u32,
+    max: u64,
+    what: &str,
+) -> Result<(), MediaError> {
+    if width == 0 || height == 0 {
+        return Err(MediaError::Corrupt(format!(
+            "The {what} says it is {width}x{height} pixels"
+        )));
+    }
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max {
+        return Err(MediaError::TooLarge(format!(
+            "The {what} is {width}x{height} pixels ({}); the most this server accepts is {}",
+            human_pixels(pixels),
+            human_pixels(max),
+        )));
+    }
+    Ok(())
+}
+
+fn allocation_limits(limits: &Limits, max_side: Option<u32>) -> image::Limits {
+    let mut out = image::Limits::default();
+    out.max_alloc = Some(limits.max_alloc);
+    out.max_image_width = max_side;
+    out.max_image_height = max_side;
+    out
+}
+
+/// `image` scaled down to at most `max_pixels`, or itself when it already fits.
+fn fit(image: DynamicImage, max_pixels: u64) -> DynamicImage {
+    match fit_dimensions(image.width(), image.height(), max_pixels) {
+        Some((width, height)) => downscale(&image, width, height),
+        None => image,
+    }
+}
+
+/// Like [`fit`] for an image that is still needed afterwards: copies only when it must.
+fn fit_copy(image: &DynamicImage, max_pixels: u64) -> DynamicImage {
+    match fit_dimensions(image.width(), image.height(), max_pixels) {
+        Some((width, height)) => downscale(image, width, height),
+        None => image.clone(),
+    }
+}
+
+/// The largest size with the same aspect ratio and at most `max_pixels`, or `None` when
+/// `width`×`height` already fits (images are never scaled up).
+pub(crate) fn fit_dimensions(width: u32, height: u32, max_pixels: u64) -> Option<(u32, u32)> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels <= max_pixels {
+        return None;
+    }
+    // Pixel counts stay far below 2^52, where f64 stops being exact.
+    let scale = (max_pixels as f64 / pixels as f64).sqrt();
+    let scaled = |side: u32| -> u32 {
+        // In range: `scale` < 1, so the result is at most `side`.
+        let value = (f64::from(side) * scale).floor() as u32;
+        value.max(1)
+    };
+    let (mut w, mut h) = (scaled(width), scaled(height));
+    // Rounding can leave the product a pixel row over; trim the longer side until it fits.
+    while u64::from(w) * u64::from(h) > max_pixels && (w > 1 || h > 1) {
+        if w >= h { w -= 1 } else { h -= 1 }
+    }
+    Some((w, h))
+}
+
+/// Scales down to exactly `width`×`height`: 8-bit images with [`crate::resample`], others
+/// (16-bit PNGs) with the `image` crate's triangle filter.
+fn downscale(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
+    crate::resample::downscale(image, width, height)
+        .unwrap_or_else(|| image.resize_exact(width, height, FilterType::Triangle))
+}
+
+/// The blurhash clients show while the preview loads: 4×4 components from a tiny copy.
+fn blurhash(image: &DynamicImage) -> Result<String, MediaError> {
+    let tiny = if image.width() > BLURHASH_SIDE || image.height() > BLURHASH_SIDE {
+        image.thumbnail(BLURHASH_SIDE, BLURHASH_SIDE)
+    } else {
+        image.clone()
+    };
+    let rgba = tiny.to_rgba8();
+    blurhash::encode(
+        BLURHASH_COMPONENTS,
+        BLURHASH_COMPONENTS,
+        rgba.width(),
+        rgba.height(),
+        rgba.as_raw(),
+    )
+    .map_err(|e| MediaError::Corrupt(format!("Could not compute the image's blurhash: {e}")))
+}
+
+/// Encodes a variant. JPEG is always written from 8-bit RGB; PNG keeps the source's channels.
+fn encode(image: &DynamicImage, output: Output, icc: Option<&[u8]>) -> Result<Variant, MediaError> {
+    let (width, height) = (image.width(), image.height());
+    // A compressed photo is rarely above a byte per pixel; reserving that avoids regrowing.
+    let mut out =
+        Vec::with_capacity(usize::try_from(u64::from(width) * u64::from(height) / 2).unwrap_or(0));
+    match output {
+        Output::Jpeg => {
+            let mut encoder = JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY);
+            with_icc(&mut encoder, icc, false);
+            match image {
+                DynamicImage::ImageRgb8(rgb) => encoder.encode_image(rgb),
+                other => encoder.encode_image(&other.to_rgb8()),
+            }
+        }
+        Output::Png => {
+            let mut encoder = PngEncoder::new(&mut out);
+            let grey = !matches!(image.color().channel_count(), 3 | 4);
+            with_icc(&mut encoder, icc, grey);
+            image.write_with_encoder(encoder)
+        }
+    }
+    .map_err(encode_error)?;
+    Ok(Variant {
+        bytes: Bytes::from(out),
+        mime: output.mime(),
+        extension: output.extension(),
+        width: Some(width),
+        height: Some(height),
+    })
+}
+
+/// Embeds the source's ICC profile when it describes the pixels being written: the profile
+/// header's colour space (bytes 16..20) must be RGB for colour output and GRAY for grey, so the
+/// CMYK profile of a print JPEG (decoded to RGB) or a grey profile on a JPEG written as RGB is
+/// left out rather than misapplied.
+fn with_icc(encoder: &mut impl ImageEncoder, icc: Option<&[u8]>, grey: bool) {
+    let wanted: &[u8] = if grey { b"GRAY" } else { b"RGB " };
+    if let Some(profile) = icc.filter(|p| p.get(16..20) == Some(wanted)) {
+        // Both encoders used here accept profiles; a refusal would only lose colour accuracy.
+        let _ = encoder.set_icc_profile(profile.to_vec());
+    }
+}
+
+fn format_name(format: ImageFormat) -> &'static str {
+    match format {
+        ImageFormat::Jpeg => "JPEG image",
+        ImageFormat::Png => "PNG image",
+        ImageFormat::Gif => "GIF image",
+        ImageFormat::WebP => "WebP image",
+        _ => "image",
+    }
+}
+
+/// Maps a decoder's error to what the uploader is told.
+fn decode_error(error: ImageError, what: &str) -> MediaError {
+    match error {
+        ImageError::Limits(_) => MediaError::TooLarge(format!(
+            "The {what} needs more memory to decode than this server allows"
+        )),
+        ImageError::Unsupported(e) => MediaError::Unsupported(format!(
+            "The {what} uses a feature that is not supported: {e}"
+        )),
+        other => MediaError::Corrupt(format!(
+            "The {what} could not be decoded; it may be truncated or damaged ({other})"
+        )),
+    }
+}
+
+/// Encoding our own decoded pixels fails only on a bug or a pathological size; say so plainly.
+fn encode_error(error: ImageError) -> MediaError {
+    MediaError::Corrupt(format!("The image could not be re-encoded: {error}"))
+}

@@ -1,0 +1,7 @@
+//! The crate's tests that cross modules: whole uploads through [`crate::process`], with inputs
+//! made in code (and by ffmpeg for video and audio).
+
+mod av;
+mod fixtures;
+mod images;
+mod sniffing;
