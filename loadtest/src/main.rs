@@ -18,11 +18,14 @@
 //! bad input or a target that is unreachable or lacks an endpoint; no load was sent):
 //! `signup-wave`, `migration-day`, `viral-post`, `streaming-crowd`.
 //!
+//! Media: `media` (variants per second through the media service, see [`media`]).
+//!
 //! Federation: `federation` (inbound and outbound rates, see [`federation`]) and `dead-peers`
 //! (delivery while a share of the followers' servers are dead, see [`dead_peers`]).
 
 mod dead_peers;
 mod federation;
+mod media;
 mod signup;
 mod streaming_capacity;
 mod surge;
@@ -69,6 +72,9 @@ enum Command {
     /// Federation with dead servers: a share of the followers' servers hang or answer 500
     /// while the author posts; delivery rate and latency to the live ones.
     DeadPeers(dead_peers::Args),
+    /// Media: 12-megapixel photos through the media service beside the raw rate of the same
+    /// crates, memory per job, and home-timeline reads during an upload storm.
+    Media(media::Args),
     /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
     OutboxLatency {
         #[command(flatten)]
@@ -186,6 +192,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::ViralPost(args) => return surge::viral_post::run(args).await,
         Command::StreamingCrowd(args) => return surge::streaming_crowd::run(args).await,
         Command::DeadPeers(args) => dead_peers::run(args).await?,
+        Command::Media(args) => media::run(args).await?,
         Command::Federation(args) => federation::run(args).await?,
         Command::StreamingCapacity(args) => streaming_capacity::run(args).await?,
         Command::OutboxLatency {

@@ -181,19 +181,32 @@ fn crop_to_aspect(image: DynamicImage, width: u32, height: u32) -> DynamicImage 
     )
 }
 
-/// The same crate's plain decode → resize → JPEG encode: see [`crate::raw_reference`].
-pub(crate) fn raw_reference(bytes: &[u8], small_pixels: u64) -> Result<Vec<u8>, MediaError> {
+/// The same crate's plain decode → resize → JPEG encode of both variants: see
+/// [`crate::raw_reference`].
+pub(crate) fn raw_reference(
+    bytes: &[u8],
+    original_pixels: u64,
+    small_pixels: u64,
+) -> Result<(Vec<u8>, Vec<u8>), MediaError> {
     let image = image::load_from_memory(bytes).map_err(|e| decode_error(e, "image"))?;
-    let small = match fit_dimensions(image.width(), image.height(), small_pixels) {
+    let scaled = |image: &DynamicImage, pixels: u64| match fit_dimensions(
+        image.width(),
+        image.height(),
+        pixels,
+    ) {
         Some((width, height)) => image.thumbnail_exact(width, height),
-        None => image,
+        None => image.clone(),
     };
-    let rgb = small.to_rgb8();
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
-        .encode_image(&rgb)
-        .map_err(encode_error)?;
-    Ok(out)
+    let jpeg = |image: &DynamicImage| {
+        let mut out = Vec::new();
+        JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
+            .encode_image(&image.to_rgb8())
+            .map_err(encode_error)?;
+        Ok::<_, MediaError>(out)
+    };
+    let original = scaled(&image, original_pixels);
+    let small = scaled(&original, small_pixels);
+    Ok((jpeg(&original)?, jpeg(&small)?))
 }
 
 /// Reads the header, refuses what is too large, then decodes the pixels under `limits`.

@@ -231,11 +231,12 @@ async fn a_thumbnail_is_a_small_preview_with_a_blurhash() {
 }
 
 #[test]
-fn raw_reference_makes_a_small_jpeg() {
-    let out = raw_reference(&jpeg(&photo(1280, 720)), 230_400).expect("a reference JPEG");
-    let decoded = decode(&out);
-    assert!(u64::from(decoded.width()) * u64::from(decoded.height()) <= 230_400);
-    assert!(out.starts_with(&[0xFF, 0xD8, 0xFF]));
+fn raw_reference_makes_both_variants_as_jpegs() {
+    let (original, small) =
+        raw_reference(&jpeg(&photo(1280, 720)), 640 * 360, 230_400).expect("reference JPEGs");
+    let (original, small) = (decode(&original), decode(&small));
+    assert!(u64::from(original.width()) * u64::from(original.height()) <= 640 * 360);
+    assert!(u64::from(small.width()) * u64::from(small.height()) <= 230_400);
 }
 
 /// A stand-in ICC profile: a 132-byte header naming `space`, and no tags.
