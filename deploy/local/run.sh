@@ -11,5 +11,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
         | grep -q 1 || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE stampede"
     export DATABASE_URL="postgres://postgres@127.0.0.1:5432/stampede"
 fi
+# Video, audio and GIF uploads need ffmpeg; without it Stampede takes images only.
+deploy/local/need.sh ffmpeg || echo "ffmpeg is missing: video and audio uploads will be refused" >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
 exec cargo run --release --bin stampede -- all

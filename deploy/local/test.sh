@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 deploy/local/backing-services.sh postgres redis rabbitmq
+# Video, audio and GIF uploads go through ffmpeg (the media tests need it).
+deploy/local/need.sh ffmpeg
 
 # Tests isolate themselves by name (database, queue prefix, Redis namespace); a fresh vhost and
 # database number per run keeps old runs' leftovers from piling up.

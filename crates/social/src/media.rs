@@ -25,6 +25,7 @@ use stampede_mediaproc::{Limits, MediaError, Processed};
 use stampede_queue::message::{Consume, Message};
 use stampede_queue::{Envelope, JobError, WorkQueue, outbox};
 use stampede_storage::{Storage, StorageError};
+use stampede_telemetry::metrics::Metrics;
 
 /// Mastodon's limit of attachments on one status.
 pub const MAX_ATTACHMENTS: usize = 4;
@@ -363,6 +364,20 @@ pub enum Outcome {
     Settled,
 }
 
+/// Where a file is processed, for the metrics: `web` (in the request) or `worker`.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub metrics: &'a Metrics,
+    pub name: &'static str,
+}
+
+impl Place<'_> {
+    fn record(&self, outcome: &str, started: std::time::Instant) {
+        self.metrics
+            .media(outcome, self.name, started.elapsed().as_secs_f64());
+    }
+}
+
 /// Makes the variants of upload `id` and marks it ready, or failed with the reason. Storage and
 /// database failures are errors (the job is retried); bad input is an [`Outcome::Failed`].
 pub async fn process(
@@ -370,6 +385,7 @@ pub async fn process(
     storage: &Storage,
     limits: &Limits,
     id: i64,
+    place: Place<'_>,
 ) -> Result<Outcome, UploadError> {
     let Some(row) = find(db, id).await? else {
         return Ok(Outcome::Settled);
@@ -385,9 +401,11 @@ pub async fn process(
         Ok(processed) => processed,
         Err(error) => {
             tracing::info!(media_id = id, %error, "upload refused");
+            place.record("failed", started);
             return fail(db, id, &error.to_string()).await;
         }
     };
+    place.record("ready", started);
     let (original, small) = store_variants(storage, id, &processed).await?;
     let mut tx = db.begin().await?;
     let updated: Option<MediaRow> = sqlx::query_as(&format!(
@@ -425,11 +443,6 @@ pub async fn process(
         }
     };
     tx.commit().await?;
-    tracing::debug!(
-        media_id = id,
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "processed"
-    );
     Ok(outcome)
 }
 
@@ -814,6 +827,7 @@ pub async fn cache(
     client: &Client,
     limits: &Limits,
     id: i64,
+    place: Place<'_>,
 ) -> Result<Option<MediaRow>, UploadError> {
     let Some(row) = find(db, id).await? else {
         return Ok(None);
@@ -828,13 +842,16 @@ pub async fn cache(
             return Ok(Some(row));
         }
     };
+    let started = std::time::Instant::now();
     let processed = match stampede_mediaproc::process(bytes, limits).await {
         Ok(processed) => processed,
         Err(error) => {
             tracing::info!(media_id = id, %error, "remote media refused");
+            place.record("failed", started);
             return Ok(Some(row));
         }
     };
+    place.record("ready", started);
     let (original, small) = store_variants(storage, id, &processed).await?;
     let mut tx = db.begin().await?;
     let updated: Option<MediaRow> = sqlx::query_as(&format!(
@@ -1169,6 +1186,7 @@ pub struct MediaWorker {
     pub storage: Storage,
     pub client: Client,
     pub limits: Limits,
+    pub metrics: std::sync::Arc<Metrics>,
 }
 
 fn job_error(error: UploadError) -> JobError {
@@ -1185,9 +1203,13 @@ impl Consume<MediaJob> for MediaWorker {
         _envelope: &'a Envelope,
     ) -> BoxFuture<'a, Result<(), JobError>> {
         async move {
+            let place = Place {
+                metrics: &self.metrics,
+                name: "worker",
+            };
             match message {
                 MediaJob::Process { media_id } => {
-                    process(&self.db, &self.storage, &self.limits, media_id)
+                    process(&self.db, &self.storage, &self.limits, media_id, place)
                         .await
                         .map_err(job_error)?;
                 }
@@ -1198,6 +1220,7 @@ impl Consume<MediaJob> for MediaWorker {
                         &self.client,
                         &self.limits,
                         media_id,
+                        place,
                     )
                     .await
                     .map_err(job_error)?;

@@ -78,6 +78,15 @@ pub struct DeliveryLabels {
     pub class: String,
 }
 
+/// Labels of a processed upload or remote file: what became of it (`ready`, `failed`: refused
+/// as bad input) and where it was processed (`web`: in the request, `worker`: by the media
+/// service).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MediaLabels {
+    pub outcome: String,
+    pub place: String,
+}
+
 /// Labels naming a state (of a circuit breaker: `open`, `half_open`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
@@ -160,6 +169,10 @@ pub struct Metrics {
     pub inbox_activities: Family<ActivityLabels, Counter>,
     /// Deliveries to remote inboxes by outcome and domain class.
     pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Media processed (variants made, or the file refused), by outcome and place.
+    pub media_processed: Family<MediaLabels, Counter>,
+    /// How long processing one file took, by outcome and place.
+    pub media_processing_duration: Family<MediaLabels, Histogram>,
     /// Signed POSTs to remote inboxes, by how they ended (`answered`, `outage`).
     pub delivery_duration: Family<OutcomeLabels, Histogram>,
     /// Circuit breakers not closed, by state, in this process.
@@ -216,6 +229,10 @@ impl Metrics {
             db_pool_timeouts: Family::default(),
             inbox_activities: Family::default(),
             deliveries: Family::default(),
+            media_processed: Family::default(),
+            media_processing_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.01, 2.0, 14))
+            }),
             delivery_duration: Family::new_with_constructor(latency_buckets),
             delivery_breakers: Family::default(),
             unavailable_domains: Gauge::default(),
@@ -373,6 +390,16 @@ impl Metrics {
             m.inbox_activities.clone(),
         );
         registry.register(
+            "media_processed",
+            "Uploads and remote files processed, by outcome (ready, failed) and place (web, worker)",
+            m.media_processed.clone(),
+        );
+        registry.register(
+            "media_processing_duration_seconds",
+            "Time to make one file's variants (or refuse it), by outcome and place",
+            m.media_processing_duration.clone(),
+        );
+        registry.register(
             "deliveries",
             "Deliveries to remote inboxes by outcome (success, retry, parked, skipped_unavailable, circuit_open, deferred) and domain class (healthy, failing, unavailable)",
             m.deliveries.clone(),
@@ -430,6 +457,18 @@ impl Metrics {
         StateLabels {
             state: state.to_string(),
         }
+    }
+
+    /// Counts one processed file and how long it took.
+    pub fn media(&self, outcome: &str, place: &str, seconds: f64) {
+        let labels = MediaLabels {
+            outcome: outcome.to_string(),
+            place: place.to_string(),
+        };
+        self.media_processed.get_or_create(&labels).inc();
+        self.media_processing_duration
+            .get_or_create(&labels)
+            .observe(seconds);
     }
 
     /// Counts one delivery.

@@ -36,6 +36,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         storage: ctx.storage.clone(),
         client: stampede_social::remote::client(&ctx.config)?,
         limits: media::limits(&ctx.config),
+        metrics: ctx.metrics.clone(),
     }));
     let sweeper = tokio::spawn(sweep(ctx.clone()));
     let ops = listener.map(|listener| {

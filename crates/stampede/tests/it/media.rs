@@ -180,6 +180,13 @@ async fn get_bytes(app: &TestApp, path: &str) -> (u16, String, Vec<u8>) {
     )
 }
 
+fn worker_place(app: &TestApp) -> stampede_social::media::Place<'_> {
+    stampede_social::media::Place {
+        metrics: &app.ctx.metrics,
+        name: "worker",
+    }
+}
+
 async fn wait_ready(app: &TestApp, user: &User, id: &str) -> Value {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -274,12 +281,14 @@ async fn uploads_are_206_until_processed_and_bad_ones_say_why() {
         storage: app.ctx.storage.clone(),
         client: stampede_social::remote::client(&app.ctx.config).unwrap(),
         limits: stampede_social::media::limits(&app.ctx.config),
+        metrics: app.ctx.metrics.clone(),
     };
     let outcome = stampede_social::media::process(
         &worker.db,
         &worker.storage,
         &worker.limits,
         id.parse().unwrap(),
+        worker_place(&app),
     )
     .await
     .unwrap();
@@ -366,6 +375,7 @@ async fn uploads_are_206_until_processed_and_bad_ones_say_why() {
         &worker.storage,
         &worker.limits,
         broken.parse().unwrap(),
+        worker_place(&app),
     )
     .await
     .unwrap();

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use stampede_mastodon::MediaAttachment;
 use stampede_mediaproc::MediaKind;
-use stampede_social::media::{self, Change, MediaRow, NewUpload, Outcome, UploadError};
+use stampede_social::media::{self, Change, MediaRow, NewUpload, Outcome, Place, UploadError};
 use tokio::sync::Semaphore;
 
 use crate::AppState;
@@ -155,7 +155,11 @@ async fn upload(
     )
     .await?;
     if permit.is_some() {
-        match media::process(db, storage, &uploads.limits, row.id).await? {
+        let place = Place {
+            metrics: &state.ctx.metrics,
+            name: "web",
+        };
+        match media::process(db, storage, &uploads.limits, row.id, place).await? {
             Outcome::Ready(ready) => row = *ready,
             Outcome::Failed(reason) => return Err(ApiError::unprocessable(reason)),
             Outcome::Settled => {}
@@ -320,6 +324,10 @@ pub async fn proxy(
             state.resolver.client(),
             &state.uploads.limits,
             id,
+            Place {
+                metrics: &state.ctx.metrics,
+                name: "web",
+            },
         )
         .await?
         .ok_or_else(ApiError::not_found)?
