@@ -354,6 +354,25 @@ async fn uploads_are_206_until_processed_and_bad_ones_say_why() {
     .await;
     assert_eq!(posted.status, 200, "{:?}", posted.body);
     assert_eq!(posted.body["media_attachments"][0]["id"], id.as_str());
+    // An edit may change the description of what it shows.
+    let status_id = posted.body["id"].as_str().unwrap().to_string();
+    let edited = crate::social::call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/statuses/{status_id}"),
+        Some(&alice.token),
+        Some(json!({
+            "status": "described",
+            "media_ids": [id],
+            "media_attributes": [{ "id": id, "description": "a noisy square" }],
+        })),
+    )
+    .await;
+    assert_eq!(edited.status, 200, "{:?}", edited.body);
+    assert_eq!(
+        edited.body["media_attachments"][0]["description"],
+        "a noisy square"
+    );
     let in_use = crate::social::call(
         &app,
         Method::DELETE,

@@ -289,8 +289,18 @@ pub async fn delete(
     Ok(Json(rendered))
 }
 
+/// `media_attributes[]`: a new description or focal point for an attachment, with an edit.
+#[derive(Debug, Deserialize)]
+pub struct MediaAttribute {
+    id: String,
+    description: Option<String>,
+    focus: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct EditParams {
+    #[serde(default)]
+    media_attributes: Vec<MediaAttribute>,
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]
@@ -421,6 +431,38 @@ pub async fn edit(
         .await?;
     post::attach(&mut tx, id, &mentioned_ids, &parsed.tags).await?;
     stampede_social::media::attach(&mut tx, id, &new.media_ids).await?;
+    for attribute in &p.media_attributes {
+        let media_id: i64 = attribute.id.parse().map_err(|_| {
+            ApiError::unprocessable("Validation failed: Media attachments are invalid")
+        })?;
+        if let Some(description) = &attribute.description {
+            stampede_social::media::check_description(description)?;
+        }
+        let focus = attribute
+            .focus
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(stampede_social::media::parse_focus)
+            .transpose()?;
+        let changed = sqlx::query(
+            "UPDATE media_attachments SET description = coalesce($3, description), \
+               focus_x = coalesce($4, focus_x), focus_y = coalesce($5, focus_y), \
+               updated_at = now() \
+             WHERE id = $1 AND status_id = $2 AND position >= 0",
+        )
+        .bind(media_id)
+        .bind(id)
+        .bind(&attribute.description)
+        .bind(focus.map(|f| f.0))
+        .bind(focus.map(|f| f.1))
+        .execute(&mut *tx)
+        .await?;
+        if changed.rows_affected() == 0 {
+            return Err(ApiError::unprocessable(
+                "Validation failed: Media attachments are invalid",
+            ));
+        }
+    }
     sqlx::query(
         "INSERT INTO status_edits (status_id, text, content, spoiler_text, sensitive, \
            media_attachment_ids) \
