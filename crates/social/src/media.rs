@@ -311,6 +311,14 @@ pub async fn upload(
     Ok(inserted?)
 }
 
+/// Hands upload `id` to the media service (when processing it in the request failed for a
+/// reason other than its content: storage or the database).
+pub async fn queue_processing(db: &Db, id: i64) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    outbox::send(&mut tx, &MediaJob::Process { media_id: id }).await?;
+    tx.commit().await
+}
+
 /// Stores a processed attachment's variants; returns their keys (original, small).
 async fn store_variants(
     storage: &Storage,
@@ -1128,9 +1136,38 @@ pub async fn uncache_remote(db: &Db, days: u32, batch: i64) -> Result<usize, sql
     Ok(count)
 }
 
+/// Uploads still processing after this long are queued again: a web process that died while
+/// processing one in the request leaves it so (a queued one is never lost: the queue is durable).
+const STUCK_MINUTES: i32 = 10;
+
+/// Queues again the uploads processing for more than [`STUCK_MINUTES`]; returns how many.
+pub async fn requeue_stuck(db: &Db, batch: i64) -> Result<usize, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE media_attachments SET updated_at = now() WHERE id IN ( \
+           SELECT id FROM media_attachments WHERE state = 'processing' \
+             AND updated_at < now() - make_interval(mins => $1) \
+           LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         RETURNING id",
+    )
+    .bind(STUCK_MINUTES)
+    .bind(batch)
+    .fetch_all(&mut *tx)
+    .await?;
+    let jobs: Vec<MediaJob> = ids
+        .iter()
+        .map(|&media_id| MediaJob::Process { media_id })
+        .collect();
+    outbox::send_all(&mut tx, &jobs).await?;
+    tx.commit().await?;
+    Ok(ids.len())
+}
+
 /// What one cleanup removed.
 #[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct Cleanup {
+    /// Uploads left processing that were queued again.
+    pub requeued: usize,
     /// Remote attachments whose cached copies were dropped.
     pub uncached: usize,
     /// Uploads never attached (or left by a deleted status) that were removed.
@@ -1156,7 +1193,8 @@ where
     }
 }
 
-/// Removes uploads attached to nothing for `unattached_hours`, uncaches remote media cached more
+/// Queues again uploads left processing, removes uploads attached to nothing for
+/// `unattached_hours`, uncaches remote media cached more
 /// than `retention_days` ago (none when `None`), then deletes the files nothing refers to. Each
 /// step takes batches with SKIP LOCKED, so several processes may run it at once.
 pub async fn cleanup(
@@ -1166,6 +1204,7 @@ pub async fn cleanup(
     retention_days: Option<u32>,
 ) -> Result<Cleanup, UploadError> {
     let batch = 500;
+    let requeued = batches(|| requeue_stuck(db, batch)).await?;
     let unattached_removed = batches(|| remove_unattached(db, unattached_hours, batch)).await?;
     let uncached = match retention_days {
         Some(days) => batches(|| uncache_remote(db, days, batch)).await?,
@@ -1173,6 +1212,7 @@ pub async fn cleanup(
     };
     let files_removed = batches(|| collect_garbage(db, storage, batch)).await?;
     Ok(Cleanup {
+        requeued,
         uncached,
         unattached_removed,
         files_removed,

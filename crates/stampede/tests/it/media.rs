@@ -450,6 +450,21 @@ async fn uploads_are_206_until_processed_and_bad_ones_say_why() {
     assert_eq!(get_bytes(&app, &orphan_path).await.0, 404);
     // The attached one stays.
     assert_eq!(get_bytes(&app, &path_of(&ready["url"])).await.0, 200);
+
+    // An upload left processing (its web process died before it was done) is queued again.
+    let (status, stuck) = upload(&app, &alice, &big).await;
+    assert_eq!(status, 202, "{stuck:?}");
+    sqlx::query(
+        "UPDATE media_attachments SET updated_at = now() - interval '20 minutes' WHERE id = $1",
+    )
+    .bind(stuck["id"].as_str().unwrap().parse::<i64>().unwrap())
+    .execute(&app.ctx.db)
+    .await
+    .unwrap();
+    let swept = stampede_social::media::cleanup(&app.ctx.jobs, &app.ctx.storage, 24, None)
+        .await
+        .unwrap();
+    assert_eq!(swept.requeued, 1, "{swept:?}");
     app.stop().await;
 }
 

@@ -159,10 +159,15 @@ async fn upload(
             metrics: &state.ctx.metrics,
             name: "web",
         };
-        match media::process(db, storage, &uploads.limits, row.id, place).await? {
-            Outcome::Ready(ready) => row = *ready,
-            Outcome::Failed(reason) => return Err(ApiError::unprocessable(reason)),
-            Outcome::Settled => {}
+        match media::process(db, storage, &uploads.limits, row.id, place).await {
+            Ok(Outcome::Ready(ready)) => row = *ready,
+            Ok(Outcome::Failed(reason)) => return Err(ApiError::unprocessable(reason)),
+            Ok(Outcome::Settled) => {}
+            // Stored but not processed: the media service takes it from here (202).
+            Err(error) => {
+                tracing::warn!(%error, media_id = row.id, "processing in the request failed; queued");
+                media::queue_processing(db, row.id).await?;
+            }
         }
         drop(permit);
     }
