@@ -55,6 +55,16 @@ impl Bounds {
     }
 }
 
+/// The SQL condition that keeps a page's rows inside its [`Bounds`]: `column` strictly below the
+/// bind parameter `$max` and strictly above `$min`, either of which may be NULL (no bound). Every
+/// paged query embeds this one form, so `max_id`, `since_id` and `min_id` mean the same
+/// everywhere.
+pub fn keyset(column: &str, max: u8, min: u8) -> String {
+    format!(
+        "(${max}::bigint IS NULL OR {column} < ${max}) AND (${min}::bigint IS NULL OR {column} > ${min})"
+    )
+}
+
 /// The home timeline's candidates straight from PostgreSQL: the viewer's own statuses and those
 /// of accounts they follow (reblogs only where they show them; replies only to themselves, to
 /// the viewer or to someone the viewer follows), visible to the viewer and not muted — newest
@@ -64,7 +74,7 @@ pub async fn home_from_db(db: &Db, viewer: i64, bounds: Bounds) -> Result<Vec<i6
         "SELECT s.id FROM statuses s \
          WHERE (s.account_id = $1 OR s.account_id IN \
                  (SELECT target_account_id FROM follows WHERE account_id = $1)) \
-           AND ($2::bigint IS NULL OR s.id < $2) AND ($3::bigint IS NULL OR s.id > $3) \
+           AND {keyset} \
            AND (s.reblog_of_id IS NULL OR s.account_id = $1 OR EXISTS ( \
                  SELECT 1 FROM follows f WHERE f.account_id = $1 \
                    AND f.target_account_id = s.account_id AND f.show_reblogs)) \
@@ -76,7 +86,8 @@ pub async fn home_from_db(db: &Db, viewer: i64, bounds: Bounds) -> Result<Vec<i6
          ORDER BY s.id {} LIMIT $4",
         visible("s", "$1"),
         muted("s", "$1"),
-        bounds.order()
+        bounds.order(),
+        keyset = keyset("s.id", 2, 3),
     );
     sqlx::query_scalar(&sql)
         .bind(viewer)
@@ -145,11 +156,12 @@ pub async fn hybrid_ids(
         "SELECT s.id FROM follows f \
          CROSS JOIN LATERAL ( \
             SELECT id FROM statuses s WHERE s.account_id = f.target_account_id \
-              AND ($3::bigint IS NULL OR s.id < $3) AND ($4::bigint IS NULL OR s.id > $4) \
+              AND {keyset} \
             ORDER BY s.id {order} LIMIT $5) s \
          WHERE f.account_id = $1 AND f.target_account_id = ANY($2) \
          ORDER BY s.id {order} LIMIT $5",
-        order = bounds.order()
+        order = bounds.order(),
+        keyset = keyset("s.id", 3, 4),
     );
     sqlx::query_scalar(&sql)
         .bind(viewer)

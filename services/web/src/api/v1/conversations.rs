@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use stampede_mastodon::Conversation;
+use stampede_social::feeds::keyset;
 
 use stampede_social::render::ConversationRow as Row;
 
@@ -30,12 +31,13 @@ pub async fn index(
 ) -> Result<Page<Conversation>, ApiError> {
     let account_id = auth.account(&["read", "read:statuses"])?;
     let bounds = q.bounds(20, 40);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT id, participant_ids, last_status_id, unread FROM account_conversations \
          WHERE account_id = $1 \
-           AND ($2::bigint IS NULL OR last_status_id < $2) AND ($3::bigint IS NULL OR last_status_id > $3) \
+           AND {keyset} \
          ORDER BY last_status_id DESC LIMIT $4",
-    )
+        keyset = keyset("last_status_id", 2, 3)
+    ))
     .bind(account_id)
     .bind(bounds.max)
     .bind(bounds.min)

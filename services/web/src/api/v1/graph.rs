@@ -1,6 +1,7 @@
 //! The social graph: follow (with requests for locked accounts), block, mute, the lists of
 //! each, relationships, an account's statuses, and account search.
 
+use stampede_social::feeds::keyset;
 use std::collections::HashMap;
 
 use axum::Json;
@@ -448,9 +449,10 @@ async fn follow_list(
     let target = state.target_account(id).await?;
     let bounds = query.bounds(40, 80);
     let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
-        "{sql} AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
+        "{sql} AND {keyset} \
          ORDER BY id {} LIMIT $4",
-        bounds.order()
+        bounds.order(),
+        keyset = keyset("id", 2, 3),
     ))
     .bind(target.id)
     .bind(bounds.max)
@@ -534,7 +536,7 @@ pub async fn statuses(
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT s.id FROM statuses s \
          WHERE s.account_id = $1 AND s.visibility <> 'direct' \
-           AND ($2::bigint IS NULL OR s.id < $2) AND ($3::bigint IS NULL OR s.id > $3) \
+           AND {keyset} \
            AND (NOT $5 OR s.in_reply_to_id IS NULL OR s.in_reply_to_account_id = s.account_id) \
            AND (NOT $6 OR s.reblog_of_id IS NULL) \
            AND ($7::text IS NULL OR EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
@@ -545,7 +547,8 @@ pub async fn statuses(
          ORDER BY s.id {} LIMIT $9",
         super::timelines::with_media("s"),
         visible("s", "$4"),
-        bounds.order()
+        bounds.order(),
+        keyset = keyset("s.id", 2, 3),
     ))
     .bind(target.id)
     .bind(bounds.max)
@@ -582,8 +585,9 @@ async fn own_list(
     let account_id = auth.account(scopes)?;
     let bounds = query.bounds(40, 80);
     let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
-        "{sql} AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
-         ORDER BY id DESC LIMIT $4"
+        "{sql} AND {keyset} \
+         ORDER BY id DESC LIMIT $4",
+        keyset = keyset("id", 2, 3),
     ))
     .bind(account_id)
     .bind(bounds.max)

@@ -6,6 +6,7 @@ use axum::http::Uri;
 use serde::Deserialize;
 use sqlx::FromRow;
 use stampede_mastodon::{Account, List};
+use stampede_social::feeds::keyset;
 
 use crate::AppState;
 use crate::api::v1::statuses::path_id;
@@ -161,11 +162,12 @@ pub async fn accounts(
     // limit=0 means every member.
     let all = q.limit.as_deref() == Some("0");
     let bounds = q.bounds(40, 80);
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
         "SELECT account_id, account_id FROM list_accounts WHERE list_id = $1 \
-           AND ($2::bigint IS NULL OR account_id < $2) AND ($3::bigint IS NULL OR account_id > $3) \
+           AND {keyset} \
          ORDER BY account_id DESC LIMIT $4",
-    )
+        keyset = keyset("account_id", 2, 3)
+    ))
     .bind(list.id)
     .bind(bounds.max)
     .bind(bounds.min)

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use serde::Deserialize;
 use stampede_mastodon::Notification;
+use stampede_social::feeds::keyset;
 use stampede_social::notification;
 use stampede_social::render::NotificationRow;
 
@@ -56,10 +57,11 @@ pub async fn index(
         "SELECT n.id, n.account_id, n.from_account_id, n.type, n.status_id, n.created_at FROM notifications n \
          WHERE n.account_id = $1 AND n.type = ANY($2) AND NOT n.type = ANY($3) \
            AND ($4::bigint IS NULL OR n.from_account_id = $4) \
-           AND ($5::bigint IS NULL OR n.id < $5) AND ($6::bigint IS NULL OR n.id > $6) \
+           AND {keyset} \
            AND {HIDDEN} \
          ORDER BY n.id {} LIMIT $7",
-        bounds.order()
+        bounds.order(),
+        keyset = keyset("n.id", 5, 6),
     ))
     .bind(account_id)
     .bind(&types)

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sqlx::FromRow;
 use stampede_mastodon::time::iso;
 use stampede_mastodon::{MediaAttachment, ScheduledStatus};
+use stampede_social::feeds::keyset;
 use stampede_social::post::NewStatus;
 
 use crate::AppState;
@@ -114,11 +115,12 @@ pub async fn index(
 ) -> Result<Page<ScheduledStatus>, ApiError> {
     let account_id = auth.account(READ)?;
     let bounds = q.bounds(20, 40);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT id, scheduled_at, params FROM scheduled_statuses WHERE account_id = $1 \
-           AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
+           AND {keyset} \
          ORDER BY id DESC LIMIT $4",
-    )
+        keyset = keyset("id", 2, 3)
+    ))
     .bind(account_id)
     .bind(bounds.max)
     .bind(bounds.min)

@@ -12,6 +12,7 @@ use stampede_mastodon::time::iso;
 use stampede_mastodon::{Account, Context, Status, StatusEdit, StatusSource};
 use stampede_queue::outbox;
 use stampede_social::distribute::{Fanout, StatusRef};
+use stampede_social::feeds::keyset;
 use stampede_social::post::{self, NewPoll, NewStatus, PostError};
 use stampede_social::{interactions, notification, outbound, text};
 
@@ -1004,9 +1005,12 @@ pub async fn reblogged_by(
         &id,
         &uri,
         query,
-        "SELECT id, account_id FROM statuses WHERE reblog_of_id = $1 \
-           AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
+        &format!(
+            "SELECT id, account_id FROM statuses WHERE reblog_of_id = $1 \
+           AND {keyset} \
          ORDER BY id DESC",
+            keyset = keyset("id", 2, 3)
+        ),
     )
     .await
 }
@@ -1024,9 +1028,12 @@ pub async fn favourited_by(
         &id,
         &uri,
         query,
-        "SELECT id, account_id FROM favourites WHERE status_id = $1 \
-           AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
+        &format!(
+            "SELECT id, account_id FROM favourites WHERE status_id = $1 \
+           AND {keyset} \
          ORDER BY id DESC",
+            keyset = keyset("id", 2, 3)
+        ),
     )
     .await
 }

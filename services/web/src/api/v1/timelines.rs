@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use serde::Deserialize;
 use stampede_mastodon::Status;
-use stampede_social::feeds::{self, Bounds};
+use stampede_social::feeds::{self, Bounds, keyset};
 use stampede_social::visibility::{muted, visible};
 
 use crate::AppState;
@@ -166,14 +166,15 @@ pub async fn public(
         "SELECT s.id FROM statuses s \
          WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
            AND ($5::boolean IS NULL OR (s.uri IS NULL) = $5) \
-           AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
+           AND {keyset} \
            AND (NOT $6 OR {}) \
            AND {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
         with_media("s"),
         visible("s", "$3"),
         muted("s", "$3"),
-        bounds.order()
+        bounds.order(),
+        keyset = keyset("s.id", 1, 2),
     ))
     .bind(bounds.max)
     .bind(bounds.min)
@@ -253,7 +254,7 @@ pub async fn tag(
                 WHERE st.status_id = s.id AND lower(t.name) = ANY($6)) = cardinality($6) \
            AND NOT EXISTS (SELECT 1 FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
                            WHERE st.status_id = s.id AND lower(t.name) = ANY($7)) \
-           AND ($1::bigint IS NULL OR s.id < $1) AND ($2::bigint IS NULL OR s.id > $2) \
+           AND {keyset} \
            AND ($8::boolean IS NULL OR (s.uri IS NULL) = $8) \
            AND (NOT $9 OR {}) \
            AND {} AND NOT {} \
@@ -261,7 +262,8 @@ pub async fn tag(
         with_media("s"),
         visible("s", "$3"),
         muted("s", "$3"),
-        bounds.order()
+        bounds.order(),
+        keyset = keyset("s.id", 1, 2),
     ))
     .bind(bounds.max)
     .bind(bounds.min)
@@ -301,7 +303,7 @@ pub async fn list(
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT s.id FROM statuses s \
          WHERE s.account_id IN (SELECT account_id FROM list_accounts WHERE list_id = $1) \
-           AND ($2::bigint IS NULL OR s.id < $2) AND ($3::bigint IS NULL OR s.id > $3) \
+           AND {keyset} \
            AND (s.in_reply_to_account_id IS NULL OR s.in_reply_to_account_id = s.account_id \
                 OR ($5 = 'followed' AND EXISTS (SELECT 1 FROM follows f WHERE f.account_id = $4 \
                                                AND f.target_account_id = s.in_reply_to_account_id)) \
@@ -311,7 +313,8 @@ pub async fn list(
          ORDER BY s.id {} LIMIT $6",
         visible("s", "$4"),
         muted("s", "$4"),
-        bounds.order()
+        bounds.order(),
+        keyset = keyset("s.id", 2, 3),
     ))
     .bind(list_id)
     .bind(bounds.max)
@@ -343,8 +346,9 @@ async fn marked(
     let bounds = q.bounds(20, 40);
     let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
         "SELECT id, status_id FROM {table} WHERE account_id = $1 \
-           AND ($2::bigint IS NULL OR id < $2) AND ($3::bigint IS NULL OR id > $3) \
-         ORDER BY id DESC LIMIT $4"
+           AND {keyset} \
+         ORDER BY id DESC LIMIT $4",
+        keyset = keyset("id", 2, 3),
     ))
     .bind(account_id)
     .bind(bounds.max)

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use stampede_mastodon::SearchResults;
+use stampede_social::feeds::keyset;
 use stampede_social::visibility::{muted, visible};
 
 use crate::AppState;
@@ -116,11 +117,12 @@ pub async fn search(
             "SELECT s.id FROM statuses s \
              WHERE s.search @@ plainto_tsquery('simple', $1) AND s.reblog_of_id IS NULL \
                AND ($2::bigint IS NULL OR s.account_id = $2) \
-               AND ($3::bigint IS NULL OR s.id < $3) AND ($4::bigint IS NULL OR s.id > $4) \
+               AND {keyset} \
                AND {} AND NOT {} \
              ORDER BY s.id DESC LIMIT $6 OFFSET $7",
             visible("s", "$5"),
-            muted("s", "$5")
+            muted("s", "$5"),
+            keyset = keyset("s.id", 3, 4),
         ))
         .bind(text)
         .bind(q.account_id)
