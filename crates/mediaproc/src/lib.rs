@@ -6,8 +6,9 @@
 //!
 //! - The type comes from the bytes ([`sniff`]), never from a file name.
 //! - Still images (JPEG, PNG, WebP, one-frame GIF) are decoded, oriented and re-encoded in
-//!   process with the `image` crate on a blocking thread; re-encoding drops EXIF (with its GPS
-//!   position), XMP and every other tag but the ICC colour profile. A header claiming more than
+//!   process with the `image` crate, and scaled with `fast_image_resize`, on a blocking thread;
+//!   re-encoding drops EXIF (with its GPS position), XMP and every other tag but the ICC colour
+//!   profile. A header claiming more than
 //!   [`Limits::max_decode_pixels`] is refused before any pixel is decoded.
 //! - Animated GIFs, video and audio go through ffmpeg (see `av`), each run under a deadline, in
 //!   a private temporary directory that is removed afterwards. Without ffmpeg those uploads are
@@ -20,8 +21,8 @@ mod job;
 mod jpeg;
 mod limits;
 mod meta;
+mod orient;
 mod probe;
-mod resample;
 mod sniff;
 mod still;
 mod tool;
@@ -211,10 +212,10 @@ pub async fn check_ffmpeg(limits: &Limits) -> Result<(), MediaError> {
     }
 }
 
-/// The same crate's plain decode → resize → JPEG encode of the two variants [`process`] makes
-/// (an original of at most `original_pixels` and a preview of at most `small_pixels`), without
-/// sniffing, limits, orientation, colour profile or blurhash, and with the `image` crate's
-/// fastest resize (`thumbnail_exact`, a box average): the benchmark's ceiling for the same work.
+/// The same crates' plain decode (`image`) → resize (`fast_image_resize`, the filter
+/// [`process`] uses) → JPEG encode of the two variants [`process`] makes (an original of at most
+/// `original_pixels` and a preview of at most `small_pixels`), without sniffing, limits,
+/// orientation, colour profile or blurhash: the benchmark's ceiling for the same work.
 pub fn raw_reference(
     bytes: &[u8],
     original_pixels: u64,

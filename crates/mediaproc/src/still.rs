@@ -1,4 +1,5 @@
-//! Still images, in process with the `image` crate: JPEG, PNG, WebP and one-frame GIFs.
+//! Still images, in process: JPEG, PNG, WebP and one-frame GIFs, decoded and encoded with the
+//! `image` crate and scaled with `fast_image_resize`.
 //!
 //! One decode, then at most one resize per variant and one encode per variant:
 //!
@@ -8,16 +9,16 @@
 //!                                                                                └─► blurhash
 //! ```
 //!
-//! Resizing ([`crate::resample`]) happens before orientation so a rotation copies the smaller
-//! image, and the preview is made from the already-reduced original rather than from the full
-//! decode. Re-encoding drops
-//! every piece of metadata (EXIF with its GPS position and camera serial, XMP, IPTC, PNG text)
-//! except the ICC colour profile, which Mastodon keeps too: without it a wide-gamut phone photo
-//! shows with washed-out colours.
+//! Resizing ([`downscale`]) happens before orientation ([`crate::orient`]) so a rotation copies
+//! the smaller image, and the preview is made from the already-reduced original rather than from
+//! the full decode. Re-encoding drops every piece of metadata (EXIF with its GPS position and
+//! camera serial, XMP, IPTC, PNG text) except the ICC colour profile, which Mastodon keeps too:
+//! without it a wide-gamut phone photo shows with washed-out colours.
 
 use std::io::Cursor;
 
 use bytes::Bytes;
+use fast_image_resize::{self as fir, ResizeAlg, ResizeOptions, Resizer};
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::imageops::FilterType;
@@ -105,7 +106,7 @@ pub(crate) fn process(
     limits: &Limits,
 ) -> Result<StillVariants, MediaError> {
     let decoded = decode(bytes, format, limits)?;
-    let original = crate::resample::orient(
+    let original = crate::orient::apply(
         fit(decoded.image, limits.original_pixels),
         decoded.orientation,
     );
@@ -128,8 +129,7 @@ pub(crate) fn preview(
     limits: &Limits,
 ) -> Result<(Variant, String), MediaError> {
     let decoded = decode(bytes, format, limits)?;
-    let small =
-        crate::resample::orient(fit(decoded.image, limits.small_pixels), decoded.orientation);
+    let small = crate::orient::apply(fit(decoded.image, limits.small_pixels), decoded.orientation);
     let blurhash = blurhash(&small)?;
     let variant = encode(
         &small,
@@ -148,7 +148,7 @@ pub(crate) fn profile(
     limits: &Limits,
 ) -> Result<Variant, MediaError> {
     let decoded = decode(bytes, format, limits)?;
-    let oriented = crate::resample::orient(decoded.image, decoded.orientation);
+    let oriented = crate::orient::apply(decoded.image, decoded.orientation);
     let cropped = crop_to_aspect(oriented, width.max(1), height.max(1));
     let scaled = if cropped.width() > width || cropped.height() > height {
         downscale(&cropped, width, height)
@@ -181,7 +181,7 @@ fn crop_to_aspect(image: DynamicImage, width: u32, height: u32) -> DynamicImage 
     )
 }
 
-/// The same crate's plain decode → resize → JPEG encode of both variants: see
+/// The same crates' plain decode → resize → JPEG encode of both variants: see
 /// [`crate::raw_reference`].
 pub(crate) fn raw_reference(
     bytes: &[u8],
@@ -194,7 +194,7 @@ pub(crate) fn raw_reference(
         image.height(),
         pixels,
     ) {
-        Some((width, height)) => image.thumbnail_exact(width, height),
+        Some((width, height)) => downscale(image, width, height),
         None => image.clone(),
     };
     let jpeg = |image: &DynamicImage| {
@@ -323,11 +323,22 @@ pub(crate) fn fit_dimensions(width: u32, height: u32, max_pixels: u64) -> Option
     Some((w, h))
 }
 
-/// Scales down to exactly `width`×`height`: 8-bit images with [`crate::resample`], others
-/// (16-bit PNGs) with the `image` crate's triangle filter.
-fn downscale(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
-    crate::resample::downscale(image, width, height)
-        .unwrap_or_else(|| image.resize_exact(width, height, FilterType::Triangle))
+/// Scales down to exactly `width`×`height` with `fast_image_resize`'s tent (bilinear) filter,
+/// which widens with the reduction so every source pixel contributes and large reductions do
+/// not alias. It handles every pixel type the decoders produce (8- and 16-bit grey and colour,
+/// with or without alpha, and 32-bit float), keeps the type, and filters colour premultiplied
+/// by alpha so transparent pixels do not bleed into their neighbours. A type it does not know
+/// (`DynamicImage` may grow) gets `image`'s triangle filter, the same tent but several times
+/// slower.
+pub(crate) fn downscale(image: &DynamicImage, width: u32, height: u32) -> DynamicImage {
+    let (width, height) = (width.max(1), height.max(1));
+    let mut out = DynamicImage::new(width, height, image.color());
+    let options =
+        ResizeOptions::new().resize_alg(ResizeAlg::Convolution(fir::FilterType::Bilinear));
+    match Resizer::new().resize(image, &mut out, &options) {
+        Ok(()) => out,
+        Err(_) => image.resize_exact(width, height, FilterType::Triangle),
+    }
 }
 
 /// The blurhash clients show while the preview loads: 4×4 components from a tiny copy.
@@ -420,4 +431,99 @@ fn decode_error(error: ImageError, what: &str) -> MediaError {
 /// Encoding our own decoded pixels fails only on a bug or a pathological size; say so plainly.
 fn encode_error(error: ImageError) -> MediaError {
     MediaError::Corrupt(format!("The image could not be re-encoded: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, ImageBuffer, Luma, Rgb, RgbImage, Rgba, RgbaImage};
+
+    #[test]
+    fn a_flat_image_stays_flat() {
+        // The weights of every output pixel sum to one, at the reductions `process` makes too.
+        for ((sw, sh), (dw, dh)) in [
+            ((301, 157), (97, 40)),
+            ((4000, 30), (3325, 25)),
+            ((3325, 20), (554, 3)),
+            ((7, 5), (1, 1)),
+            ((5, 3), (3, 2)),
+        ] {
+            let flat = DynamicImage::ImageRgb8(RgbImage::from_pixel(sw, sh, Rgb([10, 128, 250])));
+            let out = downscale(&flat, dw, dh).to_rgb8();
+            assert_eq!(out.dimensions(), (dw, dh));
+            assert!(
+                out.pixels().all(|p| *p == Rgb([10, 128, 250])),
+                "{sw}x{sh} -> {dw}x{dh}"
+            );
+        }
+    }
+
+    #[test]
+    fn halving_averages_neighbours() {
+        // Alternating black and white columns become mid grey.
+        let stripes = GrayImage::from_fn(200, 10, |x, _| Luma([if x % 2 == 0 { 0 } else { 255 }]));
+        let out = downscale(&DynamicImage::ImageLuma8(stripes), 100, 10).to_luma8();
+        assert!(
+            out.pixels()
+                .skip(1)
+                .take(98)
+                .all(|p| (120..=135).contains(&p.0[0])),
+            "{:?}",
+            &out.as_raw()[..10]
+        );
+    }
+
+    #[test]
+    fn matches_image_crates_triangle_filter() {
+        let photo = DynamicImage::ImageRgb8(crate::tests::fixtures::photo(400, 300));
+        let (w, h) = fit_dimensions(400, 300, 230_400 / 4).expect("smaller");
+        let ours = downscale(&photo, w, h).to_rgb8();
+        let theirs = photo.resize_exact(w, h, FilterType::Triangle).to_rgb8();
+        assert_eq!(ours.dimensions(), theirs.dimensions());
+        let diffs = ours
+            .as_raw()
+            .iter()
+            .zip(theirs.as_raw())
+            .map(|(a, b)| a.abs_diff(*b));
+        let (total, worst) = diffs.fold((0u64, 0u8), |(t, m), d| (t + u64::from(d), m.max(d)));
+        let mean = total as f64 / ours.as_raw().len() as f64;
+        assert!(mean < 0.5 && worst <= 2, "mean {mean}, worst {worst}");
+    }
+
+    #[test]
+    fn sixteen_bit_images_keep_their_depth() {
+        let deep: ImageBuffer<Rgb<u16>, Vec<u16>> = ImageBuffer::from_fn(300, 200, |x, _| {
+            Rgb([if x % 2 == 0 { 0 } else { 65535 }, 1000, 65535])
+        });
+        let out = downscale(&DynamicImage::ImageRgb16(deep), 150, 100);
+        assert_eq!((out.width(), out.height()), (150, 100));
+        let DynamicImage::ImageRgb16(out) = out else {
+            panic!("expected 16-bit RGB, got {:?}", out.color());
+        };
+        let Rgb([r, g, b]) = *out.get_pixel(75, 50);
+        assert!(
+            (32000..=33500).contains(&r) && g == 1000 && b == 65535,
+            "{r} {g} {b}"
+        );
+    }
+
+    #[test]
+    fn transparent_pixels_do_not_tint_their_neighbours() {
+        // Invisible red beside opaque blue: filtering premultiplied keeps the edge blue.
+        let image = RgbaImage::from_fn(40, 4, |x, _| {
+            if x < 20 {
+                Rgba([255, 0, 0, 0])
+            } else {
+                Rgba([0, 0, 255, 255])
+            }
+        });
+        let out = downscale(&DynamicImage::ImageRgba8(image), 10, 1).to_rgba8();
+        assert!(
+            out.pixels().any(|p| (1..255).contains(&p.0[3])),
+            "the edge is partly transparent: {out:?}"
+        );
+        for p in out.pixels().filter(|p| p.0[3] > 0) {
+            assert!(p.0[0] < 8 && p.0[2] > 247, "{p:?}");
+        }
+    }
 }

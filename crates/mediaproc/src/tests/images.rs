@@ -137,6 +137,35 @@ async fn small_images_are_never_enlarged() {
 }
 
 #[tokio::test]
+async fn a_sixteen_bit_png_is_scaled_and_stays_sixteen_bit() {
+    let limits = Limits {
+        original_pixels: 20_000,
+        small_pixels: 2_000,
+        ..Limits::default()
+    };
+    let deep = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(300, 200, |x, y| {
+        image::Rgb([(x * 200) as u16, (y * 300) as u16, 40_000])
+    });
+    let mut upload = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb16(deep)
+        .write_to(&mut upload, image::ImageFormat::Png)
+        .expect("encode PNG");
+    let processed = process(Bytes::from(upload.into_inner()), &limits)
+        .await
+        .expect("processed");
+    let small = processed.small.expect("a preview");
+    for (variant, max) in [(&processed.original, 20_000), (&small, 2_000)] {
+        assert_eq!(variant.mime, "image/png");
+        let (w, h) = (variant.width.expect("w"), variant.height.expect("h"));
+        assert!(u64::from(w) * u64::from(h) <= max, "{w}x{h}");
+        assert!((f64::from(w) / f64::from(h) - 1.5).abs() < 0.05, "{w}x{h}");
+        let decoded = decode(&variant.bytes);
+        assert_eq!(decoded.dimensions(), (w, h));
+        assert_eq!(decoded.color(), image::ColorType::Rgb16);
+    }
+}
+
+#[tokio::test]
 async fn blurhash_has_four_by_four_components() {
     let processed = process(Bytes::from(jpeg(&photo(120, 90))), &Limits::default())
         .await

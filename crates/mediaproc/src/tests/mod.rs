@@ -2,6 +2,7 @@
 //! made in code (and by ffmpeg for video and audio).
 
 mod av;
-mod fixtures;
+pub(crate) mod fixtures;
 mod images;
 mod sniffing;
+mod timing;
