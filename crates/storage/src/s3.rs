@@ -13,6 +13,10 @@ use stampede_config::S3Config;
 
 use crate::StorageError;
 
+/// Every object's Cache-Control: keys are never reused (each file name carries a random token),
+/// so what is stored under one never changes and browsers and CDNs may keep it for a year.
+pub const CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+
 /// A bucket.
 #[derive(Clone, Debug)]
 pub struct S3Storage {
@@ -66,6 +70,7 @@ impl S3Storage {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
+            .cache_control(CACHE_CONTROL)
             .body(ByteStream::from(body))
             .send()
             .await

@@ -80,72 +80,71 @@ async fn read<T: DeserializeOwned>(
     limit: u64,
     keep_files: bool,
 ) -> Result<(T, Vec<(String, File)>), ApiError> {
-    {
-        let mut files = Vec::new();
-        let query: Vec<(String, String)> = request
-            .uri()
-            .query()
-            .map(|q| {
-                url::form_urlencoded::parse(q.as_bytes())
-                    .into_owned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        let content_type = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let mut value = pairs_to_value(query)?;
-        let body_value = if content_type.starts_with("multipart/form-data") {
-            let boundary = multer::parse_boundary(&content_type)
-                .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?;
-            let stream = request.into_body().into_data_stream();
-            let mut multipart = multer::Multipart::with_constraints(
-                stream,
-                boundary,
-                multer::Constraints::new().size_limit(
-                    multer::SizeLimit::new()
-                        .whole_stream(limit)
-                        .per_field(if keep_files { limit } else { MAX_BODY as u64 }),
-                ),
-            );
-            let malformed = |e: multer::Error| match e {
-                multer::Error::StreamSizeExceeded { .. }
-                | multer::Error::FieldSizeExceeded { .. } => too_large(),
-                _ => ApiError::unprocessable("Malformed multipart body"),
-            };
-            let mut pairs = Vec::new();
-            while let Some(field) = multipart.next_field().await.map_err(malformed)? {
-                let Some(name) = field.name().map(str::to_string) else {
-                    continue;
-                };
-                if field.file_name().is_some() {
-                    // Files are not parameters; only routes that take files keep them.
-                    let bytes = field.bytes().await.map_err(malformed)?;
-                    if keep_files {
-                        files.push((name, File { bytes }));
-                    }
-                    continue;
-                }
-                let text = field.text().await.map_err(malformed)?;
-                pairs.push((name, text));
+    let mut files = Vec::new();
+    let query: Vec<(String, String)> = request
+        .uri()
+        .query()
+        .map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .unwrap_or_default();
+    let content_type = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let mut value = pairs_to_value(query)?;
+    let body_value = if content_type.starts_with("multipart/form-data") {
+        let boundary = multer::parse_boundary(&content_type)
+            .map_err(|_| ApiError::unprocessable("Malformed multipart body"))?;
+        let stream = request.into_body().into_data_stream();
+        let mut multipart = multer::Multipart::with_constraints(
+            stream,
+            boundary,
+            multer::Constraints::new().size_limit(
+                multer::SizeLimit::new()
+                    .whole_stream(limit)
+                    .per_field(if keep_files { limit } else { MAX_BODY as u64 }),
+            ),
+        );
+        let malformed = |e: multer::Error| match e {
+            multer::Error::StreamSizeExceeded { .. } | multer::Error::FieldSizeExceeded { .. } => {
+                too_large()
             }
-            Some(pairs_to_value(pairs)?)
-        } else {
-            let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
-                .await
-                .map_err(|_| too_large())?;
-            parse_body(&content_type, &body)?
+            _ => ApiError::unprocessable("Malformed multipart body"),
         };
-        if let (Some(Value::Object(body)), Value::Object(map)) = (body_value, &mut value) {
-            map.extend(body);
+        let mut pairs = Vec::new();
+        while let Some(field) = multipart.next_field().await.map_err(malformed)? {
+            let Some(name) = field.name().map(str::to_string) else {
+                continue;
+            };
+            if field.file_name().is_some() {
+                // Files are not parameters; only routes that take files keep them.
+                let bytes = field.bytes().await.map_err(malformed)?;
+                if keep_files {
+                    files.push((name, File { bytes }));
+                }
+                continue;
+            }
+            let text = field.text().await.map_err(malformed)?;
+            pairs.push((name, text));
         }
-        let params = serde_json::from_value(value)
-            .map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))?;
-        Ok((params, files))
+        Some(pairs_to_value(pairs)?)
+    } else {
+        let body = axum::body::to_bytes(request.into_body(), MAX_BODY)
+            .await
+            .map_err(|_| too_large())?;
+        parse_body(&content_type, &body)?
+    };
+    if let (Some(Value::Object(body)), Value::Object(map)) = (body_value, &mut value) {
+        map.extend(body);
     }
+    let params = serde_json::from_value(value)
+        .map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))?;
+    Ok((params, files))
 }
 
 fn parse_body(content_type: &str, body: &Bytes) -> Result<Option<Value>, ApiError> {

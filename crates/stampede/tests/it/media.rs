@@ -549,6 +549,10 @@ async fn media_lives_in_a_real_s3_bucket() {
         .await
         .unwrap();
     assert_eq!(object.content_type(), Some("image/png"));
+    assert_eq!(
+        object.cache_control(),
+        Some("public, max-age=31536000, immutable")
+    );
     let bytes = object.body.collect().await.unwrap().into_bytes();
     assert!(bytes.starts_with(b"\x89PNG"));
     // The uploaded original is gone once processed (the garbage sweep removes it).

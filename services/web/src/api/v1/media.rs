@@ -293,7 +293,7 @@ pub async fn file(
             // Every file has a unique name: a new version is a new URL.
             (
                 header::CACHE_CONTROL,
-                HeaderValue::from_static("public, max-age=31536000, immutable"),
+                HeaderValue::from_static(stampede_storage::s3::CACHE_CONTROL),
             ),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
