@@ -1075,3 +1075,153 @@ async fn what_an_account_owns_only_it_deletes() {
     assert_eq!(bogus.status, 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn batch_reads_unread_counts_preferences_and_the_instance_extras() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+    for (who, whom) in [(&bob, &alice), (&bob, &carol), (&carol, &alice)] {
+        let followed = post(
+            &app,
+            &format!("/api/v1/accounts/{}/follow", whom.id),
+            who,
+            json!({}),
+        )
+        .await;
+        assert_eq!(followed.status, 200, "{:?}", followed.body);
+    }
+    let first = post_status(&app, &alice, json!({ "status": "one" })).await;
+    let second = post_status(
+        &app,
+        &alice,
+        json!({ "status": "two", "visibility": "private" }),
+    )
+    .await;
+
+    // Several accounts and statuses at once, in the order asked; unknown and hidden ones left out.
+    let accounts = get(
+        &app,
+        &format!(
+            "/api/v1/accounts?id[]={}&id[]=1&id[]={}",
+            carol.id, alice.id
+        ),
+        &bob,
+    )
+    .await;
+    assert_eq!(accounts.status, 200, "{:?}", accounts.body);
+    let names: Vec<&str> = accounts
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["carol", "alice"]);
+    let statuses = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/statuses?id[]={second}&id[]={first}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(statuses.status, 200, "{:?}", statuses.body);
+    let ids: Vec<&str> = statuses
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [first.as_str()],
+        "the private one is not for strangers"
+    );
+    let too_many: String = (0..41).map(|i| format!("id[]={i}&")).collect();
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses?{too_many}"), &bob)
+            .await
+            .status,
+        422
+    );
+
+    // Familiar followers: whom Bob follows that follow Alice.
+    let familiar = get(
+        &app,
+        &format!("/api/v1/accounts/familiar_followers?id[]={}", alice.id),
+        &bob,
+    )
+    .await;
+    assert_eq!(familiar.body[0]["id"], alice.id.as_str());
+    assert_eq!(familiar.body[0]["accounts"][0]["username"], "carol");
+
+    // Unread notifications: two follows, none once the marker passes them.
+    let unread = get(&app, "/api/v1/notifications/unread_count", &alice).await;
+    assert_eq!(unread.body, json!({ "count": 2 }), "{:?}", unread.body);
+    let newest = get(&app, "/api/v1/notifications", &alice).await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let marked = post(
+        &app,
+        "/api/v1/markers",
+        &alice,
+        json!({ "notifications": { "last_read_id": newest } }),
+    )
+    .await;
+    assert_eq!(marked.status, 200, "{:?}", marked.body);
+    let unread = get(&app, "/api/v1/notifications/unread_count", &alice).await;
+    assert_eq!(unread.body, json!({ "count": 0 }));
+
+    // Alice removes Bob from her followers.
+    let removed = post(
+        &app,
+        &format!("/api/v1/accounts/{}/remove_from_followers", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(removed.status, 200, "{:?}", removed.body);
+    assert_eq!(removed.body["followed_by"], false);
+    let seen_by_bob = get(
+        &app,
+        &format!("/api/v1/accounts/relationships?id[]={}", alice.id),
+        &bob,
+    )
+    .await;
+    assert_eq!(seen_by_bob.body[0]["following"], false);
+
+    let preferences = get(&app, "/api/v1/preferences", &alice).await;
+    assert_eq!(preferences.body["posting:default:visibility"], "public");
+    assert_eq!(preferences.body["reading:expand:spoilers"], false);
+
+    let activity = call(&app, Method::GET, "/api/v1/instance/activity", None, None).await;
+    let weeks = activity.body.as_array().unwrap();
+    assert_eq!(weeks.len(), 12);
+    assert_eq!(weeks[0]["statuses"], "2", "{:?}", weeks[0]);
+    assert_eq!(weeks[0]["registrations"], "3");
+    let peers = call(&app, Method::GET, "/api/v1/instance/peers", None, None).await;
+    assert_eq!(peers.body, json!([]));
+    let extended = call(
+        &app,
+        Method::GET,
+        "/api/v1/instance/extended_description",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(extended.body["content"], "");
+    let languages = call(
+        &app,
+        Method::GET,
+        "/api/v1/instance/translation_languages",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(languages.body, json!({}));
+    app.stop().await;
+}

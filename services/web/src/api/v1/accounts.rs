@@ -402,3 +402,69 @@ pub async fn lookup(
     }
     Ok(Json(state.render_account(&account)))
 }
+
+/// Ids asked for at once (`id[]=…`), at most [`MAX_IDS`].
+#[derive(Debug, Deserialize)]
+pub struct IdsQuery {
+    #[serde(default, deserialize_with = "flex::opt_list")]
+    id: Option<Vec<String>>,
+}
+
+/// Mastodon's cap on `id[]` lists.
+pub const MAX_IDS: usize = 40;
+
+impl IdsQuery {
+    /// The ids as numbers (unparseable ones left out); 422 past [`MAX_IDS`].
+    pub fn ids(&self) -> Result<Vec<i64>, ApiError> {
+        let ids = self.id.as_deref().unwrap_or_default();
+        if ids.len() > MAX_IDS {
+            return Err(ApiError::unprocessable(format!(
+                "Too many ids (at most {MAX_IDS})"
+            )));
+        }
+        Ok(ids.iter().filter_map(|id| id.trim().parse().ok()).collect())
+    }
+}
+
+/// `GET /api/v1/accounts?id[]=…`: several accounts at once, in the order asked, without the
+/// ones that do not exist or may not be seen.
+pub async fn index(
+    State(state): State<AppState>,
+    Params(q): Params<IdsQuery>,
+) -> Result<Json<Vec<Account>>, ApiError> {
+    let ids = q.ids()?;
+    let rows = accounts::find_many(&state.ctx.db, &ids).await?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(row) = rows.iter().find(|r| r.id == id)
+            && visible(&state, row).await?
+        {
+            out.push(state.render_account(row));
+        }
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/v1/preferences`: the user's posting defaults, as Mastodon names them.
+pub async fn preferences(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    auth.require(&["read", "read:accounts"])?;
+    let account_id = auth.user()?.account_id;
+    let (privacy, sensitive, language): (String, bool, Option<String>) = sqlx::query_as(
+        "SELECT source_privacy, source_sensitive, source_language FROM users WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .fetch_one(&state.ctx.db)
+    .await?;
+    Ok(Json(serde_json::json!({
+        "posting:default:visibility": privacy,
+        "posting:default:sensitive": sensitive,
+        "posting:default:language": language,
+        "posting:default:quote_policy": "public",
+        "reading:expand:media": "default",
+        "reading:expand:spoilers": false,
+        "reading:autoplay:gifs": false,
+    })))
+}

@@ -5,7 +5,6 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use stampede_mastodon::Conversation;
 use stampede_social::feeds::keyset;
-
 use stampede_social::render::ConversationRow as Row;
 
 use crate::AppState;

@@ -1,7 +1,6 @@
 //! The social graph: follow (with requests for locked accounts), block, mute, the lists of
 //! each, relationships, an account's statuses, and account search.
 
-use stampede_social::feeds::keyset;
 use std::collections::HashMap;
 
 use axum::Json;
@@ -10,6 +9,7 @@ use axum::http::Uri;
 use serde::Deserialize;
 use sqlx::{Connection, PgExecutor, Row};
 use stampede_mastodon::{Account, Relationship, Status};
+use stampede_social::feeds::keyset;
 use stampede_social::follows::{self, Followed, Tell};
 use stampede_social::notification;
 use stampede_social::visibility::visible;
@@ -812,4 +812,77 @@ pub async fn search(
         )
         .await?,
     ))
+}
+
+/// `POST /api/v1/accounts/:id/remove_from_followers`: the account no longer follows the viewer.
+/// A remote follower's server is told with a `Reject` of its `Follow`, as Mastodon does.
+pub async fn remove_from_followers(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Relationship>, ApiError> {
+    let account_id = auth.account(FOLLOW_WRITE)?;
+    let follower = state.target_account(&id).await?;
+    let mut tx = state.ctx.db.begin().await?;
+    let follow_uri: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT uri FROM follows WHERE account_id = $1 AND target_account_id = $2",
+    )
+    .bind(follower.id)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(uri) = follow_uri {
+        if follower.domain.is_some() {
+            stampede_social::outbound::answer_follow(
+                &mut tx,
+                &state.base_url(),
+                account_id,
+                follower.id,
+                uri,
+                false,
+            )
+            .await?;
+        }
+        follows::unfollow(&mut tx, follower.id, account_id).await?;
+    }
+    let relationship = relationship_on(&mut *tx, account_id, follower.id).await?;
+    tx.commit().await?;
+    Ok(relationship)
+}
+
+/// Familiar followers shown per account, at most.
+const MAX_FAMILIAR: i64 = 40;
+
+/// `GET /api/v1/accounts/familiar_followers?id[]=…`: for each account, the accounts the viewer
+/// follows that follow it.
+pub async fn familiar_followers(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(q): Params<super::accounts::IdsQuery>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let account_id = auth.account(FOLLOW_READ)?;
+    let mut out = Vec::new();
+    for target in q.ids()? {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT mine.target_account_id FROM follows mine \
+             JOIN follows theirs ON theirs.account_id = mine.target_account_id \
+             JOIN accounts a ON a.id = mine.target_account_id \
+             WHERE mine.account_id = $1 AND theirs.target_account_id = $2 \
+               AND a.suspended_at IS NULL \
+             ORDER BY theirs.id DESC LIMIT $3",
+        )
+        .bind(account_id)
+        .bind(target)
+        .bind(MAX_FAMILIAR)
+        .fetch_all(&state.ctx.db)
+        .await?;
+        let rows = accounts::find_many(&state.ctx.db, &ids).await?;
+        let accounts: Vec<Account> = ids
+            .iter()
+            .filter_map(|id| rows.iter().find(|r| r.id == *id))
+            .map(|row| state.render_account(row))
+            .collect();
+        out.push(serde_json::json!({ "id": target.to_string(), "accounts": accounts }));
+    }
+    Ok(Json(out))
 }

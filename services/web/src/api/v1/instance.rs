@@ -147,3 +147,62 @@ pub async fn v1(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "rules": load_rules(&state).await?,
     })))
 }
+
+/// `GET /api/v1/instance/peers`: the domains this server knows accounts of.
+pub async fn peers(State(state): State<AppState>) -> Result<Json<Vec<String>>, ApiError> {
+    let domains: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT domain FROM accounts WHERE domain IS NOT NULL AND suspended_at IS NULL \
+         ORDER BY domain",
+    )
+    .fetch_all(&state.ctx.db)
+    .await?;
+    Ok(Json(domains))
+}
+
+/// `GET /api/v1/instance/activity`: the last twelve weeks, newest first: local statuses posted,
+/// users active (by their last API use) and sign-ups, per week starting on Monday.
+pub async fn activity(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    let rows: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+        "WITH weeks AS (SELECT generate_series(date_trunc('week', now()) - interval '11 weeks', \
+                                               date_trunc('week', now()), interval '1 week') AS w) \
+         SELECT extract(epoch FROM w)::bigint, \
+           (SELECT count(*) FROM statuses s JOIN accounts a ON a.id = s.account_id \
+            WHERE a.domain IS NULL AND s.created_at >= w AND s.created_at < w + interval '1 week'), \
+           (SELECT count(*) FROM users u \
+            WHERE u.last_active_at >= w AND u.last_active_at < w + interval '1 week'), \
+           (SELECT count(*) FROM users u \
+            WHERE u.created_at >= w AND u.created_at < w + interval '1 week') \
+         FROM weeks ORDER BY w DESC",
+    )
+    .fetch_all(&state.ctx.db)
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(week, statuses, logins, registrations)| {
+                json!({
+                    "week": week.to_string(),
+                    "statuses": statuses.to_string(),
+                    "logins": logins.to_string(),
+                    "registrations": registrations.to_string(),
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// `GET /api/v1/instance/extended_description`: the server's longer description. None can be
+/// configured yet, so it is empty, as Mastodon answers before an admin writes one (with the
+/// current time as `updated_at`).
+pub async fn extended_description() -> Json<Value> {
+    Json(json!({
+        "updated_at": stampede_mastodon::time::iso(chrono::Utc::now()),
+        "content": "",
+    }))
+}
+
+/// `GET /api/v1/instance/translation_languages`: none (no translation service configured).
+pub async fn translation_languages() -> Json<Value> {
+    Json(json!({}))
+}

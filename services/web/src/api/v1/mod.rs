@@ -75,10 +75,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route(
             "/api/v1/accounts",
-            post(accounts::create).route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                accounts::admission,
-            )),
+            post(accounts::create)
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    accounts::admission,
+                ))
+                .get(accounts::index),
         )
         .route(
             "/api/v1/accounts/verify_credentials",
@@ -91,9 +93,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/accounts/lookup", get(accounts::lookup))
         .route("/api/v1/accounts/relationships", get(graph::relationships))
         .route("/api/v1/accounts/search", get(graph::search))
+        .route(
+            "/api/v1/accounts/familiar_followers",
+            get(graph::familiar_followers),
+        )
         .route("/api/v1/accounts/{id}", get(accounts::show))
         .route("/api/v1/accounts/{id}/follow", post(graph::follow))
         .route("/api/v1/accounts/{id}/unfollow", post(graph::unfollow))
+        .route(
+            "/api/v1/accounts/{id}/remove_from_followers",
+            post(graph::remove_from_followers),
+        )
         .route("/api/v1/accounts/{id}/block", post(graph::block))
         .route("/api/v1/accounts/{id}/unblock", post(graph::unblock))
         .route("/api/v1/accounts/{id}/mute", post(graph::mute))
@@ -110,7 +120,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/follow_requests/{id}/reject", post(graph::reject))
         .route("/api/v1/blocks", get(graph::blocks))
         .route("/api/v1/mutes", get(graph::mutes))
-        .route("/api/v1/statuses", post(statuses::create))
+        .route(
+            "/api/v1/statuses",
+            post(statuses::create).get(statuses::index),
+        )
         .route(
             "/api/v1/statuses/{id}",
             get(statuses::show)
@@ -161,6 +174,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/favourites", get(timelines::favourites))
         .route("/api/v1/notifications", get(notifications::index))
         .route("/api/v1/notifications/clear", post(notifications::clear))
+        .route(
+            "/api/v1/notifications/unread_count",
+            get(notifications::unread_count),
+        )
         .route("/api/v1/notifications/{id}", get(notifications::show))
         .route(
             "/api/v1/notifications/{id}/dismiss",
@@ -196,5 +213,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/profile/header", delete(accounts::delete_header))
         .route("/api/v1/instance", get(instance::v1))
         .route("/api/v1/instance/rules", get(instance::rules))
+        .route("/api/v1/instance/peers", get(instance::peers))
+        .route("/api/v1/instance/activity", get(instance::activity))
+        .route(
+            "/api/v1/instance/extended_description",
+            get(instance::extended_description),
+        )
+        .route(
+            "/api/v1/instance/translation_languages",
+            get(instance::translation_languages),
+        )
+        .route("/api/v1/preferences", get(accounts::preferences))
         .merge(admin::router())
 }

@@ -130,3 +130,38 @@ pub async fn clear(
         .await?;
     Ok(Json(serde_json::json!({})))
 }
+
+/// The most `unread_count` counts (Mastodon's cap).
+const MAX_UNREAD: i64 = 1000;
+
+/// `GET /api/v1/notifications/unread_count`: notifications newer than the `notifications`
+/// marker (all of them without one), at most 1,000; `types[]`, `exclude_types[]` and
+/// `account_id` filter as on the list.
+pub async fn unread_count(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(q): Params<ListQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let account_id = auth.account(READ)?;
+    let types: Vec<String> = q
+        .types
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| notification::ALL.iter().map(|t| t.to_string()).collect());
+    let exclude = q.exclude_types.unwrap_or_default();
+    let count: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM (SELECT 1 FROM notifications n \
+         WHERE n.account_id = $1 AND n.type = ANY($2) AND NOT n.type = ANY($3) \
+           AND ($4::bigint IS NULL OR n.from_account_id = $4) \
+           AND n.id > coalesce((SELECT last_read_id FROM markers \
+                                WHERE account_id = $1 AND timeline = 'notifications'), 0) \
+           AND {HIDDEN} LIMIT $5) unread"
+    ))
+    .bind(account_id)
+    .bind(&types)
+    .bind(&exclude)
+    .bind(q.account_id)
+    .bind(MAX_UNREAD)
+    .fetch_one(&state.ctx.db)
+    .await?;
+    Ok(Json(serde_json::json!({ "count": count })))
+}

@@ -1037,3 +1037,19 @@ pub async fn favourited_by(
     )
     .await
 }
+
+/// `GET /api/v1/statuses?id[]=…`: several statuses at once, in the order asked, without the
+/// ones that do not exist or that the viewer may not see.
+pub async fn index(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Params(q): Params<super::accounts::IdsQuery>,
+) -> Result<Json<Vec<Status>>, ApiError> {
+    let viewer = viewer.account(READ)?;
+    let ids = q.ids()?;
+    Ok(Json(
+        state
+            .load_statuses(viewer, &ids, stampede_social::render::Filter::default())
+            .await?,
+    ))
+}
