@@ -1225,3 +1225,153 @@ async fn batch_reads_unread_counts_preferences_and_the_instance_extras() {
     assert_eq!(languages.body, json!({}));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn profiles_feature_accounts_and_hashtags_and_notes_stay_private() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+
+    // Endorsing needs a follow.
+    let refused = post(
+        &app,
+        &format!("/api/v1/accounts/{}/endorse", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
+    let endorsed = post(
+        &app,
+        &format!("/api/v1/accounts/{}/pin", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(endorsed.body["endorsed"], true, "{:?}", endorsed.body);
+    let own = get(&app, "/api/v1/endorsements", &alice).await;
+    assert_eq!(own.body[0]["username"], "bob");
+    let public = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/accounts/{}/endorsements", alice.id),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(public.body[0]["username"], "bob", "{:?}", public.body);
+    let unendorsed = post(
+        &app,
+        &format!("/api/v1/accounts/{}/unendorse", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(unendorsed.body["endorsed"], false);
+
+    // A private note shows in the writer's relationship only.
+    let noted = post(
+        &app,
+        &format!("/api/v1/accounts/{}/note", carol.id),
+        &alice,
+        json!({ "comment": "met at the conference" }),
+    )
+    .await;
+    assert_eq!(
+        noted.body["note"], "met at the conference",
+        "{:?}",
+        noted.body
+    );
+    let seen_by_bob = get(
+        &app,
+        &format!("/api/v1/accounts/relationships?id[]={}", carol.id),
+        &bob,
+    )
+    .await;
+    assert_eq!(seen_by_bob.body[0]["note"], "");
+    let cleared = post(
+        &app,
+        &format!("/api/v1/accounts/{}/note", carol.id),
+        &alice,
+        json!({ "comment": "" }),
+    )
+    .await;
+    assert_eq!(cleared.body["note"], "");
+
+    // Featured hashtags, with the account's use of them; suggestions from its own statuses.
+    post_status(&app, &alice, json!({ "status": "#Rust and #cats" })).await;
+    post_status(&app, &alice, json!({ "status": "more #rust" })).await;
+    let suggested = get(&app, "/api/v1/featured_tags/suggestions", &alice).await;
+    assert_eq!(suggested.body[0]["name"], "rust", "{:?}", suggested.body);
+    let featured = post(
+        &app,
+        "/api/v1/featured_tags",
+        &alice,
+        json!({ "name": "#Rust" }),
+    )
+    .await;
+    assert_eq!(featured.status, 200, "{:?}", featured.body);
+    assert_eq!(featured.body["name"], "rust");
+    assert_eq!(featured.body["statuses_count"], "2");
+    assert!(
+        featured.body["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/@alice/tagged/rust")
+    );
+    let again = post(
+        &app,
+        "/api/v1/featured_tags",
+        &alice,
+        json!({ "name": "rust" }),
+    )
+    .await;
+    assert_eq!(again.status, 422);
+    let bad = post(
+        &app,
+        "/api/v1/featured_tags",
+        &alice,
+        json!({ "name": "no spaces" }),
+    )
+    .await;
+    assert_eq!(bad.status, 422);
+    let listed = call(
+        &app,
+        Method::GET,
+        &format!("/api/v1/accounts/{}/featured_tags", alice.id),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    let suggested = get(&app, "/api/v1/featured_tags/suggestions", &alice).await;
+    assert_eq!(suggested.body[0]["name"], "cats");
+    let id = featured.body["id"].as_str().unwrap();
+    let gone = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/featured_tags/{id}"),
+        Some(&bob.token),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 404, "only its owner removes it");
+    let gone = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/featured_tags/{id}"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!((gone.status, gone.body.clone()), (200, json!({})));
+    app.stop().await;
+}

@@ -93,7 +93,7 @@ async fn target_account_on(
 
 /// The relationship of `viewer` with `target`, read through `db` (inside a write's
 /// transaction, so that the answer costs no second connection).
-async fn relationship_on(
+pub(crate) async fn relationship_on(
     db: impl PgExecutor<'_>,
     viewer: i64,
     target: i64,
@@ -121,7 +121,9 @@ async fn relationships_on(
            EXISTS (SELECT 1 FROM blocks x WHERE x.account_id = t.id AND x.target_account_id = $1) AS blocked_by, \
            m.id IS NOT NULL AS muting, coalesce(m.hide_notifications, false) AS muting_notifications, \
            r.id IS NOT NULL AS requested, \
-           EXISTS (SELECT 1 FROM follow_requests x WHERE x.account_id = t.id AND x.target_account_id = $1) AS requested_by \
+           EXISTS (SELECT 1 FROM follow_requests x WHERE x.account_id = t.id AND x.target_account_id = $1) AS requested_by, \
+           EXISTS (SELECT 1 FROM account_pins x WHERE x.account_id = $1 AND x.target_account_id = t.id) AS endorsed, \
+           coalesce((SELECT comment FROM account_notes x WHERE x.account_id = $1 AND x.target_account_id = t.id), '') AS note \
          FROM unnest($2::bigint[]) WITH ORDINALITY t(id, n) \
          LEFT JOIN follows f ON f.account_id = $1 AND f.target_account_id = t.id \
          LEFT JOIN follow_requests r ON r.account_id = $1 AND r.target_account_id = t.id \
@@ -149,8 +151,8 @@ async fn relationships_on(
                 requested: r.try_get("requested")?,
                 requested_by: r.try_get("requested_by")?,
                 domain_blocking: false,
-                endorsed: false,
-                note: String::new(),
+                endorsed: r.try_get("endorsed")?,
+                note: r.try_get("note")?,
             })
         })
         .collect()
@@ -574,7 +576,7 @@ pub async fn statuses(
 }
 
 /// Lists of the viewer's own relations, paged by the relation's id.
-async fn own_list(
+pub(crate) async fn own_list(
     state: &AppState,
     auth: &Auth,
     scopes: &[&str],

@@ -4,6 +4,8 @@ pub mod accounts;
 pub mod admin;
 pub mod apps;
 pub mod conversations;
+pub mod endorsements;
+pub mod featured_tags;
 pub mod graph;
 pub mod instance;
 pub mod lists;
@@ -100,6 +102,32 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/accounts/{id}", get(accounts::show))
         .route("/api/v1/accounts/{id}/follow", post(graph::follow))
         .route("/api/v1/accounts/{id}/unfollow", post(graph::unfollow))
+        .route("/api/v1/accounts/{id}/endorse", post(endorsements::endorse))
+        .route("/api/v1/accounts/{id}/pin", post(endorsements::endorse))
+        .route(
+            "/api/v1/accounts/{id}/unendorse",
+            post(endorsements::unendorse),
+        )
+        .route("/api/v1/accounts/{id}/unpin", post(endorsements::unendorse))
+        .route(
+            "/api/v1/accounts/{id}/endorsements",
+            get(endorsements::of_account),
+        )
+        .route("/api/v1/accounts/{id}/note", post(endorsements::note))
+        .route(
+            "/api/v1/accounts/{id}/featured_tags",
+            get(featured_tags::of_account),
+        )
+        .route("/api/v1/endorsements", get(endorsements::index))
+        .route(
+            "/api/v1/featured_tags",
+            get(featured_tags::index).post(featured_tags::create),
+        )
+        .route(
+            "/api/v1/featured_tags/suggestions",
+            get(featured_tags::suggestions),
+        )
+        .route("/api/v1/featured_tags/{id}", delete(featured_tags::delete))
         .route(
             "/api/v1/accounts/{id}/remove_from_followers",
             post(graph::remove_from_followers),
