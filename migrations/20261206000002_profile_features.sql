@@ -25,3 +25,10 @@ CREATE TABLE featured_tags (
     created_at  timestamptz NOT NULL DEFAULT now(),
     UNIQUE (account_id, tag_id)
 );
+
+-- Follow suggestions an account dismissed (`DELETE /api/v1/suggestions/:account_id`).
+CREATE TABLE suggestion_dismissals (
+    account_id         bigint NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    target_account_id  bigint NOT NULL REFERENCES accounts ON DELETE CASCADE,
+    PRIMARY KEY (account_id, target_account_id)
+);

@@ -1375,3 +1375,97 @@ async fn profiles_feature_accounts_and_hashtags_and_notes_stay_private() {
     assert_eq!((gone.status, gone.body.clone()), (200, json!({})));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn suggestions_come_from_the_graph_and_the_directory_from_opt_ins() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+    let dave = seed_user(&app, "dave", false).await;
+    for (who, whom) in [(&alice, &bob), (&bob, &carol), (&carol, &dave)] {
+        post(
+            &app,
+            &format!("/api/v1/accounts/{}/follow", whom.id),
+            who,
+            json!({}),
+        )
+        .await;
+    }
+    let suggested = get(&app, "/api/v2/suggestions", &alice).await;
+    assert_eq!(suggested.status, 200, "{:?}", suggested.body);
+    let picks: Vec<(&str, &str)> = suggested
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["account"]["username"].as_str().unwrap(),
+                s["sources"][0].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        picks,
+        [("carol", "friends_of_friends"), ("dave", "most_followed")]
+    );
+    let dismissed = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/suggestions/{}", carol.id),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!(dismissed.status, 200);
+    let v1 = get(&app, "/api/v1/suggestions", &alice).await;
+    let names: Vec<&str> = v1
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dave"]);
+
+    // The directory lists only those who opted in.
+    let empty = call(
+        &app,
+        Method::GET,
+        "/api/v1/directory?local=true",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(empty.body, json!([]));
+    let opted = call(
+        &app,
+        Method::PATCH,
+        "/api/v1/accounts/update_credentials",
+        Some(&dave.token),
+        Some(json!({ "discoverable": true })),
+    )
+    .await;
+    assert_eq!(opted.status, 200, "{:?}", opted.body);
+    let listed = call(
+        &app,
+        Method::GET,
+        "/api/v1/directory?order=new&local=true",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(listed.body[0]["username"], "dave", "{:?}", listed.body);
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    let bad = call(
+        &app,
+        Method::GET,
+        "/api/v1/directory?order=random",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(bad.status, 422);
+    app.stop().await;
+}

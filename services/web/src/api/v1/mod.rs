@@ -15,6 +15,7 @@ pub mod notifications;
 pub mod polls;
 pub mod scheduled;
 pub mod statuses;
+pub mod suggestions;
 pub mod tags;
 pub mod timelines;
 
@@ -119,6 +120,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(featured_tags::of_account),
         )
         .route("/api/v1/endorsements", get(endorsements::index))
+        .route("/api/v1/suggestions", get(suggestions::v1))
+        .route(
+            "/api/v1/suggestions/{account_id}",
+            delete(suggestions::dismiss),
+        )
+        .route("/api/v1/directory", get(suggestions::directory))
         .route(
             "/api/v1/featured_tags",
             get(featured_tags::index).post(featured_tags::create),

@@ -14,4 +14,5 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/admin/accounts", get(admin::accounts::index_v2))
         .route("/api/v2/search", get(search::search))
         .route("/api/v2/media", post(media::create_v2))
+        .route("/api/v2/suggestions", get(crate::api::v1::suggestions::v2))
 }
