@@ -163,6 +163,9 @@ pub struct Tag {
     pub history: Vec<TagHistory>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub following: Option<bool>,
+    /// Whether the viewer features it on their profile (signed in only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub featuring: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1373,6 +1373,18 @@ async fn profiles_feature_accounts_and_hashtags_and_notes_stay_private() {
     )
     .await;
     assert_eq!((gone.status, gone.body.clone()), (200, json!({})));
+
+    // The tag API features and unfeatures too, and says so on the tag.
+    let tag = post(&app, "/api/v1/tags/cats/feature", &alice, json!({})).await;
+    assert_eq!(tag.status, 200, "{:?}", tag.body);
+    assert_eq!(
+        (tag.body["name"].clone(), tag.body["featuring"].clone()),
+        (json!("cats"), json!(true))
+    );
+    let again = post(&app, "/api/v1/tags/cats/feature", &alice, json!({})).await;
+    assert_eq!(again.status, 200, "featuring twice changes nothing");
+    let tag = post(&app, "/api/v1/tags/cats/unfeature", &alice, json!({})).await;
+    assert_eq!(tag.body["featuring"], false);
     app.stop().await;
 }
 

@@ -88,15 +88,16 @@ pub struct CreateParams {
     name: String,
 }
 
-/// `POST /api/v1/featured_tags`: features `name` (made a hashtag if it is not one yet); at most
-/// ten, each once.
-pub async fn create(
-    State(state): State<AppState>,
-    auth: Auth,
-    Params(p): Params<CreateParams>,
-) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
-    let name = p.name.trim().trim_start_matches('#');
+/// Features hashtag `name` (made a hashtag if it is not one yet) for `account_id`: at most ten.
+/// Featuring one already featured is 422 when `strict` (the featured-tags API), and changes
+/// nothing otherwise (the tag API). Returns the tag's id and name.
+pub async fn feature(
+    state: &AppState,
+    account_id: i64,
+    name: &str,
+    strict: bool,
+) -> Result<(i64, String), ApiError> {
+    let name = name.trim().trim_start_matches('#');
     if name.is_empty()
         || name.chars().count() > 100
         || !name.chars().all(|c| c.is_alphanumeric() || c == '_')
@@ -109,37 +110,58 @@ pub async fn create(
         .bind(account_id)
         .execute(&mut *tx)
         .await?;
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM featured_tags WHERE account_id = $1")
-        .bind(account_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let (tag_id, tag_name): (i64, String) = sqlx::query_as(
+        "INSERT INTO tags (name) VALUES ($1) \
+         ON CONFLICT (lower(name)) DO UPDATE SET name = tags.name RETURNING id, name",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await?;
+    let (count, already): (i64, bool) = sqlx::query_as(
+        "SELECT count(*), coalesce(bool_or(tag_id = $2), false) FROM featured_tags \
+         WHERE account_id = $1",
+    )
+    .bind(account_id)
+    .bind(tag_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    if already {
+        if strict {
+            return Err(ApiError::unprocessable(
+                "Validation failed: Tag has already been taken",
+            ));
+        }
+        return Ok((tag_id, tag_name));
+    }
     if count >= MAX_FEATURED_TAGS {
         return Err(ApiError::unprocessable(format!(
             "Validation failed: You can only feature up to {MAX_FEATURED_TAGS} hashtags"
         )));
     }
-    let tag_id: i64 = sqlx::query_scalar(
-        "INSERT INTO tags (name) VALUES ($1) \
-         ON CONFLICT (lower(name)) DO UPDATE SET name = tags.name RETURNING id",
-    )
-    .bind(name)
-    .fetch_one(&mut *tx)
-    .await?;
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO featured_tags (id, account_id, tag_id) VALUES ($1, $2, $3) \
-         ON CONFLICT DO NOTHING RETURNING id",
-    )
-    .bind(state.ids.next_id().as_i64())
-    .bind(account_id)
-    .bind(tag_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(id) = id else {
-        return Err(ApiError::unprocessable(
-            "Validation failed: Tag has already been taken",
-        ));
-    };
+    sqlx::query("INSERT INTO featured_tags (id, account_id, tag_id) VALUES ($1, $2, $3)")
+        .bind(state.ids.next_id().as_i64())
+        .bind(account_id)
+        .bind(tag_id)
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
+    Ok((tag_id, tag_name))
+}
+
+/// `POST /api/v1/featured_tags`: features `name`; at most ten, each once (422 otherwise).
+pub async fn create(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(p): Params<CreateParams>,
+) -> Result<Json<Value>, ApiError> {
+    let account_id = auth.account(WRITE)?;
+    let (tag_id, _) = feature(&state, account_id, &p.name, true).await?;
+    let id: i64 =
+        sqlx::query_scalar("SELECT id FROM featured_tags WHERE account_id = $1 AND tag_id = $2")
+            .bind(account_id)
+            .bind(tag_id)
+            .fetch_one(&state.ctx.db)
+            .await?;
     featured(&state, account_id, Some(id))
         .await?
         .pop()

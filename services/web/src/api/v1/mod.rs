@@ -236,6 +236,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/tags/{name}", get(tags::show))
         .route("/api/v1/tags/{name}/follow", post(tags::follow))
         .route("/api/v1/tags/{name}/unfollow", post(tags::unfollow))
+        .route("/api/v1/tags/{name}/feature", post(tags::feature))
+        .route("/api/v1/tags/{name}/unfeature", post(tags::unfeature))
         .route("/api/v1/followed_tags", get(tags::followed))
         .route("/api/v1/media", post(media::create_v1))
         .route(

@@ -28,17 +28,19 @@ impl AppState {
         .bind(tag_id)
         .fetch_all(&self.ctx.db)
         .await?;
-        let following = match viewer {
-            None => None,
-            Some(v) => Some(
-                sqlx::query_scalar(
-                    "SELECT EXISTS (SELECT 1 FROM tag_follows WHERE account_id = $1 AND tag_id = $2)",
+        let (following, featuring) = match viewer {
+            None => (None, None),
+            Some(v) => {
+                let (following, featuring): (bool, bool) = sqlx::query_as(
+                    "SELECT EXISTS (SELECT 1 FROM tag_follows WHERE account_id = $1 AND tag_id = $2), \
+                            EXISTS (SELECT 1 FROM featured_tags WHERE account_id = $1 AND tag_id = $2)",
                 )
                 .bind(v)
                 .bind(tag_id)
                 .fetch_one(&self.ctx.db)
-                .await?,
-            ),
+                .await?;
+                (Some(following), Some(featuring))
+            }
         };
         let lower = name.to_lowercase();
         Ok(Tag {
@@ -57,6 +59,7 @@ impl AppState {
                 })
                 .collect(),
             following,
+            featuring,
         })
     }
 
@@ -142,4 +145,34 @@ pub async fn followed(
         out.push(state.render_tag(id, &name, Some(account_id)).await?);
     }
     Ok(Json(out))
+}
+
+/// `POST /api/v1/tags/:name/feature`: features the hashtag on the viewer's profile (as
+/// `POST /api/v1/featured_tags` does; featuring it again changes nothing).
+pub async fn feature(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<Json<Tag>, ApiError> {
+    let account_id = auth.account(&["write", "write:accounts"])?;
+    let (tag_id, name) = super::featured_tags::feature(&state, account_id, &name, false).await?;
+    Ok(Json(
+        state.render_tag(tag_id, &name, Some(account_id)).await?,
+    ))
+}
+
+/// `POST /api/v1/tags/:name/unfeature`.
+pub async fn unfeature(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(name): Path<String>,
+) -> Result<Json<Tag>, ApiError> {
+    let account_id = auth.account(&["write", "write:accounts"])?;
+    let (id, name) = state.find_tag(name.trim_start_matches('#')).await?;
+    sqlx::query("DELETE FROM featured_tags WHERE account_id = $1 AND tag_id = $2")
+        .bind(account_id)
+        .bind(id)
+        .execute(&state.ctx.db)
+        .await?;
+    Ok(Json(state.render_tag(id, &name, Some(account_id)).await?))
 }
