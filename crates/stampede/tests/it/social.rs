@@ -1481,3 +1481,46 @@ async fn suggestions_come_from_the_graph_and_the_directory_from_opt_ins() {
     assert_eq!(bad.status, 422);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn trends_rank_recent_hashtags_and_statuses() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+    let liked = post_status(&app, &alice, json!({ "status": "loving #Rust" })).await;
+    post_status(&app, &bob, json!({ "status": "#rust again" })).await;
+    post_status(&app, &carol, json!({ "status": "only me on #cats" })).await;
+    post_status(&app, &carol, json!({ "status": "quiet one" })).await;
+    let favourited = post(
+        &app,
+        &format!("/api/v1/statuses/{liked}/favourite"),
+        &carol,
+        json!({}),
+    )
+    .await;
+    assert_eq!(favourited.status, 200);
+
+    let tags = call(&app, Method::GET, "/api/v1/trends/tags", None, None).await;
+    assert_eq!(tags.status, 200, "{:?}", tags.body);
+    let names: Vec<&str> = tags
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["rust"], "a tag needs two accounts");
+    assert_eq!(tags.body[0]["history"][0]["accounts"], "2");
+    let statuses = call(&app, Method::GET, "/api/v1/trends/statuses", None, None).await;
+    assert_eq!(statuses.status, 200, "{:?}", statuses.body);
+    let ids: Vec<&str> = statuses
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [liked.as_str()]);
+    app.stop().await;
+}

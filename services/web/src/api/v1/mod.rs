@@ -18,6 +18,7 @@ pub mod statuses;
 pub mod suggestions;
 pub mod tags;
 pub mod timelines;
+pub mod trends;
 
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -126,6 +127,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
             delete(suggestions::dismiss),
         )
         .route("/api/v1/directory", get(suggestions::directory))
+        .route("/api/v1/trends", get(trends::tags))
+        .route("/api/v1/trends/tags", get(trends::tags))
+        .route("/api/v1/trends/statuses", get(trends::statuses))
         .route(
             "/api/v1/featured_tags",
             get(featured_tags::index).post(featured_tags::create),

@@ -1,0 +1,94 @@
+//! `/api/v1/trends/tags` and `/api/v1/trends/statuses`: what is being talked about, computed
+//! from recent public activity with an exponential decay (half-weight after HALF_LIFE_HOURS),
+//! so that a burst ranks above steady chatter and fades within a day or two.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use stampede_mastodon::{Status, Tag};
+
+use crate::AppState;
+use crate::auth::Viewer;
+use crate::error::ApiError;
+use crate::payload::{Params, flex};
+use crate::statuses::Filter;
+
+/// Activity loses half its weight every this many hours.
+const HALF_LIFE_HOURS: f64 = 12.0;
+/// Only activity this recent counts.
+const WINDOW_HOURS: i32 = 48;
+
+#[derive(Debug, Deserialize)]
+pub struct TrendsQuery {
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    limit: Option<u32>,
+    #[serde(default, deserialize_with = "flex::opt_u32")]
+    offset: Option<u32>,
+}
+
+/// `GET /api/v1/trends/tags`: hashtags used by the most distinct accounts lately, each
+/// account's latest use weighted by its age; at least two accounts. `limit` 10 (≤ 20).
+pub async fn tags(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Params(q): Params<TrendsQuery>,
+) -> Result<Json<Vec<Tag>>, ApiError> {
+    let viewer = viewer.account(&["read"])?;
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT t.id, t.name FROM ( \
+           SELECT tag_id, sum(exp(ln(0.5) * extract(epoch FROM now() - last_use) / 3600 / $1)) AS score, \
+                  count(*) AS accounts \
+           FROM (SELECT st.tag_id, s.account_id, max(s.created_at) AS last_use \
+                 FROM statuses s JOIN statuses_tags st ON st.status_id = s.id \
+                 JOIN accounts a ON a.id = s.account_id \
+                 WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
+                   AND s.created_at > now() - make_interval(hours => $2) \
+                   AND a.suspended_at IS NULL \
+                 GROUP BY st.tag_id, s.account_id) uses \
+           GROUP BY tag_id HAVING count(*) >= 2) trend \
+         JOIN tags t ON t.id = trend.tag_id \
+         ORDER BY trend.score DESC, t.id LIMIT $3 OFFSET $4",
+    )
+    .bind(HALF_LIFE_HOURS)
+    .bind(WINDOW_HOURS)
+    .bind(i64::from(q.limit.unwrap_or(10).clamp(1, 20)))
+    .bind(i64::from(q.offset.unwrap_or(0)))
+    .fetch_all(&state.ctx.db)
+    .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, name) in rows {
+        out.push(state.render_tag(id, &name, viewer).await?);
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/v1/trends/statuses`: recent public statuses with the most favourites and boosts,
+/// weighted by age; at least one of either. `limit` 20 (≤ 40).
+pub async fn statuses(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Params(q): Params<TrendsQuery>,
+) -> Result<Json<Vec<Status>>, ApiError> {
+    let viewer = viewer.account(&["read", "read:statuses"])?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT s.id FROM statuses s JOIN accounts a ON a.id = s.account_id \
+         WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
+           AND s.created_at > now() - make_interval(hours => $2) \
+           AND s.favourites_count + s.reblogs_count > 0 AND a.suspended_at IS NULL \
+         ORDER BY (s.favourites_count + 2 * s.reblogs_count) \
+                  * exp(ln(0.5) * extract(epoch FROM now() - s.created_at) / 3600 / $1) DESC, \
+                  s.id DESC \
+         LIMIT $3 OFFSET $4",
+    )
+    .bind(HALF_LIFE_HOURS)
+    .bind(WINDOW_HOURS)
+    .bind(i64::from(q.limit.unwrap_or(20).clamp(1, 40)))
+    .bind(i64::from(q.offset.unwrap_or(0)))
+    .fetch_all(&state.ctx.db)
+    .await?;
+    Ok(Json(
+        state
+            .load_statuses(viewer, &ids, Filter { hide_muted: true })
+            .await?,
+    ))
+}
