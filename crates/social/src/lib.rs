@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod distribute;
 pub mod domains;
 pub mod feeds;
+pub mod filters;
 pub mod follows;
 pub mod inbox;
 pub mod interactions;

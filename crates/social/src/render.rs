@@ -277,8 +277,16 @@ impl Renderer {
                     .push(row);
             }
         }
+        // The viewer's filters mark what they match (signed-in reads only).
+        let matcher = match viewer.filter(|_| checked) {
+            Some(viewer) => crate::filters::Matcher::new(
+                crate::filters::load(&mut conn, viewer, None, true).await?,
+            ),
+            None => crate::filters::Matcher::default(),
+        };
         drop(conn);
         let set = Loaded {
+            matcher: &matcher,
             rows: &rows,
             accounts: &accounts,
             polls: &polls,
@@ -511,7 +519,17 @@ impl Renderer {
             bookmarked: flags
                 .then_some(source.map_or(row.bookmarked, |s| s.bookmarked == Some(true))),
             pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.pinned),
-            filtered: flags.then(Vec::new),
+            filtered: flags.then(|| {
+                if set.matcher.is_empty() {
+                    Vec::new()
+                } else {
+                    set.matcher.results(
+                        row.id,
+                        &crate::filters::plain_text(&row.content),
+                        &row.spoiler_text,
+                    )
+                }
+            }),
             reblog,
         })
     }
@@ -522,6 +540,7 @@ struct Loaded<'a> {
     accounts: &'a HashMap<i64, AccountRow>,
     polls: &'a HashMap<i64, PollRow>,
     media: &'a HashMap<i64, Vec<MediaRow>>,
+    matcher: &'a crate::filters::Matcher,
     viewer: Option<i64>,
     /// Leave out what the viewer may not see.
     checked: bool,

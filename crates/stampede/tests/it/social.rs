@@ -1524,3 +1524,146 @@ async fn trends_rank_recent_hashtags_and_statuses() {
     assert_eq!(ids, [liked.as_str()]);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn filters_mark_what_they_match_for_their_owner() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
+
+    let bad = post(
+        &app,
+        "/api/v2/filters",
+        &alice,
+        json!({ "title": "x", "context": ["nowhere"] }),
+    )
+    .await;
+    assert_eq!(bad.status, 422, "{:?}", bad.body);
+    let created = post(
+        &app,
+        "/api/v2/filters",
+        &alice,
+        json!({
+            "title": "Spoilers",
+            "context": ["home", "public"],
+            "filter_action": "warn",
+            "keywords_attributes": [
+                { "keyword": "finale", "whole_word": true },
+                { "keyword": "dragon", "whole_word": false }
+            ]
+        }),
+    )
+    .await;
+    assert_eq!(created.status, 200, "{:?}", created.body);
+    let filter_id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["keywords"].as_array().unwrap().len(), 2);
+    assert_eq!(created.body["filter_action"], "warn");
+
+    let matched = post_status(&app, &bob, json!({ "status": "the Finale was great" })).await;
+    let partial = post_status(&app, &bob, json!({ "status": "snapdragons bloom" })).await;
+    let plain = post_status(&app, &bob, json!({ "status": "nothing to see" })).await;
+    let status = get(&app, &format!("/api/v1/statuses/{matched}"), &alice).await;
+    let filtered = &status.body["filtered"][0];
+    assert_eq!(filtered["filter"]["title"], "Spoilers", "{:?}", status.body);
+    assert_eq!(filtered["keyword_matches"], json!(["finale"]));
+    let status = get(&app, &format!("/api/v1/statuses/{partial}"), &alice).await;
+    assert_eq!(
+        status.body["filtered"][0]["keyword_matches"],
+        json!(["dragon"])
+    );
+    let status = get(&app, &format!("/api/v1/statuses/{plain}"), &alice).await;
+    assert_eq!(status.body["filtered"], json!([]));
+    let for_bob = get(&app, &format!("/api/v1/statuses/{matched}"), &bob).await;
+    assert_eq!(
+        for_bob.body["filtered"],
+        json!([]),
+        "filters are their owner's only"
+    );
+
+    // A status filter, then keyword changes through update and the keyword routes.
+    let by_status = post(
+        &app,
+        &format!("/api/v2/filters/{filter_id}/statuses"),
+        &alice,
+        json!({ "status_id": plain }),
+    )
+    .await;
+    assert_eq!(by_status.status, 200, "{:?}", by_status.body);
+    let status = get(&app, &format!("/api/v1/statuses/{plain}"), &alice).await;
+    assert_eq!(status.body["filtered"][0]["status_matches"], json!([plain]));
+    let dragon = created.body["keywords"][1]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let updated = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/filters/{filter_id}"),
+        Some(&alice.token),
+        Some(json!({ "title": "Show spoilers", "keywords_attributes": [{ "id": dragon, "_destroy": true }] })),
+    )
+    .await;
+    assert_eq!(updated.status, 200, "{:?}", updated.body);
+    assert_eq!(updated.body["title"], "Show spoilers");
+    assert_eq!(updated.body["keywords"].as_array().unwrap().len(), 1);
+    let added = post(
+        &app,
+        &format!("/api/v2/filters/{filter_id}/keywords"),
+        &alice,
+        json!({ "keyword": "bloom", "whole_word": true }),
+    )
+    .await;
+    assert_eq!(added.status, 200, "{:?}", added.body);
+    let keyword_id = added.body["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        get(
+            &app,
+            &format!("/api/v2/filters/keywords/{keyword_id}"),
+            &bob
+        )
+        .await
+        .status,
+        404
+    );
+    let listed = get(
+        &app,
+        &format!("/api/v2/filters/{filter_id}/keywords"),
+        &alice,
+    )
+    .await;
+    assert_eq!(listed.body.as_array().unwrap().len(), 2);
+    let all = get(&app, "/api/v2/filters", &alice).await;
+    assert_eq!(all.body.as_array().unwrap().len(), 1);
+    assert_eq!(get(&app, "/api/v2/filters", &bob).await.body, json!([]));
+
+    // An expired filter stays listed but no longer applies.
+    let expired = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v2/filters/{filter_id}"),
+        Some(&alice.token),
+        Some(json!({ "expires_in": 1 })),
+    )
+    .await;
+    assert_eq!(expired.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let status = get(&app, &format!("/api/v1/statuses/{matched}"), &alice).await;
+    assert_eq!(status.body["filtered"], json!([]));
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v2/filters/{filter_id}"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!((deleted.status, deleted.body.clone()), (200, json!({})));
+    app.stop().await;
+}

@@ -3,6 +3,7 @@
 use axum::Router;
 use axum::routing::{get, post};
 
+pub mod filters;
 pub mod search;
 
 use crate::AppState;
@@ -14,5 +15,30 @@ pub fn router() -> Router<AppState> {
         .route("/api/v2/admin/accounts", get(admin::accounts::index_v2))
         .route("/api/v2/search", get(search::search))
         .route("/api/v2/media", post(media::create_v2))
+        .route("/api/v2/filters", get(filters::index).post(filters::create))
+        .route(
+            "/api/v2/filters/keywords/{id}",
+            get(filters::show_keyword)
+                .put(filters::update_keyword)
+                .delete(filters::delete_keyword),
+        )
+        .route(
+            "/api/v2/filters/statuses/{id}",
+            get(filters::show_status).delete(filters::delete_status),
+        )
+        .route(
+            "/api/v2/filters/{id}",
+            get(filters::show)
+                .put(filters::update)
+                .delete(filters::delete),
+        )
+        .route(
+            "/api/v2/filters/{id}/keywords",
+            get(filters::keywords).post(filters::add_keyword),
+        )
+        .route(
+            "/api/v2/filters/{id}/statuses",
+            get(filters::statuses).post(filters::add_status),
+        )
         .route("/api/v2/suggestions", get(crate::api::v1::suggestions::v2))
 }
