@@ -1665,5 +1665,51 @@ async fn filters_mark_what_they_match_for_their_owner() {
     )
     .await;
     assert_eq!((deleted.status, deleted.body.clone()), (200, json!({})));
+
+    // v1 filters are single keywords of v2 filters.
+    let v1 = post(
+        &app,
+        "/api/v1/filters",
+        &alice,
+        json!({ "phrase": "finale", "context": ["home"], "irreversible": true }),
+    )
+    .await;
+    assert_eq!(v1.status, 200, "{:?}", v1.body);
+    assert_eq!(v1.body["phrase"], "finale");
+    assert_eq!(v1.body["irreversible"], true);
+    let v1_id = v1.body["id"].as_str().unwrap().to_string();
+    let status = get(&app, &format!("/api/v1/statuses/{matched}"), &alice).await;
+    assert_eq!(
+        status.body["filtered"][0]["filter"]["filter_action"],
+        "hide"
+    );
+    let changed = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/filters/{v1_id}"),
+        Some(&alice.token),
+        Some(json!({ "phrase": "Finale!", "whole_word": false })),
+    )
+    .await;
+    assert_eq!(changed.body["phrase"], "Finale!", "{:?}", changed.body);
+    assert_eq!(
+        get(&app, "/api/v1/filters", &alice)
+            .await
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let gone = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/filters/{v1_id}"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 200);
+    assert_eq!(get(&app, "/api/v2/filters", &alice).await.body, json!([]));
     app.stop().await;
 }

@@ -6,6 +6,7 @@ pub mod apps;
 pub mod conversations;
 pub mod endorsements;
 pub mod featured_tags;
+pub mod filters;
 pub mod graph;
 pub mod instance;
 pub mod lists;
@@ -121,6 +122,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
             get(featured_tags::of_account),
         )
         .route("/api/v1/endorsements", get(endorsements::index))
+        .route("/api/v1/filters", get(filters::index).post(filters::create))
+        .route(
+            "/api/v1/filters/{id}",
+            get(filters::show)
+                .put(filters::update)
+                .delete(filters::delete),
+        )
         .route("/api/v1/suggestions", get(suggestions::v1))
         .route(
             "/api/v1/suggestions/{account_id}",
