@@ -214,13 +214,16 @@ pub async fn create(
     let visibility = validate(new, author.default_visibility, author.max_chars)?;
     let id = ids.next_id().as_i64();
 
-    // The thread: a reply must be to something the author can see.
+    // The thread: a reply must be to something the author can see. The parent is locked now
+    // with the lock its `replies_count` update takes later: taking the stronger lock first means
+    // a concurrent deletion of the parent waits for this reply (or this reply, then, finds the
+    // parent gone: 404), never a deadlock between the two.
     let (reply_account, conversation_id) = match new.in_reply_to_id {
         None => (None, id),
         Some(parent) => {
             let row = sqlx::query(&format!(
                 "SELECT s.account_id, s.conversation_id FROM statuses s \
-                 WHERE s.id = $1 AND s.reblog_of_id IS NULL AND {}",
+                 WHERE s.id = $1 AND s.reblog_of_id IS NULL AND {} FOR NO KEY UPDATE OF s",
                 crate::visibility::visible("s", "$2")
             ))
             .bind(parent)
