@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, Row};
+use sqlx::{Connection, PgConnection, Row};
 use stampede_core::id::IdGenerator;
 use stampede_queue::outbox;
 
@@ -526,17 +526,7 @@ pub async fn delete(
     id: i64,
     announce: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
-    let Some(row) = sqlx::query(
-        "SELECT account_id, reblog_of_id, in_reply_to_id, visibility, \
-                ARRAY(SELECT account_id FROM mentions WHERE status_id = $1) AS mentioned, \
-                ARRAY(SELECT lower(t.name) FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
-                      WHERE st.status_id = $1) AS tags \
-         FROM statuses WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?
-    else {
+    let Some(row) = lock_for_deletion(conn, id).await? else {
         return Ok(false);
     };
     let account_id: i64 = row.try_get("account_id")?;
@@ -606,6 +596,47 @@ pub async fn delete(
     )
     .await?;
     Ok(true)
+}
+
+/// How often, and how far apart, a deletion tries to lock its status without waiting.
+const LOCK_TRIES: u32 = 100;
+const LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Locks status `id` for deletion (with what the deletion needs of it), or `None` when it is
+/// gone. A favourite, boost or reply of the status holds a key-share lock on it (its foreign key)
+/// and then updates its counter; a deletion waiting for the row in between would deadlock with
+/// it. So the deletion never waits in line: it tries `NOWAIT` under a savepoint and, while the
+/// row is busy, steps back and tries again a moment later (at most a second; then it waits).
+async fn lock_for_deletion(
+    conn: &mut PgConnection,
+    id: i64,
+) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+    const SELECT: &str = "SELECT account_id, reblog_of_id, in_reply_to_id, visibility, \
+            ARRAY(SELECT account_id FROM mentions WHERE status_id = $1) AS mentioned, \
+            ARRAY(SELECT lower(t.name) FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
+                  WHERE st.status_id = $1) AS tags \
+         FROM statuses WHERE id = $1 FOR UPDATE";
+    let nowait = format!("{SELECT} NOWAIT");
+    for _ in 0..LOCK_TRIES {
+        let mut savepoint = conn.begin().await?;
+        match sqlx::query(&nowait)
+            .bind(id)
+            .fetch_optional(&mut *savepoint)
+            .await
+        {
+            Ok(row) => {
+                savepoint.commit().await?;
+                return Ok(row);
+            }
+            // 55P03 lock_not_available: someone is using the row right now.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                savepoint.rollback().await?;
+                tokio::time::sleep(LOCK_PAUSE).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    sqlx::query(SELECT).bind(id).fetch_optional(conn).await
 }
 
 /// Queues the `Delete` (or, for a boost, `Undo` of the `Announce`) of a local status for the
