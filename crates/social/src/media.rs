@@ -414,44 +414,51 @@ pub async fn process(
         }
     };
     place.record("ready", started);
-    let (original, small) = store_variants(storage, id, &processed).await?;
-    let mut tx = db.begin().await?;
-    let updated: Option<MediaRow> = sqlx::query_as(&format!(
+    let update = format!(
         "UPDATE media_attachments SET state = 'ready', type = $2, content_type = $3, \
            file_key = $4, small_key = $5, file_size = $6, meta = $7, blurhash = $8, \
            upload_key = NULL, updated_at = now() \
          WHERE id = $1 AND state = 'processing' RETURNING {MEDIA_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(processed.kind.as_str())
-    .bind(processed.original.mime)
-    .bind(&original)
-    .bind(&small)
-    .bind(processed.original.bytes.len() as i64)
-    .bind(sqlx::types::Json(&processed.meta))
-    .bind(&processed.blurhash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let outcome = match updated {
-        Some(row) => {
-            discard(&mut tx, &[upload_key]).await?;
-            Outcome::Ready(Box::new(row))
-        }
-        // Another job finished first: these files are spare.
-        None => {
-            discard(
-                &mut tx,
-                &[Some(original), small]
-                    .into_iter()
-                    .flatten()
-                    .collect::<Vec<_>>(),
-            )
-            .await?;
-            Outcome::Settled
-        }
+    );
+    let recorded = record_variants(db, storage, id, &processed, &update, Some(upload_key)).await?;
+    Ok(match recorded {
+        Some(row) => Outcome::Ready(Box::new(row)),
+        None => Outcome::Settled,
+    })
+}
+
+/// Stores `processed`'s variants and records them on row `id` with `update`, a statement that
+/// takes them as $2…$8 (type, content type, original and small keys, size, meta, blurhash) and
+/// returns the row when it applied. Then `spent` (the raw upload) goes to the garbage; when the
+/// statement did not apply (another job was first), the new files do instead.
+async fn record_variants(
+    db: &Db,
+    storage: &Storage,
+    id: i64,
+    processed: &Processed,
+    update: &str,
+    spent: Option<String>,
+) -> Result<Option<MediaRow>, UploadError> {
+    let (original, small) = store_variants(storage, id, processed).await?;
+    let mut tx = db.begin().await?;
+    let updated: Option<MediaRow> = sqlx::query_as(update)
+        .bind(id)
+        .bind(processed.kind.as_str())
+        .bind(processed.original.mime)
+        .bind(&original)
+        .bind(&small)
+        .bind(processed.original.bytes.len() as i64)
+        .bind(sqlx::types::Json(&processed.meta))
+        .bind(&processed.blurhash)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let garbage: Vec<String> = match updated {
+        Some(_) => spent.into_iter().collect(),
+        None => [Some(original), small].into_iter().flatten().collect(),
     };
+    discard(&mut tx, &garbage).await?;
     tx.commit().await?;
-    Ok(outcome)
+    Ok(updated)
 }
 
 async fn fail(db: &Db, id: i64, reason: &str) -> Result<Outcome, UploadError> {
@@ -860,36 +867,13 @@ pub async fn cache(
         }
     };
     place.record("ready", started);
-    let (original, small) = store_variants(storage, id, &processed).await?;
-    let mut tx = db.begin().await?;
-    let updated: Option<MediaRow> = sqlx::query_as(&format!(
+    let update = format!(
         "UPDATE media_attachments SET type = $2, content_type = $3, file_key = $4, \
            small_key = $5, file_size = $6, meta = $7, blurhash = coalesce(blurhash, $8), \
            updated_at = now() \
          WHERE id = $1 AND file_key IS NULL RETURNING {MEDIA_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(processed.kind.as_str())
-    .bind(processed.original.mime)
-    .bind(&original)
-    .bind(&small)
-    .bind(processed.original.bytes.len() as i64)
-    .bind(sqlx::types::Json(&processed.meta))
-    .bind(&processed.blurhash)
-    .fetch_optional(&mut *tx)
-    .await?;
-    if updated.is_none() {
-        discard(
-            &mut tx,
-            &[Some(original), small]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>(),
-        )
-        .await?;
-    }
-    tx.commit().await?;
-    match updated {
+    );
+    match record_variants(db, storage, id, &processed, &update, None).await? {
         Some(row) => Ok(Some(row)),
         None => Ok(find(db, id).await?),
     }

@@ -7,7 +7,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::payload::Params;
@@ -176,15 +175,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let account_id = auth.account(WRITE)?;
-    let removed = sqlx::query("DELETE FROM featured_tags WHERE id = $1 AND account_id = $2")
-        .bind(path_id(&id)?)
-        .bind(account_id)
-        .execute(&state.ctx.db)
-        .await?;
-    if removed.rows_affected() == 0 {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(json!({})))
+    super::delete_owned(&state, super::Owned::FeaturedTag, &id, account_id).await
 }
 
 /// `GET /api/v1/featured_tags/suggestions`: the hashtags the viewer used most in their last

@@ -6,10 +6,10 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stampede_mastodon::time::iso;
-use stampede_social::filters::CONTEXTS;
 
 use crate::AppState;
 use crate::api::v1::statuses::path_id;
+use crate::api::v2::filters::{check_context, expiry};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::payload::{Params, flex};
@@ -82,12 +82,7 @@ impl V1Params {
             ));
         }
         if new || self.context.is_some() {
-            let context = self.context.as_deref().unwrap_or_default();
-            if context.is_empty() || context.iter().any(|c| !CONTEXTS.contains(&c.as_str())) {
-                return Err(ApiError::unprocessable(
-                    "Validation failed: Context can't be blank or contains invalid values",
-                ));
-            }
+            check_context(self.context.as_deref())?;
         }
         Ok(())
     }
@@ -97,9 +92,7 @@ impl V1Params {
     }
 
     fn expiry(&self) -> Option<chrono::DateTime<chrono::Utc>> {
-        self.expires_in
-            .filter(|s| *s > 0)
-            .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s.min(10 * 365 * 86_400)))
+        expiry(self.expires_in)
     }
 }
 

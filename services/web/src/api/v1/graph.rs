@@ -38,17 +38,7 @@ impl AppState {
         rows: Vec<(i64, i64)>,
     ) -> Result<Page<Account>, ApiError> {
         let ids: Vec<i64> = rows.iter().map(|(_, a)| *a).collect();
-        let found: HashMap<i64, accounts::AccountRow> = accounts::find_many(&self.ctx.db, &ids)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect();
-        let items = rows
-            .iter()
-            .filter_map(|(_, a)| found.get(a))
-            .filter(|a| a.suspended_at.is_none())
-            .map(|a| self.render_account(a))
-            .collect();
+        let items = self.accounts_in_order(&ids).await?;
         Ok(Page::new(
             items,
             &self.base_url(),
@@ -56,6 +46,21 @@ impl AppState {
             rows.first().map(|r| r.0),
             rows.last().map(|r| r.0),
         ))
+    }
+
+    /// The accounts `ids`, rendered in that order; missing and suspended ones left out.
+    pub async fn accounts_in_order(&self, ids: &[i64]) -> Result<Vec<Account>, ApiError> {
+        let found: HashMap<i64, accounts::AccountRow> = accounts::find_many(&self.ctx.db, ids)
+            .await?
+            .into_iter()
+            .map(|a| (a.id, a))
+            .collect();
+        Ok(ids
+            .iter()
+            .filter_map(|id| found.get(id))
+            .filter(|a| a.suspended_at.is_none())
+            .map(|a| self.render_account(a))
+            .collect())
     }
 
     /// Relationships of `viewer` with each of `targets`, in order.
@@ -878,12 +883,7 @@ pub async fn familiar_followers(
         .bind(MAX_FAMILIAR)
         .fetch_all(&state.ctx.db)
         .await?;
-        let rows = accounts::find_many(&state.ctx.db, &ids).await?;
-        let accounts: Vec<Account> = ids
-            .iter()
-            .filter_map(|id| rows.iter().find(|r| r.id == *id))
-            .map(|row| state.render_account(row))
-            .collect();
+        let accounts = state.accounts_in_order(&ids).await?;
         out.push(serde_json::json!({ "id": target.to_string(), "accounts": accounts }));
     }
     Ok(Json(out))

@@ -34,6 +34,8 @@ pub enum Owned {
     Notification,
     ScheduledStatus,
     List,
+    FeaturedTag,
+    Filter,
 }
 
 impl Owned {
@@ -43,6 +45,8 @@ impl Owned {
             Owned::Notification => "notifications",
             Owned::ScheduledStatus => "scheduled_statuses",
             Owned::List => "lists",
+            Owned::FeaturedTag => "featured_tags",
+            Owned::Filter => "filters",
         }
     }
 }

@@ -172,11 +172,5 @@ pub async fn directory(
     .bind(i64::from(q.offset.unwrap_or(0)))
     .fetch_all(&state.ctx.db)
     .await?;
-    let rows = crate::accounts::find_many(&state.ctx.db, &ids).await?;
-    Ok(Json(
-        ids.iter()
-            .filter_map(|id| rows.iter().find(|r| r.id == *id))
-            .map(|row| state.render_account(row))
-            .collect(),
-    ))
+    Ok(Json(state.accounts_in_order(&ids).await?))
 }

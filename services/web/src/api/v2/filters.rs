@@ -96,12 +96,7 @@ fn check(p: &FilterParams, new: bool) -> Result<(), ApiError> {
         ));
     }
     if new || p.context.is_some() {
-        let context = p.context.as_deref().unwrap_or_default();
-        if context.is_empty() || context.iter().any(|c| !CONTEXTS.contains(&c.as_str())) {
-            return Err(ApiError::unprocessable(
-                "Validation failed: Context can't be blank or contains invalid values",
-            ));
-        }
+        check_context(p.context.as_deref())?;
     }
     if let Some(action) = &p.filter_action
         && !["warn", "hide", "blur"].contains(&action.as_str())
@@ -165,7 +160,19 @@ async fn apply_keywords(
     Ok(())
 }
 
-fn expiry(expires_in: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
+/// Checks a filter's contexts: at least one, each Mastodon's.
+pub(crate) fn check_context(context: Option<&[String]>) -> Result<(), ApiError> {
+    let context = context.unwrap_or_default();
+    if context.is_empty() || context.iter().any(|c| !CONTEXTS.contains(&c.as_str())) {
+        return Err(ApiError::unprocessable(
+            "Validation failed: Context can't be blank or contains invalid values",
+        ));
+    }
+    Ok(())
+}
+
+/// When a filter given `expires_in` seconds expires (never for none or 0; ten years at most).
+pub(crate) fn expiry(expires_in: Option<i64>) -> Option<chrono::DateTime<chrono::Utc>> {
     expires_in
         .filter(|s| *s > 0)
         .map(|s| chrono::Utc::now() + chrono::Duration::seconds(s.min(10 * 365 * 86_400)))
@@ -264,15 +271,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let account_id = auth.account(WRITE)?;
-    let removed = sqlx::query("DELETE FROM filters WHERE id = $1 AND account_id = $2")
-        .bind(path_id(&id)?)
-        .bind(account_id)
-        .execute(&state.ctx.db)
-        .await?;
-    if removed.rows_affected() == 0 {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(json!({})))
+    crate::api::v1::delete_owned(&state, crate::api::v1::Owned::Filter, &id, account_id).await
 }
 
 /// The filter that keyword (or filtered status) `id` belongs to, if it is `account_id`'s.
