@@ -10,6 +10,7 @@ pub mod application;
 pub mod error;
 pub mod instance;
 pub mod media;
+pub mod notification;
 pub mod status;
 pub mod time;
 
@@ -17,6 +18,10 @@ pub use account::{Account, CredentialAccount, Field, Role, Source};
 pub use application::{Application, CredentialApplication, Token};
 pub use error::{ErrorBody, FieldError, ValidationBody};
 pub use media::MediaAttachment;
+pub use notification::{
+    GroupedNotificationsResults, NotificationGroup, NotificationPolicy, NotificationPolicySummary,
+    NotificationRequest, PartialAccountWithAvatar,
+};
 pub use status::{
     Context, Conversation, List, Marker, Mention, Notification, Poll, PollOption, Relationship,
     ScheduledStatus, SearchResults, Status, StatusApplication, StatusEdit, StatusSource, StatusTag,

@@ -22,7 +22,7 @@ use stampede_telemetry::Metrics;
 
 use crate::activitypub::{Documents, with_context};
 use crate::outbound;
-use crate::render::{ConversationRow, NotificationRow, Renderer};
+use crate::render::{ConversationRow, NOTIFICATION_COLUMNS, NotificationRow, Renderer};
 use crate::stream::{self, AccountEvent, AccountStream, StatusEvent};
 use crate::{feeds, notification, visibility};
 
@@ -536,15 +536,14 @@ impl Distributor {
     }
 
     async fn notification_created(&self, notification_id: i64) -> Result<(), JobError> {
-        let row: Option<NotificationRow> = sqlx::query_as(
-            "SELECT id, account_id, from_account_id, type, status_id, created_at \
-             FROM notifications WHERE id = $1",
-        )
+        let row: Option<NotificationRow> = sqlx::query_as(&format!(
+            "SELECT {NOTIFICATION_COLUMNS} FROM notifications n WHERE n.id = $1 AND NOT n.filtered"
+        ))
         .bind(notification_id)
         .fetch_optional(&self.db)
         .await?;
         let Some(row) = row else {
-            return Ok(()); // dismissed already
+            return Ok(()); // dismissed already, or filtered into a request
         };
         let account = row.account_id;
         let Some(notification) = self.render.notifications(account, vec![row]).await?.pop() else {

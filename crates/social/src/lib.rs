@@ -25,6 +25,7 @@ pub mod inbox;
 pub mod interactions;
 pub mod keys;
 pub mod media;
+pub mod notification_requests;
 pub mod outbound;
 pub mod passwords;
 pub mod post;

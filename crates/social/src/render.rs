@@ -582,7 +582,12 @@ pub struct NotificationRow {
     pub kind: String,
     pub status_id: Option<i64>,
     pub created_at: DateTime<Utc>,
+    pub group_key: Option<String>,
 }
+
+/// The columns a [`NotificationRow`] reads, from `notifications n`.
+pub const NOTIFICATION_COLUMNS: &str =
+    "n.id, n.account_id, n.from_account_id, n.type, n.status_id, n.created_at, n.group_key";
 
 /// A row of `account_conversations`, as rendered.
 #[derive(Debug, Clone, FromRow)]
@@ -602,7 +607,10 @@ impl Renderer {
         accounts::find_many(&self.db, ids).await
     }
 
-    async fn accounts_by_id(&self, ids: &[i64]) -> Result<HashMap<i64, AccountRow>, sqlx::Error> {
+    pub async fn accounts_by_id(
+        &self,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, AccountRow>, sqlx::Error> {
         Ok(accounts::find_many(&self.db, ids)
             .await?
             .into_iter()
@@ -610,7 +618,7 @@ impl Renderer {
             .collect())
     }
 
-    async fn statuses_by_id(
+    pub async fn statuses_by_id(
         &self,
         viewer: i64,
         ids: &[i64],
@@ -648,7 +656,7 @@ impl Renderer {
                 Some(Notification {
                     id: r.id.to_string(),
                     kind: r.kind,
-                    group_key: format!("ungrouped-{}", r.id),
+                    group_key: r.group_key.unwrap_or_else(|| format!("ungrouped-{}", r.id)),
                     created_at: iso(r.created_at),
                     account: self.render_account(account),
                     status,

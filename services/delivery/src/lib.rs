@@ -189,7 +189,8 @@ async fn sample_depths(ctx: Context) {
     }
 }
 
-/// Forgets old deduplication records, canaries, authorization codes and sessions once an hour.
+/// Forgets old deduplication records, canaries, authorization codes, sessions and notification
+/// group buckets once an hour.
 async fn prune(ctx: Context) {
     loop {
         if let Err(error) = canary::prune(ctx.jobs.pool(), DEDUPE_RETENTION).await {
@@ -203,6 +204,15 @@ async fn prune(ctx: Context) {
             if let Err(error) = sqlx::query(statement).execute(&ctx.jobs).await {
                 tracing::debug!(%error, "could not prune expired grants or sessions");
             }
+        }
+        // A notification group's hour bucket matters for 12 hours after its last use.
+        if let Err(error) = sqlx::query(
+            "DELETE FROM notification_group_buckets WHERE updated_at < now() - interval '1 day'",
+        )
+        .execute(&ctx.db)
+        .await
+        {
+            tracing::debug!(%error, "could not prune notification group buckets");
         }
         match dedupe::prune(ctx.jobs.pool(), DEDUPE_RETENTION).await {
             Ok(0) => {}

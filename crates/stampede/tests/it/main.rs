@@ -13,6 +13,7 @@ mod leases;
 mod lifecycle;
 mod mastodon;
 mod media;
+mod notifications;
 mod outbox;
 mod pages;
 mod platform;

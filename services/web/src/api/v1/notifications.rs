@@ -7,7 +7,7 @@ use serde::Deserialize;
 use stampede_mastodon::Notification;
 use stampede_social::feeds::keyset;
 use stampede_social::notification;
-use stampede_social::render::NotificationRow;
+use stampede_social::render::{NOTIFICATION_COLUMNS, NotificationRow};
 
 use crate::AppState;
 use crate::api::v1::statuses::path_id;
@@ -16,8 +16,8 @@ use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
 use crate::payload::{Params, flex};
 
-const READ: &[&str] = &["read", "read:notifications"];
-const WRITE: &[&str] = &["write", "write:notifications"];
+pub(crate) const READ: &[&str] = &["read", "read:notifications"];
+pub(crate) const WRITE: &[&str] = &["write", "write:notifications"];
 
 /// Hidden at read time as well as at creation: notifications from accounts the viewer blocks
 /// or is blocked by, or mutes with notifications hidden.
@@ -28,16 +28,56 @@ const HIDDEN: &str = "NOT EXISTS (SELECT 1 FROM blocks b \
         AND m.target_account_id = n.from_account_id AND m.hide_notifications \
         AND (m.expires_at IS NULL OR m.expires_at > now()))";
 
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    #[serde(flatten)]
-    page: PageQuery,
+/// The notifications a list shows, binding `$1` the viewer, `$2` the kinds asked for, `$3`
+/// the kinds excluded, `$4` one sender or NULL, `$5` whether filtered ones are included
+/// (see [`Selection::bind`]).
+pub(crate) fn shown() -> String {
+    format!(
+        "n.account_id = $1 AND n.type = ANY($2) AND NOT n.type = ANY($3) \
+         AND ($4::bigint IS NULL OR n.from_account_id = $4) AND ($5 OR NOT n.filtered) AND {HIDDEN}"
+    )
+}
+
+/// The selection parameters every notification list takes (v1 and v2).
+#[derive(Debug, Default, Deserialize)]
+pub struct Selection {
     #[serde(default, deserialize_with = "flex::opt_list")]
     types: Option<Vec<String>>,
     #[serde(default, deserialize_with = "flex::opt_list")]
     exclude_types: Option<Vec<String>>,
     #[serde(default, deserialize_with = "flex::opt_id")]
     account_id: Option<i64>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    include_filtered: Option<bool>,
+}
+
+impl Selection {
+    /// Binds `$1`…`$5` of [`shown`] for `viewer`.
+    pub(crate) fn bind<'q, O>(
+        &self,
+        query: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+        viewer: i64,
+    ) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+        let types: Vec<String> = self
+            .types
+            .clone()
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| notification::ALL.iter().map(|t| t.to_string()).collect());
+        query
+            .bind(viewer)
+            .bind(types)
+            .bind(self.exclude_types.clone().unwrap_or_default())
+            .bind(self.account_id)
+            .bind(self.include_filtered.unwrap_or(false))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    #[serde(flatten)]
+    selection: Selection,
 }
 
 pub async fn index(
@@ -48,30 +88,21 @@ pub async fn index(
 ) -> Result<Page<Notification>, ApiError> {
     let account_id = auth.account(READ)?;
     let bounds = q.page.bounds(40, 80);
-    let types: Vec<String> = q
-        .types
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| notification::ALL.iter().map(|t| t.to_string()).collect());
-    let exclude = q.exclude_types.unwrap_or_default();
-    let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
-        "SELECT n.id, n.account_id, n.from_account_id, n.type, n.status_id, n.created_at FROM notifications n \
-         WHERE n.account_id = $1 AND n.type = ANY($2) AND NOT n.type = ANY($3) \
-           AND ($4::bigint IS NULL OR n.from_account_id = $4) \
-           AND {keyset} \
-           AND {HIDDEN} \
-         ORDER BY n.id {} LIMIT $7",
+    let sql = format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
+         WHERE {shown} AND {keyset} ORDER BY n.id {} LIMIT $8",
         bounds.order(),
-        keyset = keyset("n.id", 5, 6),
-    ))
-    .bind(account_id)
-    .bind(&types)
-    .bind(&exclude)
-    .bind(q.account_id)
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(bounds.limit as i64)
-    .fetch_all(&state.ctx.db)
-    .await?;
+        shown = shown(),
+        keyset = keyset("n.id", 6, 7),
+    );
+    let rows: Vec<NotificationRow> = q
+        .selection
+        .bind(sqlx::query_as(&sql), account_id)
+        .bind(bounds.max)
+        .bind(bounds.min)
+        .bind(bounds.limit as i64)
+        .fetch_all(&state.ctx.db)
+        .await?;
     let mut rows = rows;
     if bounds.ascending {
         rows.reverse();
@@ -94,7 +125,7 @@ pub async fn show(
 ) -> Result<Json<Notification>, ApiError> {
     let account_id = auth.account(READ)?;
     let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
-        "SELECT n.id, n.account_id, n.from_account_id, n.type, n.status_id, n.created_at FROM notifications n \
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
          WHERE n.id = $1 AND n.account_id = $2 AND {HIDDEN}"
     ))
     .bind(path_id(&id)?)
@@ -143,25 +174,19 @@ pub async fn unread_count(
     Params(q): Params<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let account_id = auth.account(READ)?;
-    let types: Vec<String> = q
-        .types
-        .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| notification::ALL.iter().map(|t| t.to_string()).collect());
-    let exclude = q.exclude_types.unwrap_or_default();
-    let count: i64 = sqlx::query_scalar(&format!(
+    let sql = format!(
         "SELECT count(*) FROM (SELECT 1 FROM notifications n \
-         WHERE n.account_id = $1 AND n.type = ANY($2) AND NOT n.type = ANY($3) \
-           AND ($4::bigint IS NULL OR n.from_account_id = $4) \
+         WHERE {shown} \
            AND n.id > coalesce((SELECT last_read_id FROM markers \
                                 WHERE account_id = $1 AND timeline = 'notifications'), 0) \
-           AND {HIDDEN} LIMIT $5) unread"
-    ))
-    .bind(account_id)
-    .bind(&types)
-    .bind(&exclude)
-    .bind(q.account_id)
-    .bind(MAX_UNREAD)
-    .fetch_one(&state.ctx.db)
-    .await?;
+         LIMIT $6) unread",
+        shown = shown(),
+    );
+    let (count,): (i64,) = q
+        .selection
+        .bind(sqlx::query_as(&sql), account_id)
+        .bind(MAX_UNREAD)
+        .fetch_one(&state.ctx.db)
+        .await?;
     Ok(Json(serde_json::json!({ "count": count })))
 }

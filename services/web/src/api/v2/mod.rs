@@ -4,10 +4,11 @@ use axum::Router;
 use axum::routing::{get, post};
 
 pub mod filters;
+pub mod notifications;
 pub mod search;
 
 use crate::AppState;
-use crate::api::v1::{admin, instance, media};
+use crate::api::v1::{admin, instance, media, notification_requests};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -41,4 +42,25 @@ pub fn router() -> Router<AppState> {
             get(filters::statuses).post(filters::add_status),
         )
         .route("/api/v2/suggestions", get(crate::api::v1::suggestions::v2))
+        .route("/api/v2/notifications", get(notifications::index))
+        .route(
+            "/api/v2/notifications/unread_count",
+            get(notifications::unread_count),
+        )
+        .route(
+            "/api/v2/notifications/policy",
+            get(notification_requests::policy).patch(notification_requests::update_policy),
+        )
+        .route(
+            "/api/v2/notifications/{group_key}",
+            get(notifications::show),
+        )
+        .route(
+            "/api/v2/notifications/{group_key}/accounts",
+            get(notifications::accounts),
+        )
+        .route(
+            "/api/v2/notifications/{group_key}/dismiss",
+            post(notifications::dismiss),
+        )
 }
