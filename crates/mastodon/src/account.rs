@@ -36,7 +36,7 @@ pub struct Account {
     pub last_status_at: Option<String>,
     pub hide_collections: Option<bool>,
     pub noindex: bool,
-    pub emojis: Vec<serde_json::Value>,
+    pub emojis: Vec<crate::CustomEmoji>,
     pub roles: Vec<serde_json::Value>,
     pub fields: Vec<Field>,
 }
@@ -72,4 +72,29 @@ pub struct CredentialAccount {
     pub account: Account,
     pub source: Source,
     pub role: Role,
+}
+
+/// The viewer's own profile as they edit it (`/api/v1/profile`, Mastodon 4.6): raw note and
+/// fields, and no picture where none was set.
+#[derive(Debug, Clone, Serialize)]
+pub struct Profile {
+    pub id: String,
+    pub display_name: String,
+    pub note: String,
+    pub fields: Vec<Field>,
+    pub avatar: Option<String>,
+    pub avatar_static: Option<String>,
+    pub avatar_description: String,
+    pub header: Option<String>,
+    pub header_static: Option<String>,
+    pub header_description: String,
+    pub locked: bool,
+    pub bot: bool,
+    pub discoverable: Option<bool>,
+    pub indexable: bool,
+    pub hide_collections: Option<bool>,
+    pub show_media: bool,
+    pub show_media_replies: bool,
+    pub show_featured: bool,
+    pub attribution_domains: Vec<String>,
 }

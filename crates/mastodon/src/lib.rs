@@ -14,7 +14,7 @@ pub mod notification;
 pub mod status;
 pub mod time;
 
-pub use account::{Account, CredentialAccount, Field, Role, Source};
+pub use account::{Account, CredentialAccount, Field, Profile, Role, Source};
 pub use application::{Application, CredentialApplication, Token};
 pub use error::{ErrorBody, FieldError, ValidationBody};
 pub use media::MediaAttachment;
@@ -23,7 +23,7 @@ pub use notification::{
     NotificationRequest, PartialAccountWithAvatar,
 };
 pub use status::{
-    Context, Conversation, List, Marker, Mention, Notification, Poll, PollOption, Relationship,
-    ScheduledStatus, SearchResults, Status, StatusApplication, StatusEdit, StatusSource, StatusTag,
-    Tag, TagHistory,
+    Context, Conversation, CustomEmoji, List, Marker, Mention, Notification, Poll, PollOption,
+    Relationship, ScheduledStatus, SearchResults, Status, StatusApplication, StatusEdit,
+    StatusSource, StatusTag, Tag, TagHistory,
 };

@@ -42,7 +42,7 @@ pub struct Poll {
     pub votes_count: i64,
     pub voters_count: Option<i64>,
     pub options: Vec<PollOption>,
-    pub emojis: Vec<serde_json::Value>,
+    pub emojis: Vec<CustomEmoji>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub voted: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,7 +64,7 @@ pub struct Status {
     pub application: Option<StatusApplication>,
     pub mentions: Vec<Mention>,
     pub tags: Vec<StatusTag>,
-    pub emojis: Vec<serde_json::Value>,
+    pub emojis: Vec<CustomEmoji>,
     pub reblogs_count: i64,
     pub favourites_count: i64,
     pub replies_count: i64,
@@ -114,7 +114,7 @@ pub struct StatusEdit {
     pub account: Account,
     pub poll: Option<serde_json::Value>,
     pub media_attachments: Vec<crate::MediaAttachment>,
-    pub emojis: Vec<serde_json::Value>,
+    pub emojis: Vec<CustomEmoji>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -204,4 +204,14 @@ pub struct SearchResults {
     pub accounts: Vec<Account>,
     pub statuses: Vec<Status>,
     pub hashtags: Vec<Tag>,
+}
+
+/// A custom emoji: `:shortcode:` in a status or a name shows this image.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CustomEmoji {
+    pub shortcode: String,
+    pub url: String,
+    pub static_url: String,
+    pub visible_in_picker: bool,
+    pub category: Option<String>,
 }

@@ -167,6 +167,34 @@ pub async fn profile_image(
     run_blocking(move || still::profile(&bytes, format, (width, height), &limits)).await
 }
 
+/// A custom emoji (PNG, GIF or WebP of at most `max_bytes`): its MIME type and its still
+/// version, the first frame as PNG fitting `side`×`side`.
+pub async fn emoji(
+    bytes: Bytes,
+    max_bytes: usize,
+    side: u32,
+    limits: &Limits,
+) -> Result<(&'static str, Variant), MediaError> {
+    let sniffed = sniff(&bytes)?;
+    if !matches!(sniffed.mime, "image/png" | "image/gif" | "image/webp") {
+        return Err(MediaError::Unsupported(format!(
+            "A custom emoji must be a PNG, GIF or WebP image, not {}",
+            sniffed.mime
+        )));
+    }
+    if bytes.len() > max_bytes {
+        return Err(MediaError::TooLarge(format!(
+            "A custom emoji may be at most {} KiB",
+            max_bytes / 1024
+        )));
+    }
+    let format = sniff::image_format(sniffed.mime)
+        .ok_or_else(|| MediaError::Unsupported(format!("{} cannot be decoded", sniffed.mime)))?;
+    let limits = limits.clone();
+    let still = run_blocking(move || still::emoji_still(&bytes, format, side, &limits)).await?;
+    Ok((sniffed.mime, still))
+}
+
 /// Whether ffmpeg and ffprobe can be run, with the encoders this crate uses: for the instance
 /// entity's media configuration and for refusing a video before it is uploaded in full.
 /// Takes tens of milliseconds; callers check once at startup.

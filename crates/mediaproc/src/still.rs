@@ -158,6 +158,27 @@ pub(crate) fn profile(
     encode(&scaled, decoded.output, decoded.icc.as_deref())
 }
 
+/// A custom emoji's still version: the first frame as PNG, scaled down to fit `side`×`side`.
+pub(crate) fn emoji_still(
+    bytes: &[u8],
+    format: ImageFormat,
+    side: u32,
+    limits: &Limits,
+) -> Result<Variant, MediaError> {
+    let decoded = decode(bytes, format, limits)?;
+    let image = crate::orient::apply(decoded.image, decoded.orientation);
+    let image = if image.width() > side || image.height() > side {
+        let (w, h) = (image.width() as u64, image.height() as u64);
+        let scale = side as f64 / w.max(h) as f64;
+        let width = ((w as f64 * scale).round() as u32).max(1);
+        let height = ((h as f64 * scale).round() as u32).max(1);
+        downscale(&image, width, height)
+    } else {
+        image
+    };
+    encode(&image, Output::Png, None)
+}
+
 /// The largest centred part of `image` with the aspect ratio `width`:`height`.
 fn crop_to_aspect(image: DynamicImage, width: u32, height: u32) -> DynamicImage {
     let (w, h) = (u64::from(image.width()), u64::from(image.height()));

@@ -30,7 +30,8 @@ pub fn context() -> Value {
             "PropertyValue": "schema:PropertyValue",
             "value": "schema:value",
             "sensitive": "as:sensitive",
-            "Hashtag": "as:Hashtag"
+            "Hashtag": "as:Hashtag",
+            "Emoji": "toot:Emoji"
         }
     ])
 }
@@ -82,6 +83,7 @@ pub fn person(base: &str, account: &Account, indexable: bool, public_key: &str) 
         "attachment": attachment,
         "alsoKnownAs": [],
         "endpoints": { "sharedInbox": format!("{base}/inbox") },
+        "tag": account.emojis.iter().map(|e| crate::emojis::to_tag(base, e)).collect::<Vec<_>>(),
         "icon": { "type": "Image", "mediaType": media_type_of(&account.avatar), "url": account.avatar },
         "image": { "type": "Image", "mediaType": media_type_of(&account.header), "url": account.header },
     })
@@ -218,6 +220,7 @@ impl Documents {
                 |t| json!({ "type": "Hashtag", "href": t.url, "name": format!("#{}", t.name) }),
             ),
         );
+        tags.extend(status.emojis.iter().map(|e| crate::emojis::to_tag(base, e)));
         let mut note = json!({
             "id": status.uri,
             "type": "Note",

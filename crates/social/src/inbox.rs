@@ -192,6 +192,7 @@ pub async fn store_note(
         .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_alphanumeric() || c == '_'))
         .collect();
     post::attach(tx, id, &mentioned, &tags).await?;
+    crate::emojis::record_remote(tx, ids, &signer.domain, &note["tag"]).await?;
     let media = crate::media::RemoteMedia::from_note(note);
     if !media.is_empty() {
         crate::media::record_remote(tx, ids, signer.id, id, &media, cache_media).await?;
@@ -1088,6 +1089,7 @@ impl Inbox {
         if kind == "Question" {
             update_poll(tx, id, object).await?;
         }
+        crate::emojis::record_remote(tx, &self.ids, &signer.domain, &object["tag"]).await?;
         crate::media::record_remote(
             tx,
             &self.ids,

@@ -18,6 +18,7 @@ pub mod activitypub;
 pub mod delivery;
 pub mod distribute;
 pub mod domains;
+pub mod emojis;
 pub mod feeds;
 pub mod filters;
 pub mod follows;

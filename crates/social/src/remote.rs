@@ -382,6 +382,9 @@ impl Resolver {
         .await?;
         let account = remote_of(&row)?;
         self.images_changed(account.id, before, &actor).await?;
+        // The emojis of its name and bio.
+        let mut conn = self.db.acquire().await?;
+        crate::emojis::record_remote(&mut conn, &self.ids, &actor.domain, &doc["tag"]).await?;
         Ok(account)
     }
 

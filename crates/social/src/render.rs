@@ -7,6 +7,7 @@
 //! Mastodon's entities.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgConnection};
@@ -18,6 +19,7 @@ use stampede_mastodon::{
 };
 
 use crate::accounts::{self, AccountRow, render_note};
+use crate::emojis::EmojiCache;
 use crate::media::{self, Files, MediaRow};
 use crate::text::escape;
 use crate::visibility;
@@ -28,13 +30,19 @@ pub struct Renderer {
     db: Db,
     base: String,
     files: Files,
+    emojis: Arc<EmojiCache>,
 }
 
 impl Renderer {
     /// A renderer reading `db`, with links under `base` (`https://WEB_DOMAIN`) and media
     /// files under `files`.
     pub fn new(db: Db, base: String, files: Files) -> Self {
-        Renderer { db, base, files }
+        Renderer {
+            db,
+            base,
+            files,
+            emojis: Arc::default(),
+        }
     }
 
     /// The renderer for a server's configuration.
@@ -54,6 +62,22 @@ impl Renderer {
     /// `https://WEB_DOMAIN`.
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The custom emojis, reloaded first when they changed.
+    pub async fn emojis(&self) -> Result<&EmojiCache, sqlx::Error> {
+        self.refresh_emojis().await?;
+        Ok(&self.emojis)
+    }
+
+    /// Reloads the custom emojis when they changed (a look at most once a second). Called
+    /// before a connection is taken for the rest of the work.
+    async fn refresh_emojis(&self) -> Result<(), sqlx::Error> {
+        if self.emojis.due() {
+            let mut conn = self.db.acquire().await?;
+            self.emojis.refresh(&mut conn, &self.files).await?;
+        }
+        Ok(())
     }
 }
 
@@ -234,6 +258,7 @@ impl Renderer {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        self.refresh_emojis().await?;
         // One connection for the two to four statements: each acquisition from a busy pool is
         // another wait in its queue.
         let mut conn = self.db.acquire().await?;
@@ -410,9 +435,13 @@ impl Renderer {
             following_count: row.following_count,
             statuses_count: row.statuses_count,
             last_status_at: row.last_status_at.map(|t| t.date_naive().to_string()),
-            hide_collections: None,
+            hide_collections: Some(row.hide_collections),
             noindex: !row.indexable,
-            emojis: Vec::new(),
+            emojis: {
+                let mut texts = vec![row.display_name.as_str(), row.note.as_str()];
+                texts.extend(row.fields.0.iter().map(|f| f.value.as_str()));
+                self.emojis.used_in(row.domain.as_deref(), &texts)
+            },
             roles: Vec::new(),
             fields: row
                 .fields
@@ -501,7 +530,13 @@ impl Renderer {
                     url: format!("{base}/tags/{}", name.to_lowercase()),
                 })
                 .collect(),
-            emojis: Vec::new(),
+            emojis: {
+                let mut texts = vec![row.content.as_str(), row.spoiler_text.as_str()];
+                if let Some(poll) = set.polls.get(&row.id) {
+                    texts.extend(poll.options.iter().map(String::as_str));
+                }
+                self.emojis.used_in(account.domain.as_deref(), &texts)
+            },
             reblogs_count: row.reblogs_count,
             favourites_count: row.favourites_count,
             replies_count: row.replies_count,
@@ -604,6 +639,7 @@ impl Renderer {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        self.refresh_emojis().await?;
         accounts::find_many(&self.db, ids).await
     }
 
@@ -611,6 +647,7 @@ impl Renderer {
         &self,
         ids: &[i64],
     ) -> Result<HashMap<i64, AccountRow>, sqlx::Error> {
+        self.refresh_emojis().await?;
         Ok(accounts::find_many(&self.db, ids)
             .await?
             .into_iter()

@@ -53,6 +53,30 @@ pub enum AdminCommand {
     /// Media files: free the storage remote media's cached copies take.
     #[command(subcommand)]
     Media(MediaCommand),
+    /// This server's custom emojis (`:shortcode:` in statuses and names).
+    #[command(subcommand)]
+    Emoji(EmojiCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmojiCommand {
+    /// Add an emoji from a PNG, GIF or WebP file of at most 256 KiB (replacing one with the
+    /// same shortcode).
+    Add {
+        /// Letters, digits and underscores, at least two.
+        shortcode: String,
+        file: std::path::PathBuf,
+        /// The group the emoji picker shows it in.
+        #[arg(long)]
+        category: Option<String>,
+        /// Usable by typing its shortcode, but not offered in the picker.
+        #[arg(long)]
+        hidden: bool,
+    },
+    /// List this server's emojis as JSON lines.
+    List,
+    /// Remove an emoji.
+    Remove { shortcode: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,6 +190,7 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
         }
         AdminCommand::Domains(command) => domains(command, &ctx).await,
         AdminCommand::Media(MediaCommand::Remove { days }) => media_remove(&ctx, days).await,
+        AdminCommand::Emoji(command) => emoji(command, &ctx).await,
         AdminCommand::Canary {
             queue,
             count,
@@ -205,6 +230,72 @@ async fn media_remove(ctx: &Context, days: u32) -> anyhow::Result<ExitCode> {
     .await?;
     println!("{}", serde_json::to_string(&removed)?);
     Ok(ExitCode::SUCCESS)
+}
+
+async fn emoji(command: EmojiCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    use stampede_social::emojis;
+    match command {
+        EmojiCommand::Add {
+            shortcode,
+            file,
+            category,
+            hidden,
+        } => {
+            let bytes = tokio::fs::read(&file)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let ids = stampede_core::id::IdGenerator::new();
+            match emojis::add_local(
+                &ctx.db,
+                &ctx.storage,
+                &stampede_social::media::limits(&ctx.config),
+                &ids,
+                &shortcode,
+                bytes.into(),
+                category.as_deref(),
+                !hidden,
+            )
+            .await
+            {
+                Ok(()) => {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "shortcode": shortcode, "added": true })
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(emojis::EmojiError::Invalid(message)) => {
+                    eprintln!("{message}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(emojis::EmojiError::Media(error)) => {
+                    eprintln!("{error}");
+                    Ok(ExitCode::FAILURE)
+                }
+                Err(error) => Err(error.into()),
+            }
+        }
+        EmojiCommand::List => {
+            let renderer =
+                stampede_social::render::Renderer::for_config(ctx.db.clone(), &ctx.config);
+            for emoji in renderer.emojis().await?.local() {
+                println!("{}", serde_json::to_string(&emoji)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        EmojiCommand::Remove { shortcode } => {
+            if emojis::remove_local(&ctx.db, &shortcode).await? {
+                println!(
+                    "{}",
+                    serde_json::json!({ "shortcode": shortcode, "removed": true })
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("there is no emoji :{shortcode}:");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
 }
 
 async fn domains(command: DomainsCommand, ctx: &Context) -> anyhow::Result<ExitCode> {

@@ -26,10 +26,14 @@ pub struct UserRow {
     pub source_language: Option<String>,
     pub disabled: bool,
     pub created_at: DateTime<Utc>,
+    /// Follow requests waiting for the account's answer.
+    pub follow_requests_count: i64,
 }
 
 const USER_COLUMNS: &str = "id, account_id, email, role, approved, confirmed_at, locale, reason, \
-     source_privacy, source_sensitive, source_language, disabled, created_at";
+     source_privacy, source_sensitive, source_language, disabled, created_at, \
+     (SELECT count(*) FROM follow_requests r WHERE r.target_account_id = users.account_id) \
+     AS follow_requests_count";
 
 /// The user of a local account.
 pub async fn user_of(
@@ -69,8 +73,8 @@ impl AppState {
                         verified_at: None,
                     })
                     .collect(),
-                follow_requests_count: 0,
-                hide_collections: None,
+                follow_requests_count: user.follow_requests_count,
+                hide_collections: Some(row.hide_collections),
                 discoverable: row.discoverable,
                 indexable: row.indexable,
             },

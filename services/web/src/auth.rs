@@ -153,6 +153,14 @@ impl Auth {
         }
     }
 
+    /// The user behind the token whatever the state of their login (for the few methods an
+    /// unconfirmed user may call); 422 for an app-only token.
+    pub fn any_user(&self) -> Result<&TokenUser, ApiError> {
+        self.user
+            .as_ref()
+            .ok_or_else(|| ApiError::unprocessable("This method requires an authenticated user"))
+    }
+
     /// The user behind the token, who must be allowed to act: 422 for an app-only token, 403 for
     /// an unconfirmed, pending, disabled or suspended login — Mastodon's answers.
     pub fn user(&self) -> Result<&TokenUser, ApiError> {

@@ -393,7 +393,7 @@ impl AppState {
 
     /// Whether the username is taken, the address is taken, and the address's domain (or a
     /// domain above it) is blocked.
-    async fn conflicts(
+    pub(crate) async fn conflicts(
         &self,
         username: &str,
         email: &str,

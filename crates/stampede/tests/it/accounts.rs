@@ -1096,3 +1096,70 @@ async fn invites_open_closed_registrations_and_blocked_domains_are_refused() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unconfirmed_user_gets_the_confirmation_mail_again_at_a_corrected_address() {
+    let (app, mut smtp) = app_with_mail(vec![]).await;
+    let creds = register_app(&app, "read write follow").await;
+    let token = app_token(&app, &creds, "read write").await;
+    let response = sign_up(&app, &token, "alice", json!({})).await;
+    let body: Value = response.json().await.unwrap();
+    let alice_token = body["access_token"].as_str().unwrap().to_string();
+    let first = smtp.next(Duration::from_secs(20)).await.expect("a mail");
+    assert_eq!(first.to, vec!["alice@mail.example".to_string()]);
+
+    // A wrong address is refused with nothing changed; a good one gets a new mail and link.
+    let resend = |body: Value| {
+        app.client
+            .post(app.url("/api/v1/emails/confirmations"))
+            .bearer_auth(&alice_token)
+            .json(&body)
+            .send()
+    };
+    let wrong = resend(json!({ "email": "not an address" })).await.unwrap();
+    assert_eq!(wrong.status(), 422);
+    let ok = resend(json!({ "email": "alice@fixed.example" }))
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    let again = smtp
+        .next(Duration::from_secs(20))
+        .await
+        .expect("a second mail");
+    assert_eq!(again.to, vec!["alice@fixed.example".to_string()]);
+    let link = again
+        .link("http://stampede.test/auth/confirmation")
+        .expect("a confirmation link");
+    // The first link no longer confirms; the new one does.
+    let old = first
+        .link("http://stampede.test/auth/confirmation")
+        .unwrap();
+    let mut browser = Browser::new(&app);
+    let (_, page, _) = browser
+        .get(old.trim_start_matches("http://stampede.test"))
+        .await;
+    assert!(!page.contains("has been confirmed"), "{page}");
+    let (status, page, _) = browser
+        .get(link.trim_start_matches("http://stampede.test"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("has been confirmed"), "{page}");
+
+    // Once confirmed, or from another app, the method is refused.
+    let done = resend(json!({})).await.unwrap();
+    assert_eq!(done.status(), 403);
+    let body: Value = done.json().await.unwrap();
+    assert_eq!(
+        body["error"],
+        "This method is only available while the e-mail is awaiting confirmation"
+    );
+    let other = app
+        .client
+        .post(app.url("/api/v1/emails/confirmations"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 422, "an app token has no user");
+    app.stop().await;
+}

@@ -6,6 +6,7 @@
 
 mod accounts;
 mod cache;
+mod client_api;
 mod compat;
 mod delivery;
 mod federation;

@@ -29,7 +29,7 @@ pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
 }
 
 /// A PNG with transparency.
-fn png(width: u32, height: u32) -> Vec<u8> {
+pub fn png(width: u32, height: u32) -> Vec<u8> {
     let image = image::RgbaImage::from_fn(width, height, |x, y| {
         image::Rgba([(x % 256) as u8, (y % 256) as u8, 128, ((x + y) % 256) as u8])
     });
@@ -160,12 +160,12 @@ async fn upload(app: &TestApp, user: &User, bytes: &[u8]) -> (u16, Value) {
 }
 
 /// The path part of a file URL of `app` (`/system/…`).
-fn path_of(url: &Value) -> String {
+pub fn path_of(url: &Value) -> String {
     let url = url::Url::parse(url.as_str().expect("a URL")).unwrap();
     url.path().to_string()
 }
 
-async fn get_bytes(app: &TestApp, path: &str) -> (u16, String, Vec<u8>) {
+pub async fn get_bytes(app: &TestApp, path: &str) -> (u16, String, Vec<u8>) {
     let response = app.client.get(app.url(path)).send().await.unwrap();
     let status = response.status().as_u16();
     let content_type = response

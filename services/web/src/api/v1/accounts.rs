@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use serde::Deserialize;
-use stampede_mastodon::{Account, CredentialAccount, Token};
+use stampede_mastodon::{Account, CredentialAccount, Profile as ProfileEntity, Token};
 
 use crate::accounts::{self, FieldSource};
 use crate::auth::{Auth, ClientIp};
@@ -138,6 +138,18 @@ pub struct UpdateCredentials {
     indexable: Option<bool>,
     fields_attributes: Option<FieldsParam>,
     source: Option<SourceParams>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    hide_collections: Option<bool>,
+    avatar_description: Option<String>,
+    header_description: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    show_media: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    show_media_replies: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_bool")]
+    show_featured: Option<bool>,
+    #[serde(default, deserialize_with = "flex::opt_list")]
+    attribution_domains: Option<Vec<String>>,
 }
 
 /// Profile limits (Mastodon's).
@@ -145,14 +157,28 @@ const MAX_DISPLAY_NAME: usize = 30;
 const MAX_NOTE: usize = 500;
 const MAX_FIELDS: usize = 4;
 const MAX_FIELD_LEN: usize = 255;
+const MAX_IMAGE_DESCRIPTION: usize = 1_500;
+const MAX_ATTRIBUTION_DOMAINS: usize = 10;
 
 pub async fn update_credentials(
     State(state): State<AppState>,
     auth: Auth,
-    mut form: WithFiles<UpdateCredentials>,
+    form: WithFiles<UpdateCredentials>,
 ) -> Result<Json<CredentialAccount>, ApiError> {
     auth.require(&["write", "write:accounts"])?;
     let account_id = auth.user()?.account_id;
+    update_profile(&state, account_id, form).await?;
+    Ok(Json(credential_account(&state, account_id).await?))
+}
+
+/// Checks and applies a profile update (`update_credentials` and `PATCH /api/v1/profile`):
+/// 422 with nothing changed when a value is invalid; the images are stored first, then the
+/// profile changes in one transaction and remote followers are told.
+async fn update_profile(
+    state: &AppState,
+    account_id: i64,
+    mut form: WithFiles<UpdateCredentials>,
+) -> Result<(), ApiError> {
     let avatar = form.take("avatar");
     let header = form.take("header");
     let p = form.params;
@@ -209,6 +235,47 @@ pub async fn update_credentials(
             );
         }
     }
+    for (field, description) in [
+        ("avatar_description", &p.avatar_description),
+        ("header_description", &p.header_description),
+    ] {
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > MAX_IMAGE_DESCRIPTION)
+        {
+            v.add(
+                field,
+                "ERR_TOO_LONG",
+                "is too long (maximum is 1500 characters)",
+            );
+        }
+    }
+    let attribution_domains = p.attribution_domains.map(|domains| {
+        domains
+            .iter()
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect::<Vec<_>>()
+    });
+    if let Some(domains) = &attribution_domains {
+        if domains.len() > MAX_ATTRIBUTION_DOMAINS {
+            v.add(
+                "attribution_domains",
+                "ERR_TOO_LONG",
+                "is too long (maximum is 10 domains)",
+            );
+        }
+        if domains
+            .iter()
+            .any(|d| url::Host::parse(d).is_err() || d.contains(['/', ':', '@']))
+        {
+            v.add(
+                "attribution_domains",
+                "ERR_INVALID",
+                "contains an invalid domain",
+            );
+        }
+    }
     let source = p.source.unwrap_or_default();
     if let Some(privacy) = source.privacy.as_deref()
         && !["public", "unlisted", "private", "direct"].contains(&privacy)
@@ -255,7 +322,13 @@ pub async fn update_credentials(
            display_name = coalesce($2, display_name), note = coalesce($3, note), \
            locked = coalesce($4, locked), bot = coalesce($5, bot), \
            discoverable = coalesce($6, discoverable), indexable = coalesce($7, indexable), \
-           fields = coalesce($8, fields), updated_at = now() \
+           fields = coalesce($8, fields), hide_collections = coalesce($9, hide_collections), \
+           avatar_description = coalesce($10, avatar_description), \
+           header_description = coalesce($11, header_description), \
+           show_media = coalesce($12, show_media), \
+           show_media_replies = coalesce($13, show_media_replies), \
+           show_featured = coalesce($14, show_featured), \
+           attribution_domains = coalesce($15, attribution_domains), updated_at = now() \
          WHERE id = $1",
     )
     .bind(account_id)
@@ -266,6 +339,13 @@ pub async fn update_credentials(
     .bind(p.discoverable)
     .bind(p.indexable)
     .bind(fields.map(sqlx::types::Json))
+    .bind(p.hide_collections)
+    .bind(p.avatar_description)
+    .bind(p.header_description)
+    .bind(p.show_media)
+    .bind(p.show_media_replies)
+    .bind(p.show_featured)
+    .bind(attribution_domains)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -299,7 +379,79 @@ pub async fn update_credentials(
         stampede_social::outbound::profile_updated(&mut tx, account_id, actor).await?;
     }
     tx.commit().await?;
-    Ok(Json(credential_account(&state, account_id).await?))
+    Ok(())
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ProfileSettings {
+    avatar_description: String,
+    header_description: String,
+    show_media: bool,
+    show_media_replies: bool,
+    show_featured: bool,
+    attribution_domains: Vec<String>,
+}
+
+async fn profile(state: &AppState, account_id: i64) -> Result<ProfileEntity, ApiError> {
+    let account = credential_account(state, account_id).await?;
+    let settings: ProfileSettings = sqlx::query_as(
+        "SELECT avatar_description, header_description, show_media, show_media_replies, \
+                show_featured, attribution_domains FROM accounts WHERE id = $1",
+    )
+    .bind(account_id)
+    .fetch_one(&state.ctx.db)
+    .await?;
+    let row = accounts::find(&state.ctx.db, account_id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    let a = account.account;
+    // Unlike an Account, a Profile shows no picture where none was set.
+    let avatar = (row.avatar_key.is_some() || row.avatar_remote_url.is_some()).then_some(a.avatar);
+    let header = (row.header_key.is_some() || row.header_remote_url.is_some()).then_some(a.header);
+    Ok(ProfileEntity {
+        id: a.id,
+        display_name: a.display_name,
+        note: account.source.note,
+        fields: account.source.fields,
+        avatar_static: avatar.clone(),
+        avatar,
+        avatar_description: settings.avatar_description,
+        header_static: header.clone(),
+        header,
+        header_description: settings.header_description,
+        locked: a.locked,
+        bot: a.bot,
+        discoverable: a.discoverable,
+        indexable: a.indexable,
+        hide_collections: a.hide_collections,
+        show_media: settings.show_media,
+        show_media_replies: settings.show_media_replies,
+        show_featured: settings.show_featured,
+        attribution_domains: settings.attribution_domains,
+    })
+}
+
+/// `GET /api/v1/profile` (Mastodon 4.6): the viewer's own profile, as they edit it.
+pub async fn show_profile(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<ProfileEntity>, ApiError> {
+    auth.require(&["read", "read:accounts", "profile"])?;
+    let account_id = auth.user()?.account_id;
+    Ok(Json(profile(&state, account_id).await?))
+}
+
+/// `PATCH /api/v1/profile`: the same parameters as `update_credentials`, answered with the
+/// Profile.
+pub async fn update_profile_v2(
+    State(state): State<AppState>,
+    auth: Auth,
+    form: WithFiles<UpdateCredentials>,
+) -> Result<Json<ProfileEntity>, ApiError> {
+    auth.require(&["write", "write:accounts"])?;
+    let account_id = auth.user()?.account_id;
+    update_profile(&state, account_id, form).await?;
+    Ok(Json(profile(&state, account_id).await?))
 }
 
 /// `DELETE /api/v1/profile/avatar`: back to the default picture.
@@ -467,4 +619,98 @@ pub async fn preferences(
         "reading:expand:spoilers": false,
         "reading:autoplay:gifs": false,
     })))
+}
+
+/// `GET /api/v1/accounts/:id/identity_proofs`: Mastodon removed identity proofs in 3.5 and
+/// answers an empty list for any account that exists; so does Stampede.
+pub async fn identity_proofs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    state.target_account(&id).await?;
+    Ok(Json(Vec::new()))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResendConfirmation {
+    email: Option<String>,
+}
+
+/// `POST /api/v1/emails/confirmations`: sends the confirmation mail again, to a corrected
+/// address when `email` is given. Only for a user still waiting to confirm, through the app
+/// they signed up with (Mastodon's rules and answers).
+pub async fn resend_confirmation(
+    State(state): State<AppState>,
+    auth: Auth,
+    Params(p): Params<ResendConfirmation>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let user = auth.any_user()?;
+    let row: Option<(Option<i64>, bool, String, String)> = sqlx::query_as(
+        "SELECT u.created_by_application_id, u.confirmed_at IS NOT NULL, u.email, a.username \
+         FROM users u JOIN accounts a ON a.id = u.account_id WHERE u.id = $1",
+    )
+    .bind(user.user_id)
+    .fetch_optional(&state.ctx.db)
+    .await?;
+    let Some((app, confirmed, current_email, username)) = row else {
+        return Err(ApiError::not_found());
+    };
+    if app.is_none() || app != auth.application_id {
+        return Err(ApiError::forbidden(
+            "This method is only available to the application the user originally signed-up with",
+        ));
+    }
+    if confirmed {
+        return Err(ApiError::forbidden(
+            "This method is only available while the e-mail is awaiting confirmation",
+        ));
+    }
+    let email = match p.email.as_deref().map(str::trim) {
+        Some(email) if email != current_email => {
+            let mut v = Validation::default();
+            if !crate::registration::valid_email(email) {
+                v.add("email", "ERR_INVALID", "is invalid");
+            } else {
+                let (_, taken, blocked) = state.conflicts("", email).await?;
+                if taken {
+                    v.add("email", "ERR_TAKEN", "has already been taken");
+                }
+                if blocked {
+                    v.add("email", "ERR_BLOCKED", "is not allowed");
+                }
+            }
+            v.finish()?;
+            email.to_string()
+        }
+        _ => current_email,
+    };
+    let confirmation = crate::tokens::generate();
+    let link = format!(
+        "{}/auth/confirmation?confirmation_token={confirmation}",
+        state.base_url()
+    );
+    let mail = state
+        .templates
+        .confirmation_mail(
+            &email,
+            &username,
+            &link,
+            &state.ctx.config.web.site_title,
+            true,
+        )
+        .map_err(ApiError::internal)?;
+    // The new address and token and the mail, at once: a failure leaves the old ones.
+    let mut tx = state.ctx.db.begin().await?;
+    sqlx::query(
+        "UPDATE users SET email = $2, confirmation_token_hash = $3, confirmation_sent_at = now() \
+         WHERE id = $1",
+    )
+    .bind(user.user_id)
+    .bind(&email)
+    .bind(crate::tokens::digest(&confirmation))
+    .execute(&mut *tx)
+    .await?;
+    stampede_queue::outbox::send(&mut tx, &stampede_runtime::mail::MailJob::Send(mail)).await?;
+    tx.commit().await?;
+    Ok(Json(serde_json::json!({})))
 }

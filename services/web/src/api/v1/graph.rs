@@ -452,8 +452,13 @@ async fn follow_list(
     query: &PageQuery,
     sql: &str,
 ) -> Result<Page<Account>, ApiError> {
-    viewer.account(ACCOUNTS_READ)?;
+    let viewer = viewer.account(ACCOUNTS_READ)?;
     let target = state.target_account(id).await?;
+    // An account that hides its collections shows them to itself only (Mastodon answers an
+    // empty list to everyone else).
+    if target.hide_collections && viewer != Some(target.id) {
+        return Ok(Page::new(Vec::new(), &state.base_url(), uri, None, None));
+    }
     let bounds = query.bounds(40, 80);
     let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
         "{sql} AND {keyset} \

@@ -206,3 +206,11 @@ pub async fn extended_description() -> Json<Value> {
 pub async fn translation_languages() -> Json<Value> {
     Json(json!({}))
 }
+
+/// `GET /api/v1/custom_emojis`: this server's custom emojis (those added by the operator),
+/// by shortcode. Public, like Mastodon's.
+pub async fn custom_emojis(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<stampede_mastodon::CustomEmoji>>, ApiError> {
+    Ok(Json(state.render.emojis().await?.local()))
+}

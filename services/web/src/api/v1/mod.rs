@@ -101,6 +101,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
             axum::routing::patch(accounts::update_credentials),
         )
         .route("/api/v1/accounts/lookup", get(accounts::lookup))
+        .route(
+            "/api/v1/accounts/{id}/identity_proofs",
+            get(accounts::identity_proofs),
+        )
+        .route("/api/v1/timelines/direct", get(timelines::direct))
+        .route("/api/v1/custom_emojis", get(instance::custom_emojis))
+        .route(
+            "/api/v1/emails/confirmations",
+            post(accounts::resend_confirmation),
+        )
         .route("/api/v1/accounts/relationships", get(graph::relationships))
         .route("/api/v1/accounts/search", get(graph::search))
         .route(
@@ -291,6 +301,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/system/{*key}", get(media::file))
         .route("/media_proxy/{id}/{style}", get(media::proxy))
+        .route(
+            "/api/v1/profile",
+            get(accounts::show_profile).patch(accounts::update_profile_v2),
+        )
         .route("/api/v1/profile/avatar", delete(accounts::delete_avatar))
         .route("/api/v1/profile/header", delete(accounts::delete_header))
         .route("/api/v1/instance", get(instance::v1))

@@ -388,3 +388,41 @@ pub async fn favourites(
     let account_id = auth.account(&["read", "read:favourites"])?;
     marked(&state, account_id, &uri, &q, "favourites").await
 }
+
+/// `GET /api/v1/timelines/direct` (deprecated by Mastodon in favour of conversations, still
+/// called by old clients): direct statuses the viewer wrote or is mentioned in, newest first.
+pub async fn direct(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(q): Params<PageQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let account_id = auth.account(&["read", "read:statuses"])?;
+    let bounds = q.bounds(20, 40);
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT s.id FROM statuses s \
+         WHERE s.visibility = 'direct' \
+           AND (s.account_id = $3 \
+                OR EXISTS (SELECT 1 FROM mentions m WHERE m.status_id = s.id AND m.account_id = $3)) \
+           AND {keyset} AND NOT {} \
+         ORDER BY s.id {} LIMIT $4",
+        muted("s", "$3"),
+        bounds.order(),
+        keyset = keyset("s.id", 1, 2),
+    ))
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(account_id)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    state
+        .status_page(
+            Some(account_id),
+            &uri,
+            ids,
+            Filter { hide_muted: true },
+            &bounds,
+        )
+        .await
+}
