@@ -108,6 +108,10 @@ pub struct WebConfig {
     pub site_title: String,
     /// SITE_CONTACT_EMAIL: shown in the instance API.
     pub contact_email: String,
+    /// VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY (Mastodon's names and format: base64url of the
+    /// raw P-256 keys): the key Web Push notifications are signed with. Both or neither; without
+    /// them the server makes one on first use and keeps it in the database.
+    pub vapid: Option<(String, String)>,
 }
 
 /// Who may sign up, and how fast.
@@ -423,6 +427,19 @@ impl Config {
                 .string("SITE_TITLE")?
                 .unwrap_or_else(|| local_domain.clone()),
             contact_email: env.string("SITE_CONTACT_EMAIL")?.unwrap_or_default(),
+            vapid: match (
+                env.string("VAPID_PRIVATE_KEY")?,
+                env.string("VAPID_PUBLIC_KEY")?,
+            ) {
+                (Some(private), Some(public)) => Some((private, public)),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::new(
+                        "VAPID_PRIVATE_KEY",
+                        "VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY go together: set both or neither",
+                    ));
+                }
+            },
         };
         let registrations = RegistrationConfig {
             mode: match env.string("REGISTRATIONS_MODE")?.as_deref() {

@@ -11,7 +11,7 @@ pub struct Application {
     pub scopes: Vec<String>,
     pub redirect_uri: String,
     pub redirect_uris: Vec<String>,
-    /// Web Push is not offered yet; Mastodon clients expect the key to be present.
+    /// The server's VAPID public key (base64url), for Web Push subscriptions.
     pub vapid_key: String,
 }
 

@@ -20,7 +20,7 @@ pub use error::{ErrorBody, FieldError, ValidationBody};
 pub use media::MediaAttachment;
 pub use notification::{
     GroupedNotificationsResults, NotificationGroup, NotificationPolicy, NotificationPolicySummary,
-    NotificationRequest, PartialAccountWithAvatar,
+    NotificationRequest, PartialAccountWithAvatar, WebPushSubscription,
 };
 pub use status::{
     Context, Conversation, CustomEmoji, List, Marker, Mention, Notification, Poll, PollOption,

@@ -90,3 +90,14 @@ pub struct NotificationPolicy {
     pub for_limited_accounts: String,
     pub summary: NotificationPolicySummary,
 }
+
+/// A Web Push subscription (one per access token).
+#[derive(Debug, Clone, Serialize)]
+pub struct WebPushSubscription {
+    pub id: String,
+    pub endpoint: String,
+    pub standard: bool,
+    pub alerts: std::collections::BTreeMap<String, bool>,
+    pub server_key: String,
+    pub policy: String,
+}

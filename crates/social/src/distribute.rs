@@ -546,9 +546,17 @@ impl Distributor {
             return Ok(()); // dismissed already, or filtered into a request
         };
         let account = row.account_id;
+        let (from, kind) = (row.from_account_id, row.kind.clone());
         let Some(notification) = self.render.notifications(account, vec![row]).await?.pop() else {
             return Ok(());
         };
+        // Web Push subscriptions that want it, through the outbox (so a redelivered message
+        // queues them again only if this step did not commit).
+        {
+            let mut tx = self.db.begin().await?;
+            crate::push::queue(&mut tx, notification_id, account, from, &kind).await?;
+            tx.commit().await?;
+        }
         let payload =
             serde_json::to_string(&notification).map_err(|e| JobError::Permanent(e.into()))?;
         let event = AccountEvent {

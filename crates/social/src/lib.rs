@@ -30,6 +30,7 @@ pub mod notification_requests;
 pub mod outbound;
 pub mod passwords;
 pub mod post;
+pub mod push;
 pub mod remote;
 pub mod render;
 pub mod stream;

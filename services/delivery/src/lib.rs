@@ -75,6 +75,13 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         health.clone(),
         ctx.metrics.clone(),
     ));
+    let pusher = std::sync::Arc::new(stampede_social::push::PushSender::new(
+        ctx.jobs.clone(),
+        resolver.client().clone(),
+        stampede_social::push::PushKeys::from_config(&ctx.config),
+        stampede_social::render::Renderer::for_config(ctx.jobs.clone(), &ctx.config),
+        stampede_social::post::base_url(&ctx.config),
+    ));
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
         // Bulk work and work from outside each take at most half the workers' connections at
@@ -94,7 +101,9 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             worker = worker.consume::<stampede_social::inbox::Ingress, _>(inbox.clone());
         }
         if queue == WorkQueue::Deliver {
-            worker = worker.consume::<stampede_social::outbound::Deliver, _>(deliverer.clone());
+            worker = worker
+                .consume::<stampede_social::outbound::Deliver, _>(deliverer.clone())
+                .consume::<stampede_social::push::Push, _>(pusher.clone());
         }
         if queue == WorkQueue::Mail {
             worker = worker.consume::<stampede_runtime::mail::MailJob, _>(mailer.clone());

@@ -50,6 +50,7 @@ pub struct AppState {
     pub documents: stampede_social::activitypub::Documents,
     pub resolver: stampede_social::remote::Resolver,
     pub uploads: Arc<api::v1::media::Uploads>,
+    pub push_keys: stampede_social::push::PushKeys,
 }
 
 impl AppState {
@@ -73,6 +74,7 @@ impl AppState {
             ),
             render,
             uploads: api::v1::media::Uploads::new(&ctx.config),
+            push_keys: stampede_social::push::PushKeys::from_config(&ctx.config),
             resolver: stampede_social::remote::Resolver::from_config(ctx.db.clone(), &ctx.config)
                 // Building the client fails only if TLS cannot be set up at all.
                 .expect("the outbound HTTP client builds"),
@@ -83,6 +85,14 @@ impl AppState {
     /// `https://WEB_DOMAIN` (or http:// when LOCAL_HTTPS=false).
     pub fn base_url(&self) -> String {
         stampede_social::post::base_url(&self.ctx.config)
+    }
+
+    /// The server's VAPID public key (base64url), as Web Push clients are given it.
+    pub async fn vapid_key(&self) -> Result<String, error::ApiError> {
+        self.push_keys
+            .public_key(&self.ctx.db)
+            .await
+            .map_err(error::ApiError::internal)
     }
 }
 

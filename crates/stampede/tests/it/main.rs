@@ -19,6 +19,7 @@ mod outbox;
 mod pages;
 mod platform;
 mod process;
+mod push;
 mod queue;
 mod saturation;
 mod social;

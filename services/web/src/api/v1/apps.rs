@@ -41,6 +41,7 @@ fn render(
     website: Option<String>,
     redirect_uris: &[String],
     scopes: &Scopes,
+    vapid_key: String,
 ) -> Application {
     Application {
         id: id.to_string(),
@@ -49,7 +50,7 @@ fn render(
         scopes: scopes.iter().map(str::to_string).collect(),
         redirect_uri: redirect_uris.join("\n"),
         redirect_uris: redirect_uris.to_vec(),
-        vapid_key: String::new(),
+        vapid_key,
     }
 }
 
@@ -118,7 +119,14 @@ pub async fn create(
     .execute(&state.ctx.db)
     .await?;
     Ok(Json(CredentialApplication {
-        application: render(id, &name, website, &redirect_uris, &scopes),
+        application: render(
+            id,
+            &name,
+            website,
+            &redirect_uris,
+            &scopes,
+            state.vapid_key().await?,
+        ),
         client_id,
         client_secret,
         client_secret_expires_at: 0,
@@ -147,5 +155,6 @@ pub async fn verify_credentials(
         row.try_get("website")?,
         &redirect_uris,
         &scopes,
+        state.vapid_key().await?,
     )))
 }

@@ -60,7 +60,7 @@ async fn configuration(state: &AppState) -> Value {
     let media = &state.ctx.config.media;
     json!({
         "urls": { "streaming": streaming_url(state), "status": null },
-        "vapid": { "public_key": "" },
+        "vapid": { "public_key": state.vapid_key().await.unwrap_or_default() },
         "accounts": { "max_featured_tags": 10, "max_pinned_statuses": 5 },
         "statuses": {
             "max_characters": state.ctx.config.statuses.max_chars,

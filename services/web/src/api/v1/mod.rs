@@ -15,6 +15,7 @@ pub mod media;
 pub mod notification_requests;
 pub mod notifications;
 pub mod polls;
+pub mod push;
 pub mod scheduled;
 pub mod statuses;
 pub mod suggestions;
@@ -107,6 +108,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/api/v1/timelines/direct", get(timelines::direct))
         .route("/api/v1/custom_emojis", get(instance::custom_emojis))
+        .route(
+            "/api/v1/push/subscription",
+            get(push::show)
+                .post(push::create)
+                .put(push::update)
+                .delete(push::delete),
+        )
         .route(
             "/api/v1/emails/confirmations",
             post(accounts::resend_confirmation),
