@@ -19,8 +19,9 @@ pub use application::{Application, CredentialApplication, Token};
 pub use error::{ErrorBody, FieldError, ValidationBody};
 pub use media::MediaAttachment;
 pub use notification::{
-    GroupedNotificationsResults, NotificationGroup, NotificationPolicy, NotificationPolicySummary,
-    NotificationRequest, PartialAccountWithAvatar, WebPushSubscription,
+    Announcement, AnnouncementReaction, GroupedNotificationsResults, NotificationGroup,
+    NotificationPolicy, NotificationPolicySummary, NotificationRequest, PartialAccountWithAvatar,
+    WebPushSubscription,
 };
 pub use status::{
     Context, Conversation, CustomEmoji, List, Marker, Mention, Notification, Poll, PollOption,

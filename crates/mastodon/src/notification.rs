@@ -101,3 +101,33 @@ pub struct WebPushSubscription {
     pub server_key: String,
     pub policy: String,
 }
+
+/// A reaction to an announcement, counted.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnnouncementReaction {
+    pub name: String,
+    pub count: i64,
+    pub me: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub static_url: Option<String>,
+}
+
+/// An announcement from the server's operator.
+#[derive(Debug, Clone, Serialize)]
+pub struct Announcement {
+    pub id: String,
+    pub content: String,
+    pub starts_at: Option<String>,
+    pub ends_at: Option<String>,
+    pub all_day: bool,
+    pub published_at: String,
+    pub updated_at: String,
+    pub read: bool,
+    pub mentions: Vec<serde_json::Value>,
+    pub statuses: Vec<serde_json::Value>,
+    pub tags: Vec<serde_json::Value>,
+    pub emojis: Vec<crate::CustomEmoji>,
+    pub reactions: Vec<AnnouncementReaction>,
+}

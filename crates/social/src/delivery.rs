@@ -163,6 +163,16 @@ impl Deliverer {
         if let Some(known) = self.signers.read().await.get(&signer) {
             return Ok(Some(known.clone()));
         }
+        if signer == crate::outbound::INSTANCE_SIGNER {
+            let key = keys::instance_key(&self.db)
+                .await
+                .map_err(JobError::Retry)?;
+            let key = PrivateKey::from_pem(&key.private_key)
+                .map_err(|e| JobError::Permanent(e.into()))?;
+            let entry = Arc::new((format!("{}/actor#main-key", self.base), key));
+            self.signers.write().await.insert(signer, entry.clone());
+            return Ok(Some(entry));
+        }
         let username: Option<String> =
             sqlx::query_scalar("SELECT username FROM accounts WHERE id = $1 AND domain IS NULL")
                 .bind(signer)

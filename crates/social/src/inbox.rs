@@ -193,6 +193,9 @@ pub async fn store_note(
         .collect();
     post::attach(tx, id, &mentioned, &tags).await?;
     crate::emojis::record_remote(tx, ids, &signer.domain, &note["tag"]).await?;
+    if items(&note["attachment"]).is_empty() {
+        crate::cards::queue(tx, id, &content, visibility, base).await?;
+    }
     let media = crate::media::RemoteMedia::from_note(note);
     if !media.is_empty() {
         crate::media::record_remote(tx, ids, signer.id, id, &media, cache_media).await?;

@@ -13,8 +13,11 @@
 //! Who may see a status is decided in one place, [`visibility`], whose SQL predicates every
 //! read path embeds.
 
+pub mod account_domain_blocks;
 pub mod accounts;
 pub mod activitypub;
+pub mod announcements;
+pub mod cards;
 pub mod delivery;
 pub mod distribute;
 pub mod domains;
@@ -25,6 +28,7 @@ pub mod follows;
 pub mod inbox;
 pub mod interactions;
 pub mod keys;
+pub mod legal;
 pub mod media;
 pub mod notification_requests;
 pub mod outbound;

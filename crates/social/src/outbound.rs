@@ -181,6 +181,44 @@ pub async fn block(
     send(conn, account_id, &activity, [inbox]).await
 }
 
+/// The signer that stands for the server itself: deliveries it signs carry the instance
+/// actor's key (`/actor#main-key`), as Mastodon signs forwarded reports.
+pub const INSTANCE_SIGNER: i64 = 0;
+
+/// A report about remote account `target` forwarded to its server: a `Flag` from the instance
+/// actor (so the reporter stays anonymous), naming the account and the reported statuses.
+/// Returns whether there was a remote server to tell.
+pub async fn flag(
+    conn: &mut PgConnection,
+    base: &str,
+    report_id: i64,
+    target: i64,
+    status_uris: &[String],
+    comment: &str,
+) -> Result<bool, sqlx::Error> {
+    let row: Option<(Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT uri, inbox_url, shared_inbox_url FROM accounts WHERE id = $1 AND domain IS NOT NULL",
+    )
+    .bind(target)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((Some(uri), Some(inbox), shared)) = row else {
+        return Ok(false);
+    };
+    let mut object = vec![Value::String(uri)];
+    object.extend(status_uris.iter().cloned().map(Value::String));
+    let activity = serde_json::json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{base}/reports/{report_id}"),
+        "type": "Flag",
+        "actor": format!("{base}/actor"),
+        "content": comment,
+        "object": object,
+    });
+    send(conn, INSTANCE_SIGNER, &activity, [shared.unwrap_or(inbox)]).await?;
+    Ok(true)
+}
+
 /// A local account accepted (or rejected) a remote account's follow request `follow_uri`.
 pub async fn answer_follow(
     conn: &mut PgConnection,

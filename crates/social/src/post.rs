@@ -268,6 +268,9 @@ pub async fn create(
     .bind(conversation_id)
     .execute(&mut *conn)
     .await?;
+    if new.media_ids.is_empty() {
+        crate::cards::queue(conn, id, &content, visibility.as_str(), author.base_url).await?;
+    }
 
     let mentioned_ids: Vec<i64> = {
         let mut v: Vec<i64> = mentioned.values().map(|(id, _)| *id).collect();

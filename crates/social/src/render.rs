@@ -118,6 +118,8 @@ pub struct StatusRow {
     /// Remote: the object's id and page.
     pub uri: Option<String>,
     pub url: Option<String>,
+    /// The link preview, when its page was fetched and described.
+    pub card: Option<sqlx::types::Json<crate::cards::CardRow>>,
 }
 
 /// The page's statuses with everything about them, in one statement. The viewer's flags,
@@ -156,7 +158,10 @@ SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, 
        s.id = ANY(reb.ids) AS reblogged, \
        s.id = ANY(bm.ids) AS bookmarked, \
        s.id = ANY(pin.ids) AS pinned, \
-       s.conversation_id = ANY(cm.ids) AS conversation_muted \
+       s.conversation_id = ANY(cm.ids) AS conversation_muted, \
+       (SELECT to_jsonb(pc) FROM preview_cards_statuses pcs \
+          JOIN preview_cards pc ON pc.id = pcs.preview_card_id \
+        WHERE pcs.status_id = s.id AND pc.title <> '') AS card \
 FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
      CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
      LEFT JOIN men ON men.status_id = s.id \
@@ -543,7 +548,7 @@ impl Renderer {
             in_reply_to_id: row.in_reply_to_id.map(|i| i.to_string()),
             in_reply_to_account_id: row.in_reply_to_account_id.map(|i| i.to_string()),
             poll: set.polls.get(&row.id).map(|p| render_poll(p, flags)),
-            card: None,
+            card: row.card.as_ref().map(|c| crate::cards::render(&c.0)),
             language: row.language.clone(),
             text: None,
             edited_at: row.edited_at.map(iso),

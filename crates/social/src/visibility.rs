@@ -7,7 +7,8 @@
 //! private and the viewer an accepted follower, or mention the viewer (which is the only way
 //! to see a direct status). A boost is visible when it and the status it boosts both are.
 //! Mutes hide statuses (and boosts of statuses) of muted accounts from the muter's timelines,
-//! notifications and search — not from a direct look-up.
+//! notifications and search — not from a direct look-up; so does a person's block of the
+//! author's domain.
 
 /// `alias`'s row (of `statuses`) is visible to `viewer` (a bigint SQL expression, e.g. `$2`),
 /// ignoring what it boosts.
@@ -39,14 +40,21 @@ pub fn visible(alias: &str, viewer: &str) -> String {
     )
 }
 
-/// `viewer` mutes the author of the status row `alias`, or of what it boosts.
+/// `viewer` mutes the author of the status row `alias`, or of what it boosts, or hides the
+/// domain either comes from (a person's own domain block).
 pub fn muted(alias: &str, viewer: &str) -> String {
     format!(
-        "({viewer}::bigint IS NOT NULL AND EXISTS (SELECT 1 FROM mutes {alias}_mu \
+        "({viewer}::bigint IS NOT NULL AND (EXISTS (SELECT 1 FROM mutes {alias}_mu \
             WHERE {alias}_mu.account_id = {viewer} \
               AND ({alias}_mu.expires_at IS NULL OR {alias}_mu.expires_at > now()) \
               AND ({alias}_mu.target_account_id = {alias}.account_id \
                    OR {alias}_mu.target_account_id = (SELECT {alias}_r.account_id FROM statuses {alias}_r \
-                                                     WHERE {alias}_r.id = {alias}.reblog_of_id))))"
+                                                     WHERE {alias}_r.id = {alias}.reblog_of_id))) \
+          OR EXISTS (SELECT 1 FROM account_domain_blocks {alias}_db \
+            JOIN accounts {alias}_da ON {alias}_da.domain = {alias}_db.domain \
+            WHERE {alias}_db.account_id = {viewer} \
+              AND ({alias}_da.id = {alias}.account_id \
+                   OR {alias}_da.id = (SELECT {alias}_r2.account_id FROM statuses {alias}_r2 \
+                                       WHERE {alias}_r2.id = {alias}.reblog_of_id)))))"
     )
 }

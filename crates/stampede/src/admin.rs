@@ -56,6 +56,50 @@ pub enum AdminCommand {
     /// This server's custom emojis (`:shortcode:` in statuses and names).
     #[command(subcommand)]
     Emoji(EmojiCommand),
+    /// Announcements shown to signed-in users.
+    #[command(subcommand)]
+    Announcements(AnnouncementsCommand),
+    /// The privacy policy and the terms of service (Markdown files).
+    #[command(subcommand)]
+    Legal(LegalCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AnnouncementsCommand {
+    /// Publish an announcement now; prints its id.
+    Create {
+        /// Plain text; blank lines separate paragraphs and links become links.
+        text: String,
+        /// When the event it announces starts (RFC 3339).
+        #[arg(long)]
+        starts_at: Option<String>,
+        /// When it ends (RFC 3339).
+        #[arg(long)]
+        ends_at: Option<String>,
+        /// The event lasts whole days.
+        #[arg(long)]
+        all_day: bool,
+    },
+    /// List announcements as JSON lines.
+    List,
+    /// Remove an announcement by id.
+    Delete { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LegalCommand {
+    /// Replace the built-in privacy policy with a Markdown file.
+    PrivacyPolicy { file: std::path::PathBuf },
+    /// Publish the terms of service (a Markdown file) in force from a date (YYYY-MM-DD);
+    /// publishing again for the same date replaces that version.
+    Terms {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        effective_date: String,
+        /// What changed since the previous version.
+        #[arg(long, default_value = "")]
+        changelog: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -191,6 +235,8 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
         AdminCommand::Domains(command) => domains(command, &ctx).await,
         AdminCommand::Media(MediaCommand::Remove { days }) => media_remove(&ctx, days).await,
         AdminCommand::Emoji(command) => emoji(command, &ctx).await,
+        AdminCommand::Announcements(command) => announcements(command, &ctx).await,
+        AdminCommand::Legal(command) => legal(command, &ctx).await,
         AdminCommand::Canary {
             queue,
             count,
@@ -229,6 +275,99 @@ async fn media_remove(ctx: &Context, days: u32) -> anyhow::Result<ExitCode> {
     )
     .await?;
     println!("{}", serde_json::to_string(&removed)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_time(
+    value: Option<String>,
+    what: &str,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    value
+        .map(|v| {
+            chrono::DateTime::parse_from_rfc3339(&v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|e| anyhow::anyhow!("{what} {v:?} is not an RFC 3339 time: {e}"))
+        })
+        .transpose()
+}
+
+async fn announcements(command: AnnouncementsCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    use stampede_social::announcements;
+    match command {
+        AnnouncementsCommand::Create {
+            text,
+            starts_at,
+            ends_at,
+            all_day,
+        } => {
+            anyhow::ensure!(!text.trim().is_empty(), "the announcement's text is empty");
+            let starts_at = parse_time(starts_at, "--starts-at")?;
+            let ends_at = parse_time(ends_at, "--ends-at")?;
+            if let (Some(start), Some(end)) = (starts_at, ends_at) {
+                anyhow::ensure!(end >= start, "--ends-at is before --starts-at");
+            }
+            let ids = stampede_core::id::IdGenerator::new();
+            let mut conn = ctx.db.acquire().await?;
+            let id = announcements::create(
+                &mut conn,
+                &ids,
+                &stampede_social::post::base_url(&ctx.config),
+                &text,
+                starts_at,
+                ends_at,
+                all_day,
+            )
+            .await?;
+            println!("{}", serde_json::json!({ "id": id.to_string() }));
+            Ok(ExitCode::SUCCESS)
+        }
+        AnnouncementsCommand::List => {
+            let rows: Vec<(i64, String, chrono::DateTime<chrono::Utc>)> =
+                sqlx::query_as("SELECT id, text, published_at FROM announcements ORDER BY id")
+                    .fetch_all(&ctx.db)
+                    .await?;
+            for (id, text, published_at) in rows {
+                println!(
+                    "{}",
+                    serde_json::json!({ "id": id.to_string(), "text": text, "published_at": published_at })
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AnnouncementsCommand::Delete { id } => {
+            let mut conn = ctx.db.acquire().await?;
+            if announcements::delete(&mut conn, id).await? {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("there is no announcement {id}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}
+
+async fn legal(command: LegalCommand, ctx: &Context) -> anyhow::Result<ExitCode> {
+    use stampede_social::legal;
+    let read = |file: &std::path::Path| {
+        std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))
+    };
+    let mut conn = ctx.db.acquire().await?;
+    match command {
+        LegalCommand::PrivacyPolicy { file } => {
+            legal::set_privacy_policy(&mut conn, &read(&file)?).await?;
+        }
+        LegalCommand::Terms {
+            file,
+            effective_date,
+            changelog,
+        } => {
+            let date = chrono::NaiveDate::parse_from_str(&effective_date, "%Y-%m-%d")
+                .map_err(|e| anyhow::anyhow!("--effective-date {effective_date:?}: {e}"))?;
+            let ids = stampede_core::id::IdGenerator::new();
+            legal::set_terms(&mut conn, &ids, &read(&file)?, &changelog, date).await?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

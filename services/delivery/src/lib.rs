@@ -82,6 +82,12 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         stampede_social::render::Renderer::for_config(ctx.jobs.clone(), &ctx.config),
         stampede_social::post::base_url(&ctx.config),
     ));
+    let base = stampede_social::post::base_url(&ctx.config);
+    let card_fetcher = std::sync::Arc::new(stampede_social::cards::CardFetcher::new(
+        ctx.jobs.clone(),
+        resolver.client().clone(),
+        stampede_social::cards::own_host(&base).to_string(),
+    ));
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
         // Bulk work and work from outside each take at most half the workers' connections at
@@ -104,6 +110,9 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             worker = worker
                 .consume::<stampede_social::outbound::Deliver, _>(deliverer.clone())
                 .consume::<stampede_social::push::Push, _>(pusher.clone());
+        }
+        if queue == WorkQueue::Fetch {
+            worker = worker.consume::<stampede_social::cards::CardJob, _>(card_fetcher.clone());
         }
         if queue == WorkQueue::Mail {
             worker = worker.consume::<stampede_runtime::mail::MailJob, _>(mailer.clone());

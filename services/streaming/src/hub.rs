@@ -171,7 +171,8 @@ pub enum Outgoing {
     Error(String),
 }
 
-/// Accounts a viewer never wants to hear from: those they block, mute or are blocked by.
+/// Accounts a viewer never wants to hear from: those they block, mute or are blocked by, and
+/// the known accounts of domains they block.
 #[derive(Debug, Default)]
 pub struct Relations {
     excluded: RwLock<Arc<HashSet<i64>>>,
@@ -190,7 +191,9 @@ pub async fn load_relations(db: &Db, account: i64) -> Result<HashSet<i64>, sqlx:
         "SELECT target_account_id FROM blocks WHERE account_id = $1 \
          UNION SELECT account_id FROM blocks WHERE target_account_id = $1 \
          UNION SELECT target_account_id FROM mutes WHERE account_id = $1 \
-           AND (expires_at IS NULL OR expires_at > now())",
+           AND (expires_at IS NULL OR expires_at > now()) \
+         UNION SELECT a.id FROM account_domain_blocks d JOIN accounts a ON a.domain = d.domain \
+           WHERE d.account_id = $1",
     )
     .bind(account)
     .fetch_all(db)

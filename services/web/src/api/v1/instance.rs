@@ -214,3 +214,46 @@ pub async fn custom_emojis(
 ) -> Result<Json<Vec<stampede_mastodon::CustomEmoji>>, ApiError> {
     Ok(Json(state.render.emojis().await?.local()))
 }
+
+/// `GET /api/v1/instance/privacy_policy`: the operator's policy, or the built-in one.
+pub async fn privacy_policy(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (content, updated_at) =
+        stampede_social::legal::privacy_policy(&state.ctx.db, &state.ctx.config.local_domain)
+            .await?;
+    Ok(Json(json!({
+        "updated_at": stampede_mastodon::time::iso(updated_at),
+        "content": content,
+    })))
+}
+
+fn render_terms(terms: stampede_social::legal::Terms, today: chrono::NaiveDate) -> Value {
+    json!({
+        "effective_date": terms.effective_date.to_string(),
+        "effective": terms.effective_date <= today,
+        "content": stampede_social::legal::markdown(&terms.text),
+        "succeeded_by": terms.succeeded_by.map(|d| d.to_string()),
+    })
+}
+
+/// `GET /api/v1/instance/terms_of_service`: the terms in force (or the first coming ones);
+/// 404 when the operator published none.
+pub async fn terms_of_service(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let today = chrono::Utc::now().date_naive();
+    let terms = stampede_social::legal::current_terms(&state.ctx.db, today)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(render_terms(terms, today)))
+}
+
+/// `GET /api/v1/instance/terms_of_service/:date` (`YYYY-MM-DD`): that version.
+pub async fn terms_of_service_on(
+    State(state): State<AppState>,
+    axum::extract::Path(date): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let date =
+        chrono::NaiveDate::parse_from_str(&date, "%Y-%m-%d").map_err(|_| ApiError::not_found())?;
+    let terms = stampede_social::legal::terms_of(&state.ctx.db, date)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    Ok(Json(render_terms(terms, chrono::Utc::now().date_naive())))
+}

@@ -2,8 +2,10 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod announcements;
 pub mod apps;
 pub mod conversations;
+pub mod domain_blocks;
 pub mod endorsements;
 pub mod featured_tags;
 pub mod filters;
@@ -14,8 +16,10 @@ pub mod markers;
 pub mod media;
 pub mod notification_requests;
 pub mod notifications;
+pub mod oembed;
 pub mod polls;
 pub mod push;
+pub mod reports;
 pub mod scheduled;
 pub mod statuses;
 pub mod suggestions;
@@ -108,6 +112,25 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/api/v1/timelines/direct", get(timelines::direct))
         .route("/api/v1/custom_emojis", get(instance::custom_emojis))
+        .route("/api/v1/reports", post(reports::create))
+        .route("/api/oembed", get(oembed::oembed))
+        .route("/api/v1/trends/links", get(trends::links))
+        .route("/api/v1/timelines/link", get(timelines::link))
+        .route("/api/v1/announcements", get(announcements::index))
+        .route(
+            "/api/v1/announcements/{id}/dismiss",
+            post(announcements::dismiss),
+        )
+        .route(
+            "/api/v1/announcements/{id}/reactions/{name}",
+            axum::routing::put(announcements::react).delete(announcements::unreact),
+        )
+        .route(
+            "/api/v1/domain_blocks",
+            get(domain_blocks::index)
+                .post(domain_blocks::create)
+                .delete(domain_blocks::delete),
+        )
         .route(
             "/api/v1/push/subscription",
             get(push::show)
@@ -317,6 +340,18 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/profile/header", delete(accounts::delete_header))
         .route("/api/v1/instance", get(instance::v1))
         .route("/api/v1/instance/rules", get(instance::rules))
+        .route(
+            "/api/v1/instance/privacy_policy",
+            get(instance::privacy_policy),
+        )
+        .route(
+            "/api/v1/instance/terms_of_service",
+            get(instance::terms_of_service),
+        )
+        .route(
+            "/api/v1/instance/terms_of_service/{date}",
+            get(instance::terms_of_service_on),
+        )
         .route("/api/v1/instance/peers", get(instance::peers))
         .route("/api/v1/instance/activity", get(instance::activity))
         .route(

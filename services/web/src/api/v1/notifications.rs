@@ -20,13 +20,15 @@ pub(crate) const READ: &[&str] = &["read", "read:notifications"];
 pub(crate) const WRITE: &[&str] = &["write", "write:notifications"];
 
 /// Hidden at read time as well as at creation: notifications from accounts the viewer blocks
-/// or is blocked by, or mutes with notifications hidden.
+/// or is blocked by, or mutes with notifications hidden, or whose domain the viewer blocks.
 const HIDDEN: &str = "NOT EXISTS (SELECT 1 FROM blocks b \
         WHERE (b.account_id = n.account_id AND b.target_account_id = n.from_account_id) \
            OR (b.account_id = n.from_account_id AND b.target_account_id = n.account_id)) \
     AND NOT EXISTS (SELECT 1 FROM mutes m WHERE m.account_id = n.account_id \
         AND m.target_account_id = n.from_account_id AND m.hide_notifications \
-        AND (m.expires_at IS NULL OR m.expires_at > now()))";
+        AND (m.expires_at IS NULL OR m.expires_at > now())) \
+    AND NOT EXISTS (SELECT 1 FROM account_domain_blocks db JOIN accounts da ON da.domain = db.domain \
+        WHERE db.account_id = n.account_id AND da.id = n.from_account_id)";
 
 /// The notifications a list shows, binding `$1` the viewer, `$2` the kinds asked for, `$3`
 /// the kinds excluded, `$4` one sender or NULL, `$5` whether filtered ones are included

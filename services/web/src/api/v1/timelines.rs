@@ -426,3 +426,49 @@ pub async fn direct(
         )
         .await
 }
+
+#[derive(Debug, Deserialize)]
+pub struct LinkQuery {
+    #[serde(flatten)]
+    page: PageQuery,
+    url: Option<String>,
+}
+
+/// `GET /api/v1/timelines/link?url=`: public statuses that share the link (whose preview card
+/// is `url`), newest first; 404 for a link no status previews.
+pub async fn link(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    uri: Uri,
+    Params(q): Params<LinkQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let viewer = viewer.account(READ)?;
+    let url = q.url.as_deref().map(str::trim).unwrap_or_default();
+    let card: Option<i64> =
+        sqlx::query_scalar("SELECT id FROM preview_cards WHERE url = $1 AND title <> ''")
+            .bind(url)
+            .fetch_optional(&state.ctx.db)
+            .await?;
+    let card = card.ok_or_else(ApiError::not_found)?;
+    let bounds = q.page.bounds(20, 40);
+    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        "SELECT s.id FROM preview_cards_statuses pcs JOIN statuses s ON s.id = pcs.status_id \
+         WHERE pcs.preview_card_id = $5 AND s.visibility = 'public' AND s.reblog_of_id IS NULL \
+           AND {keyset} AND {} AND NOT {} \
+         ORDER BY s.id {} LIMIT $4",
+        visible("s", "$3"),
+        muted("s", "$3"),
+        bounds.order(),
+        keyset = keyset("s.id", 1, 2),
+    ))
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(viewer)
+    .bind(bounds.limit as i64)
+    .bind(card)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    state
+        .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
+        .await
+}

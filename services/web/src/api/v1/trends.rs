@@ -92,3 +92,77 @@ pub async fn statuses(
             .await?,
     ))
 }
+
+#[derive(Debug, sqlx::FromRow)]
+struct LinkTrend {
+    #[sqlx(flatten)]
+    card: stampede_social::cards::CardRow,
+    history: sqlx::types::Json<Vec<(String, i64, i64)>>,
+}
+
+/// `GET /api/v1/trends/links`: links shared in public statuses by the most distinct accounts
+/// lately (each account's latest share weighted by its age, as for tags; at least two
+/// accounts), with a week of daily history. `limit` 10 (≤ 20).
+pub async fn links(
+    State(state): State<AppState>,
+    viewer: Viewer,
+    Params(q): Params<TrendsQuery>,
+) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
+    viewer.account(&["read"])?;
+    let rows: Vec<LinkTrend> = sqlx::query_as(&format!(
+        "SELECT {columns}, \
+           (SELECT coalesce(json_agg(json_build_array(extract(epoch FROM d.day)::bigint::text, \
+                                                      d.uses, d.accounts) ORDER BY d.day DESC), '[]') \
+            FROM (SELECT day, \
+                         (SELECT count(*) FROM preview_cards_statuses x JOIN statuses y ON y.id = x.status_id \
+                          WHERE x.preview_card_id = pc.id AND y.visibility = 'public' \
+                            AND y.created_at >= day AND y.created_at < day + interval '1 day') AS uses, \
+                         (SELECT count(DISTINCT y.account_id) FROM preview_cards_statuses x \
+                          JOIN statuses y ON y.id = x.status_id \
+                          WHERE x.preview_card_id = pc.id AND y.visibility = 'public' \
+                            AND y.created_at >= day AND y.created_at < day + interval '1 day') AS accounts \
+                  FROM generate_series(date_trunc('day', now()) - interval '6 days', \
+                                       date_trunc('day', now()), interval '1 day') AS day) d) AS history \
+         FROM ( \
+           SELECT card_id, sum(exp(ln(0.5) * extract(epoch FROM now() - last_use) / 3600 / $1)) AS score \
+           FROM (SELECT pcs.preview_card_id AS card_id, s.account_id, max(s.created_at) AS last_use \
+                 FROM statuses s JOIN preview_cards_statuses pcs ON pcs.status_id = s.id \
+                 JOIN accounts a ON a.id = s.account_id \
+                 WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
+                   AND s.created_at > now() - make_interval(hours => $2) \
+                   AND a.suspended_at IS NULL \
+                 GROUP BY pcs.preview_card_id, s.account_id) shares \
+           GROUP BY card_id HAVING count(*) >= 2) trend \
+         JOIN preview_cards pc ON pc.id = trend.card_id \
+         WHERE pc.title <> '' \
+         ORDER BY trend.score DESC, pc.id LIMIT $3 OFFSET $4",
+        columns = stampede_social::cards::CARD_COLUMNS,
+    ))
+    .bind(HALF_LIFE_HOURS)
+    .bind(WINDOW_HOURS)
+    .bind(i64::from(q.limit.unwrap_or(10).clamp(1, 20)))
+    .bind(i64::from(q.offset.unwrap_or(0)))
+    .fetch_all(&state.ctx.db)
+    .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|row| {
+                let mut link = stampede_social::cards::render(&row.card);
+                link["history"] = serde_json::Value::Array(
+                    row.history
+                        .0
+                        .into_iter()
+                        .map(|(day, uses, accounts)| {
+                            serde_json::json!({
+                                "day": day,
+                                "uses": uses.to_string(),
+                                "accounts": accounts.to_string(),
+                            })
+                        })
+                        .collect(),
+                );
+                link
+            })
+            .collect(),
+    ))
+}
