@@ -2,7 +2,7 @@
 """Compare the server's routes with Mastodon's OpenAPI description.
 
 Reads every `.route("path", get(..).post(..))` in services/*/src and crates/*/src,
-matches them against ../shared/data/mastodon-openapi/schema.json (or --schema) and prints
+matches them against interop/mastodon-openapi/schema.json (or --schema) and prints
 covered/total. With --write it regenerates the operation table in
 docs/api-compatibility.md between the coverage markers; with --check it fails when that
 table is stale or when coverage falls below --min.
@@ -20,11 +20,8 @@ END = "<!-- coverage:end -->"
 
 
 def default_schema():
-    for base in (ROOT.parent / "shared", ROOT.parent.parent / "shared"):
-        candidate = base / "data" / "mastodon-openapi" / "schema.json"
-        if candidate.exists():
-            return candidate
-    return ROOT.parent / "shared" / "data" / "mastodon-openapi" / "schema.json"
+    # The copy in the repository (interop/mastodon-openapi), so any clone can run this.
+    return ROOT / "interop" / "mastodon-openapi" / "schema.json"
 
 
 def normalize(path):

@@ -22,12 +22,14 @@ export STAMPEDE_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
 export STAMPEDE_TEST_REDIS_URL="redis://127.0.0.1:6379/15"
 export STAMPEDE_TEST_DATABASE_URL="${STAMPEDE_TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 # A real Mastodon client library (Mastodon.py, from PyPI, with websocket-client for its
-# WebSocket streaming) drives the compatibility tests; it lives in a virtual environment outside
-# the clone.
+# WebSocket streaming and its Web Push extras) drives the compatibility tests, and schemathesis
+# checks every served operation against Mastodon's OpenAPI description; they live in a virtual
+# environment outside the clone.
 venv="${STAMPEDE_VENV:-$HOME/.cache/stampede-venv}"
-if ! "$venv/bin/python" -c 'import mastodon, websocket' >/dev/null 2>&1; then
+if ! "$venv/bin/python" -c 'import mastodon, websocket, schemathesis, http_ece' >/dev/null 2>&1; then
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check 'Mastodon.py==2.3.3' 'websocket-client==1.8.0'
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'Mastodon.py[webpush]==2.3.3' \
+        'websocket-client==1.8.0' 'schemathesis==4.32.5'
 fi
 export STAMPEDE_COMPAT_PYTHON="$venv/bin/python"
 

@@ -108,6 +108,14 @@ pub struct WebConfig {
     pub site_title: String,
     /// SITE_CONTACT_EMAIL: shown in the instance API.
     pub contact_email: String,
+    /// SITE_DESCRIPTION: the server's one-paragraph description in the instance API.
+    pub description: String,
+    /// SOURCE_BASE_URL (Mastodon's name): where the source code this server runs is offered,
+    /// as the AGPL asks; the instance API's `source_url`.
+    pub source_url: String,
+    /// DEFAULT_LOCALE (Mastodon's name): the server's main language, listed in the instance
+    /// API.
+    pub default_locale: String,
     /// VAPID_PRIVATE_KEY and VAPID_PUBLIC_KEY (Mastodon's names and format: base64url of the
     /// raw P-256 keys): the key Web Push notifications are signed with. Both or neither; without
     /// them the server makes one on first use and keeps it in the database.
@@ -427,6 +435,25 @@ impl Config {
                 .string("SITE_TITLE")?
                 .unwrap_or_else(|| local_domain.clone()),
             contact_email: env.string("SITE_CONTACT_EMAIL")?.unwrap_or_default(),
+            description: env.string("SITE_DESCRIPTION")?.unwrap_or_default(),
+            source_url: env.url("SOURCE_BASE_URL", &["http", "https"])?.map_or_else(
+                || env!("CARGO_PKG_REPOSITORY").to_string(),
+                |u| u.as_str().trim_end_matches('/').to_string(),
+            ),
+            default_locale: match env.string("DEFAULT_LOCALE")? {
+                None => "en".to_string(),
+                Some(l)
+                    if (2..=3).contains(&l.len()) && l.chars().all(|c| c.is_ascii_lowercase()) =>
+                {
+                    l
+                }
+                Some(l) => {
+                    return Err(ConfigError::new(
+                        "DEFAULT_LOCALE",
+                        format!("{l:?} is not a language code such as en or fr"),
+                    ));
+                }
+            },
             vapid: match (
                 env.string("VAPID_PRIVATE_KEY")?,
                 env.string("VAPID_PUBLIC_KEY")?,

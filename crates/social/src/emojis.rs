@@ -197,19 +197,33 @@ pub enum EmojiError {
     Database(#[from] sqlx::Error),
 }
 
-/// Adds (or replaces) this server's emoji `shortcode` from an image file: the original and
-/// its still PNG are stored first, then the row is written; a replaced emoji's old files go to
-/// the storage garbage.
+/// An emoji the operator adds.
+#[derive(Debug, Clone)]
+pub struct NewEmoji<'a> {
+    pub shortcode: &'a str,
+    /// The image file's bytes.
+    pub image: Bytes,
+    /// The picker's group.
+    pub category: Option<&'a str>,
+    pub visible_in_picker: bool,
+}
+
+/// Adds (or replaces) one of this server's emojis from an image file: the original and its
+/// still PNG are stored first, then the row is written; a replaced emoji's old files go to the
+/// storage garbage.
 pub async fn add_local(
     db: &stampede_db::Db,
     storage: &Storage,
     limits: &Limits,
     ids: &IdGenerator,
-    shortcode: &str,
-    image: Bytes,
-    category: Option<&str>,
-    visible_in_picker: bool,
+    new: NewEmoji<'_>,
 ) -> Result<(), EmojiError> {
+    let NewEmoji {
+        shortcode,
+        image,
+        category,
+        visible_in_picker,
+    } = new;
     if !valid_shortcode(shortcode) {
         return Err(EmojiError::Invalid(format!(
             "'{shortcode}' is not a valid shortcode: at least two letters, digits or underscores"

@@ -389,10 +389,12 @@ async fn emoji(command: EmojiCommand, ctx: &Context) -> anyhow::Result<ExitCode>
                 &ctx.storage,
                 &stampede_social::media::limits(&ctx.config),
                 &ids,
-                &shortcode,
-                bytes.into(),
-                category.as_deref(),
-                !hidden,
+                emojis::NewEmoji {
+                    shortcode: &shortcode,
+                    image: bytes.into(),
+                    category: category.as_deref(),
+                    visible_in_picker: !hidden,
+                },
             )
             .await
             {

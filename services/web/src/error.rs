@@ -108,6 +108,12 @@ impl ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
+        // Text PostgreSQL cannot hold (a NUL byte in a path segment): the request's fault.
+        if let sqlx::Error::Database(db) = &error
+            && db.code().as_deref() == Some("22021")
+        {
+            return Self::unprocessable("Invalid byte sequence in the request");
+        }
         Self::internal(error)
     }
 }

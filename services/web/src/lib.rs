@@ -51,6 +51,9 @@ pub struct AppState {
     pub resolver: stampede_social::remote::Resolver,
     pub uploads: Arc<api::v1::media::Uploads>,
     pub push_keys: stampede_social::push::PushKeys,
+    /// The instance statistics and when they were counted.
+    pub instance_counts:
+        Arc<parking_lot::Mutex<Option<(std::time::Instant, api::v1::instance::Counts)>>>,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             render,
             uploads: api::v1::media::Uploads::new(&ctx.config),
             push_keys: stampede_social::push::PushKeys::from_config(&ctx.config),
+            instance_counts: Arc::default(),
             resolver: stampede_social::remote::Resolver::from_config(ctx.db.clone(), &ctx.config)
                 // Building the client fails only if TLS cannot be set up at all.
                 .expect("the outbound HTTP client builds"),

@@ -142,9 +142,30 @@ async fn read<T: DeserializeOwned>(
     if let (Some(Value::Object(body)), Value::Object(map)) = (body_value, &mut value) {
         map.extend(body);
     }
+    strip_nul(&mut value);
     let params = serde_json::from_value(value)
         .map_err(|e| ApiError::unprocessable(format!("Invalid parameters: {e}")))?;
     Ok((params, files))
+}
+
+/// Removes NUL characters from every string: no parameter means one, and PostgreSQL refuses
+/// them in text.
+fn strip_nul(value: &mut Value) {
+    match value {
+        Value::String(s) if s.contains('\0') => s.retain(|c| c != '\0'),
+        Value::Array(items) => items.iter_mut().for_each(strip_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains('\0')) {
+                let cleaned: Map<String, Value> = std::mem::take(map)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('\0', ""), v))
+                    .collect();
+                *map = cleaned;
+            }
+            map.values_mut().for_each(strip_nul);
+        }
+        _ => {}
+    }
 }
 
 fn parse_body(content_type: &str, body: &Bytes) -> Result<Option<Value>, ApiError> {
@@ -152,8 +173,13 @@ fn parse_body(content_type: &str, body: &Bytes) -> Result<Option<Value>, ApiErro
         return Ok(None);
     }
     if content_type.starts_with("application/json") {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::unprocessable(format!("Invalid JSON: {e}")))?;
+        // Rails refuses a body that does not parse before any controller sees it: 400.
+        let value: Value = serde_json::from_slice(body).map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                format!("Error occurred while parsing request parameters: {e}"),
+            )
+        })?;
         return Ok(Some(value));
     }
     // Forms, and bodies without a content type, as Rails reads them.
@@ -175,6 +201,10 @@ pub fn pairs_to_value(pairs: Vec<(String, String)>) -> Result<Value, ApiError> {
     }
     let mut root = Value::Object(Map::new());
     for (key, value) in pairs {
+        // A parameter without a name (`?=x`, `?[a]=x`) is ignored, as Rails ignores it.
+        if key.is_empty() || key.starts_with('[') {
+            continue;
+        }
         let mut path: Vec<String> = Vec::new();
         match key.split_once('[') {
             Some((head, rest)) => {
@@ -237,10 +267,11 @@ pub mod flex {
         match value {
             Value::Bool(b) => Some(*b),
             Value::Number(n) => Some(n.as_i64() != Some(0)),
+            // Rails' casting, which Mastodon's parameters go through: a few words are false,
+            // any other text is true.
             Value::String(s) => match s.to_ascii_lowercase().as_str() {
-                "true" | "1" | "on" | "yes" => Some(true),
-                "false" | "0" | "off" | "no" | "" => Some(false),
-                _ => None,
+                "false" | "0" | "off" | "f" | "no" | "" => Some(false),
+                _ => Some(true),
             },
             Value::Null => None,
             _ => None,
@@ -258,6 +289,13 @@ pub mod flex {
         }
     }
 
+    /// An optional boolean that is never an error: what cannot be read as one (a list, an
+    /// object) counts as not given, as Rails' strong parameters drop it.
+    pub fn opt_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        let value = Option::<Value>::deserialize(d)?;
+        Ok(value.as_ref().and_then(to_bool))
+    }
+
     /// An optional whole number.
     pub fn opt_u32<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
         let value = Option::<Value>::deserialize(d)?;
@@ -269,9 +307,9 @@ pub mod flex {
                 .map(Some)
                 .ok_or_else(|| serde::de::Error::custom("expected a whole number")),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => s.parse().map(Some).map_err(|_| {
-                serde::de::Error::custom(format!("expected a whole number, got {s:?}"))
-            }),
+            // Text that is no number counts as not given (Mastodon reads it as 0 and falls back
+            // to the default).
+            Some(Value::String(s)) => Ok(s.trim().parse().ok()),
             Some(v) => Err(serde::de::Error::custom(format!(
                 "expected a whole number, got {v}"
             ))),
@@ -295,6 +333,24 @@ pub mod flex {
                 .map_err(|_| serde::de::Error::custom(format!("expected an id, got {s:?}"))),
             Some(v) => Err(serde::de::Error::custom(format!("expected an id, got {v}"))),
         }
+    }
+
+    /// An optional text parameter: a string, or a number or boolean written out; a list or
+    /// an object is dropped (as Rails' strong parameters drop them), so the validation that
+    /// follows can say what is missing.
+    pub fn opt_scalar<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        let value = Option::<Value>::deserialize(d)?;
+        Ok(match value {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            Some(Value::Bool(b)) => Some(b.to_string()),
+            _ => None,
+        })
+    }
+
+    /// [`opt_scalar`] with nothing as the empty string.
+    pub fn scalar<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Ok(opt_scalar(d)?.unwrap_or_default())
     }
 
     /// A list given as an array, or as one space/comma-separated string.

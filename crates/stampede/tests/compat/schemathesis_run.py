@@ -19,7 +19,7 @@ and listening on loopback only:
 
     /tmp/schemathesis-venv/bin/python crates/stampede/tests/compat/schemathesis_run.py \
         --base-url http://127.0.0.1:3300 --token TOKEN \
-        --schema ../shared/data/mastodon-openapi/schema.json [--other-account-id ID]
+        [--schema interop/mastodon-openapi/schema.json] [--other-account-id ID]
 
 --other-account-id names a second local account for the /accounts/{id}/... and
 follow-request operations (default: the token's own account). Prints one line per operation
@@ -139,6 +139,17 @@ def patch_schema(doc):
                 "description": "Bad Request",
                 "content": {"application/json": {"schema": {"$ref": ref_error}}},
             })
+    #    - Every operation that takes a body: a body that does not parse as its Content-Type
+    #      says (`-d $'\x00'` with application/json) is refused by Rails before any controller
+    #      runs (ActionDispatch::Http::Parameters::ParseError), answered 400.
+    for path, item in paths.items():
+        for method in METHODS:
+            op = item.get(method)
+            if op is not None and "requestBody" in op:
+                op["responses"].setdefault("400", {
+                    "description": "Bad Request",
+                    "content": {"application/json": {"schema": {"$ref": ref_error}}},
+                })
     # 6. DELETE /api/v2/filters/statuses/{id} answers `{}`: Api::V2::Filters::StatusesController
     #    #destroy is `@status_filter.destroy!; render_empty`, like the keyword one, but the file
     #    gives FilterStatus (required id, status_id) as the schema.
@@ -445,7 +456,8 @@ def summarize(junit_path, tested, token):
         failures, errors, skipped = results.get(name, ([], [], []))
         if failures:
             codes = sorted({c.strip() for f in failures for c in (f.get("message") or "").split(",") if c.strip()})
-            lines.append(f"FAIL   {name}  [{', '.join(f'{c} {CODE_NAMES.get(c, "")}'.strip() for c in codes)}]")
+            named = ", ".join((c + " " + CODE_NAMES.get(c, "")).strip() for c in codes)
+            lines.append(f"FAIL   {name}  [{named}]")
             details += [f"==== {name}"] + [f.text or "" for f in failures]
             failed += 1
         elif errors:

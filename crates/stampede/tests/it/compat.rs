@@ -172,3 +172,103 @@ async fn mastodon_py_streams_events() {
         .unwrap();
     assert!(out.contains("\"ok\": true"), "{out}");
 }
+
+const SCHEMATHESIS_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/compat/schemathesis_run.py"
+);
+
+/// schemathesis, with Mastodon's OpenAPI description, against every operation Stampede serves:
+/// no 5xx, every answer's status documented and its body valid against the schema (with the
+/// corrections to the description that the script lists and explains).
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_only_valid_answers() {
+    let app = spawn_app(AppOptions {
+        amqp: true,
+        redis: true,
+        workers: true,
+        env: vec![("RATE_LIMITS".to_string(), "false".to_string())],
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let alice = crate::social::seed_user(&app, "alice", false).await;
+    let bob = crate::social::seed_user(&app, "bob", false).await;
+    // A token issued to an application, as every real client's is.
+    let creds = crate::mastodon::register_app(&app, "read write follow push").await;
+    sqlx::query(
+        "UPDATE oauth_access_tokens SET application_id = \
+           (SELECT id FROM oauth_applications WHERE client_id = $1) \
+         WHERE account_id = $2",
+    )
+    .bind(&creds.client_id)
+    .bind(alice.id.parse::<i64>().unwrap())
+    .execute(&app.ctx.db)
+    .await
+    .unwrap();
+    let base = format!("http://{}", app.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        run_script(
+            SCHEMATHESIS_SCRIPT,
+            &[
+                "--base-url",
+                &base,
+                "--token",
+                &alice.token,
+                "--other-account-id",
+                &bob.id,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(out.contains(" 0 failed"), "{out}");
+    app.stop().await;
+}
+
+const CLIENT_API_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/compat/mastodon_py_client_api.py"
+);
+
+/// Mastodon.py through grouped notifications, the notification policy and its requests, Web
+/// Push (decrypted by Mastodon.py's own code), custom emojis and announcements made with the
+/// operator's commands, domain blocks, reports, link previews, link trends and the link
+/// timeline.
+#[tokio::test]
+async fn mastodon_py_drives_the_client_api_extras() {
+    let app = spawn_app(AppOptions {
+        amqp: true,
+        redis: true,
+        workers: true,
+        env: vec![(
+            "ALLOWED_PRIVATE_ADDRESSES".to_string(),
+            "127.0.0.0/8".to_string(),
+        )],
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut tokens = serde_json::Map::new();
+    for name in ["alice", "bob", "carol"] {
+        let user = crate::social::seed_user(&app, name, false).await;
+        tokens.insert(name.to_string(), user.token.into());
+    }
+    let emoji = std::env::temp_dir().join(stampede_test_support::unique("blobcat"));
+    std::fs::write(&emoji, crate::media::png(32, 32)).unwrap();
+    for args in [
+        vec!["admin", "emoji", "add", "blobcat", emoji.to_str().unwrap()],
+        vec!["admin", "announcements", "create", "Welcome, newcomers!"],
+    ] {
+        let status = crate::process::command(&app.env, &args).status().unwrap();
+        assert!(status.success(), "{args:?}");
+    }
+    std::fs::remove_file(&emoji).ok();
+    let base = format!("http://{}", app.addr);
+    let tokens = serde_json::Value::Object(tokens).to_string();
+    let out = tokio::task::spawn_blocking(move || run_script(CLIENT_API_SCRIPT, &[&base, &tokens]))
+        .await
+        .unwrap();
+    assert!(out.contains("\"ok\": true"), "{out}");
+    app.stop().await;
+}

@@ -17,20 +17,30 @@ use super::{App, find_app};
 use crate::auth::ClientIp;
 use crate::error::ApiError;
 use crate::pages::auth::check_password;
-use crate::payload::Params;
+use crate::payload::{Params, flex};
 use crate::{AppState, ratelimit, tokens};
 
 #[derive(Debug, Deserialize, Default)]
 pub struct TokenParams {
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     grant_type: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     client_id: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     client_secret: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     code: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     redirect_uri: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     code_verifier: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     scope: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     username: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     password: Option<String>,
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     token: Option<String>,
 }
 

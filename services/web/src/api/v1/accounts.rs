@@ -15,21 +15,21 @@ use stampede_social::media::{self, Profile};
 
 #[derive(Debug, Deserialize)]
 pub struct CreateAccount {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::scalar")]
     username: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::scalar")]
     email: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::scalar")]
     password: String,
-    #[serde(default, deserialize_with = "flex::opt_bool")]
+    #[serde(default, deserialize_with = "flex::opt_flag")]
     agreement: Option<bool>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     locale: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     date_of_birth: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "flex::opt_scalar")]
     invite_code: Option<String>,
 }
 

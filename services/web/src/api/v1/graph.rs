@@ -309,8 +309,9 @@ pub async fn block(
 ) -> Result<Json<Relationship>, ApiError> {
     let account_id = auth.account(BLOCK_WRITE)?;
     let target = state.target_account(&id).await?;
+    // Mastodon does nothing and answers the relationship (with oneself).
     if target.id == account_id {
-        return Err(ApiError::forbidden("This action is not allowed"));
+        return state.relationship(account_id, target.id).await;
     }
     let mut tx = state.ctx.db.begin().await?;
     sqlx::query(
@@ -380,8 +381,9 @@ pub async fn mute(
 ) -> Result<Json<Relationship>, ApiError> {
     let account_id = auth.account(MUTE_WRITE)?;
     let target = state.target_account(&id).await?;
+    // Mastodon does nothing and answers the relationship (with oneself).
     if target.id == account_id {
-        return Err(ApiError::forbidden("This action is not allowed"));
+        return state.relationship(account_id, target.id).await;
     }
     sqlx::query(
         "INSERT INTO mutes (id, account_id, target_account_id, hide_notifications, expires_at) \

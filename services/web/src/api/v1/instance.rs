@@ -86,29 +86,56 @@ async fn configuration(state: &AppState) -> Value {
     })
 }
 
-async fn counts(state: &AppState) -> Result<(i64, i64), ApiError> {
-    let users: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM users WHERE approved AND confirmed_at IS NOT NULL AND NOT disabled",
+/// The instance's statistics: users who may sign in, those active in the last 30 days, local
+/// statuses and the domains accounts are known from.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct Counts {
+    users: i64,
+    active_month: i64,
+    statuses: i64,
+    domains: i64,
+}
+
+/// How long the statistics are reused: every client asks for the instance at start, and in a
+/// surge that is thousands of times a minute for figures nobody needs to the second.
+const COUNTS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
+async fn counts(state: &AppState) -> Result<Counts, ApiError> {
+    if let Some((at, counts)) = *state.instance_counts.lock()
+        && at.elapsed() < COUNTS_FOR
+    {
+        return Ok(counts);
+    }
+    let counts: Counts = sqlx::query_as(
+        "SELECT \
+           (SELECT count(*) FROM users \
+            WHERE approved AND confirmed_at IS NOT NULL AND NOT disabled) AS users, \
+           (SELECT count(*) FROM users WHERE approved AND confirmed_at IS NOT NULL AND NOT disabled \
+              AND last_active_at > now() - interval '30 days') AS active_month, \
+           (SELECT coalesce(sum(st.statuses_count), 0)::bigint FROM account_stats st \
+              JOIN accounts a ON a.id = st.account_id WHERE a.domain IS NULL) AS statuses, \
+           (SELECT count(DISTINCT domain) FROM accounts WHERE domain IS NOT NULL) AS domains",
     )
     .fetch_one(&state.ctx.db)
     .await?;
-    Ok((users, 0))
+    *state.instance_counts.lock() = Some((std::time::Instant::now(), counts));
+    Ok(counts)
 }
 
 pub async fn v2(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let config = &state.ctx.config;
     let registrations = &config.registrations;
-    let (users, _) = counts(&state).await?;
+    let counts = counts(&state).await?;
     Ok(Json(json!({
         "domain": config.local_domain,
         "title": config.web.site_title,
         "version": version(),
-        "source_url": "https://example.invalid/stampede",
-        "description": "",
-        "usage": { "users": { "active_month": users } },
+        "source_url": config.web.source_url,
+        "description": config.web.description,
+        "usage": { "users": { "active_month": counts.active_month } },
         "thumbnail": { "url": format!("{}/headers/original/missing.png", state.base_url()) },
         "icon": [],
-        "languages": ["en"],
+        "languages": [config.web.default_locale],
         "configuration": configuration(&state).await,
         "registrations": {
             "enabled": registrations.mode != RegistrationsMode::None,
@@ -127,21 +154,26 @@ pub async fn v2(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
 pub async fn v1(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let config = &state.ctx.config;
     let registrations = &config.registrations;
-    let (users, statuses) = counts(&state).await?;
+    let counts = counts(&state).await?;
     Ok(Json(json!({
         "uri": config.local_domain,
         "title": config.web.site_title,
-        "short_description": "",
-        "description": "",
+        "short_description": config.web.description,
+        "description": config.web.description,
         "email": config.web.contact_email,
         "version": version(),
         "urls": { "streaming_api": streaming_url(&state) },
-        "stats": { "user_count": users, "status_count": statuses, "domain_count": 0 },
+        "stats": {
+            "user_count": counts.users,
+            "status_count": counts.statuses,
+            "domain_count": counts.domains,
+        },
         "thumbnail": format!("{}/headers/original/missing.png", state.base_url()),
-        "languages": ["en"],
+        "languages": [config.web.default_locale],
         "registrations": registrations.mode != RegistrationsMode::None,
         "approval_required": registrations.mode == RegistrationsMode::Approved,
-        "invites_enabled": true,
+        // Invites are made by the operator (`stampede admin invites`), not by users.
+        "invites_enabled": false,
         "configuration": configuration(&state).await,
         "contact_account": null,
         "rules": load_rules(&state).await?,

@@ -45,6 +45,8 @@ pub struct CreateParams {
     subscription: SubscriptionParams,
     #[serde(default)]
     data: DataParams,
+    /// Mastodon also takes `policy` outside `data` (Mastodon.py sends it there).
+    policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -156,7 +158,8 @@ pub async fn create(
     if key_length(&auth_secret) != Some(16) {
         v.add("keys.auth", "ERR_INVALID", "is not a 16-byte secret");
     }
-    check_policy(&p.data.policy, &mut v);
+    let policy = p.data.policy.or(p.policy);
+    check_policy(&policy, &mut v);
     v.finish()?;
     let mut tx = state.ctx.db.begin().await?;
     sqlx::query("DELETE FROM web_push_subscriptions WHERE access_token_id = $1")
@@ -177,7 +180,7 @@ pub async fn create(
     .bind(auth_secret.trim())
     .bind(s.standard.unwrap_or(false))
     .bind(sqlx::types::Json(alerts(&p.data.alerts)))
-    .bind(p.data.policy.as_deref().unwrap_or("all"))
+    .bind(policy.as_deref().unwrap_or("all"))
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -27,6 +27,7 @@ struct Row {
     id: i64,
     scheduled_at: DateTime<Utc>,
     params: sqlx::types::Json<NewStatus>,
+    application_id: Option<i64>,
 }
 
 /// Scheduled statuses with their attachments (loaded in one query).
@@ -53,6 +54,7 @@ async fn render_one(state: &AppState, row: Row) -> Result<ScheduledStatus, ApiEr
 
 fn render(row: Row, media: &[MediaAttachment]) -> ScheduledStatus {
     let p = row.params.0;
+    let application_id = row.application_id;
     let media_attachments = p
         .media_ids
         .iter()
@@ -61,28 +63,43 @@ fn render(row: Row, media: &[MediaAttachment]) -> ScheduledStatus {
     ScheduledStatus {
         id: row.id.to_string(),
         scheduled_at: iso(row.scheduled_at),
-        params: serde_json::json!({
-            "text": p.text,
-            "spoiler_text": if p.spoiler_text.is_empty() { None } else { Some(p.spoiler_text) },
-            "sensitive": p.sensitive,
-            "visibility": p.visibility,
-            "language": p.language,
-            "in_reply_to_id": p.in_reply_to_id.map(|i| i.to_string()),
-            "poll": p.poll.map(|poll| serde_json::json!({
-                "options": poll.options,
-                "expires_in": poll.expires_in.to_string(),
-                "multiple": poll.multiple,
-                "hide_totals": poll.hide_totals,
-            })),
-            "media_ids": (!p.media_ids.is_empty())
-                .then(|| p.media_ids.iter().map(i64::to_string).collect::<Vec<_>>()),
-            "scheduled_at": null,
-            "application_id": null,
-            "idempotency": null,
-            "with_rate_limit": false,
-        }),
+        params: with_application(
+            serde_json::json!({
+                "text": p.text,
+                "spoiler_text": if p.spoiler_text.is_empty() { None } else { Some(p.spoiler_text) },
+                "sensitive": p.sensitive,
+                "visibility": p.visibility,
+                "language": p.language,
+                // A number in Mastodon's stored parameters, unlike ids elsewhere.
+                "in_reply_to_id": p.in_reply_to_id,
+                "poll": p.poll.map(|poll| serde_json::json!({
+                    "options": poll.options,
+                    "expires_in": poll.expires_in.to_string(),
+                    "multiple": poll.multiple,
+                    "hide_totals": poll.hide_totals,
+                })),
+                "media_ids": (!p.media_ids.is_empty())
+                    .then(|| p.media_ids.iter().map(i64::to_string).collect::<Vec<_>>()),
+                "scheduled_at": null,
+                "idempotency": null,
+                "with_rate_limit": false,
+            }),
+            application_id,
+        ),
         media_attachments,
     }
+}
+
+/// Mastodon's stored parameters name the posting application by its (numeric) id; a token
+/// made without one names none.
+fn with_application(
+    mut params: serde_json::Value,
+    application_id: Option<i64>,
+) -> serde_json::Value {
+    if let Some(id) = application_id {
+        params["application_id"] = id.into();
+    }
+    params
 }
 
 /// Stores a validated status for later.
@@ -95,7 +112,7 @@ pub async fn schedule(
 ) -> Result<ScheduledStatus, ApiError> {
     let row: Row = sqlx::query_as(
         "INSERT INTO scheduled_statuses (id, account_id, application_id, scheduled_at, params) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id, scheduled_at, params",
+         VALUES ($1, $2, $3, $4, $5) RETURNING id, scheduled_at, params, application_id",
     )
     .bind(state.ids.next_id().as_i64())
     .bind(account_id)
@@ -116,7 +133,7 @@ pub async fn index(
     let account_id = auth.account(READ)?;
     let bounds = q.bounds(20, 40);
     let rows: Vec<Row> = sqlx::query_as(&format!(
-        "SELECT id, scheduled_at, params FROM scheduled_statuses WHERE account_id = $1 \
+        "SELECT id, scheduled_at, params, application_id FROM scheduled_statuses WHERE account_id = $1 \
            AND {keyset} \
          ORDER BY id DESC LIMIT $4",
         keyset = keyset("id", 2, 3)
@@ -145,7 +162,7 @@ pub async fn show(
 ) -> Result<Json<ScheduledStatus>, ApiError> {
     let account_id = auth.account(READ)?;
     let row: Row = sqlx::query_as(
-        "SELECT id, scheduled_at, params FROM scheduled_statuses WHERE id = $1 AND account_id = $2",
+        "SELECT id, scheduled_at, params, application_id FROM scheduled_statuses WHERE id = $1 AND account_id = $2",
     )
     .bind(path_id(&id)?)
     .bind(account_id)
@@ -180,7 +197,7 @@ pub async fn update(
         })?;
     let row: Row = sqlx::query_as(
         "UPDATE scheduled_statuses SET scheduled_at = $3 WHERE id = $1 AND account_id = $2 \
-         RETURNING id, scheduled_at, params",
+         RETURNING id, scheduled_at, params, application_id",
     )
     .bind(path_id(&id)?)
     .bind(account_id)
