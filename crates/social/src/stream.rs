@@ -94,6 +94,20 @@ pub enum Control {
     Relations { account: i64 },
 }
 
+/// `account`'s filters changed: its streams reload them, and its `user` streams get the
+/// `filters_changed` event (no payload in Mastodon; an empty one here).
+pub async fn filters_changed(cache: &Cache, account: i64) {
+    publish(cache, CONTROL_CHANNEL, &Control::Relations { account }).await;
+    let event = AccountEvent {
+        account,
+        stream: AccountStream::User,
+        event: "filters_changed".to_string(),
+        payload: String::new(),
+        published_ms: now_ms(),
+    };
+    publish(cache, ACCOUNT_CHANNEL, &event).await;
+}
+
 /// Now, in Unix milliseconds.
 pub fn now_ms() -> i64 {
     Utc::now().timestamp_millis()

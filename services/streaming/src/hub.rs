@@ -20,6 +20,7 @@ use futures_util::task::AtomicWaker;
 use prometheus_client::metrics::counter::Counter;
 use stampede_cache::Message;
 use stampede_db::Db;
+use stampede_social::filters::Matcher;
 use stampede_social::stream::{self, AccountEvent, AccountStream, Control, StatusEvent};
 use stampede_telemetry::Metrics;
 use stampede_telemetry::metrics::StreamLabels;
@@ -113,24 +114,32 @@ impl Frame {
         })
     }
 
-    /// The WebSocket text frame: `{"stream":[…],"event":…,"payload":"<JSON string>"}`.
+    /// The WebSocket text frame: `{"stream":[…],"event":…,"payload":"<JSON string>"}`; an
+    /// event without a payload (`filters_changed`) has no `payload` key, as Mastodon sends it.
     pub fn json(&self) -> Utf8Bytes {
         self.json
             .get_or_init(|| {
-                serde_json::json!({
+                let mut frame = serde_json::json!({
                     "stream": self.label,
                     "event": &*self.event,
-                    "payload": &*self.payload,
-                })
-                .to_string()
-                .into()
+                });
+                if !self.payload.is_empty() {
+                    frame["payload"] = serde_json::Value::from(&*self.payload);
+                }
+                frame.to_string().into()
             })
             .clone()
     }
 
-    /// The server-sent event's name and data.
+    /// The server-sent event's name and data (`undefined` for an event without a payload, as
+    /// Mastodon's streaming server writes it).
     pub fn sse(&self) -> (&str, &str) {
-        (&self.event, &self.payload)
+        let data = if self.payload.is_empty() {
+            "undefined"
+        } else {
+            &self.payload
+        };
+        (&self.event, data)
     }
 }
 
@@ -140,6 +149,8 @@ struct Frames {
     payload: Arc<str>,
     published_ms: i64,
     user: Option<Arc<Frame>>,
+    /// The status, parsed for filters the first time a listener has some.
+    matchable: OnceLock<Option<Matchable>>,
 }
 
 impl Frames {
@@ -149,7 +160,14 @@ impl Frames {
             payload: payload.into(),
             published_ms,
             user: None,
+            matchable: OnceLock::new(),
         }
+    }
+
+    fn matchable(&self) -> Option<&Matchable> {
+        self.matchable
+            .get_or_init(|| Matchable::parse(&self.payload))
+            .as_ref()
     }
 
     fn for_key(&mut self, key: &StreamKey, metrics: &Metrics) -> Arc<Frame> {
@@ -172,10 +190,11 @@ pub enum Outgoing {
 }
 
 /// Accounts a viewer never wants to hear from: those they block, mute or are blocked by, and
-/// the known accounts of domains they block.
+/// the known accounts of domains they block; and the viewer's active filters.
 #[derive(Debug, Default)]
 pub struct Relations {
     excluded: RwLock<Arc<HashSet<i64>>>,
+    filters: RwLock<Arc<ViewerFilters>>,
 }
 
 impl Relations {
@@ -183,10 +202,85 @@ impl Relations {
         let excluded = self.excluded.read().expect("relations lock").clone();
         !excluded.is_empty() && accounts.iter().any(|a| excluded.contains(a))
     }
+
+    fn filters(&self) -> Arc<ViewerFilters> {
+        self.filters.read().expect("relations lock").clone()
+    }
 }
 
-/// Loads `account`'s filters from PostgreSQL.
-pub async fn load_relations(db: &Db, account: i64) -> Result<HashSet<i64>, sqlx::Error> {
+/// A viewer's active filters by the context a stream shows: `home` for the user and list
+/// streams, `public` for the public and hashtag streams (as Mastodon's streaming server
+/// applies them).
+#[derive(Debug, Default)]
+pub struct ViewerFilters {
+    home: Matcher,
+    public: Matcher,
+}
+
+impl ViewerFilters {
+    fn new(filters: Vec<stampede_social::filters::Filter>) -> Self {
+        let of = |context: &str| {
+            Matcher::new(
+                filters
+                    .iter()
+                    .filter(|f| f.context.iter().any(|c| c == context))
+                    .cloned()
+                    .collect(),
+            )
+        };
+        ViewerFilters {
+            home: of("home"),
+            public: of("public"),
+        }
+    }
+
+    fn for_key(&self, key: &StreamKey) -> Option<&Matcher> {
+        let matcher = match key {
+            StreamKey::User(_) | StreamKey::List(_) => &self.home,
+            StreamKey::Public { .. } | StreamKey::Hashtag { .. } => &self.public,
+            _ => return None,
+        };
+        (!matcher.is_empty()).then_some(matcher)
+    }
+}
+
+/// What a filter needs of a streamed status, read once per event and only when a listener has
+/// filters.
+struct Matchable {
+    id: i64,
+    text: String,
+    spoiler: String,
+    status: serde_json::Value,
+}
+
+impl Matchable {
+    fn parse(payload: &str) -> Option<Self> {
+        let status: serde_json::Value = serde_json::from_str(payload).ok()?;
+        // A boost is matched by what it boosts, as Mastodon does.
+        let shown = if status["reblog"].is_object() {
+            &status["reblog"]
+        } else {
+            &status
+        };
+        Some(Matchable {
+            id: shown["id"].as_str()?.parse().ok()?,
+            text: stampede_social::filters::plain_text(
+                shown["content"].as_str().unwrap_or_default(),
+            ),
+            spoiler: shown["spoiler_text"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            status,
+        })
+    }
+}
+
+/// Loads what `account` filters out from PostgreSQL.
+pub async fn load_relations(
+    db: &Db,
+    account: i64,
+) -> Result<(HashSet<i64>, ViewerFilters), sqlx::Error> {
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT target_account_id FROM blocks WHERE account_id = $1 \
          UNION SELECT account_id FROM blocks WHERE target_account_id = $1 \
@@ -198,7 +292,9 @@ pub async fn load_relations(db: &Db, account: i64) -> Result<HashSet<i64>, sqlx:
     .bind(account)
     .fetch_all(db)
     .await?;
-    Ok(ids.into_iter().collect())
+    let mut conn = db.acquire().await?;
+    let filters = stampede_social::filters::load(&mut conn, account, None, true).await?;
+    Ok((ids.into_iter().collect(), ViewerFilters::new(filters)))
 }
 
 /// Tells one client's task to disconnect. Cheaper than a cancellation token on the hot path:
@@ -388,13 +484,14 @@ impl Hub {
         if let Some(shared) = self.relations.lock().expect("relations lock").get(&account) {
             return Ok(shared.clone());
         }
-        let loaded = load_relations(&self.db, account).await?;
+        let (excluded, filters) = load_relations(&self.db, account).await?;
         let mut all = self.relations.lock().expect("relations lock");
         Ok(all
             .entry(account)
             .or_insert_with(|| {
                 Arc::new(Relations {
-                    excluded: RwLock::new(Arc::new(loaded)),
+                    excluded: RwLock::new(Arc::new(excluded)),
+                    filters: RwLock::new(Arc::new(filters)),
                 })
             })
             .clone())
@@ -532,16 +629,50 @@ impl Hub {
         }
     }
 
-    /// Offers the event to `key`'s listeners that want it.
+    /// Offers the event to `key`'s listeners that want it. A status goes to a listener with
+    /// filters for the stream's context as Mastodon sends it: not at all when a `hide` filter
+    /// matches, with `filtered` when others do.
     fn send(&self, key: &StreamKey, frames: &mut Frames, wanted: impl Fn(&Client) -> bool) {
         let index = self.index.read().expect("hub lock");
         let Some(listeners) = index.streams.get(key) else {
             return;
         };
         let frame = frames.for_key(key, &self.metrics);
+        let filterable = matches!(&*frames.event, "update" | "status.update");
         for client in listeners.values() {
-            if wanted(client) {
+            if !wanted(client) {
+                continue;
+            }
+            let filters = client
+                .relations
+                .as_ref()
+                .filter(|_| filterable)
+                .map(|r| r.filters());
+            let Some(matcher) = filters.as_deref().and_then(|f| f.for_key(key)) else {
                 client.offer(Outgoing::Event(frame.clone()), &self.metrics);
+                continue;
+            };
+            let Some(status) = frames.matchable() else {
+                client.offer(Outgoing::Event(frame.clone()), &self.metrics);
+                continue;
+            };
+            let results = matcher.results(status.id, &status.text, &status.spoiler);
+            if results.is_empty() {
+                client.offer(Outgoing::Event(frame.clone()), &self.metrics);
+            } else if !results
+                .iter()
+                .any(|r| r["filter"]["filter_action"] == "hide")
+            {
+                let mut filtered = status.status.clone();
+                filtered["filtered"] = serde_json::Value::Array(results);
+                let own = Frame::new(
+                    key,
+                    &frames.event,
+                    &Arc::from(filtered.to_string()),
+                    frames.published_ms,
+                    &self.metrics,
+                );
+                client.offer(Outgoing::Event(own), &self.metrics);
             }
         }
     }
@@ -636,7 +767,7 @@ impl Hub {
 
     async fn reload_relations(&self, account: i64) {
         match load_relations(&self.db, account).await {
-            Ok(loaded) => {
+            Ok((excluded, filters)) => {
                 let shared = self
                     .relations
                     .lock()
@@ -644,7 +775,8 @@ impl Hub {
                     .get(&account)
                     .cloned();
                 if let Some(shared) = shared {
-                    *shared.excluded.write().expect("relations lock") = Arc::new(loaded);
+                    *shared.excluded.write().expect("relations lock") = Arc::new(excluded);
+                    *shared.filters.write().expect("relations lock") = Arc::new(filters);
                 }
             }
             Err(error) => tracing::warn!(%error, account, "cannot reload streaming filters"),

@@ -91,6 +91,12 @@ impl AppState {
         stampede_social::post::base_url(&self.ctx.config)
     }
 
+    /// Tells `account`'s streams that its filters changed: the streaming service reloads them,
+    /// and clients get Mastodon's `filters_changed` event.
+    pub async fn filters_changed(&self, account: i64) {
+        stampede_social::stream::filters_changed(&self.ctx.cache, account).await;
+    }
+
     /// The server's VAPID public key (base64url), as Web Push clients are given it.
     pub async fn vapid_key(&self) -> Result<String, error::ApiError> {
         self.push_keys

@@ -623,3 +623,93 @@ async fn a_slow_client_is_dropped_without_slowing_the_others() {
             .join("\n")
     );
 }
+
+/// Filters apply to streamed statuses as to timelines: a `warn` filter's match arrives with
+/// `filtered`, a `hide` filter's match does not arrive, each only in the contexts it names; a
+/// change to the filters is announced with `filters_changed` and applies at once.
+#[tokio::test]
+async fn filters_mark_or_hide_streamed_statuses_and_changes_are_announced() {
+    let app = streaming_app(&[]).await;
+    let addr = app.streaming.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    follow(&app, &alice, &bob).await;
+    let mut home = ws(addr, "stream=user", &alice).await;
+    let mut public = ws(addr, "stream=public", &alice).await;
+    home.barrier().await;
+    public.barrier().await;
+
+    let warn = post(
+        &app,
+        "/api/v2/filters",
+        &alice,
+        json!({ "title": "Spoilers", "context": ["home"], "filter_action": "warn",
+                "keywords_attributes": [{ "keyword": "finale" }] }),
+    )
+    .await;
+    assert_eq!(warn.status, 200, "{:?}", warn.body);
+    let frame = home
+        .next(Duration::from_secs(10))
+        .await
+        .expect("filters_changed");
+    assert_eq!(frame["event"], "filters_changed", "{frame}");
+    assert!(frame.get("payload").is_none(), "{frame}");
+    let hide = post(
+        &app,
+        "/api/v2/filters",
+        &alice,
+        json!({ "title": "No ads", "context": ["home", "public"], "filter_action": "hide",
+                "keywords_attributes": [{ "keyword": "buy now" }] }),
+    )
+    .await;
+    assert_eq!(hide.status, 200);
+    assert_eq!(
+        home.next(Duration::from_secs(10)).await.unwrap()["event"],
+        "filters_changed"
+    );
+
+    // Warned on home (where the filter applies), plain on public (where it does not).
+    let spoiler =
+        crate::social::post_status(&app, &bob, json!({ "status": "the finale was wild" })).await;
+    let (_, event, payload) = home.event().await;
+    assert_eq!(event, "update");
+    let status: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(status["id"], spoiler.as_str());
+    assert_eq!(status["filtered"][0]["filter"]["title"], "Spoilers");
+    assert_eq!(status["filtered"][0]["keyword_matches"][0], "finale");
+    let (_, _, payload) = public.event().await;
+    let status: Value = serde_json::from_str(&payload).unwrap();
+    assert_eq!(status["id"], spoiler.as_str());
+    assert!(
+        status.get("filtered").is_none_or(|f| f == &json!([])),
+        "{status}"
+    );
+
+    // Hidden everywhere it applies; the next status still comes.
+    crate::social::post_status(&app, &bob, json!({ "status": "Buy now, cheap!" })).await;
+    let plain = crate::social::post_status(&app, &bob, json!({ "status": "just news" })).await;
+    let (_, _, payload) = home.event().await;
+    assert_eq!(status_id(&payload), plain);
+    let (_, _, payload) = public.event().await;
+    assert_eq!(status_id(&payload), plain);
+
+    // Deleting the hide filter lets such statuses through again.
+    let hide_id = hide.body["id"].as_str().unwrap();
+    let gone = crate::social::call(
+        &app,
+        reqwest::Method::DELETE,
+        &format!("/api/v2/filters/{hide_id}"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!(gone.status, 200);
+    assert_eq!(
+        home.next(Duration::from_secs(10)).await.unwrap()["event"],
+        "filters_changed"
+    );
+    let ad = crate::social::post_status(&app, &bob, json!({ "status": "buy now again" })).await;
+    let (_, _, payload) = home.event().await;
+    assert_eq!(status_id(&payload), ad);
+    app.stop().await;
+}

@@ -146,7 +146,9 @@ pub async fn create(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    one(&state, account_id, keyword_id).await
+    let answer = one(&state, account_id, keyword_id).await?;
+    state.filters_changed(account_id).await;
+    Ok(answer)
 }
 
 /// `PUT /api/v1/filters/:id`: the keyword, and its filter's contexts, action and expiry.
@@ -185,7 +187,9 @@ pub async fn update(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    one(&state, account_id, id).await
+    let answer = one(&state, account_id, id).await?;
+    state.filters_changed(account_id).await;
+    Ok(answer)
 }
 
 /// `DELETE /api/v1/filters/:id`: the keyword, and its filter when nothing else is left in it.
@@ -214,5 +218,6 @@ pub async fn delete(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    state.filters_changed(account_id).await;
     Ok(Json(json!({})))
 }

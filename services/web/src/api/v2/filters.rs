@@ -225,6 +225,7 @@ pub async fn create(
     apply_keywords(&state, &mut tx, id, keywords.unwrap_or_default()).await?;
     let filter = one(&mut tx, account_id, id).await?;
     tx.commit().await?;
+    state.filters_changed(account_id).await;
     Ok(Json(filter))
 }
 
@@ -261,6 +262,7 @@ pub async fn update(
     apply_keywords(&state, &mut tx, id, keywords.unwrap_or_default()).await?;
     let filter = one(&mut tx, account_id, id).await?;
     tx.commit().await?;
+    state.filters_changed(account_id).await;
     Ok(Json(filter))
 }
 
@@ -271,7 +273,11 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let account_id = auth.account(WRITE)?;
-    crate::api::v1::delete_owned(&state, crate::api::v1::Owned::Filter, &id, account_id).await
+    let answer =
+        crate::api::v1::delete_owned(&state, crate::api::v1::Owned::Filter, &id, account_id)
+            .await?;
+    state.filters_changed(account_id).await;
+    Ok(answer)
 }
 
 /// The filter that keyword (or filtered status) `id` belongs to, if it is `account_id`'s.
@@ -359,6 +365,7 @@ pub async fn add_keyword(
     .bind(p.whole_word.unwrap_or(true))
     .execute(&state.ctx.db)
     .await?;
+    state.filters_changed(account_id).await;
     Ok(Json(keyword_by_id(&state, id).await?))
 }
 
@@ -396,6 +403,7 @@ pub async fn update_keyword(
     .bind(p.whole_word)
     .execute(&state.ctx.db)
     .await?;
+    state.filters_changed(account_id).await;
     Ok(Json(keyword_by_id(&state, id).await?))
 }
 
@@ -412,6 +420,7 @@ pub async fn delete_keyword(
         .bind(id)
         .execute(&state.ctx.db)
         .await?;
+    state.filters_changed(account_id).await;
     Ok(Json(json!({})))
 }
 
@@ -465,6 +474,7 @@ pub async fn add_status(
     let id = id.ok_or_else(|| {
         ApiError::unprocessable("Validation failed: Status has already been taken")
     })?;
+    state.filters_changed(account_id).await;
     Ok(Json(filters::render_status((id, status_id))))
 }
 
@@ -502,5 +512,6 @@ pub async fn delete_status(
         .bind(id)
         .execute(&state.ctx.db)
         .await?;
+    state.filters_changed(account_id).await;
     Ok(Json(json!({})))
 }
