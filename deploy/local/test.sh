@@ -36,11 +36,14 @@ export STAMPEDE_COMPAT_PYTHON="$venv/bin/python"
 # An independent ActivityPub server (Fedify, from the npm registry, pinned in
 # interop/fedify/package-lock.json) federates with Stampede in the interop test.
 command -v node >/dev/null && command -v npm >/dev/null || deploy/local/need.sh nodejs npm
-fedify=interop/fedify
-if ! cmp -s "$fedify/package-lock.json" "$fedify/node_modules/.installed-lock" 2>/dev/null; then
-    (cd "$fedify" && npm ci --no-audit --no-fund --loglevel=error)
-    cp "$fedify/package-lock.json" "$fedify/node_modules/.installed-lock"
-fi
+# and masto.js, a Mastodon client library, both from the npm registry and pinned in
+# package-lock.json files.
+for package in interop/fedify interop/masto; do
+    if ! cmp -s "$package/package-lock.json" "$package/node_modules/.installed-lock" 2>/dev/null; then
+        (cd "$package" && npm ci --no-audit --no-fund --loglevel=error)
+        cp "$package/package-lock.json" "$package/node_modules/.installed-lock"
+    fi
+done
 
 # Builds may reuse a cache outside the clone; they also work without one.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"

@@ -28,6 +28,9 @@ pub async fn serve(ctx: &Context, listener: TcpListener, app: Router) -> anyhow:
             ctx.health.clone(),
         ))
         .fallback(stampede_telemetry::http::not_found)
+        // A known path with another method is as unknown to Rails' router, hence Mastodon: 404
+        // with its JSON body, not a bare 405.
+        .method_not_allowed_fallback(stampede_telemetry::http::not_found)
         .layer(axum::middleware::from_fn(admitted))
         .layer(axum::middleware::from_fn_with_state(
             ctx.metrics.clone(),

@@ -272,3 +272,51 @@ async fn mastodon_py_drives_the_client_api_extras() {
     assert!(out.contains("\"ok\": true"), "{out}");
     app.stop().await;
 }
+
+/// masto.js (from npm, pinned in interop/masto) through grouped notifications, the policy and
+/// requests, v2 filters, Web Push subscriptions, announcements, custom emojis, domain blocks,
+/// reports, the profile, trends and the legal texts.
+#[tokio::test]
+async fn masto_js_drives_the_client_api() {
+    let app = spawn_app(AppOptions {
+        amqp: true,
+        redis: true,
+        workers: true,
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut tokens = serde_json::Map::new();
+    for name in ["alice", "bob", "carol"] {
+        let user = crate::social::seed_user(&app, name, false).await;
+        tokens.insert(name.to_string(), user.token.into());
+    }
+    let status = crate::process::command(
+        &app.env,
+        &["admin", "announcements", "create", "Welcome, newcomers!"],
+    )
+    .status()
+    .unwrap();
+    assert!(status.success());
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../interop/masto/client_api.mjs"
+    );
+    let base = format!("http://{}", app.addr);
+    let tokens = serde_json::Value::Object(tokens).to_string();
+    let output = tokio::process::Command::new("node")
+        .env("MASTO_LOG", "debug")
+        .arg(script)
+        .arg(&base)
+        .arg(&tokens)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("{\"ok\":true}"),
+        "masto.js failed:\n{stdout}\n{stderr}"
+    );
+    app.stop().await;
+}

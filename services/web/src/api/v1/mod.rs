@@ -334,7 +334,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/media_proxy/{id}/{style}", get(media::proxy))
         .route(
             "/api/v1/profile",
-            get(accounts::show_profile).patch(accounts::update_profile_v2),
+            get(accounts::show_profile)
+                .patch(accounts::update_profile_v2)
+                .put(accounts::update_profile_v2),
         )
         .route("/api/v1/profile/avatar", delete(accounts::delete_avatar))
         .route("/api/v1/profile/header", delete(accounts::delete_header))

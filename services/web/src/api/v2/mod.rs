@@ -49,7 +49,10 @@ pub fn router() -> Router<AppState> {
         )
         .route(
             "/api/v2/notifications/policy",
-            get(notification_requests::policy).patch(notification_requests::update_policy),
+            // Rails routes `update` for PUT as well as PATCH (masto.js sends PUT).
+            get(notification_requests::policy)
+                .patch(notification_requests::update_policy)
+                .put(notification_requests::update_policy),
         )
         .route(
             "/api/v2/notifications/{group_key}",
