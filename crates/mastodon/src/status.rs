@@ -73,6 +73,12 @@ pub struct Status {
     pub reblog: Option<Box<Status>>,
     pub poll: Option<Poll>,
     pub card: Option<serde_json::Value>,
+    /// The quoted status (Mastodon 4.5): `{state, quoted_status}`, or `{state,
+    /// quoted_status_id}` inside a quoted status.
+    pub quote: Option<serde_json::Value>,
+    /// Who may quote this status, and whether the viewer may.
+    pub quote_approval: serde_json::Value,
+    pub quotes_count: i64,
     pub language: Option<String>,
     /// The source text: only in the answer to a delete (for "delete and redraft").
     #[serde(skip_serializing_if = "Option::is_none")]

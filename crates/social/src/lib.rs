@@ -35,6 +35,7 @@ pub mod outbound;
 pub mod passwords;
 pub mod post;
 pub mod push;
+pub mod quotes;
 pub mod remote;
 pub mod render;
 pub mod stream;
@@ -95,7 +96,8 @@ pub mod notification {
     pub const FAVOURITE: &str = "favourite";
     pub const POLL: &str = "poll";
     pub const UPDATE: &str = "update";
-    pub const ALL: [&str; 8] = [
+    pub const QUOTE: &str = "quote";
+    pub const ALL: [&str; 9] = [
         MENTION,
         STATUS,
         REBLOG,
@@ -104,6 +106,7 @@ pub mod notification {
         FAVOURITE,
         POLL,
         UPDATE,
+        QUOTE,
     ];
 
     /// Inserts a notification unless the recipient blocks the actor, or mutes them with

@@ -46,6 +46,12 @@ pub struct NewStatus {
     /// Uploads to show with it, in order (the author's own, processed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media_ids: Vec<i64>,
+    /// The status it quotes (Mastodon 4.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quoted_status_id: Option<i64>,
+    /// Who may quote it: `public`, `followers` or `nobody` (`public` when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote_approval_policy: Option<String>,
 }
 
 /// Why a status was not created.
@@ -77,6 +83,13 @@ pub fn validate(
         .map_err(|()| invalid("Visibility is not included in the list"))?;
     if new.text.trim().is_empty() && new.poll.is_none() && new.media_ids.is_empty() {
         return Err(invalid("Text can't be blank"));
+    }
+    if new
+        .quote_approval_policy
+        .as_deref()
+        .is_some_and(|p| !crate::quotes::POLICIES.contains(&p))
+    {
+        return Err(invalid("Quote approval policy is not included in the list"));
     }
     if new.poll.is_some() && !new.media_ids.is_empty() {
         return Err(PostError::Invalid(
@@ -251,8 +264,8 @@ pub async fn create(
     sqlx::query(
         "INSERT INTO statuses (id, account_id, application_id, text, content, spoiler_text, \
             sensitive, visibility, language, in_reply_to_id, in_reply_to_account_id, \
-            conversation_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            conversation_id, quote_approval_policy) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(id)
     .bind(author.account_id)
@@ -266,8 +279,18 @@ pub async fn create(
     .bind(new.in_reply_to_id)
     .bind(reply_account)
     .bind(conversation_id)
+    .bind(new.quote_approval_policy.as_deref().unwrap_or("public"))
     .execute(&mut *conn)
     .await?;
+    if let Some(quoted) = new.quoted_status_id {
+        crate::quotes::attach(conn, ids, id, author.account_id, quoted)
+            .await
+            .map_err(|e| match e {
+                crate::quotes::QuoteError::NotFound => PostError::NotFound,
+                crate::quotes::QuoteError::NotAllowed(m) => PostError::Invalid(m.to_string()),
+                crate::quotes::QuoteError::Database(e) => PostError::Db(e),
+            })?;
+    }
     if new.media_ids.is_empty() {
         crate::cards::queue(conn, id, &content, visibility.as_str(), author.base_url).await?;
     }

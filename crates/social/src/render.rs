@@ -120,6 +120,21 @@ pub struct StatusRow {
     pub url: Option<String>,
     /// The link preview, when its page was fetched and described.
     pub card: Option<sqlx::types::Json<crate::cards::CardRow>>,
+    /// Who may quote it.
+    pub quote_approval_policy: String,
+    /// The quote it makes, if any.
+    pub quote: Option<sqlx::types::Json<QuoteRow>>,
+    /// Accepted quotes of it.
+    pub quotes_count: i64,
+    /// The viewer follows its author (read only when that decides whether they may quote it).
+    pub viewer_follows: bool,
+}
+
+/// A quote a status makes (`quotes`' columns).
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct QuoteRow {
+    pub quoted_status_id: Option<i64>,
+    pub state: String,
 }
 
 /// The page's statuses with everything about them, in one statement. The viewer's flags,
@@ -161,7 +176,13 @@ SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, 
        s.conversation_id = ANY(cm.ids) AS conversation_muted, \
        (SELECT to_jsonb(pc) FROM preview_cards_statuses pcs \
           JOIN preview_cards pc ON pc.id = pcs.preview_card_id \
-        WHERE pcs.status_id = s.id AND pc.title <> '') AS card \
+        WHERE pcs.status_id = s.id AND pc.title <> '') AS card, \
+       s.quote_approval_policy, \
+       (SELECT to_jsonb(q) FROM quotes q WHERE q.status_id = s.id) AS quote, \
+       (SELECT count(*) FROM quotes q WHERE q.quoted_status_id = s.id AND q.state = 'accepted') \
+         AS quotes_count, \
+       (s.quote_approval_policy = 'followers' AND EXISTS (SELECT 1 FROM follows vf \
+          WHERE vf.account_id = $2 AND vf.target_account_id = s.account_id)) AS viewer_follows \
 FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
      CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
      LEFT JOIN men ON men.status_id = s.id \
@@ -268,12 +289,26 @@ impl Renderer {
         // another wait in its queue.
         let mut conn = self.db.acquire().await?;
         let mut rows = fetch_rows(&mut conn, viewer, ids).await?;
-        let missing: Vec<i64> = rows
-            .values()
-            .filter_map(|r| r.reblog_of_id)
-            .filter(|id| !rows.contains_key(id))
-            .collect();
-        if !missing.is_empty() {
+        // Boosted statuses, then the statuses quoted by any of them (one level: a quoted
+        // status shows its own quote by id only).
+        for _ in 0..2 {
+            let missing: Vec<i64> = rows
+                .values()
+                .flat_map(|r| {
+                    let quoted = r
+                        .quote
+                        .as_ref()
+                        .filter(|q| q.state == "accepted")
+                        .and_then(|q| q.quoted_status_id);
+                    r.reblog_of_id.into_iter().chain(quoted)
+                })
+                .filter(|id| !rows.contains_key(id))
+                .collect::<HashSet<i64>>()
+                .into_iter()
+                .collect();
+            if missing.is_empty() {
+                break;
+            }
             rows.extend(fetch_rows(&mut conn, viewer, &missing).await?);
         }
         let mut account_ids: HashSet<i64> = HashSet::new();
@@ -331,7 +366,7 @@ impl Renderer {
                 if (set.checked && !row.visible) || (filter.hide_muted && row.muted) {
                     return None;
                 }
-                self.render_status(&set, row)
+                self.render_status(&set, row, true)
             })
             .collect())
     }
@@ -461,7 +496,31 @@ impl Renderer {
         }
     }
 
-    fn render_status(&self, set: &Loaded<'_>, row: &StatusRow) -> Option<Status> {
+    /// A quote as the viewer may see it: the quoted status when accepted and visible (its own
+    /// quote by id only); `deleted` when the quoted status is gone, `unauthorized` when the
+    /// viewer may not see it.
+    fn render_quote(&self, set: &Loaded<'_>, quote: &QuoteRow, deep: bool) -> serde_json::Value {
+        let quoted = quote.quoted_status_id.and_then(|id| set.rows.get(&id));
+        let state = match (quote.state.as_str(), quote.quoted_status_id, quoted) {
+            ("accepted", None, _) => "deleted",
+            ("accepted", Some(_), Some(q)) if set.checked && !q.visible => "unauthorized",
+            ("accepted", Some(_), None) => "deleted",
+            (state, _, _) => state,
+        };
+        if !deep {
+            return serde_json::json!({
+                "state": state,
+                "quoted_status_id": quote.quoted_status_id.map(|id| id.to_string()),
+            });
+        }
+        let shown = (state == "accepted")
+            .then(|| quoted.and_then(|q| self.render_status(set, q, false)))
+            .flatten();
+        serde_json::json!({ "state": state, "quoted_status": shown })
+    }
+
+    /// Renders `row`; with `deep`, a quote shows the quoted status (else only its id).
+    fn render_status(&self, set: &Loaded<'_>, row: &StatusRow, deep: bool) -> Option<Status> {
         let account = set.accounts.get(&row.account_id)?;
         let base = &self.base;
         let reblog = match row.reblog_of_id {
@@ -471,9 +530,34 @@ impl Renderer {
                 if set.checked && !original.visible {
                     return None;
                 }
-                Some(Box::new(self.render_status(set, original)?))
+                Some(Box::new(self.render_status(set, original, deep)?))
             }
         };
+        let quote = row
+            .quote
+            .as_ref()
+            .map(|q| self.render_quote(set, &q.0, deep));
+        let own_status = set.viewer == Some(row.account_id);
+        let current_user = match set.viewer {
+            None => "unknown",
+            Some(_) => crate::quotes::decision(
+                &row.quote_approval_policy,
+                &row.visibility,
+                own_status,
+                row.viewer_follows,
+            ),
+        };
+        let automatic: Vec<&str> =
+            match (row.quote_approval_policy.as_str(), row.visibility.as_str()) {
+                (_, "private" | "direct") | ("nobody", _) => Vec::new(),
+                ("followers", _) => vec!["followers"],
+                _ => vec!["public"],
+            };
+        let quote_approval = serde_json::json!({
+            "automatic": automatic,
+            "manual": [],
+            "current_user": current_user,
+        });
         let path = format!("{base}/users/{}/statuses/{}", account.username, row.id);
         let own = set.viewer == Some(row.account_id);
         let flags = set.viewer.is_some();
@@ -549,6 +633,9 @@ impl Renderer {
             in_reply_to_account_id: row.in_reply_to_account_id.map(|i| i.to_string()),
             poll: set.polls.get(&row.id).map(|p| render_poll(p, flags)),
             card: row.card.as_ref().map(|c| crate::cards::render(&c.0)),
+            quote,
+            quote_approval,
+            quotes_count: row.quotes_count,
             language: row.language.clone(),
             text: None,
             edited_at: row.edited_at.map(iso),

@@ -792,3 +792,161 @@ async fn domain_blocks_reports_and_link_previews() {
     assert_eq!(public.body.as_array().unwrap().len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn quotes_follow_the_quoted_authors_policy_and_can_be_revoked() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+    let quote = |user: &crate::social::User, quoted: &str, text: &str| {
+        let body = json!({ "status": text, "quoted_status_id": quoted });
+        let token = user.token.clone();
+        let app = &app;
+        async move {
+            call(
+                app,
+                Method::POST,
+                "/api/v1/statuses",
+                Some(&token),
+                Some(body),
+            )
+            .await
+        }
+    };
+
+    // Anyone may quote a public status by default; its author is told.
+    let original = post_status(&app, &alice, json!({ "status": "quote me" })).await;
+    let quoting = quote(&bob, &original, "so true").await;
+    assert_eq!(quoting.status, 200, "{:?}", quoting.body);
+    assert_eq!(quoting.body["quote"]["state"], "accepted");
+    assert_eq!(
+        quoting.body["quote"]["quoted_status"]["id"],
+        original.as_str()
+    );
+    let quoting_id = quoting.body["id"].as_str().unwrap().to_string();
+    let shown = get(&app, &format!("/api/v1/statuses/{original}"), &carol).await;
+    assert_eq!(shown.body["quotes_count"], 1);
+    assert_eq!(shown.body["quote_approval"]["automatic"], json!(["public"]));
+    assert_eq!(shown.body["quote_approval"]["current_user"], "automatic");
+    let told = get(&app, "/api/v1/notifications?types[]=quote", &alice).await;
+    assert_eq!(told.body[0]["type"], "quote");
+    assert_eq!(told.body[0]["status"]["id"], quoting_id.as_str());
+
+    // A quote of a quote shows the inner quote by id only.
+    let nested = quote(&carol, &quoting_id, "quoting the quote").await;
+    assert_eq!(nested.status, 200);
+    let inner = &nested.body["quote"]["quoted_status"]["quote"];
+    assert_eq!(inner["state"], "accepted");
+    assert_eq!(inner["quoted_status_id"], original.as_str());
+    assert!(inner.get("quoted_status").is_none());
+
+    // `nobody` and `followers` policies.
+    let closed = post_status(
+        &app,
+        &alice,
+        json!({ "status": "mine only", "quote_approval_policy": "nobody" }),
+    )
+    .await;
+    let refused = quote(&carol, &closed, "no").await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    let seen = get(&app, &format!("/api/v1/statuses/{closed}"), &carol).await;
+    assert_eq!(seen.body["quote_approval"]["current_user"], "denied");
+    assert_eq!(
+        quote(&alice, &closed, "self quotes are fine").await.status,
+        200
+    );
+    let followers_only = post_status(
+        &app,
+        &alice,
+        json!({ "status": "followers may quote", "quote_approval_policy": "followers" }),
+    )
+    .await;
+    assert_eq!(quote(&carol, &followers_only, "not yet").await.status, 422);
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &carol,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        quote(&carol, &followers_only, "now I may").await.status,
+        200
+    );
+    let bad_policy = post(
+        &app,
+        "/api/v1/statuses",
+        &alice,
+        json!({ "status": "x", "quote_approval_policy": "everyone" }),
+    )
+    .await;
+    assert_eq!(bad_policy.status, 422);
+
+    // The quoted author lists and revokes quotes, and changes the policy.
+    let listed = get(&app, &format!("/api/v1/statuses/{original}/quotes"), &alice).await;
+    let ids: Vec<&str> = listed
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![quoting_id.as_str()]);
+    let not_theirs = get(&app, &format!("/api/v1/statuses/{original}/quotes"), &bob).await;
+    assert_eq!(not_theirs.status, 404);
+    let revoked = post(
+        &app,
+        &format!("/api/v1/statuses/{original}/quotes/{quoting_id}/revoke"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(revoked.status, 200, "{:?}", revoked.body);
+    assert_eq!(revoked.body["quote"]["state"], "revoked");
+    assert_eq!(
+        revoked.body["quote"]["quoted_status"],
+        serde_json::Value::Null
+    );
+    let shown = get(&app, &format!("/api/v1/statuses/{original}"), &alice).await;
+    assert_eq!(shown.body["quotes_count"], 0);
+    let policy = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/statuses/{original}/interaction_policy"),
+        Some(&alice.token),
+        Some(json!({ "quote_approval_policy": "followers" })),
+    )
+    .await;
+    assert_eq!(policy.status, 200, "{:?}", policy.body);
+    assert_eq!(
+        policy.body["quote_approval"]["automatic"],
+        json!(["followers"])
+    );
+    let others = call(
+        &app,
+        Method::PUT,
+        &format!("/api/v1/statuses/{original}/interaction_policy"),
+        Some(&bob.token),
+        Some(json!({ "quote_approval_policy": "public" })),
+    )
+    .await;
+    assert_eq!(others.status, 404);
+
+    // A deleted quoted status leaves the quote `deleted`.
+    let doomed = post_status(&app, &alice, json!({ "status": "soon gone" })).await;
+    let quoting = quote(&bob, &doomed, "quoting something doomed").await;
+    let quoting_id = quoting.body["id"].as_str().unwrap().to_string();
+    let deleted = call(
+        &app,
+        Method::DELETE,
+        &format!("/api/v1/statuses/{doomed}"),
+        Some(&alice.token),
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, 200);
+    let after = get(&app, &format!("/api/v1/statuses/{quoting_id}"), &bob).await;
+    assert_eq!(after.body["quote"]["state"], "deleted");
+    app.stop().await;
+}

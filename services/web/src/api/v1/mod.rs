@@ -225,6 +225,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
         )
         .route("/api/v1/statuses/{id}/history", get(statuses::history))
         .route("/api/v1/statuses/{id}/source", get(statuses::source))
+        .route("/api/v1/statuses/{id}/quotes", get(statuses::quotes))
+        .route(
+            "/api/v1/statuses/{id}/quotes/{quoting_status_id}/revoke",
+            post(statuses::revoke_quote),
+        )
+        .route(
+            "/api/v1/statuses/{id}/interaction_policy",
+            axum::routing::put(statuses::interaction_policy),
+        )
         .route("/api/v1/statuses/{id}/context", get(statuses::context))
         .route("/api/v1/statuses/{id}/reblog", post(statuses::reblog))
         .route("/api/v1/statuses/{id}/unreblog", post(statuses::unreblog))

@@ -73,6 +73,10 @@ pub struct CreateParams {
     scheduled_at: Option<String>,
     #[serde(default, deserialize_with = "flex::opt_list")]
     media_ids: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "flex::opt_id")]
+    quoted_status_id: Option<i64>,
+    #[serde(default)]
+    quote_approval_policy: Option<String>,
 }
 
 impl CreateParams {
@@ -106,6 +110,8 @@ impl CreateParams {
             in_reply_to_id: self.in_reply_to_id,
             poll,
             media_ids,
+            quoted_status_id: self.quoted_status_id,
+            quote_approval_policy: self.quote_approval_policy.filter(|p| !p.is_empty()),
         })
     }
 }
@@ -352,6 +358,9 @@ pub async fn edit(
         poll: None,
         scheduled_at: None,
         media_ids: p.media_ids,
+        // An edit keeps the quote and the policy (changed by interaction_policy).
+        quoted_status_id: None,
+        quote_approval_policy: None,
     }
     .into_new()?;
     let current_media: Vec<i64> = current.try_get("media_ids")?;
@@ -1052,4 +1061,102 @@ pub async fn index(
             .load_statuses(viewer, &ids, stampede_social::render::Filter::default())
             .await?,
     ))
+}
+
+/// `GET /api/v1/statuses/:id/quotes`: accepted quotes of one of the viewer's statuses, newest
+/// first (Mastodon shows them to the quoted author only).
+pub async fn quotes(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    uri: Uri,
+    Params(q): Params<PageQuery>,
+) -> Result<Page<Status>, ApiError> {
+    let account_id = auth.account(READ)?;
+    let id = path_id(&id)?;
+    own_status(&state, account_id, id).await?;
+    let bounds = q.bounds(20, 40);
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "SELECT q.id, q.status_id FROM quotes q \
+         WHERE q.quoted_status_id = $1 AND q.state = 'accepted' AND {keyset} \
+         ORDER BY q.id {} LIMIT $4",
+        bounds.order(),
+        keyset = keyset("q.id", 2, 3),
+    ))
+    .bind(id)
+    .bind(bounds.max)
+    .bind(bounds.min)
+    .bind(bounds.limit as i64)
+    .fetch_all(&state.ctx.db)
+    .await?;
+    let rows: Vec<(i64, i64)> = if bounds.ascending {
+        rows.into_iter().rev().collect()
+    } else {
+        rows
+    };
+    let ids: Vec<i64> = rows.iter().map(|r| r.1).collect();
+    let items = state
+        .load_statuses(
+            Some(account_id),
+            &ids,
+            stampede_social::render::Filter::default(),
+        )
+        .await?;
+    Ok(Page::new(
+        items,
+        &state.base_url(),
+        &uri,
+        rows.first().map(|r| r.0),
+        rows.last().map(|r| r.0),
+    ))
+}
+
+/// `POST /api/v1/statuses/:id/quotes/:quoting_status_id/revoke`: the author of status `id`
+/// withdraws their consent to a quote; answers the quoting status.
+pub async fn revoke_quote(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path((id, quoting)): Path<(String, String)>,
+) -> Result<Json<Status>, ApiError> {
+    let account_id = auth.account(WRITE)?;
+    let (id, quoting) = (path_id(&id)?, path_id(&quoting)?);
+    own_status(&state, account_id, id).await?;
+    let mut tx = state.ctx.db.begin().await?;
+    let revoked = stampede_social::quotes::revoke(&mut tx, id, quoting, account_id).await?;
+    tx.commit().await?;
+    if !revoked {
+        return Err(ApiError::not_found());
+    }
+    state.load_status(Some(account_id), quoting).await.map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct InteractionPolicy {
+    quote_approval_policy: Option<String>,
+}
+
+/// `PUT /api/v1/statuses/:id/interaction_policy`: who may quote one of the viewer's statuses
+/// from now on (quotes already made stay).
+pub async fn interaction_policy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+    Params(p): Params<InteractionPolicy>,
+) -> Result<Json<Status>, ApiError> {
+    let account_id = auth.account(WRITE)?;
+    let id = path_id(&id)?;
+    own_status(&state, account_id, id).await?;
+    if let Some(policy) = p.quote_approval_policy.as_deref().filter(|p| !p.is_empty()) {
+        if !stampede_social::quotes::POLICIES.contains(&policy) {
+            return Err(ApiError::unprocessable(
+                "Validation failed: Quote approval policy is not included in the list",
+            ));
+        }
+        sqlx::query("UPDATE statuses SET quote_approval_policy = $2 WHERE id = $1")
+            .bind(id)
+            .bind(policy)
+            .execute(&state.ctx.db)
+            .await?;
+    }
+    state.load_status(Some(account_id), id).await.map(Json)
 }
