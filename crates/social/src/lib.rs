@@ -30,6 +30,7 @@ pub mod interactions;
 pub mod keys;
 pub mod legal;
 pub mod media;
+pub mod moderation;
 pub mod notification_requests;
 pub mod outbound;
 pub mod passwords;

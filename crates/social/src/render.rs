@@ -582,7 +582,8 @@ impl Renderer {
             account: self.render_account(account),
             content: row.content.clone(),
             visibility: row.visibility.clone(),
-            sensitive: row.sensitive,
+            // A moderator's `sensitive` action puts the account's media behind a warning.
+            sensitive: row.sensitive || account.sensitized_at.is_some(),
             spoiler_text: row.spoiler_text.clone(),
             media_attachments: set
                 .media

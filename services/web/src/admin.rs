@@ -99,7 +99,7 @@ impl AppState {
             "disabled": user.disabled,
             "silenced": false,
             "suspended": account.suspended_at.is_some(),
-            "sensitized": false,
+            "sensitized": account.sensitized_at.is_some(),
             "account": credential.account,
             "created_by_application_id": null,
             "invited_by_account_id": null,

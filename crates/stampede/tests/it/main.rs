@@ -14,6 +14,7 @@ mod leases;
 mod lifecycle;
 mod mastodon;
 mod media;
+mod moderation;
 mod notifications;
 mod outbox;
 mod pages;
