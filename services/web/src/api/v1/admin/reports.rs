@@ -85,8 +85,8 @@ async fn render(state: &AppState, row: ReportRow) -> Result<Value, ApiError> {
     .into_iter()
     .flatten()
     {
-        if !people.contains_key(&id) {
-            people.insert(id, admin_account(state, id).await?);
+        if let std::collections::hash_map::Entry::Vacant(slot) = people.entry(id) {
+            slot.insert(admin_account(state, id).await?);
         }
     }
     // Moderators see the reported statuses whatever their visibility (Mastodon's admin view).
