@@ -142,6 +142,8 @@ struct Facts {
     reblog_author: Option<i64>,
     in_reply_to_account_id: Option<i64>,
     local: bool,
+    /// The author is silenced: its statuses stay off the public and hashtag streams.
+    silenced: bool,
     followers: i64,
     mentioned: Vec<i64>,
     tags: Vec<String>,
@@ -232,6 +234,7 @@ impl Distributor {
         sqlx::query_as(
             "SELECT s.account_id, s.visibility, s.reblog_of_id, r.account_id AS reblog_author, \
                     s.in_reply_to_account_id, a.domain IS NULL AS local, \
+                    a.silenced_at IS NOT NULL AS silenced, \
                     coalesce(st.followers_count, 0) AS followers, \
                     ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id) AS mentioned, \
                     ARRAY(SELECT lower(t.name) FROM statuses_tags x JOIN tags t ON t.id = x.tag_id \
@@ -311,7 +314,8 @@ impl Distributor {
             return Ok(());
         };
         let payload = serde_json::to_string(&status).map_err(|e| JobError::Permanent(e.into()))?;
-        let public = facts.visibility == "public" && facts.reblog_of_id.is_none();
+        let public =
+            facts.visibility == "public" && facts.reblog_of_id.is_none() && !facts.silenced;
         let mut involved = vec![facts.account_id];
         involved.extend(facts.reblog_author);
         involved.extend(facts.mentioned.iter().copied());

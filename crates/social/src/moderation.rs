@@ -2,7 +2,7 @@
 //! transaction. The effects follow from the rows: a suspended account's statuses leave every
 //! read path (the visibility predicates check `suspended_at`) and its tokens stop working; a
 //! disabled login's tokens stop working; a sensitized account's statuses are shown behind a
-//! content warning.
+//! content warning; a silenced account's statuses leave public places for non-followers.
 
 use sqlx::PgConnection;
 use stampede_core::id::IdGenerator;
@@ -16,6 +16,8 @@ pub enum AccountAction {
     Disable,
     /// Media is shown behind a warning.
     Sensitive,
+    /// Only followers see the account's statuses in public places and hear from it.
+    Silence,
     /// The account and everything it posted disappear; it can be unsuspended.
     Suspend,
 }
@@ -26,6 +28,7 @@ impl AccountAction {
             "none" => AccountAction::None,
             "disable" => AccountAction::Disable,
             "sensitive" => AccountAction::Sensitive,
+            "silence" => AccountAction::Silence,
             "suspend" => AccountAction::Suspend,
             _ => return None,
         })
@@ -36,6 +39,7 @@ impl AccountAction {
             AccountAction::None => "none",
             AccountAction::Disable => "disable",
             AccountAction::Sensitive => "sensitive",
+            AccountAction::Silence => "silence",
             AccountAction::Suspend => "suspend",
         }
     }
@@ -45,6 +49,7 @@ impl AccountAction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Undo {
     Enable,
+    Unsilence,
     Unsensitive,
     Unsuspend,
 }
@@ -53,6 +58,7 @@ impl Undo {
     fn as_str(self) -> &'static str {
         match self {
             Undo::Enable => "enable",
+            Undo::Unsilence => "unsilence",
             Undo::Unsensitive => "unsensitive",
             Undo::Unsuspend => "unsuspend",
         }
@@ -112,6 +118,14 @@ pub async fn act(
             .execute(&mut *conn)
             .await?;
         }
+        AccountAction::Silence => {
+            sqlx::query(
+                "UPDATE accounts SET silenced_at = coalesce(silenced_at, now()) WHERE id = $1",
+            )
+            .bind(target)
+            .execute(&mut *conn)
+            .await?;
+        }
         AccountAction::Suspend => {
             sqlx::query(
                 "UPDATE accounts SET suspended_at = coalesce(suspended_at, now()) WHERE id = $1",
@@ -149,6 +163,7 @@ pub async fn undo(
 ) -> Result<(), sqlx::Error> {
     let sql = match undo {
         Undo::Enable => "UPDATE users SET disabled = false WHERE account_id = $1",
+        Undo::Unsilence => "UPDATE accounts SET silenced_at = NULL WHERE id = $1",
         Undo::Unsensitive => "UPDATE accounts SET sensitized_at = NULL WHERE id = $1",
         Undo::Unsuspend => "UPDATE accounts SET suspended_at = NULL WHERE id = $1",
     };

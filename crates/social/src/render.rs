@@ -158,7 +158,13 @@ WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourite
      tg AS (SELECT st.status_id, array_agg(t.name ORDER BY t.name) AS names \
              FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
              WHERE st.status_id = ANY($1) GROUP BY st.status_id), \
-     pl AS (SELECT status_id FROM polls WHERE status_id = ANY($1)) \
+     pl AS (SELECT status_id FROM polls WHERE status_id = ANY($1)), \
+     cd AS (SELECT pcs.status_id, to_jsonb(pc) AS card FROM preview_cards_statuses pcs \
+            JOIN preview_cards pc ON pc.id = pcs.preview_card_id \
+            WHERE pcs.status_id = ANY($1) AND pc.title <> ''), \
+     qt AS (SELECT q.status_id, to_jsonb(q) AS quote FROM quotes q WHERE q.status_id = ANY($1)), \
+     qc AS (SELECT q.quoted_status_id, count(*) AS n FROM quotes q \
+            WHERE q.quoted_status_id = ANY($1) AND q.state = 'accepted' GROUP BY 1) \
 SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, s.sensitive, \
        s.visibility, s.language, s.in_reply_to_id, s.in_reply_to_account_id, s.reblog_of_id, \
        s.conversation_id, s.replies_count, s.reblogs_count, s.favourites_count, s.created_at, \
@@ -174,13 +180,7 @@ SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, 
        s.id = ANY(bm.ids) AS bookmarked, \
        s.id = ANY(pin.ids) AS pinned, \
        s.conversation_id = ANY(cm.ids) AS conversation_muted, \
-       (SELECT to_jsonb(pc) FROM preview_cards_statuses pcs \
-          JOIN preview_cards pc ON pc.id = pcs.preview_card_id \
-        WHERE pcs.status_id = s.id AND pc.title <> '') AS card, \
-       s.quote_approval_policy, \
-       (SELECT to_jsonb(q) FROM quotes q WHERE q.status_id = s.id) AS quote, \
-       (SELECT count(*) FROM quotes q WHERE q.quoted_status_id = s.id AND q.state = 'accepted') \
-         AS quotes_count, \
+       cd.card, s.quote_approval_policy, qt.quote, coalesce(qc.n, 0) AS quotes_count, \
        (s.quote_approval_policy = 'followers' AND EXISTS (SELECT 1 FROM follows vf \
           WHERE vf.account_id = $2 AND vf.target_account_id = s.account_id)) AS viewer_follows \
 FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
@@ -188,6 +188,9 @@ FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
      LEFT JOIN men ON men.status_id = s.id \
      LEFT JOIN tg ON tg.status_id = s.id \
      LEFT JOIN pl ON pl.status_id = s.id \
+     LEFT JOIN cd ON cd.status_id = s.id \
+     LEFT JOIN qt ON qt.status_id = s.id \
+     LEFT JOIN qc ON qc.quoted_status_id = s.id \
 WHERE s.id = ANY($1)",
         VISIBLE = visibility::visible("s", "$2"),
         MUTED = visibility::muted("s", "$2"),

@@ -92,20 +92,15 @@ pub enum Control {
     Disconnect { account: i64 },
     /// The account blocked, muted, followed … someone, or was blocked: reload what is filtered.
     Relations { account: i64 },
+    /// The account's filters changed: reload them, then send `filters_changed` to its `user`
+    /// streams (in that order, so a client that hears the event gets the new filters applied).
+    FiltersChanged { account: i64 },
 }
 
-/// `account`'s filters changed: its streams reload them, and its `user` streams get the
-/// `filters_changed` event (no payload in Mastodon; an empty one here).
+/// `account`'s filters changed: its streams reload them and then tell its `user` streams
+/// (`filters_changed`, no payload in Mastodon).
 pub async fn filters_changed(cache: &Cache, account: i64) {
-    publish(cache, CONTROL_CHANNEL, &Control::Relations { account }).await;
-    let event = AccountEvent {
-        account,
-        stream: AccountStream::User,
-        event: "filters_changed".to_string(),
-        payload: String::new(),
-        published_ms: now_ms(),
-    };
-    publish(cache, ACCOUNT_CHANNEL, &event).await;
+    publish(cache, CONTROL_CHANNEL, &Control::FiltersChanged { account }).await;
 }
 
 /// Now, in Unix milliseconds.

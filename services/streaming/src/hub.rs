@@ -762,6 +762,22 @@ impl Hub {
                 let hub = self.clone();
                 tokio::spawn(async move { hub.reload_relations(account).await });
             }
+            Control::FiltersChanged { account } => {
+                if !index.by_account.contains_key(&account) {
+                    return;
+                }
+                let hub = self.clone();
+                tokio::spawn(async move {
+                    hub.reload_relations(account).await;
+                    hub.account_event(&AccountEvent {
+                        account,
+                        stream: AccountStream::User,
+                        event: "filters_changed".to_string(),
+                        payload: String::new(),
+                        published_ms: stream::now_ms(),
+                    });
+                });
+            }
         }
     }
 

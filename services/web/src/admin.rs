@@ -97,7 +97,7 @@ impl AppState {
             "confirmed": user.confirmed_at.is_some(),
             "approved": user.approved,
             "disabled": user.disabled,
-            "silenced": false,
+            "silenced": account.silenced_at.is_some(),
             "suspended": account.suspended_at.is_some(),
             "sensitized": account.sensitized_at.is_some(),
             "account": credential.account,

@@ -220,3 +220,68 @@ async fn moderators_handle_reports_and_suspensions_hide_everything() {
     let _ = call(&app, Method::GET, "/api/v1/admin/reports", None, None).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_silenced_account_reaches_only_its_followers() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+    let dave = seed_user(&app, "dave", false).await;
+    make_admin(&app, &alice).await;
+    post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", bob.id),
+        &dave,
+        json!({}),
+    )
+    .await;
+    let status = post_status(&app, &bob, json!({ "status": "#news from bob" })).await;
+
+    let silenced = post(
+        &app,
+        &format!("/api/v1/admin/accounts/{}/action", bob.id),
+        &alice,
+        json!({ "type": "silence" }),
+    )
+    .await;
+    assert_eq!(silenced.status, 200, "{:?}", silenced.body);
+    let shown = get(&app, &format!("/api/v1/admin/accounts/{}", bob.id), &alice).await;
+    assert_eq!(shown.body["silenced"], true);
+    // Out of public places for Carol, who does not follow Bob; still there for Dave, who does.
+    assert_eq!(
+        get(&app, "/api/v1/timelines/public", &carol).await.body,
+        json!([])
+    );
+    assert_eq!(
+        get(&app, "/api/v1/timelines/tag/news", &carol).await.body,
+        json!([])
+    );
+    let seen = get(&app, "/api/v1/timelines/public", &dave).await;
+    assert_eq!(seen.body[0]["id"], status.as_str());
+    // A direct look still works, as in Mastodon.
+    assert_eq!(
+        get(&app, &format!("/api/v1/statuses/{status}"), &carol)
+            .await
+            .status,
+        200
+    );
+    // Its mention of Carol is filtered into a request (for_limited_accounts).
+    post_status(&app, &bob, json!({ "status": "@carol hello" })).await;
+    let notes = get(&app, "/api/v1/notifications", &carol).await;
+    assert_eq!(notes.body, json!([]));
+    let requests = get(&app, "/api/v1/notifications/requests", &carol).await;
+    assert_eq!(requests.body[0]["account"]["username"], "bob");
+
+    let back = post(
+        &app,
+        &format!("/api/v1/admin/accounts/{}/unsilence", bob.id),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(back.body["silenced"], false);
+    let public = get(&app, "/api/v1/timelines/public", &carol).await;
+    assert_eq!(public.body.as_array().unwrap().len(), 2);
+    app.stop().await;
+}

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, Uri};
 use serde::Deserialize;
 use stampede_mastodon::Status;
 use stampede_social::feeds::{self, Bounds, keyset};
-use stampede_social::visibility::{muted, visible};
+use stampede_social::visibility::{limited, muted, visible};
 
 use crate::AppState;
 use crate::api::v1::statuses::{READ, path_id};
@@ -168,11 +168,12 @@ pub async fn public(
            AND ($5::boolean IS NULL OR (s.uri IS NULL) = $5) \
            AND {keyset} \
            AND (NOT $6 OR {}) \
-           AND {} AND NOT {} \
+           AND {} AND NOT {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
         with_media("s"),
         visible("s", "$3"),
         muted("s", "$3"),
+        limited("s", "$3"),
         bounds.order(),
         keyset = keyset("s.id", 1, 2),
     ))
@@ -257,11 +258,12 @@ pub async fn tag(
            AND {keyset} \
            AND ($8::boolean IS NULL OR (s.uri IS NULL) = $8) \
            AND (NOT $9 OR {}) \
-           AND {} AND NOT {} \
+           AND {} AND NOT {} AND NOT {} \
          ORDER BY s.id {} LIMIT $4",
         with_media("s"),
         visible("s", "$3"),
         muted("s", "$3"),
+        limited("s", "$3"),
         bounds.order(),
         keyset = keyset("s.id", 1, 2),
     ))

@@ -45,9 +45,9 @@ async fn disconnect(state: &AppState, account: i64) {
     .await;
 }
 
-/// `POST /api/v1/admin/accounts/:id/action`: `type` is `none`, `disable`, `sensitive` or
-/// `suspend` (`silence` is not built yet: 422); `report_id` is resolved with it; `text` is
-/// the warning's text. Answers `{}`.
+/// `POST /api/v1/admin/accounts/:id/action`: `type` is `none`, `disable`, `sensitive`,
+/// `silence` or `suspend`; `report_id` is resolved with it; `text` is the warning's text.
+/// Answers `{}`.
 pub async fn action(
     State(state): State<AppState>,
     auth: Auth,
@@ -117,6 +117,15 @@ pub async fn enable(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     reverse(&state, &auth, &id, Undo::Enable).await
+}
+
+/// `POST /api/v1/admin/accounts/:id/unsilence`.
+pub async fn unsilence(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    reverse(&state, &auth, &id, Undo::Unsilence).await
 }
 
 /// `POST /api/v1/admin/accounts/:id/unsensitive`.

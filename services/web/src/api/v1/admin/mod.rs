@@ -21,6 +21,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/admin/accounts/{id}/action", post(actions::action))
         .route("/api/v1/admin/accounts/{id}/enable", post(actions::enable))
         .route(
+            "/api/v1/admin/accounts/{id}/unsilence",
+            post(actions::unsilence),
+        )
+        .route(
             "/api/v1/admin/accounts/{id}/unsensitive",
             post(actions::unsensitive),
         )

@@ -67,7 +67,7 @@ pub async fn admin_account(state: &AppState, id: i64) -> Result<Value, ApiError>
         "confirmed": false,
         "approved": false,
         "disabled": false,
-        "silenced": false,
+        "silenced": account.silenced_at.is_some(),
         "suspended": account.suspended_at.is_some(),
         "sensitized": account.sensitized_at.is_some(),
         "account": state.render_account(&account),
