@@ -159,7 +159,7 @@ pub fn describe(url: &Url, body: &[u8]) -> Option<Described> {
     // The head is enough, and a huge body need not be scanned.
     let head = match html.find("</head>") {
         Some(end) => &html[..end],
-        None => &html[..html.len().min(256 * 1024)],
+        None => prefix(&html, 256 * 1024),
     };
     static META: LazyLock<Regex> =
         LazyLock::new(|| Regex::new(r"(?is)<meta\s([^>]*)>").expect("a valid regex"));
@@ -231,7 +231,7 @@ pub fn describe(url: &Url, body: &[u8]) -> Option<Described> {
             250,
         ),
         language: LANG
-            .captures(&html[..html.len().min(4096)])
+            .captures(prefix(&html, 4096))
             .map(|c| {
                 c[1].split('-')
                     .next()
@@ -243,6 +243,15 @@ pub fn describe(url: &Url, body: &[u8]) -> Option<Described> {
             .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
             .map(|t| t.with_timezone(&Utc)),
     })
+}
+
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+fn prefix(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn clip(text: &str, max: usize) -> String {
@@ -471,6 +480,17 @@ mod tests {
             Some("https://news.example/story?id=1&x=2")
         );
         assert_eq!(first_link("<p>no links</p>", "own.example"), None);
+    }
+
+    #[test]
+    fn a_page_cut_inside_a_character_is_still_read() {
+        let url = Url::parse("https://x.example/").unwrap();
+        // No </head>, and the 4 KiB and 256 KiB cuts fall inside two-byte characters.
+        let mut page = String::from("<html lang=\"fr\"><title>Éte</title>");
+        page.push_str(&"é".repeat(200_000));
+        let d = describe(&url, page.as_bytes()).unwrap();
+        assert_eq!(d.title, "Éte");
+        assert_eq!(d.language.as_deref(), Some("fr"));
     }
 
     #[test]
