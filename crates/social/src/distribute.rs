@@ -554,12 +554,11 @@ impl Distributor {
         let Some(notification) = self.render.notifications(account, vec![row]).await?.pop() else {
             return Ok(());
         };
-        // Web Push subscriptions that want it, through the outbox (so a redelivered message
-        // queues them again only if this step did not commit).
+        // Web Push subscriptions that want it, through the outbox: a look-up, and an insert only
+        // when a subscription wants it (no transaction is needed for one write).
         {
-            let mut tx = self.db.begin().await?;
-            crate::push::queue(&mut tx, notification_id, account, from, &kind).await?;
-            tx.commit().await?;
+            let mut conn = self.db.acquire().await?;
+            crate::push::queue(&mut conn, notification_id, account, from, &kind).await?;
         }
         let payload =
             serde_json::to_string(&notification).map_err(|e| JobError::Permanent(e.into()))?;

@@ -242,13 +242,7 @@ pub async fn add_local(
     storage.put(&image_key, image, mime).await?;
     storage.put(&static_key, still.bytes, still.mime).await?;
     let mut tx = db.begin().await?;
-    let old: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-        "DELETE FROM custom_emojis WHERE shortcode = $1 AND domain IS NULL \
-         RETURNING image_key, static_key",
-    )
-    .bind(shortcode)
-    .fetch_optional(&mut *tx)
-    .await?;
+    take_local(&mut tx, shortcode).await?;
     sqlx::query(
         "INSERT INTO custom_emojis (id, shortcode, image_key, static_key, category, visible_in_picker) \
          VALUES ($1, $2, $3, $4, $5, $6)",
@@ -261,30 +255,33 @@ pub async fn add_local(
     .bind(visible_in_picker)
     .execute(&mut *tx)
     .await?;
-    if let Some((a, b)) = old {
-        let keys: Vec<String> = a.into_iter().chain(b).collect();
-        crate::media::discard(&mut tx, &keys).await?;
-    }
     tx.commit().await?;
     Ok(())
+}
+
+/// Deletes this server's emoji `shortcode`, its files to the storage garbage, in the caller's
+/// transaction; whether it existed.
+async fn take_local(conn: &mut PgConnection, shortcode: &str) -> Result<bool, sqlx::Error> {
+    let old: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "DELETE FROM custom_emojis WHERE shortcode = $1 AND domain IS NULL \
+         RETURNING image_key, static_key",
+    )
+    .bind(shortcode)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let existed = old.is_some();
+    if let Some((a, b)) = old {
+        let keys: Vec<String> = a.into_iter().chain(b).collect();
+        crate::media::discard(conn, &keys).await?;
+    }
+    Ok(existed)
 }
 
 /// Removes this server's emoji `shortcode`; its files go to the storage garbage. Returns
 /// whether it existed.
 pub async fn remove_local(db: &stampede_db::Db, shortcode: &str) -> Result<bool, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let old: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-        "DELETE FROM custom_emojis WHERE shortcode = $1 AND domain IS NULL \
-         RETURNING image_key, static_key",
-    )
-    .bind(shortcode)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let existed = old.is_some();
-    if let Some((a, b)) = old {
-        let keys: Vec<String> = a.into_iter().chain(b).collect();
-        crate::media::discard(&mut tx, &keys).await?;
-    }
+    let existed = take_local(&mut tx, shortcode).await?;
     tx.commit().await?;
     Ok(existed)
 }

@@ -324,12 +324,7 @@ impl Consume<Push> for PushSender {
 }
 
 fn decode_key(text: &str) -> Result<Vec<u8>, JobError> {
-    use base64::Engine as _;
-    let trimmed = text.trim().trim_end_matches('=');
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
-        .map_err(|e| JobError::Permanent(anyhow::anyhow!("subscription key: {e}")))
+    stampede_webpush::decode_key(text).map_err(|e| JobError::Permanent(e.into()))
 }
 
 /// The JSON a client's service worker or push relay receives (Mastodon's fields; the access

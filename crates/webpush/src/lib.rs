@@ -969,6 +969,11 @@ fn check_size(len: usize, max: usize) -> Result<(), Error> {
     }
 }
 
+/// A subscription's key (`p256dh` or `auth`) as clients send it, in any base64 flavour.
+pub fn decode_key(text: &str) -> Result<Vec<u8>, Error> {
+    decode_base64("subscription key", text)
+}
+
 fn encode_base64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }

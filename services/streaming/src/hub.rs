@@ -281,6 +281,7 @@ pub async fn load_relations(
     db: &Db,
     account: i64,
 ) -> Result<(HashSet<i64>, ViewerFilters), sqlx::Error> {
+    let mut conn = db.acquire().await?;
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT target_account_id FROM blocks WHERE account_id = $1 \
          UNION SELECT account_id FROM blocks WHERE target_account_id = $1 \
@@ -290,9 +291,8 @@ pub async fn load_relations(
            WHERE d.account_id = $1",
     )
     .bind(account)
-    .fetch_all(db)
+    .fetch_all(&mut *conn)
     .await?;
-    let mut conn = db.acquire().await?;
     let filters = stampede_social::filters::load(&mut conn, account, None, true).await?;
     Ok((ids.into_iter().collect(), ViewerFilters::new(filters)))
 }

@@ -90,13 +90,7 @@ fn alerts(given: &Option<HashMap<String, Value>>) -> BTreeMap<String, bool> {
 }
 
 fn key_length(value: &str) -> Option<usize> {
-    use base64::Engine as _;
-    let trimmed = value.trim().trim_end_matches('=');
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(trimmed)
-        .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(trimmed))
-        .ok()
-        .map(|k| k.len())
+    stampede_webpush::decode_key(value).ok().map(|k| k.len())
 }
 
 fn check_policy(policy: &Option<String>, v: &mut Validation) {
