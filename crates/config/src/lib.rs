@@ -93,6 +93,22 @@ pub struct FederationConfig {
     /// DELIVERY_BREAKER_COOLDOWN (seconds): how long a domain's circuit breaker first stays
     /// open after 5 outages in a row (doubling after each failed probe, up to an hour); 30.
     pub breaker_cooldown: std::time::Duration,
+    /// LIMITED_FEDERATION_MODE (Mastodon's name): federate only with the domains an admin
+    /// allowed (`/api/v1/admin/domain_allows`).
+    pub limited: bool,
+    /// SHOW_DOMAIN_BLOCKS: who may read `/api/v1/instance/domain_blocks` — `disabled` (the
+    /// default, as Mastodon's), `users` (signed-in people) or `all`.
+    pub show_domain_blocks: Audience,
+    /// SHOW_DOMAIN_BLOCKS_RATIONALE: who sees the public comment beside each (same values).
+    pub show_domain_blocks_rationale: Audience,
+}
+
+/// Who may see something an operator chooses to publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Disabled,
+    Users,
+    All,
 }
 
 /// How the web service presents itself and trusts its clients.
@@ -108,6 +124,9 @@ pub struct WebConfig {
     pub site_title: String,
     /// SITE_CONTACT_EMAIL: shown in the instance API.
     pub contact_email: String,
+    /// SITE_CONTACT_USERNAME (Mastodon's setting): the local account shown as the server's
+    /// contact in the instance API.
+    pub contact_username: Option<String>,
     /// SITE_DESCRIPTION: the server's one-paragraph description in the instance API.
     pub description: String,
     /// SOURCE_BASE_URL (Mastodon's name): where the source code this server runs is offered,
@@ -129,6 +148,9 @@ pub struct RegistrationConfig {
     pub mode: RegistrationsMode,
     /// REGISTRATIONS_MIN_AGE: sign-ups must give a date of birth at least this many years ago.
     pub min_age: u8,
+    /// ACCOUNT_DELETION_GRACE_DAYS: days between a deletion request (the owner's, or a
+    /// suspension) and the purge of the account's data; 30 by default, as Mastodon's.
+    pub deletion_grace_days: u32,
     /// RATE_LIMITS: per-IP limits on sign-up and sign-in (off only for load tests).
     pub rate_limits: bool,
     /// SIGNUP_MAX_WAIT_MS: a sign-up or sign-in that would wait longer than this for the password
@@ -435,6 +457,7 @@ impl Config {
                 .string("SITE_TITLE")?
                 .unwrap_or_else(|| local_domain.clone()),
             contact_email: env.string("SITE_CONTACT_EMAIL")?.unwrap_or_default(),
+            contact_username: env.string("SITE_CONTACT_USERNAME")?,
             description: env.string("SITE_DESCRIPTION")?.unwrap_or_default(),
             source_url: env.url("SOURCE_BASE_URL", &["http", "https"])?.map_or_else(
                 || env!("CARGO_PKG_REPOSITORY").to_string(),
@@ -483,6 +506,9 @@ impl Config {
             min_age: env
                 .parse_in("REGISTRATIONS_MIN_AGE", 0..=120)?
                 .unwrap_or(13),
+            deletion_grace_days: env
+                .parse_in("ACCOUNT_DELETION_GRACE_DAYS", 0..=3650)?
+                .unwrap_or(30),
             rate_limits: env.boolean("RATE_LIMITS")?.unwrap_or(true),
             max_hash_wait: Duration::from_millis(
                 env.parse_in("SIGNUP_MAX_WAIT_MS", 1..=600_000)?
@@ -540,6 +566,9 @@ impl Config {
                     env.parse_in("DELIVERY_BREAKER_COOLDOWN", 1..=3600)?
                         .unwrap_or(30),
                 ),
+                limited: env.boolean("LIMITED_FEDERATION_MODE")?.unwrap_or(false),
+                show_domain_blocks: audience(env, "SHOW_DOMAIN_BLOCKS")?,
+                show_domain_blocks_rationale: audience(env, "SHOW_DOMAIN_BLOCKS_RATIONALE")?,
             },
             media: MediaConfig {
                 image_bytes: env
@@ -599,6 +628,19 @@ impl Config {
                 env.parse_in("SHUTDOWN_TIMEOUT", 1..=3600)?.unwrap_or(25),
             ),
         })
+    }
+}
+
+/// `disabled` (the default), `users` or `all`.
+fn audience(env: &Env, var: &str) -> Result<Audience, ConfigError> {
+    match env.string(var)?.as_deref() {
+        None | Some("disabled") => Ok(Audience::Disabled),
+        Some("users") => Ok(Audience::Users),
+        Some("all") => Ok(Audience::All),
+        Some(other) => Err(ConfigError::new(
+            var,
+            format!("must be disabled, users or all, not {other:?}"),
+        )),
     }
 }
 

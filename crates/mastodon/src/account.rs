@@ -39,6 +39,9 @@ pub struct Account {
     pub emojis: Vec<crate::CustomEmoji>,
     pub roles: Vec<serde_json::Value>,
     pub fields: Vec<Field>,
+    /// The account it moved to (Mastodon shows the key only on a moved account).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moved: Option<Box<Account>>,
 }
 
 /// The values a client needs to edit the profile and post with the user's defaults.

@@ -47,13 +47,15 @@ pub struct AccountRow {
     pub sensitized_at: Option<DateTime<Utc>>,
     /// A moderator limited it to its followers.
     pub silenced_at: Option<DateTime<Utc>>,
+    /// The account it moved to.
+    pub moved_to_account_id: Option<i64>,
 }
 
 /// The columns of [`AccountRow`], read from the view `accounts_with_stats`.
 pub const ACCOUNT_COLUMNS: &str = "id, username, domain, display_name, note, locked, bot, \
      discoverable, indexable, fields, created_at, suspended_at, statuses_count, following_count, \
      followers_count, last_status_at, uri, url, avatar_key, avatar_remote_url, header_key, \
-     header_remote_url, hide_collections, sensitized_at, silenced_at";
+     header_remote_url, hide_collections, sensitized_at, silenced_at, moved_to_account_id";
 
 /// An account by id.
 pub async fn find(db: impl PgExecutor<'_>, id: i64) -> Result<Option<AccountRow>, sqlx::Error> {

@@ -6,6 +6,7 @@
 //!  to us that way (falling back to draft-cavage at once on a 401), draft-cavage to the rest
 //!    └─ each inbox at once, on its own:
 //!         sent before (by this process)  → done
+//!         domain blocked by this server  → skipped, counted
 //!         domain unavailable             → skipped, counted
 //!         breaker open                   → held: a copy waits out the cooldown
 //!         host at its connection cap     → deferred: a copy waits 10 s          (attempt kept)
@@ -47,6 +48,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::activitypub::actor_uri;
+use crate::domain_policy::DomainPolicy;
 use crate::domains::{Admit, DomainHealth, Outcome};
 use crate::keys;
 use crate::outbound::{Batch, Deliver, Outgoing};
@@ -75,6 +77,8 @@ pub struct Deliverer {
     queue: Queue,
     health: Arc<DomainHealth>,
     metrics: Arc<Metrics>,
+    /// The instance's domain blocks: nothing goes to a suspended domain.
+    policy: Arc<DomainPolicy>,
     /// Signers' key ids and parsed keys: a key is read and parsed once per process, not once
     /// per delivery (a post to 200 inboxes signs 200 times with the same key).
     signers: Arc<RwLock<HashMap<i64, Arc<SigningKey>>>>,
@@ -145,6 +149,7 @@ impl Deliverer {
         queue: Queue,
         health: Arc<DomainHealth>,
         metrics: Arc<Metrics>,
+        policy: Arc<DomainPolicy>,
     ) -> Self {
         Deliverer {
             db,
@@ -153,6 +158,7 @@ impl Deliverer {
             queue,
             health,
             metrics,
+            policy,
             signers: Arc::default(),
             sent: Arc::default(),
         }
@@ -214,6 +220,7 @@ impl Deliverer {
         let body =
             Arc::new(serde_json::to_vec(&activity).map_err(|e| JobError::Permanent(e.into()))?);
         let activity_id = activity["id"].as_str().unwrap_or_default().to_string();
+        let policy = self.policy.get().await?;
         let deadline = Instant::now() + PATIENCE;
         let mut next: Vec<(String, Next)> = Vec::new();
         let mut running = Vec::new();
@@ -231,6 +238,10 @@ impl Deliverer {
                 }
             };
             let domain = crate::remote::authority(&url).unwrap_or_default();
+            if policy.refuses(&domain) && self.policy.refuses_now(&domain).await? {
+                self.metrics.delivery("skipped_blocked", "blocked");
+                continue;
+            }
             let (admit, class) = self.health.admit(&domain);
             match admit {
                 Admit::Unavailable => self.metrics.delivery("skipped_unavailable", class),

@@ -105,12 +105,10 @@ impl EmojiCache {
             }
             *checked = Some(Instant::now());
         }
-        // `is_called` is false until the first change: version 0 means none yet.
-        let (last, called): (i64, bool) =
-            sqlx::query_as("SELECT last_value, is_called FROM custom_emojis_version")
-                .fetch_one(&mut *conn)
-                .await?;
-        let version = if called { last } else { 0 };
+        // The version first: emojis read after it are at least as new as it says.
+        let version: i64 = sqlx::query_scalar("SELECT version FROM custom_emojis_version")
+            .fetch_one(&mut *conn)
+            .await?;
         if self.snapshot.read().version == Some(version) {
             return Ok(());
         }

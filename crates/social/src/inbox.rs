@@ -474,6 +474,16 @@ impl Inbox {
             self.dropped(&kind, "actor is not the signer");
             return Ok(());
         }
+        // Queued before its domain was blocked: dropped now.
+        let domain = url::Url::parse(&actor)
+            .ok()
+            .and_then(|u| crate::remote::authority(&u))
+            .unwrap_or_default();
+        let policy = self.resolver.policy();
+        if policy.get().await?.refuses(&domain) && policy.refuses_now(&domain).await? {
+            self.dropped(&kind, "the domain is blocked");
+            return Ok(());
+        }
         let signer = self.resolver.by_uri(&actor, false).await?;
         if let Some(health) = &self.health
             && let Ok(inbox) = url::Url::parse(&signer.delivery_inbox)
@@ -535,7 +545,8 @@ impl Inbox {
             "Announce" => self.announce(&mut tx, &signer, activity).await?,
             "Update" => self.update(&mut tx, &signer, activity).await?,
             "Block" => self.block(&mut tx, &signer, activity).await?,
-            "Move" => match &moved_to {
+            "Flag" => self.flag(&mut tx, &signer, activity).await?,
+            "Move" => match moved_to {
                 Some(target) => self.moved(&mut tx, &signer, target).await?,
                 None => false,
             },
@@ -841,7 +852,7 @@ impl Inbox {
                 &author,
                 &note,
                 true,
-                self.resolver.caches_media(),
+                self.resolver.caches_media(&author.domain),
             )
             .await?;
             tx.commit().await?;
@@ -890,7 +901,7 @@ impl Inbox {
                     &author,
                     &parent_note,
                     true,
-                    self.resolver.caches_media(),
+                    self.resolver.caches_media(&author.domain),
                 )
                 .await?;
                 tx.commit().await?;
@@ -912,7 +923,7 @@ impl Inbox {
         signer: &RemoteAccount,
         note: &Value,
     ) -> Result<bool, JobError> {
-        let cache = self.resolver.caches_media();
+        let cache = self.resolver.caches_media(&signer.domain);
         Ok(
             store_note(tx, &self.ids, &self.base, signer, note, false, cache)
                 .await?
@@ -930,6 +941,10 @@ impl Inbox {
         let Some(uri) = first_id(&activity["object"]) else {
             return Ok(false);
         };
+        // The actor itself is gone: so is everything it left here.
+        if uri == signer.uri {
+            return Ok(crate::deletion::purge(tx, signer.id, None).await?);
+        }
         let status: Option<i64> =
             sqlx::query_scalar("SELECT id FROM statuses WHERE uri = $1 AND account_id = $2")
                 .bind(&uri)
@@ -1099,7 +1114,7 @@ impl Inbox {
             signer.id,
             id,
             &crate::media::RemoteMedia::from_note(object),
-            self.resolver.caches_media(),
+            self.resolver.caches_media(&signer.domain),
         )
         .await?;
         outbox::send(
@@ -1161,16 +1176,29 @@ impl Inbox {
         &self,
         signer: &RemoteAccount,
         activity: &Value,
-    ) -> Result<Option<RemoteAccount>, JobError> {
+    ) -> Result<Option<(i64, bool)>, JobError> {
         if first_id(&activity["object"]).as_deref() != Some(signer.uri.as_str()) {
             return Ok(None);
         }
         let Some(target) = first_id(&activity["target"]) else {
             return Ok(None);
         };
-        if target == signer.uri || target.starts_with(&format!("{}/", self.base)) {
-            // Moves to this server's accounts are the moderation issue's (aliases are not kept).
+        if target == signer.uri {
             return Ok(None);
+        }
+        if target.starts_with(&format!("{}/", self.base)) {
+            // A move to an account of this server, which must name the mover as an alias.
+            let mut conn = self.db.acquire().await?;
+            let Some(local) = local_by_uri(&mut conn, &self.base, &target).await? else {
+                return Ok(None);
+            };
+            let named: bool =
+                sqlx::query_scalar("SELECT $2 = ANY(also_known_as) FROM accounts WHERE id = $1")
+                    .bind(local)
+                    .bind(&signer.uri)
+                    .fetch_one(&mut *conn)
+                    .await?;
+            return Ok(named.then_some((local, true)));
         }
         let (url, doc) = match self.resolver.fetch(&target).await {
             Ok(found) => found,
@@ -1189,7 +1217,7 @@ impl Inbox {
             return Ok(None);
         }
         match self.resolver.store(&url, &doc).await {
-            Ok(account) => Ok(Some(account)),
+            Ok(account) => Ok(Some((account.id, false))),
             Err(e) if e.is_transient() => Err(e.into()),
             Err(_) => Ok(None),
         }
@@ -1202,11 +1230,12 @@ impl Inbox {
         &self,
         tx: &mut PgConnection,
         signer: &RemoteAccount,
-        target: &RemoteAccount,
+        target: (i64, bool),
     ) -> Result<bool, JobError> {
+        let (target, local) = target;
         sqlx::query("UPDATE accounts SET moved_to_account_id = $2 WHERE id = $1")
             .bind(signer.id)
-            .bind(target.id)
+            .bind(target)
             .execute(&mut *tx)
             .await?;
         let followers: Vec<(i64, bool, bool)> = sqlx::query_as(
@@ -1216,16 +1245,31 @@ impl Inbox {
         .fetch_all(&mut *tx)
         .await?;
         for (follower, reblogs, notify) in followers {
-            follows::ask_remote(
-                tx,
-                &self.ids,
-                &self.base,
-                follower,
-                target.id,
-                Some(reblogs),
-                Some(notify),
-            )
-            .await?;
+            if follower == target {
+                // The new account itself followed the old one.
+            } else if local {
+                follows::follow(
+                    tx,
+                    &self.ids,
+                    follower,
+                    target,
+                    Some(reblogs),
+                    Some(notify),
+                    follows::Tell::Target,
+                )
+                .await?;
+            } else {
+                follows::ask_remote(
+                    tx,
+                    &self.ids,
+                    &self.base,
+                    follower,
+                    target,
+                    Some(reblogs),
+                    Some(notify),
+                )
+                .await?;
+            }
             follows::undo_remote(tx, &self.base, follower, signer.id).await?;
             follows::unfollow(tx, follower, signer.id).await?;
         }
@@ -1233,6 +1277,65 @@ impl Inbox {
     }
 
     /// A remote account blocks a local one: the follows between them end.
+    /// Another server reports a local account (and some of its statuses) to this server's
+    /// moderators: a report by the sender (often that server's instance actor), unless reports
+    /// from its domain are rejected.
+    async fn flag(
+        &self,
+        tx: &mut PgConnection,
+        signer: &RemoteAccount,
+        activity: &Value,
+    ) -> Result<bool, JobError> {
+        if self
+            .resolver
+            .policy()
+            .current()
+            .rejects_reports(&signer.domain)
+        {
+            return Ok(false);
+        }
+        let mut target = None;
+        let mut statuses = Vec::new();
+        for object in crate::remote::items(&activity["object"]) {
+            let Some(uri) = first_id(object) else {
+                continue;
+            };
+            if let Some(account) = local_by_uri(tx, &self.base, &uri).await? {
+                target.get_or_insert(account);
+            } else if let Some((id, author, _)) = status_by_uri(tx, &self.base, &uri).await? {
+                statuses.push((id, author));
+            }
+        }
+        // Statuses alone name their author.
+        let Some(target) = target.or_else(|| statuses.first().map(|s| s.1)) else {
+            return Ok(false);
+        };
+        let status_ids: Vec<i64> = statuses
+            .into_iter()
+            .filter(|(_, author)| *author == target)
+            .map(|(id, _)| id)
+            .collect();
+        let comment: String = activity["content"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .take(1000)
+            .collect();
+        sqlx::query(
+            "INSERT INTO reports (id, account_id, target_account_id, status_ids, category, comment, uri) \
+             VALUES ($1, $2, $3, $4, 'other', $5, $6)",
+        )
+        .bind(self.ids.next_id().as_i64())
+        .bind(signer.id)
+        .bind(target)
+        .bind(&status_ids)
+        .bind(&comment)
+        .bind(activity["id"].as_str())
+        .execute(&mut *tx)
+        .await?;
+        Ok(true)
+    }
+
     async fn block(
         &self,
         tx: &mut PgConnection,

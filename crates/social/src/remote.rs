@@ -13,6 +13,7 @@ use stampede_core::id::IdGenerator;
 use stampede_db::Db;
 use url::Url;
 
+use crate::domain_policy::DomainPolicy;
 use crate::text;
 
 /// The documents a fetch accepts.
@@ -42,6 +43,8 @@ pub enum ResolveError {
     Key(String),
     #[error(transparent)]
     Db(#[from] sqlx::Error),
+    #[error("{0} is blocked by this server")]
+    Blocked(String),
 }
 
 impl ResolveError {
@@ -52,6 +55,7 @@ impl ResolveError {
             ResolveError::Db(_) => true,
             ResolveError::NotAnActor(_) => false,
             ResolveError::Key(_) => true,
+            ResolveError::Blocked(_) => false,
         }
     }
 }
@@ -86,6 +90,8 @@ pub struct Resolver {
     flights: std::sync::Arc<tokio::sync::Mutex<HashMap<String, Flight>>>,
     /// MEDIA_CACHE_REMOTE=arrival: remote media is fetched as it arrives.
     cache_media: bool,
+    /// The instance's domain blocks and allows: nothing is fetched from a refused domain.
+    policy: std::sync::Arc<DomainPolicy>,
 }
 
 /// One fetch's answer, shared by everyone who asked for it meanwhile (`None`: it failed, and
@@ -126,6 +132,7 @@ impl Resolver {
             instance_key: Default::default(),
             ids: std::sync::Arc::new(IdGenerator::new()),
             flights: Default::default(),
+            policy: DomainPolicy::new(db.clone(), config.federation.limited),
             db,
         })
     }
@@ -148,6 +155,19 @@ impl Resolver {
     /// The guarded client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The instance's domain blocks and allows, as this resolver applies them.
+    pub fn policy(&self) -> &std::sync::Arc<DomainPolicy> {
+        &self.policy
+    }
+
+    /// `Blocked` when this server exchanges nothing with `domain`.
+    async fn admit(&self, domain: &str) -> Result<(), ResolveError> {
+        if self.policy.get().await?.refuses(domain) {
+            return Err(ResolveError::Blocked(domain.to_string()));
+        }
+        Ok(())
     }
 
     /// GETs an ActivityPub document, sharing the answer with callers who ask for the same URI
@@ -182,6 +202,7 @@ impl Resolver {
 
     async fn fetch_now(&self, uri: &str) -> Result<(Url, Value), ResolveError> {
         let url = Url::parse(uri).map_err(|_| ResolveError::NotAnActor(uri.to_string()))?;
+        self.admit(&authority(&url).unwrap_or_default()).await?;
         // Signed by the instance actor (`(request-target) host date accept`), as Mastodon signs
         // its fetches, so that servers in authorized-fetch mode answer.
         let key = self.instance_key().await?;
@@ -217,6 +238,7 @@ impl Resolver {
         user: &str,
         domain: &str,
     ) -> Result<Option<RemoteAccount>, ResolveError> {
+        self.admit(domain).await?;
         if domain.eq_ignore_ascii_case(&self.local_domain) {
             return Ok(None);
         }
@@ -327,6 +349,10 @@ impl Resolver {
         if actor.domain.eq_ignore_ascii_case(&self.local_domain) {
             return Err(ResolveError::NotAnActor(url.to_string()));
         }
+        let policy = self.policy.get().await?;
+        if policy.refuses(&actor.domain) {
+            return Err(ResolveError::Blocked(actor.domain.clone()));
+        }
         // The images it had: a changed one's cached copy is stale.
         let before: Option<crate::media::ProfileImages> = sqlx::query_as(
             "SELECT avatar_remote_url, avatar_key, header_remote_url, header_key \
@@ -381,6 +407,20 @@ impl Resolver {
         .fetch_one(&self.db)
         .await?;
         let account = remote_of(&row)?;
+        // An account of a silenced domain arrives silenced, stamped with the block's time so
+        // that lifting the block lifts it too.
+        if let Some(since) = policy.silenced_since(&actor.domain) {
+            sqlx::query(
+                "UPDATE accounts SET silenced_at = $2 WHERE id = $1 AND silenced_at IS NULL",
+            )
+            .bind(account.id)
+            .bind(since)
+            .execute(&self.db)
+            .await?;
+        }
+        if policy.rejects_media(&actor.domain) {
+            return Ok(account);
+        }
         self.images_changed(account.id, before, &actor).await?;
         // The emojis of its name and bio.
         let mut conn = self.db.acquire().await?;
@@ -388,9 +428,10 @@ impl Resolver {
         Ok(account)
     }
 
-    /// Whether remote media is cached as it arrives (MEDIA_CACHE_REMOTE=arrival).
-    pub fn caches_media(&self) -> bool {
-        self.cache_media
+    /// Whether media from `domain` is cached as it arrives (MEDIA_CACHE_REMOTE=arrival, and
+    /// the domain's media not rejected by a domain block).
+    pub fn caches_media(&self, domain: &str) -> bool {
+        self.cache_media && !self.policy.current().rejects_media(domain)
     }
 
     /// After an actor is stored: stale cached images go to the garbage, and new images are

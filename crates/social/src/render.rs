@@ -496,6 +496,7 @@ impl Renderer {
                     verified_at: None,
                 })
                 .collect(),
+            moved: None,
         }
     }
 

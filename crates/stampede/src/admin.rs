@@ -145,6 +145,10 @@ pub enum DomainsCommand {
     },
     /// Forget a domain's failures: deliveries to it resume (within 10 s in running processes).
     Clear { domain: String },
+    /// Remove every account of a domain (and its subdomains) and all they left on this server
+    /// (tootctl domains purge); a later fetch may bring an account back unless the domain is
+    /// also blocked.
+    Purge { domain: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +174,9 @@ pub enum AccountsCommand {
     Approve { username: String },
     /// Reject (delete) a pending sign-up.
     Reject { username: String },
+    /// Delete an account now: everything it posted, its media and its relations are purged,
+    /// and the servers this one knows are sent a Delete (tootctl accounts delete).
+    Delete { username: String },
     /// Change an account's role, or confirm its e-mail address by hand.
     Modify {
         username: String,
@@ -460,6 +467,31 @@ async fn domains(command: DomainsCommand, ctx: &Context) -> anyhow::Result<ExitC
                 eprintln!("no failures are on record for {domain}");
                 Ok(ExitCode::FAILURE)
             }
+        }
+        DomainsCommand::Purge { domain } => {
+            let domain = domain.trim().to_ascii_lowercase();
+            let accounts: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM accounts WHERE domain IS NOT NULL AND domain_covered(domain, $1)",
+            )
+            .bind(&domain)
+            .fetch_all(&ctx.jobs)
+            .await?;
+            // One transaction per account: a big domain is purged bit by bit, and a stop
+            // half-way leaves whole accounts, purged or not.
+            for id in &accounts {
+                let mut tx = ctx.jobs.begin().await?;
+                stampede_social::deletion::purge(&mut tx, *id, None).await?;
+                sqlx::query("DELETE FROM accounts WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            println!(
+                "{}",
+                serde_json::json!({ "domain": domain, "accounts_removed": accounts.len() })
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -118,6 +118,13 @@ pub async fn run(command: AccountsCommand, ctx: Context) -> anyhow::Result<ExitC
             api(state.reject(id).await).with_context(|| format!("@{username} is not pending"))?;
             println!("{}", serde_json::json!({ "rejected": username }));
         }
+        AccountsCommand::Delete { username } => {
+            let id = account_id(&state, &username).await?;
+            let mut tx = state.ctx.db.begin().await?;
+            stampede_social::deletion::purge(&mut tx, id, Some(&state.base_url())).await?;
+            tx.commit().await?;
+            println!("{}", serde_json::json!({ "deleted": username }));
+        }
         AccountsCommand::Modify {
             username,
             role,

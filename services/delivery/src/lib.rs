@@ -74,6 +74,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ctx.queue.clone(),
         health.clone(),
         ctx.metrics.clone(),
+        resolver.policy().clone(),
     ));
     let pusher = std::sync::Arc::new(stampede_social::push::PushSender::new(
         ctx.jobs.clone(),
@@ -88,6 +89,13 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         resolver.client().clone(),
         stampede_social::cards::own_host(&base).to_string(),
     ));
+    let importer = std::sync::Arc::new(stampede_social::import::Importer {
+        db: ctx.jobs.clone(),
+        resolver: resolver.clone(),
+        ids: std::sync::Arc::new(stampede_core::id::IdGenerator::new()),
+        base: base.clone(),
+        local_domain: ctx.config.local_domain.clone(),
+    });
     let mut tasks = JoinSet::new();
     for queue in QUEUES {
         // Bulk work and work from outside each take at most half the workers' connections at
@@ -112,7 +120,9 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
                 .consume::<stampede_social::push::Push, _>(pusher.clone());
         }
         if queue == WorkQueue::Fetch {
-            worker = worker.consume::<stampede_social::cards::CardJob, _>(card_fetcher.clone());
+            worker = worker
+                .consume::<stampede_social::cards::CardJob, _>(card_fetcher.clone())
+                .consume::<stampede_social::import::ImportJob, _>(importer.clone());
         }
         if queue == WorkQueue::Mail {
             worker = worker.consume::<stampede_runtime::mail::MailJob, _>(mailer.clone());
@@ -163,8 +173,8 @@ pub async fn run(ctx: Context, addr: SocketAddr) -> anyhow::Result<()> {
     serve(ctx, Some(listener)).await
 }
 
-/// Work that comes due with time, every 5 s: scheduled statuses are posted and ended polls
-/// announced. Safe with several delivery processes (rows are claimed with SKIP LOCKED).
+/// Work that comes due with time, every 5 s: scheduled statuses are posted, ended polls
+/// announced and accounts past their deletion's grace period purged. Safe with several delivery processes (rows are claimed with SKIP LOCKED).
 async fn clock(ctx: Context) {
     let ids = stampede_core::id::IdGenerator::new();
     loop {
@@ -179,6 +189,11 @@ async fn clock(ctx: Context) {
         }
         if let Err(error) = stampede_social::post::notify_ended_polls(&ctx.jobs, &ids).await {
             tracing::warn!(%error, "ended polls: will retry");
+        }
+        // Accounts whose deletion's grace period is over.
+        let base = stampede_social::post::base_url(&ctx.config);
+        if let Err(error) = stampede_social::deletion::purge_due(&ctx.jobs, &base, 10).await {
+            tracing::warn!(%error, "account deletions: will retry");
         }
     }
 }

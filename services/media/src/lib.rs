@@ -31,6 +31,19 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     )
     .handle(canary::KIND, CanaryHandler::new(ctx.jobs.pool().clone()))
     .handle(canary::NOOP_KIND, std::sync::Arc::new(canary::NoopHandler))
+    .consume::<stampede_social::export::ExportJob, _>(std::sync::Arc::new({
+        let render = stampede_social::render::Renderer::for_config(ctx.jobs.clone(), &ctx.config);
+        stampede_social::export::Exporter {
+            db: ctx.jobs.clone(),
+            storage: ctx.storage.clone(),
+            documents: stampede_social::activitypub::Documents::new(
+                render.clone(),
+                ctx.config.local_domain.clone(),
+            ),
+            render,
+            local_domain: ctx.config.local_domain.clone(),
+        }
+    }))
     .consume::<MediaJob, _>(std::sync::Arc::new(MediaWorker {
         db: ctx.jobs.clone(),
         storage: ctx.storage.clone(),

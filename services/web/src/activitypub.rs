@@ -124,12 +124,12 @@ pub async fn actor_document(state: &AppState, row: &AccountRow) -> Result<Respon
         .map_err(ApiError::internal)?
         .ok_or_else(ApiError::not_found)?;
     let account = state.render_account(row);
-    Ok(document(person(
-        &state.base_url(),
-        &account,
-        row.indexable,
-        &key.public_key,
-    )))
+    let base = state.base_url();
+    let mut doc = person(&base, &account, row.indexable, &key.public_key);
+    let mut conn = state.ctx.db.acquire().await?;
+    let (aliases, moved) = stampede_social::moves::identity(&mut conn, &base, row.id).await?;
+    stampede_social::moves::decorate(&mut doc, aliases, moved);
+    Ok(document(doc))
 }
 
 /// `GET /actor`: the instance actor, which signs the server's own fetches.

@@ -48,6 +48,16 @@ impl ApiError {
         }
     }
 
+    /// An error with a body beyond `error` (e.g. the conflicting record), which must hold an
+    /// `error` string itself.
+    pub fn with_body(status: StatusCode, body: serde_json::Value) -> Self {
+        ApiError {
+            status,
+            body,
+            retry_after: None,
+        }
+    }
+
     pub fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "Record not found")
     }

@@ -101,6 +101,28 @@ pub async fn verified_signer(
     Ok(signer)
 }
 
+/// 403 for a request signed by a server this one exchanges nothing with (a suspended domain,
+/// or one not allowed in limited federation mode), before its key is fetched: a blocked server
+/// costs no outbound request.
+async fn refuse_blocked_domain(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let key_id = MessageSignature::from_headers(headers)
+        .ok()
+        .flatten()
+        .map(|m| m.key_id)
+        .or_else(|| Signature::from_headers(headers).ok().map(|s| s.key_id));
+    let Some(domain) = key_id
+        .and_then(|k| url::Url::parse(&k).ok())
+        .and_then(|u| stampede_social::remote::authority(&u))
+    else {
+        return Ok(());
+    };
+    if state.resolver.policy().get().await?.refuses(&domain) {
+        state.ctx.metrics.inbox_activity("", "blocked");
+        return Err(ApiError::forbidden("This server is blocked"));
+    }
+    Ok(())
+}
+
 async fn inbox(
     State(state): State<AppState>,
     uri: Uri,
@@ -117,6 +139,7 @@ async fn inbox(
         signature::check_digest(&headers, &body).map_err(|e| refused(&state, e))?;
     }
     let path = uri.path_and_query().map_or("/inbox", |p| p.as_str());
+    refuse_blocked_domain(&state, &headers).await?;
     let signer = verified_signer(&state, &Method::POST, path, &headers).await?;
     let mut conn = state.ctx.db.acquire().await?;
     outbox::send(

@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::State;
 use stampede_core::id::IdGenerator;
 use stampede_queue::outbox::Relay;
 use stampede_runtime::{Context, Dependency, server};
@@ -116,7 +117,41 @@ pub fn router(state: AppState) -> Router {
         .merge(well_known::router())
         .merge(activitypub::router(&state))
         .merge(inbox::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_blocked_addresses,
+        ))
         .with_state(state)
+}
+
+/// An IP block with `no_access` refuses every request from its range with 403 (the client's
+/// address as [`auth::ClientIp`] finds it, so behind a trusted proxy the forwarded one). The
+/// blocks are in memory; with none, a request costs one look at an empty list.
+async fn refuse_blocked_addresses(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    let policy = match state.resolver.policy().get().await {
+        Ok(policy) => policy,
+        Err(error) => {
+            tracing::warn!(%error, "could not read the IP blocks");
+            return next.run(request).await;
+        }
+    };
+    if !policy.has_ip_blocks() {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    if let Ok(auth::ClientIp(ip)) = auth::ClientIp::from_request_parts(&mut parts, &state).await
+        && policy.ip_block(ip) == Some(stampede_social::domain_policy::IpSeverity::NoAccess)
+    {
+        return error::ApiError::forbidden("Forbidden").into_response();
+    }
+    next.run(axum::extract::Request::from_parts(parts, body))
+        .await
 }
 
 /// Serves on `listener` and relays the outbox until shutdown.

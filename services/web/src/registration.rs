@@ -14,6 +14,7 @@ use sqlx::{Connection, Row};
 use stampede_core::Scopes;
 use stampede_core::username::validate_username;
 use stampede_runtime::config::RegistrationsMode;
+use stampede_social::domain_policy::IpSeverity;
 
 use crate::error::{ApiError, Validation};
 use crate::mail;
@@ -49,6 +50,8 @@ pub enum RegisterError {
     Invalid(Validation),
     /// Registrations are closed and no valid invite was given.
     Closed,
+    /// Sign-ups from the client's address are blocked (an IP block).
+    Refused,
     /// The hashing pool is saturated: 429, come back later.
     Busy(Busy),
     Internal(anyhow::Error),
@@ -64,7 +67,9 @@ impl From<RegisterError> for ApiError {
     fn from(error: RegisterError) -> Self {
         match error {
             RegisterError::Invalid(v) => v.into_error(),
-            RegisterError::Closed => ApiError::forbidden("This action is not allowed"),
+            RegisterError::Closed | RegisterError::Refused => {
+                ApiError::forbidden("This action is not allowed")
+            }
             RegisterError::Busy(busy) => ApiError::too_many_requests(busy.retry_after),
             RegisterError::Internal(e) => ApiError::internal(e),
         }
@@ -128,6 +133,18 @@ pub struct Invite {
     id: i64,
 }
 
+/// What stands in a sign-up's way in the database ([`AppState::conflicts`]).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Conflicts {
+    pub username_taken: bool,
+    pub email_taken: bool,
+    /// The e-mail domain block that refuses the address.
+    pub domain_block: Option<i64>,
+    /// An e-mail domain block lets it sign up for a moderator's approval.
+    pub domain_needs_approval: bool,
+    pub canonical_blocked: bool,
+}
+
 /// The outcome of [`AppState::validate_sign_up`].
 pub struct Checked {
     pub validation: Validation,
@@ -142,7 +159,11 @@ impl AppState {
     /// Every check of a sign-up that needs no password hash: field rules, the registration mode
     /// and invite, taken names and addresses, blocked domains. The sign-up page also uses it to
     /// show all problems at once.
-    pub async fn validate_sign_up(&self, input: &SignUp) -> Result<Checked, RegisterError> {
+    pub async fn validate_sign_up(
+        &self,
+        input: &SignUp,
+        ip: IpAddr,
+    ) -> Result<Checked, RegisterError> {
         let config = &self.ctx.config.registrations;
         let mut v = Validation::default();
         let username = input.username.trim().to_string();
@@ -161,7 +182,13 @@ impl AppState {
         if config.mode == RegistrationsMode::None && invite.is_none() && !v.has("invite_code") {
             return Err(RegisterError::Closed);
         }
-        let approved = config.mode == RegistrationsMode::Open || invite.is_some();
+        let by_mode = config.mode == RegistrationsMode::Open || invite.is_some();
+        // An IP block may refuse the sign-up, or hold it for a moderator.
+        let ip_rule = self.resolver.policy().get().await?.ip_block(ip);
+        if ip_rule == Some(IpSeverity::SignUpBlock) || ip_rule == Some(IpSeverity::NoAccess) {
+            return Err(RegisterError::Refused);
+        }
+        let mut approved = by_mode && ip_rule != Some(IpSeverity::SignUpRequiresApproval);
 
         if let Err(e) = validate_username(&username) {
             v.add("username", e.code(), e.description());
@@ -190,7 +217,7 @@ impl AppState {
             .as_deref()
             .map(str::trim)
             .filter(|r| !r.is_empty());
-        if !approved && reason.is_none() {
+        if !by_mode && reason.is_none() {
             v.add("reason", "ERR_BLANK", "can't be blank");
         }
         if reason.is_some_and(|r| r.chars().count() > 500) {
@@ -221,13 +248,19 @@ impl AppState {
         // Taken names and addresses, blocked domains: one round trip, so a duplicate never costs
         // a hash; the unique indexes below settle races.
         if !v.has("username") || !v.has("email") {
-            let (username_taken, email_taken, domain_blocked) =
-                self.conflicts(&username, &email).await?;
-            if !v.has("username") && username_taken {
+            let found = self.conflicts(&username, &email).await?;
+            let email_taken = found.email_taken;
+            if !v.has("username") && found.username_taken {
                 v.add("username", "ERR_TAKEN", "has already been taken");
             }
-            if !v.has("email") && domain_blocked {
+            if !v.has("email") && found.domain_needs_approval {
+                approved = false;
+            }
+            if !v.has("email") && (found.domain_block.is_some() || found.canonical_blocked) {
                 v.add("email", "ERR_BLOCKED", "uses a disallowed e-mail provider");
+                if let Some(block) = found.domain_block {
+                    self.record_blocked_attempt(block, ip).await?;
+                }
             } else if !v.has("email") && email_taken {
                 v.add("email", "ERR_TAKEN", "has already been taken");
             }
@@ -257,7 +290,7 @@ impl AppState {
             invite,
             username,
             email,
-        } = self.validate_sign_up(&input).await?;
+        } = self.validate_sign_up(&input, ip).await?;
         if !validation.is_empty() {
             return Err(RegisterError::Invalid(validation));
         }
@@ -391,13 +424,24 @@ impl AppState {
             .transpose()
     }
 
-    /// Whether the username is taken, the address is taken, and the address's domain (or a
-    /// domain above it) is blocked.
+    /// A sign-up attempt an e-mail domain block stopped, for the block's `history`.
+    async fn record_blocked_attempt(&self, block: i64, ip: IpAddr) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO email_domain_block_attempts (block_id, ip) VALUES ($1, $2::inet)")
+            .bind(block)
+            .bind(ip.to_string())
+            .execute(&self.ctx.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Whether the username and the address are taken, and how the instance's blocks treat the
+    /// address: its domain (or a domain above it) blocked or held for approval, its canonical
+    /// form blocked.
     pub(crate) async fn conflicts(
         &self,
         username: &str,
         email: &str,
-    ) -> Result<(bool, bool, bool), sqlx::Error> {
+    ) -> Result<Conflicts, sqlx::Error> {
         let domain = email
             .rsplit_once('@')
             .map_or("", |(_, d)| d)
@@ -412,15 +456,24 @@ impl AppState {
             }
         }
         let mut conn = self.ctx.leases.take().await?;
-        let found = sqlx::query_as(
+        let found: Conflicts = sqlx::query_as(
             "SELECT \
-               EXISTS (SELECT 1 FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL), \
-               EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2)), \
-               EXISTS (SELECT 1 FROM email_domain_blocks WHERE domain = ANY($3))",
+               EXISTS (SELECT 1 FROM accounts WHERE lower(username) = lower($1) AND domain IS NULL) \
+                 AS username_taken, \
+               EXISTS (SELECT 1 FROM users WHERE lower(email) = lower($2)) AS email_taken, \
+               (SELECT id FROM email_domain_blocks WHERE domain = ANY($3) \
+                  AND NOT allow_with_approval LIMIT 1) AS domain_block, \
+               EXISTS (SELECT 1 FROM email_domain_blocks WHERE domain = ANY($3) \
+                  AND allow_with_approval) AS domain_needs_approval, \
+               EXISTS (SELECT 1 FROM canonical_email_blocks WHERE canonical_email_hash = $4) \
+                 AS canonical_blocked",
         )
         .bind(username)
         .bind(email)
         .bind(&candidates)
+        .bind(crate::api::v1::admin::blocks::sha256_hex(
+            &crate::api::v1::admin::blocks::canonical_email(email),
+        ))
         .fetch_one(&mut *conn)
         .await?;
         conn.finish();

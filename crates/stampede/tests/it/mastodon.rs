@@ -80,6 +80,19 @@ impl Browser {
         (status, response.text().await.unwrap(), location)
     }
 
+    /// The body of a 200 answer, as bytes (a download).
+    pub async fn get_bytes(&mut self, path: &str) -> Vec<u8> {
+        let response = self
+            .http
+            .get(self.url(path))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap().to_vec()
+    }
+
     pub async fn post_form(
         &mut self,
         path: &str,

@@ -7,7 +7,7 @@ use stampede_test_support::{AppOptions, spawn_app};
 
 use crate::social::{User, call, get, post, post_status, seed_user};
 
-async fn make_admin(app: &stampede_test_support::TestApp, user: &User) {
+pub(crate) async fn make_admin(app: &stampede_test_support::TestApp, user: &User) {
     let id: i64 = user.id.parse().unwrap();
     sqlx::query("UPDATE users SET role = 'admin' WHERE account_id = $1")
         .bind(id)

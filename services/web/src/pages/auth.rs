@@ -51,7 +51,7 @@ pub async fn session_account(state: &AppState, headers: &HeaderMap) -> Option<(i
     Some((row.try_get("id").ok()?, row.try_get("username").ok()?))
 }
 
-fn redirect(to: &str, cookies: Vec<HeaderValue>) -> Response {
+pub(super) fn redirect(to: &str, cookies: Vec<HeaderValue>) -> Response {
     let mut response =
         (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response();
     for c in cookies {
@@ -101,7 +101,7 @@ mod tests {
     }
 }
 
-fn bad_token(state: &AppState) -> Response {
+pub(super) fn bad_token(state: &AppState) -> Response {
     state.notice(
         StatusCode::UNPROCESSABLE_ENTITY,
         "This form has expired",
@@ -253,7 +253,7 @@ async fn sign_up(
     };
     if form.password != form.password_confirmation {
         // Show every problem at once, not only this one.
-        let mut v = match state.validate_sign_up(&input).await {
+        let mut v = match state.validate_sign_up(&input, ip).await {
             Ok(checked) => checked.validation,
             Err(RegisterError::Closed) => Validation::default(),
             Err(e) => return crate::error::ApiError::from(e).into_response(),
@@ -293,6 +293,11 @@ async fn sign_up(
             .await
         }
         Err(RegisterError::Busy(busy)) => retry_later(&state, busy.retry_after),
+        Err(RegisterError::Refused) => state.notice(
+            StatusCode::FORBIDDEN,
+            "Sign-ups are not allowed",
+            &["This server does not accept sign-ups from your network."],
+        ),
         Err(RegisterError::Closed) => state.notice(
             StatusCode::FORBIDDEN,
             "Registrations are closed",

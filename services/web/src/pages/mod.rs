@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod profile;
+pub mod settings;
 
 use axum::Router;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -58,6 +59,11 @@ impl Templates {
         template!(env, "profile.html");
         template!(env, "password_new.html");
         template!(env, "password_edit.html");
+        template!(env, "delete_account.html");
+        template!(env, "aliases.html");
+        template!(env, "migration.html");
+        template!(env, "export.html");
+        template!(env, "import.html");
         template!(env, "mail_confirmation.txt");
         template!(env, "mail_reset.txt");
         template!(env, "mail_approved.txt");
@@ -246,4 +252,5 @@ pub fn router() -> Router<AppState> {
         .route("/headers/original/missing.png", get(missing_image))
         .merge(auth::router())
         .merge(profile::router())
+        .merge(settings::router())
 }

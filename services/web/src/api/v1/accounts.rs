@@ -370,12 +370,15 @@ async fn update_profile(
     if let Some(public_key) = public_key
         && let Some(row) = accounts::find(&mut *tx, account_id).await?
     {
-        let actor = stampede_social::activitypub::person(
+        let mut actor = stampede_social::activitypub::person(
             &state.base_url(),
             &state.render_account(&row),
             row.indexable,
             &public_key,
         );
+        let (aliases, moved) =
+            stampede_social::moves::identity(&mut tx, &state.base_url(), account_id).await?;
+        stampede_social::moves::decorate(&mut actor, aliases, moved);
         stampede_social::outbound::profile_updated(&mut tx, account_id, actor).await?;
     }
     tx.commit().await?;
@@ -506,7 +509,18 @@ pub async fn show(
     if !visible(&state, &account).await? {
         return Err(ApiError::not_found());
     }
-    Ok(Json(state.render_account(&account)))
+    Ok(Json(with_moved(&state, &account).await?))
+}
+
+/// The account as the API shows it alone, with the account it moved to (`moved`).
+pub async fn with_moved(state: &AppState, row: &accounts::AccountRow) -> Result<Account, ApiError> {
+    let mut account = state.render_account(row);
+    if let Some(target) = row.moved_to_account_id
+        && let Some(target) = accounts::find(&state.ctx.db, target).await?
+    {
+        account.moved = Some(Box::new(state.render_account(&target)));
+    }
+    Ok(account)
 }
 
 #[derive(Debug, Deserialize)]
@@ -543,7 +557,7 @@ pub async fn lookup(
                 .await?
                 .filter(|a| a.suspended_at.is_none())
                 .ok_or_else(ApiError::not_found)?;
-            return Ok(Json(state.render_account(&account)));
+            return Ok(Json(with_moved(&state, &account).await?));
         }
     };
     let account = accounts::find_local(&state.ctx.db, username)
@@ -552,7 +566,7 @@ pub async fn lookup(
     if !visible(&state, &account).await? {
         return Err(ApiError::not_found());
     }
-    Ok(Json(state.render_account(&account)))
+    Ok(Json(with_moved(&state, &account).await?))
 }
 
 /// Ids asked for at once (`id[]=…`), at most [`MAX_IDS`].
@@ -671,11 +685,11 @@ pub async fn resend_confirmation(
             if !crate::registration::valid_email(email) {
                 v.add("email", "ERR_INVALID", "is invalid");
             } else {
-                let (_, taken, blocked) = state.conflicts("", email).await?;
-                if taken {
+                let found = state.conflicts("", email).await?;
+                if found.email_taken {
                     v.add("email", "ERR_TAKEN", "has already been taken");
                 }
-                if blocked {
+                if found.domain_block.is_some() || found.canonical_blocked {
                     v.add("email", "ERR_BLOCKED", "is not allowed");
                 }
             }

@@ -314,28 +314,14 @@ pub async fn block(
         return state.relationship(account_id, target.id).await;
     }
     let mut tx = state.ctx.db.begin().await?;
-    sqlx::query(
-        "INSERT INTO blocks (id, account_id, target_account_id) VALUES ($1, $2, $3) \
-         ON CONFLICT DO NOTHING",
+    stampede_social::relations::block(
+        &mut tx,
+        &state.ids,
+        &state.base_url(),
+        account_id,
+        target.id,
+        target.domain.is_some(),
     )
-    .bind(state.ids.next_id().as_i64())
-    .bind(account_id)
-    .bind(target.id)
-    .execute(&mut *tx)
-    .await?;
-    if target.domain.is_some() {
-        stampede_social::outbound::block(&mut tx, &state.base_url(), account_id, target.id, false)
-            .await?;
-    }
-    follows::unfollow(&mut tx, account_id, target.id).await?;
-    follows::unfollow(&mut tx, target.id, account_id).await?;
-    sqlx::query(
-        "DELETE FROM follow_requests WHERE (account_id = $1 AND target_account_id = $2) \
-                                        OR (account_id = $2 AND target_account_id = $1)",
-    )
-    .bind(account_id)
-    .bind(target.id)
-    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     stampede_social::stream::relations_changed(&state.ctx.cache, &[account_id, target.id]).await;
@@ -385,19 +371,17 @@ pub async fn mute(
     if target.id == account_id {
         return state.relationship(account_id, target.id).await;
     }
-    sqlx::query(
-        "INSERT INTO mutes (id, account_id, target_account_id, hide_notifications, expires_at) \
-         VALUES ($1, $2, $3, $4, CASE WHEN $5 > 0 THEN now() + make_interval(secs => $5) END) \
-         ON CONFLICT (account_id, target_account_id) DO UPDATE SET \
-           hide_notifications = EXCLUDED.hide_notifications, expires_at = EXCLUDED.expires_at",
+    let mut conn = state.ctx.db.acquire().await?;
+    stampede_social::relations::mute(
+        &mut conn,
+        &state.ids,
+        account_id,
+        target.id,
+        p.notifications.unwrap_or(true),
+        p.duration.unwrap_or(0),
     )
-    .bind(state.ids.next_id().as_i64())
-    .bind(account_id)
-    .bind(target.id)
-    .bind(p.notifications.unwrap_or(true))
-    .bind(f64::from(p.duration.unwrap_or(0)))
-    .execute(&state.ctx.db)
     .await?;
+    drop(conn);
     stampede_social::stream::relations_changed(&state.ctx.cache, &[account_id, target.id]).await;
     state.relationship(account_id, target.id).await
 }

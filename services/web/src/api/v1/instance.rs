@@ -8,9 +8,10 @@ use axum::extract::State;
 use serde_json::{Value, json};
 use sqlx::Row;
 use stampede_mastodon::instance::Rule;
-use stampede_runtime::config::RegistrationsMode;
+use stampede_runtime::config::{Audience, RegistrationsMode};
 
 use crate::AppState;
+use crate::auth::Viewer;
 use crate::error::ApiError;
 
 /// The Mastodon API version Stampede answers as.
@@ -21,6 +22,82 @@ pub fn version() -> String {
         "{MASTODON_VERSION} (compatible; Stampede {})",
         env!("CARGO_PKG_VERSION")
     )
+}
+
+/// The account SITE_CONTACT_USERNAME names (`user`, `@user`; a local one), if any.
+async fn contact_account(state: &AppState) -> Result<Option<stampede_mastodon::Account>, ApiError> {
+    let Some(name) = state.ctx.config.web.contact_username.as_deref() else {
+        return Ok(None);
+    };
+    let name = name.trim().trim_start_matches('@');
+    let name = match name.split_once('@') {
+        Some((user, domain)) if domain.eq_ignore_ascii_case(&state.ctx.config.local_domain) => user,
+        Some(_) => return Ok(None),
+        None => name,
+    };
+    let row = crate::accounts::find_local(&state.ctx.db, name).await?;
+    Ok(row
+        .filter(|r| r.suspended_at.is_none())
+        .map(|r| state.render_account(&r)))
+}
+
+/// Mastodon's obfuscation of a blocked domain: the middle half of its characters (not the
+/// dots) become `*`.
+fn obfuscated(domain: &str) -> String {
+    let chars: Vec<char> = domain.chars().collect();
+    let length = chars.len();
+    let visible = length / 4;
+    chars
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if i > visible && i < length - visible && *c != '.' {
+                '*'
+            } else {
+                *c
+            }
+        })
+        .collect()
+}
+
+/// `GET /api/v1/instance/domain_blocks`: the servers this one limits or suspends, when the
+/// operator publishes them (SHOW_DOMAIN_BLOCKS `all`, or `users` for signed-in people; 404
+/// otherwise, as Mastodon answers), with the public comment when
+/// SHOW_DOMAIN_BLOCKS_RATIONALE allows.
+pub async fn domain_blocks(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+) -> Result<Json<Value>, ApiError> {
+    let federation = &state.ctx.config.federation;
+    let signed_in = viewer.as_ref().is_some_and(|v| v.user().is_ok());
+    let shown = |audience: Audience| match audience {
+        Audience::All => true,
+        Audience::Users => signed_in,
+        Audience::Disabled => false,
+    };
+    if !shown(federation.show_domain_blocks) {
+        return Err(ApiError::not_found());
+    }
+    let with_rationale = shown(federation.show_domain_blocks_rationale);
+    let rows: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT domain, severity, public_comment, obfuscate FROM domain_blocks \
+         WHERE severity IN ('silence', 'suspend') \
+         ORDER BY CASE severity WHEN 'silence' THEN 1 ELSE 2 END, domain",
+    )
+    .fetch_all(&state.ctx.db)
+    .await?;
+    Ok(Json(Value::Array(
+        rows.into_iter()
+            .map(|(domain, severity, comment, obfuscate)| {
+                json!({
+                    "domain": if obfuscate { obfuscated(&domain) } else { domain.clone() },
+                    "digest": crate::api::v1::admin::blocks::sha256_hex(&domain),
+                    "severity": severity,
+                    "comment": if with_rationale { comment } else { None },
+                })
+            })
+            .collect(),
+    )))
 }
 
 async fn load_rules(state: &AppState) -> Result<Vec<Rule>, ApiError> {
@@ -146,7 +223,7 @@ pub async fn v2(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             "url": null,
         },
         "api_versions": { "mastodon": 6 },
-        "contact": { "email": config.web.contact_email, "account": null },
+        "contact": { "email": config.web.contact_email, "account": contact_account(&state).await? },
         "rules": load_rules(&state).await?,
     })))
 }
@@ -175,7 +252,7 @@ pub async fn v1(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         // Invites are made by the operator (`stampede admin invites`), not by users.
         "invites_enabled": false,
         "configuration": configuration(&state).await,
-        "contact_account": null,
+        "contact_account": contact_account(&state).await?,
         "rules": load_rules(&state).await?,
     })))
 }
@@ -288,4 +365,13 @@ pub async fn terms_of_service_on(
         .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(Json(render_terms(terms, chrono::Utc::now().date_naive())))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn obfuscation_as_mastodon_does_it() {
+        assert_eq!(super::obfuscated("example.com"), "exa****.*om");
+        assert_eq!(super::obfuscated("a.b"), "a.*");
+    }
 }

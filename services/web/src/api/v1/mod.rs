@@ -352,6 +352,10 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/instance", get(instance::v1))
         .route("/api/v1/instance/rules", get(instance::rules))
         .route(
+            "/api/v1/instance/domain_blocks",
+            get(instance::domain_blocks),
+        )
+        .route(
             "/api/v1/instance/privacy_policy",
             get(instance::privacy_policy),
         )

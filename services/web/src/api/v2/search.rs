@@ -200,7 +200,7 @@ async fn resolve_status(state: &AppState, text: &str) -> Result<Option<i64>, Api
         &author,
         &note,
         true,
-        state.resolver.caches_media(),
+        state.resolver.caches_media(&author.domain),
     )
     .await?;
     tx.commit().await?;

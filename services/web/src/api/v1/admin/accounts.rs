@@ -132,7 +132,10 @@ pub async fn show(
 ) -> Result<Json<Value>, ApiError> {
     auth.require(&["admin:read", "admin:read:accounts"])?;
     auth.staff()?;
-    Ok(Json(render(&state, parse_id(&id)?).await?))
+    // Remote accounts too: moderators act on them (and on whole domains).
+    Ok(Json(
+        super::reports::admin_account(&state, parse_id(&id)?).await?,
+    ))
 }
 
 pub async fn approve(

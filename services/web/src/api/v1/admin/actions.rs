@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::Value;
+use stampede_social::deletion;
 use stampede_social::moderation::{self, AccountAction, Undo};
 use stampede_social::stream::{self, Control};
 
@@ -88,6 +89,13 @@ pub async fn action(
         p.report_id,
     )
     .await?;
+    // A local account's suspension is also a deletion request: its data is purged after the
+    // grace period unless the suspension is lifted (Mastodon's rule).
+    if action == AccountAction::Suspend && local {
+        let grace = state.ctx.config.registrations.deletion_grace_days;
+        let due = chrono::Utc::now() + chrono::Duration::days(i64::from(grace));
+        deletion::request(&mut tx, target, deletion::Reason::Suspension, due).await?;
+    }
     tx.commit().await?;
     if matches!(action, AccountAction::Suspend | AccountAction::Disable) {
         disconnect(&state, target).await;
@@ -106,6 +114,9 @@ async fn reverse(
     let (target, _) = target(state, id).await?;
     let mut tx = state.ctx.db.begin().await?;
     moderation::undo(&mut tx, &state.ids, moderator, target, undo).await?;
+    if undo == Undo::Unsuspend {
+        deletion::cancel(&mut tx, target).await?;
+    }
     tx.commit().await?;
     Ok(Json(super::reports::admin_account(state, target).await?))
 }
@@ -144,4 +155,30 @@ pub async fn unsuspend(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     reverse(&state, &auth, &id, Undo::Unsuspend).await
+}
+
+/// `DELETE /api/v1/admin/accounts/:id`: purges a suspended local account whose deletion is
+/// pending now, instead of after the grace period (403 otherwise, as Mastodon answers). Needs
+/// an admin (Mastodon's `delete_user_data`).
+pub async fn destroy(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    auth.require(WRITE)?;
+    let moderator = auth.staff()?;
+    if moderator.role != "admin" {
+        return Err(ApiError::forbidden("This action is not allowed"));
+    }
+    let moderator = moderator.account_id;
+    let (target, _) = target(&state, &id).await?;
+    let shown = super::reports::admin_account(&state, target).await?;
+    let mut tx = state.ctx.db.begin().await?;
+    if !deletion::pending(&mut tx, target).await? {
+        return Err(ApiError::forbidden("This action is not allowed"));
+    }
+    deletion::purge(&mut tx, target, Some(&state.base_url())).await?;
+    moderation::log(&mut tx, &state.ids, moderator, "destroy", "Account", target).await?;
+    tx.commit().await?;
+    Ok(Json(shown))
 }
