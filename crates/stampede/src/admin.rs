@@ -62,6 +62,19 @@ pub enum AdminCommand {
     /// The privacy policy and the terms of service (Markdown files).
     #[command(subcommand)]
     Legal(LegalCommand),
+    /// Home feeds in Redis: rebuild them from PostgreSQL (after a Redis loss, for instance).
+    #[command(subcommand)]
+    Feeds(FeedsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedsCommand {
+    /// Rebuild the home feed of one local account, or of every account active within
+    /// FANOUT_ACTIVE_DAYS (tootctl feeds build); prints how many were built.
+    Build {
+        /// One account; every recently active one when omitted.
+        username: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -244,6 +257,7 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
         AdminCommand::Emoji(command) => emoji(command, &ctx).await,
         AdminCommand::Announcements(command) => announcements(command, &ctx).await,
         AdminCommand::Legal(command) => legal(command, &ctx).await,
+        AdminCommand::Feeds(FeedsCommand::Build { username }) => feeds_build(&ctx, username).await,
         AdminCommand::Canary {
             queue,
             count,
@@ -556,4 +570,40 @@ async fn canaries(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+async fn feeds_build(ctx: &Context, username: Option<String>) -> anyhow::Result<ExitCode> {
+    let accounts: Vec<i64> = sqlx::query_scalar(
+        "SELECT a.id FROM accounts a JOIN users u ON u.account_id = a.id \
+         WHERE a.domain IS NULL AND a.suspended_at IS NULL \
+           AND ($1::text IS NULL OR lower(a.username) = lower($1)) \
+           AND ($1::text IS NOT NULL OR u.last_active_at > now() - make_interval(days => $2)) \
+         ORDER BY a.id",
+    )
+    .bind(&username)
+    .bind(ctx.config.statuses.active_days as i32)
+    .fetch_all(&ctx.jobs)
+    .await?;
+    if let Some(name) = &username {
+        anyhow::ensure!(!accounts.is_empty(), "no local account @{name}");
+    }
+    let mut built = 0;
+    for account in &accounts {
+        // A feed someone is rebuilding right now (their own request) is theirs to finish.
+        if stampede_social::feeds::rebuild_home(
+            &ctx.jobs,
+            &ctx.cache,
+            &ctx.config.statuses,
+            *account,
+        )
+        .await?
+        {
+            built += 1;
+        }
+    }
+    println!(
+        "{}",
+        serde_json::json!({ "accounts": accounts.len(), "built": built })
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -51,17 +51,18 @@ pub async fn run(command: AccountsCommand, ctx: Context) -> anyhow::Result<ExitC
                     format!("unknown status {s:?}; one of active, pending, disabled, suspended")
                 })?,
             };
-            for (account, user, ip) in admin::list(
-                &state.ctx.db,
-                status,
-                None,
-                None,
-                None,
-                limit.clamp(1, 10_000),
-            )
-            .await?
+            let filter = admin::Filter {
+                origin: admin::Origin::Local,
+                status: Some(status),
+                ..admin::Filter::default()
+            };
+            for (account, user, ip) in
+                admin::list(&state.ctx.db, &filter, None, limit.clamp(1, 10_000)).await?
             {
-                println!("{}", state.render_admin_account(&account, &user, ip));
+                println!(
+                    "{}",
+                    state.render_any_admin_account(&account, user.as_ref(), ip)
+                );
             }
         }
         AccountsCommand::Create {

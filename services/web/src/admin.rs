@@ -10,14 +10,16 @@ use crate::accounts;
 use crate::error::ApiError;
 use crate::{AppState, mail};
 
-/// Which accounts to list.
+/// Which accounts to list, by moderation state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Any,
     Active,
     Pending,
     Disabled,
+    Silenced,
     Suspended,
+    Sensitized,
 }
 
 impl Status {
@@ -26,48 +28,118 @@ impl Status {
             "active" => Status::Active,
             "pending" => Status::Pending,
             "disabled" => Status::Disabled,
+            "silenced" => Status::Silenced,
             "suspended" => Status::Suspended,
+            "sensitized" => Status::Sensitized,
             _ => return None,
         })
     }
 }
 
-/// Local accounts with their users, newest first, below `max_id`.
+/// Where the accounts come from (Mastodon's `origin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Origin {
+    #[default]
+    Any,
+    Local,
+    Remote,
+}
+
+/// Mastodon's account filters (`/api/v2/admin/accounts`): every one given must hold. Text
+/// filters match prefixes, case-insensitively, as Mastodon's do.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub origin: Origin,
+    pub status: Option<Status>,
+    /// Only staff (admins and moderators).
+    pub staff: bool,
+    /// Roles by the ids the API shows (`3` admin, `2` moderator, `-99` everyone else).
+    pub role_ids: Vec<String>,
+    pub username: Option<String>,
+    pub display_name: Option<String>,
+    pub by_domain: Option<String>,
+    pub email: Option<String>,
+    /// An address or a CIDR range the sign-up came from.
+    pub ip: Option<String>,
+}
+
+/// One listed account: the account, its user (local accounts), and the sign-up address.
+pub type Listed = (
+    accounts::AccountRow,
+    Option<accounts::UserRow>,
+    Option<String>,
+);
+
+/// Accounts matching `filter`, newest first, below `max_id`.
 pub async fn list(
     db: &Db,
-    status: Status,
-    username: Option<&str>,
-    email: Option<&str>,
+    filter: &Filter,
     max_id: Option<i64>,
     limit: i64,
-) -> Result<Vec<(accounts::AccountRow, accounts::UserRow, Option<String>)>, sqlx::Error> {
-    let filter = match status {
+) -> Result<Vec<Listed>, sqlx::Error> {
+    let status = match filter.status.unwrap_or(Status::Any) {
         Status::Any => "true",
-        Status::Active => "u.approved AND NOT u.disabled AND a.suspended_at IS NULL",
-        Status::Pending => "NOT u.approved",
+        Status::Active => {
+            "a.suspended_at IS NULL AND (u.id IS NULL OR (u.approved AND NOT u.disabled))"
+        }
+        Status::Pending => "u.id IS NOT NULL AND NOT u.approved",
         Status::Disabled => "u.disabled",
+        Status::Silenced => "a.silenced_at IS NOT NULL",
         Status::Suspended => "a.suspended_at IS NOT NULL",
+        Status::Sensitized => "a.sensitized_at IS NOT NULL",
     };
+    let origin = match filter.origin {
+        Origin::Any => "true",
+        Origin::Local => "a.domain IS NULL",
+        Origin::Remote => "a.domain IS NOT NULL",
+    };
+    let roles: Vec<&str> = filter
+        .role_ids
+        .iter()
+        .filter_map(|id| match id.as_str() {
+            "3" => Some("admin"),
+            "2" => Some("moderator"),
+            "-99" => Some("user"),
+            _ => None,
+        })
+        .collect();
+    // An address that does not parse matches nothing, as Mastodon answers it.
+    let ip = filter.ip.as_deref().map(|ip| {
+        let (addr, _) = ip.split_once('/').unwrap_or((ip, ""));
+        if addr.trim().parse::<std::net::IpAddr>().is_ok() {
+            ip.trim().to_string()
+        } else {
+            "0.0.0.0/32".to_string()
+        }
+    });
     let ids: Vec<(i64, Option<String>)> = sqlx::query_as(&format!(
-        "SELECT a.id, host(u.sign_up_ip) FROM accounts a JOIN users u ON u.account_id = a.id \
-         WHERE a.domain IS NULL AND {filter} \
-           AND ($1::text IS NULL OR lower(a.username) LIKE '%' || lower($1) || '%') \
-           AND ($2::text IS NULL OR lower(u.email) LIKE '%' || lower($2) || '%') \
+        "SELECT a.id, host(u.sign_up_ip) FROM accounts a LEFT JOIN users u ON u.account_id = a.id \
+         WHERE {status} AND {origin} AND a.deleted_at IS NULL \
+           AND ($1::text IS NULL OR lower(a.username) LIKE lower($1) || '%') \
+           AND ($2::text IS NULL OR lower(u.email) LIKE lower($2) || '%') \
            AND ($3::bigint IS NULL OR a.id < $3) \
+           AND ($5::text IS NULL OR a.display_name ILIKE $5 || '%') \
+           AND ($6::text IS NULL OR lower(a.domain) = lower($6)) \
+           AND ($7::inet IS NULL OR u.sign_up_ip <<= $7::inet) \
+           AND (NOT $8 OR u.role IN ('admin', 'moderator')) \
+           AND (cardinality($9::text[]) = 0 OR u.role = ANY($9)) \
          ORDER BY a.id DESC LIMIT $4"
     ))
-    .bind(username)
-    .bind(email)
+    .bind(filter.username.as_deref().map(str::trim))
+    .bind(filter.email.as_deref().map(str::trim))
     .bind(max_id)
     .bind(limit)
+    .bind(filter.display_name.as_deref().map(str::trim))
+    .bind(filter.by_domain.as_deref().map(str::trim))
+    .bind(ip)
+    .bind(filter.staff)
+    .bind(&roles)
     .fetch_all(db)
     .await?;
     let mut out = Vec::with_capacity(ids.len());
     for (id, ip) in ids {
-        if let (Some(account), Some(user)) = (
-            accounts::find(db, id).await?,
-            accounts::user_of(db, id).await?,
-        ) {
+        if let Some(account) = accounts::find(db, id).await? {
+            let user = accounts::user_of(db, id).await?;
             out.push((account, user, ip));
         }
     }
@@ -75,6 +147,38 @@ pub async fn list(
 }
 
 impl AppState {
+    /// Mastodon's Admin::Account entity of any account: with its login for a local one (`user`),
+    /// with its domain and no login for a remote one.
+    pub fn render_any_admin_account(
+        &self,
+        account: &accounts::AccountRow,
+        user: Option<&accounts::UserRow>,
+        ip: Option<String>,
+    ) -> Value {
+        if let Some(user) = user {
+            return self.render_admin_account(account, user, ip);
+        }
+        json!({
+            "id": account.id.to_string(),
+            "username": account.username,
+            "domain": account.domain,
+            "created_at": iso(account.created_at),
+            "email": "",
+            "ip": null,
+            "ips": [],
+            "locale": "",
+            "invite_request": null,
+            "role": null,
+            "confirmed": false,
+            "approved": false,
+            "disabled": false,
+            "silenced": account.silenced_at.is_some(),
+            "suspended": account.suspended_at.is_some(),
+            "sensitized": account.sensitized_at.is_some(),
+            "account": self.render_account(account),
+        })
+    }
+
     /// Mastodon's Admin::Account entity.
     pub fn render_admin_account(
         &self,

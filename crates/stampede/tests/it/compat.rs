@@ -320,3 +320,32 @@ async fn masto_js_drives_the_client_api() {
     );
     app.stop().await;
 }
+
+const ADMIN_SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/compat/mastodon_py_admin.py"
+);
+
+/// Mastodon.py as an admin client: accounts filtered, a report worked to a silence, suspension
+/// and its lifting (each seen from another person's side), domain blocks and allows, e-mail,
+/// canonical e-mail and IP blocks, the dashboard's measures, dimensions and retention, and the
+/// deletion of a suspended account.
+#[tokio::test]
+async fn mastodon_py_drives_the_admin_api() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let mut tokens = serde_json::Map::new();
+    for name in ["root", "bob", "carol"] {
+        let user = crate::social::seed_user(&app, name, false).await;
+        if name == "root" {
+            crate::moderation::make_admin(&app, &user).await;
+        }
+        tokens.insert(name.to_string(), user.token.into());
+    }
+    let base = format!("http://{}", app.addr);
+    let tokens = serde_json::Value::Object(tokens).to_string();
+    let out = tokio::task::spawn_blocking(move || run_script(ADMIN_SCRIPT, &[&base, &tokens]))
+        .await
+        .unwrap();
+    assert!(out.contains("\"ok\": true"), "{out}");
+    app.stop().await;
+}

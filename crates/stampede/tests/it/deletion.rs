@@ -396,4 +396,13 @@ async fn a_moderator_deletes_a_suspended_account_and_lifting_a_suspension_cancel
         .unwrap();
     assert!(output.status.success(), "{output:?}");
     assert_eq!(leftovers(&app, &victim.id).await, vec![]);
+
+    // And rebuilds the feeds the people left (tootctl feeds build).
+    let output = crate::process::command(&app.env, &["admin", "feeds", "build"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let built: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(built["accounts"], 1, "only root is left: {built}");
 }

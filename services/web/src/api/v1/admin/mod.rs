@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod actions;
 pub mod blocks;
+pub mod metrics;
 pub mod reports;
 
 use axum::Router;
@@ -50,6 +51,9 @@ pub fn router() -> Router<AppState> {
         )
         .route("/api/v1/admin/reports/{id}/resolve", post(reports::resolve))
         .route("/api/v1/admin/reports/{id}/reopen", post(reports::reopen))
+        .route("/api/v1/admin/measures", post(metrics::measures))
+        .route("/api/v1/admin/dimensions", post(metrics::dimensions))
+        .route("/api/v1/admin/retention", post(metrics::retention))
         .route(
             "/api/v1/admin/domain_blocks",
             get(b::domain_blocks).post(b::create_domain_block),

@@ -50,28 +50,8 @@ pub async fn admin_account(state: &AppState, id: i64) -> Result<Value, ApiError>
     let account = accounts::find(&state.ctx.db, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    if let Some(user) = accounts::user_of(&state.ctx.db, id).await? {
-        return Ok(state.render_admin_account(&account, &user, None));
-    }
-    Ok(json!({
-        "id": account.id.to_string(),
-        "username": account.username,
-        "domain": account.domain,
-        "created_at": iso(account.created_at),
-        "email": "",
-        "ip": null,
-        "ips": [],
-        "locale": "",
-        "invite_request": null,
-        "role": null,
-        "confirmed": false,
-        "approved": false,
-        "disabled": false,
-        "silenced": account.silenced_at.is_some(),
-        "suspended": account.suspended_at.is_some(),
-        "sensitized": account.sensitized_at.is_some(),
-        "account": state.render_account(&account),
-    }))
+    let user = accounts::user_of(&state.ctx.db, id).await?;
+    Ok(state.render_any_admin_account(&account, user.as_ref(), None))
 }
 
 async fn render(state: &AppState, row: ReportRow) -> Result<Value, ApiError> {
