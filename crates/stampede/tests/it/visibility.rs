@@ -1,8 +1,9 @@
 //! Property: no read path leaks a status its viewer may not see.
 //!
 //! Each case generates accounts (some locked), follows (some pending), blocks, mutes and
-//! statuses of every visibility with random mentions, replies and boosts, from a seed; a model
-//! of the rules decides what each viewer (and nobody signed in) may see; then every read path —
+//! statuses of every visibility with random mentions, replies and boosts, from a seed, then a
+//! moderator may suspend one account and silence another; a model of the rules decides what
+//! each viewer (and nobody signed in) may see; then every read path —
 //! the status itself, its context, home, public and hashtag timelines, account statuses,
 //! search, notifications and conversations — is checked against the model. A failure names
 //! its seed, so it can be replayed.
@@ -40,6 +41,10 @@ struct Model {
     blocks: HashSet<(usize, usize)>,
     mutes: HashSet<(usize, usize)>,
     statuses: HashMap<String, ModelStatus>,
+    /// Suspended by a moderator: gone for everyone.
+    suspended: HashSet<usize>,
+    /// Silenced: out of public places for those who do not follow it.
+    silenced: HashSet<usize>,
 }
 
 impl Model {
@@ -48,6 +53,9 @@ impl Model {
     }
 
     fn sees_one(&self, viewer: Option<usize>, s: &ModelStatus) -> bool {
+        if self.suspended.contains(&s.author) {
+            return false;
+        }
         let Some(v) = viewer else {
             return matches!(s.visibility, "public" | "unlisted");
         };
@@ -248,6 +256,25 @@ async fn build(app: &TestApp, seed: u64, rng: &mut StdRng) -> (Vec<User>, Model)
     (users, model)
 }
 
+/// A moderator suspends one account and silences another, each in some cases.
+async fn moderate(app: &TestApp, seed: u64, users: &[User], model: &mut Model, rng: &mut StdRng) {
+    let root = seed_user(app, &format!("root{seed}"), false).await;
+    crate::moderation::make_admin(app, &root).await;
+    let suspended = rng.random_range(0..ACCOUNTS);
+    let silenced = (suspended + 1 + rng.random_range(0..ACCOUNTS - 1)) % ACCOUNTS;
+    for (who, action, set) in [
+        (suspended, "suspend", &mut model.suspended),
+        (silenced, "silence", &mut model.silenced),
+    ] {
+        if rng.random_bool(0.6) {
+            let path = format!("/api/v1/admin/accounts/{}/action", users[who].id);
+            let answer = post(app, &path, &root, json!({ "type": action })).await;
+            assert_eq!(answer.status, 200, "seed {seed}: {answer:?}");
+            set.insert(who);
+        }
+    }
+}
+
 async fn list(app: &TestApp, path: &str, token: Option<&str>) -> Vec<Value> {
     let answer = call(app, Method::GET, path, token, None).await;
     assert!(
@@ -264,6 +291,10 @@ async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
         .chain((0..ACCOUNTS).map(Some))
         .collect();
     for viewer in viewers {
+        // A suspended account's own tokens are refused (the moderation tests check that).
+        if viewer.is_some_and(|v| model.suspended.contains(&v)) {
+            continue;
+        }
         let token = viewer.map(|v| users[v].token.as_str());
         let who = viewer.map_or("nobody".to_string(), |v| users[v].username.clone());
         let leak = |path: &str, status: &Value, hide_muted: bool| {
@@ -309,10 +340,29 @@ async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
                 leak(&path, &s, true);
                 assert!(s["reblog"].is_null(), "seed {seed}: {path} has a boost");
                 assert_eq!(s["visibility"], "public", "seed {seed}: {path}");
+                let author = users
+                    .iter()
+                    .position(|u| u.id == s["account"]["id"].as_str().unwrap())
+                    .unwrap();
+                assert!(
+                    !model.silenced.contains(&author)
+                        || viewer
+                            .is_some_and(|v| v == author || model.follows.contains(&(v, author))),
+                    "seed {seed}: {path} showed a silenced account's status to {who}"
+                );
             }
         }
         for (i, user) in users.iter().enumerate() {
             let path = format!("/api/v1/accounts/{}/statuses?limit=40", user.id);
+            if model.suspended.contains(&i) {
+                let answer = call(app, Method::GET, &path, token, None).await;
+                assert!(
+                    answer.status == 404 || answer.body == json!([]),
+                    "seed {seed}: {path} of a suspended account for {who}: {:?}",
+                    answer.body
+                );
+                continue;
+            }
             for s in list(app, &path, token).await {
                 leak(&path, &s, false);
                 assert_ne!(s["visibility"], "direct", "seed {seed}: {path}");
@@ -346,6 +396,10 @@ async fn check(app: &TestApp, seed: u64, users: &[User], model: &Model) {
                 !model.blocked(v, from),
                 "seed {seed}: notification from a blocked account to {who}"
             );
+            assert!(
+                !model.suspended.contains(&from),
+                "seed {seed}: notification from a suspended account to {who}"
+            );
             if !n["status"].is_null() {
                 leak("/api/v1/notifications", &n["status"], false);
             }
@@ -368,7 +422,8 @@ async fn no_read_path_leaks_what_its_viewer_may_not_see() {
         .await
         .unwrap();
         let mut rng = StdRng::seed_from_u64(seed);
-        let (users, model) = build(&app, seed, &mut rng).await;
+        let (users, mut model) = build(&app, seed, &mut rng).await;
+        moderate(&app, seed, &users, &mut model, &mut rng).await;
         check(&app, seed, &users, &model).await;
         app.stop().await;
     }
