@@ -192,21 +192,7 @@ async fn an_owner_deletes_their_account_and_nothing_of_it_is_left_here_or_there(
     .await;
 
     // Alice signs in and deletes her account; a wrong password changes nothing.
-    set_password(&a, &alice, "a long enough secret").await;
-    let mut browser = Browser::new(&a);
-    let (_, page, _) = browser.get("/auth/sign_in").await;
-    let csrf = hidden(&page, "authenticity_token").unwrap();
-    let (status, _, _) = browser
-        .post_form(
-            "/auth/sign_in",
-            &[
-                ("authenticity_token", &csrf),
-                ("email", "alice@mail.example"),
-                ("password", "a long enough secret"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 303);
+    let mut browser = Browser::signed_in(&a, &alice).await;
     let (status, page, _) = browser.get("/settings/delete").await;
     assert_eq!(status, 200);
     assert!(page.contains("@alice"), "{page}");

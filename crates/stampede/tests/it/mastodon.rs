@@ -80,6 +80,28 @@ impl Browser {
         (status, response.text().await.unwrap(), location)
     }
 
+    /// A browser signed in as a seeded `user`, who is given a password first (seeded users
+    /// have none).
+    pub async fn signed_in(app: &TestApp, user: &crate::social::User) -> Browser {
+        crate::deletion::set_password(app, user, "a long enough secret").await;
+        let mut browser = Browser::new(app);
+        let (_, page, _) = browser.get("/auth/sign_in").await;
+        let csrf = hidden(&page, "authenticity_token").unwrap();
+        let email = format!("{}@mail.example", user.username);
+        let (status, _, _) = browser
+            .post_form(
+                "/auth/sign_in",
+                &[
+                    ("authenticity_token", &csrf),
+                    ("email", &email),
+                    ("password", "a long enough secret"),
+                ],
+            )
+            .await;
+        assert_eq!(status, 303);
+        browser
+    }
+
     /// The body of a 200 answer, as bytes (a download).
     pub async fn get_bytes(&mut self, path: &str) -> Vec<u8> {
         let response = self

@@ -18,35 +18,6 @@ fn federating() -> AppOptions {
     }
 }
 
-/// A browser signed in as `user` (given a password first).
-async fn signed_in(app: &TestApp, user: &User) -> Browser {
-    let hash = stampede_social::passwords::Scratch::new()
-        .hash("a long enough secret")
-        .unwrap();
-    sqlx::query("UPDATE users SET password_hash = $2 WHERE account_id = $1")
-        .bind(user.id.parse::<i64>().unwrap())
-        .bind(hash)
-        .execute(&app.ctx.db)
-        .await
-        .unwrap();
-    let mut browser = Browser::new(app);
-    let (_, page, _) = browser.get("/auth/sign_in").await;
-    let csrf = hidden(&page, "authenticity_token").unwrap();
-    let email = format!("{}@mail.example", user.username);
-    let (status, _, _) = browser
-        .post_form(
-            "/auth/sign_in",
-            &[
-                ("authenticity_token", &csrf),
-                ("email", &email),
-                ("password", "a long enough secret"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 303);
-    browser
-}
-
 async fn actor(app: &TestApp, username: &str) -> Value {
     app.client
         .get(app.url(&format!("/users/{username}")))
@@ -110,7 +81,7 @@ async fn an_account_moves_to_another_server_and_its_followers_follow() {
     .await;
 
     // Moving before the alias exists is refused.
-    let mut old_home = signed_in(&a, &alice).await;
+    let mut old_home = Browser::signed_in(&a, &alice).await;
     let (_, page, _) = old_home.get("/settings/migration").await;
     let csrf = hidden(&page, "authenticity_token").unwrap();
     let target = format!("newalice@{domain_b}");
@@ -128,7 +99,7 @@ async fn an_account_moves_to_another_server_and_its_followers_follow() {
     assert!(page.contains("alias"), "{page}");
 
     // The new account names the old one; its actor document says so.
-    let mut new_home = signed_in(&b, &newalice).await;
+    let mut new_home = Browser::signed_in(&b, &newalice).await;
     let (_, page, _) = new_home.get("/settings/aliases").await;
     let csrf = hidden(&page, "authenticity_token").unwrap();
     let old = format!("@alice@{domain_a}");

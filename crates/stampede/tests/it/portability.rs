@@ -6,30 +6,10 @@ use std::io::Read;
 use serde_json::{Value, json};
 use stampede_test_support::{AppOptions, spawn_app};
 
-use crate::deletion::{busy_life, set_password};
+use crate::deletion::busy_life;
 use crate::federation::until;
 use crate::mastodon::{Browser, hidden};
-use crate::social::{User, get, post, seed_user};
-
-async fn browser_for(app: &stampede_test_support::TestApp, user: &User) -> Browser {
-    set_password(app, user, "a long enough secret").await;
-    let mut browser = Browser::new(app);
-    let (_, page, _) = browser.get("/auth/sign_in").await;
-    let csrf = hidden(&page, "authenticity_token").unwrap();
-    let email = format!("{}@mail.example", user.username);
-    let (status, _, _) = browser
-        .post_form(
-            "/auth/sign_in",
-            &[
-                ("authenticity_token", &csrf),
-                ("email", &email),
-                ("password", "a long enough secret"),
-            ],
-        )
-        .await;
-    assert_eq!(status, 303);
-    browser
-}
+use crate::social::{get, post, seed_user};
 
 #[tokio::test]
 async fn the_archive_holds_everything_and_the_lists_move_to_another_account() {
@@ -68,7 +48,7 @@ async fn the_archive_holds_everything_and_the_lists_move_to_another_account() {
     .await;
 
     // The CSV lists, for the signed-in owner only.
-    let mut browser = browser_for(&app, &alice).await;
+    let mut browser = Browser::signed_in(&app, &alice).await;
     let (status, follows, _) = browser.get("/settings/exports/follows.csv").await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -156,7 +136,7 @@ async fn the_archive_holds_everything_and_the_lists_move_to_another_account() {
         "{names:?}"
     );
     // Nobody else gets it.
-    let mut other = browser_for(&app, &erin).await;
+    let mut other = Browser::signed_in(&app, &erin).await;
     let (status, _, _) = other.get(&link).await;
     assert_eq!(status, 404);
 

@@ -107,6 +107,34 @@ where
     Ok(Page::new(items, &state.base_url(), uri, newest, oldest))
 }
 
+/// Deletes the row `id` with `delete` (`DELETE … WHERE id = $1 RETURNING <its name>`), logs it
+/// as `target_type`, and answers `{}`; 404 when there is no such row.
+async fn remove(
+    state: &AppState,
+    moderator: i64,
+    delete: &str,
+    target_type: &str,
+    id: &str,
+) -> Result<Json<Value>, ApiError> {
+    let id = id_of(id)?;
+    let mut tx = state.ctx.db.begin().await?;
+    let name: String = sqlx::query_scalar(delete)
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    moderation::log_named(
+        &mut tx,
+        &state.ids,
+        moderator,
+        "destroy",
+        (target_type, id, Some(&name)),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(json!({})))
+}
+
 /// One row of `sql` (… `WHERE id = $1`) rendered, or 404.
 async fn one<T>(
     state: &AppState,
@@ -434,25 +462,10 @@ pub async fn delete_domain_allow(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let moderator = admin(&auth, DOMAIN_ALLOWS_WRITE)?;
-    let id = id_of(&id)?;
-    let mut tx = state.ctx.db.begin().await?;
-    let domain: String =
-        sqlx::query_scalar("DELETE FROM domain_allows WHERE id = $1 RETURNING domain")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(ApiError::not_found)?;
-    moderation::log_named(
-        &mut tx,
-        &state.ids,
-        moderator,
-        "destroy",
-        ("DomainAllow", id, Some(&domain)),
-    )
-    .await?;
-    tx.commit().await?;
+    let delete = "DELETE FROM domain_allows WHERE id = $1 RETURNING domain";
+    let answer = remove(&state, moderator, delete, "DomainAllow", &id).await?;
     policy_changed(&state).await;
-    Ok(Json(json!({})))
+    Ok(answer)
 }
 
 // ---- e-mail domain blocks ----
@@ -558,24 +571,8 @@ pub async fn delete_email_domain_block(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let moderator = admin(&auth, EMAIL_DOMAINS_WRITE)?;
-    let id = id_of(&id)?;
-    let mut tx = state.ctx.db.begin().await?;
-    let domain: String =
-        sqlx::query_scalar("DELETE FROM email_domain_blocks WHERE id = $1 RETURNING domain")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(ApiError::not_found)?;
-    moderation::log_named(
-        &mut tx,
-        &state.ids,
-        moderator,
-        "destroy",
-        ("EmailDomainBlock", id, Some(&domain)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(json!({})))
+    let delete = "DELETE FROM email_domain_blocks WHERE id = $1 RETURNING domain";
+    remove(&state, moderator, delete, "EmailDomainBlock", &id).await
 }
 
 // ---- canonical e-mail blocks ----
@@ -692,25 +689,8 @@ pub async fn delete_canonical_email_block(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let moderator = admin(&auth, CANONICAL_WRITE)?;
-    let id = id_of(&id)?;
-    let mut tx = state.ctx.db.begin().await?;
-    let hash: String = sqlx::query_scalar(
-        "DELETE FROM canonical_email_blocks WHERE id = $1 RETURNING canonical_email_hash",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(ApiError::not_found)?;
-    moderation::log_named(
-        &mut tx,
-        &state.ids,
-        moderator,
-        "destroy",
-        ("CanonicalEmailBlock", id, Some(&hash)),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Json(json!({})))
+    let delete = "DELETE FROM canonical_email_blocks WHERE id = $1 RETURNING canonical_email_hash";
+    remove(&state, moderator, delete, "CanonicalEmailBlock", &id).await
 }
 
 // ---- IP blocks ----
@@ -933,26 +913,11 @@ pub async fn delete_ip_block(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let moderator = admin(&auth, IP_WRITE)?;
-    let id = id_of(&id)?;
-    let mut tx = state.ctx.db.begin().await?;
-    let range: String = sqlx::query_scalar(
-        "DELETE FROM ip_blocks WHERE id = $1 RETURNING host(network(ip)) || '/' || masklen(ip)",
-    )
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?
-    .ok_or_else(ApiError::not_found)?;
-    moderation::log_named(
-        &mut tx,
-        &state.ids,
-        moderator,
-        "destroy",
-        ("IpBlock", id, Some(&range)),
-    )
-    .await?;
-    tx.commit().await?;
+    let delete =
+        "DELETE FROM ip_blocks WHERE id = $1 RETURNING host(network(ip)) || '/' || masklen(ip)";
+    let answer = remove(&state, moderator, delete, "IpBlock", &id).await?;
     policy_changed(&state).await;
-    Ok(Json(json!({})))
+    Ok(answer)
 }
 
 #[cfg(test)]
