@@ -59,7 +59,7 @@ pub async fn request(
     .await?;
     sqlx::query(
         "INSERT INTO account_deletion_requests (account_id, reason, due_at) \
-         SELECT id, $2, $3 FROM accounts WHERE id = $1 AND domain IS NULL \
+         SELECT id, $2, $3 FROM accounts WHERE id = $1 AND domain IS NULL AND deleted_at IS NULL \
          ON CONFLICT (account_id) DO UPDATE SET due_at = least(account_deletion_requests.due_at, EXCLUDED.due_at)",
     )
     .bind(account_id)
@@ -73,13 +73,30 @@ pub async fn request(
     Ok(())
 }
 
-/// Cancels the deletion of `account_id` (its suspension was lifted).
+/// Cancels the deletion a suspension of `account_id` asked for (its suspension was lifted).
+/// An owner's own deletion stays.
 pub async fn cancel(conn: &mut PgConnection, account_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM account_deletion_requests WHERE account_id = $1")
-        .bind(account_id)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "DELETE FROM account_deletion_requests WHERE account_id = $1 AND reason = 'suspension'",
+    )
+    .bind(account_id)
+    .execute(conn)
+    .await?;
     Ok(())
+}
+
+/// Whether the owner of `account_id` deleted it (then no moderator may lift its suspension).
+pub async fn deleted_by_owner(
+    conn: &mut PgConnection,
+    account_id: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM account_deletion_requests WHERE account_id = $1 AND reason = 'self') \
+             OR EXISTS (SELECT 1 FROM accounts WHERE id = $1 AND deleted_at IS NOT NULL)",
+    )
+    .bind(account_id)
+    .fetch_one(conn)
+    .await
 }
 
 /// Whether `account_id` is suspended with a deletion pending (what a moderator may purge now).
@@ -275,7 +292,14 @@ pub async fn purge_due(db: &Db, base: &str, batch: i64) -> Result<usize, sqlx::E
         let Some(account_id) = due else {
             break;
         };
-        purge(&mut tx, account_id, Some(base)).await?;
+        if !purge(&mut tx, account_id, Some(base)).await? {
+            // Purged already (by a moderator or the command line): the request is spent, and
+            // must not stand in front of the others.
+            sqlx::query("DELETE FROM account_deletion_requests WHERE account_id = $1")
+                .bind(account_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         tx.commit().await?;
         tracing::info!(account_id, "account purged");
         purged += 1;

@@ -324,7 +324,11 @@ impl DomainPolicy {
                 .collect(),
             limited: self.limited,
         };
-        *self.snapshot.write() = Arc::new(snapshot);
+        // Two loads may overlap: the newer lists win.
+        let mut current = self.snapshot.write();
+        if current.version.is_none_or(|v| v < version) {
+            *current = Arc::new(snapshot);
+        }
         Ok(())
     }
 }

@@ -369,7 +369,7 @@ impl Exporter {
         self.storage
             .put(&storage_key, bytes::Bytes::from(bytes), "application/zip")
             .await?;
-        sqlx::query(
+        let finished = sqlx::query(
             "UPDATE backups SET storage_key = $2, size = $3, progress = 100, error = NULL, \
                finished_at = now() WHERE id = $1",
         )
@@ -377,7 +377,16 @@ impl Exporter {
         .bind(&storage_key)
         .bind(size)
         .execute(&self.db)
-        .await?;
+        .await;
+        if let Err(error) = finished {
+            // The retry writes another file: this one goes to the garbage (best effort).
+            let _ =
+                sqlx::query("INSERT INTO storage_garbage (key) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(&storage_key)
+                    .execute(&self.db)
+                    .await;
+            return Err(error.into());
+        }
         tracing::info!(backup_id, account_id, size, me, "archive ready");
         Ok(())
     }

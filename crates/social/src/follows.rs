@@ -135,6 +135,69 @@ async fn bump_follow_counts(
     Ok(())
 }
 
+/// `account_id` asks locked local account `target` to be followed, in the caller's
+/// transaction: a follow accepted earlier is updated instead (`reblogs`, `notify`), otherwise a
+/// follow request is filed (once, with a `follow_request` notification). False when one blocks
+/// the other (nothing written).
+pub async fn request(
+    conn: &mut PgConnection,
+    ids: &IdGenerator,
+    account_id: i64,
+    target: i64,
+    reblogs: Option<bool>,
+    notify: Option<bool>,
+) -> Result<bool, sqlx::Error> {
+    let blocked: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $1 AND target_account_id = $2) \
+                                               OR (account_id = $2 AND target_account_id = $1))",
+    )
+    .bind(account_id)
+    .bind(target)
+    .fetch_one(&mut *conn)
+    .await?;
+    if blocked {
+        return Ok(false);
+    }
+    let updated = sqlx::query(
+        "UPDATE follows SET show_reblogs = coalesce($3, show_reblogs), notify = coalesce($4, notify) \
+         WHERE account_id = $1 AND target_account_id = $2",
+    )
+    .bind(account_id)
+    .bind(target)
+    .bind(reblogs)
+    .bind(notify)
+    .execute(&mut *conn)
+    .await?;
+    if updated.rows_affected() > 0 {
+        return Ok(true);
+    }
+    let fresh: bool = sqlx::query_scalar(
+        "INSERT INTO follow_requests (id, account_id, target_account_id, show_reblogs, notify) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, target_account_id) \
+         DO UPDATE SET show_reblogs = EXCLUDED.show_reblogs, notify = EXCLUDED.notify \
+         RETURNING (xmax = 0)",
+    )
+    .bind(ids.next_id().as_i64())
+    .bind(account_id)
+    .bind(target)
+    .bind(reblogs.unwrap_or(true))
+    .bind(notify.unwrap_or(false))
+    .fetch_one(&mut *conn)
+    .await?;
+    if fresh {
+        notification::create(
+            conn,
+            ids.next_id().as_i64(),
+            target,
+            account_id,
+            notification::FOLLOW_REQUEST,
+            None,
+        )
+        .await?;
+    }
+    Ok(true)
+}
+
 /// `account_id` stops following `target` (either direction is the caller's choice: removing a
 /// follower is the follower's unfollow): the follow, both counters, and the feed unmerge.
 /// `false` if there was no follow.

@@ -298,12 +298,13 @@ impl Importer {
                     .strip_prefix(&self.base)
                     .and_then(|p| p.rsplit_once("/statuses/"))
                     .and_then(|(_, id)| id.parse::<i64>().ok());
-                let done = sqlx::query(
+                let done = sqlx::query(&format!(
                     "INSERT INTO bookmarks (id, account_id, status_id) \
-                     SELECT $1, $2, s.id FROM statuses s \
-                     WHERE (s.uri = $3 OR (s.uri IS NULL AND s.id = $4)) \
-                     ON CONFLICT DO NOTHING",
-                )
+                         SELECT $1, $2, s.id FROM statuses s \
+                         WHERE (s.uri = $3 OR (s.uri IS NULL AND s.id = $4)) AND {} \
+                         ON CONFLICT DO NOTHING",
+                    crate::visibility::visible("s", "$2")
+                ))
                 .bind(ids.next_id().as_i64())
                 .bind(account_id)
                 .bind(uri)
@@ -329,16 +330,34 @@ impl Importer {
                     )
                     .await?;
                 } else {
-                    crate::follows::follow(
-                        tx,
-                        ids,
-                        account_id,
-                        target,
-                        Some(reblogs),
-                        Some(notify),
-                        crate::follows::Tell::Target,
-                    )
-                    .await?;
+                    // A locked account is asked, as the client API asks it.
+                    let locked: bool =
+                        sqlx::query_scalar("SELECT locked FROM accounts WHERE id = $1")
+                            .bind(target)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    if locked {
+                        crate::follows::request(
+                            tx,
+                            ids,
+                            account_id,
+                            target,
+                            Some(reblogs),
+                            Some(notify),
+                        )
+                        .await?;
+                    } else {
+                        crate::follows::follow(
+                            tx,
+                            ids,
+                            account_id,
+                            target,
+                            Some(reblogs),
+                            Some(notify),
+                            crate::follows::Tell::Target,
+                        )
+                        .await?;
+                    }
                 }
             }
             (List::Blocks, Some((target, remote))) => {

@@ -1276,7 +1276,6 @@ impl Inbox {
         Ok(true)
     }
 
-    /// A remote account blocks a local one: the follows between them end.
     /// Another server reports a local account (and some of its statuses) to this server's
     /// moderators: a report by the sender (often that server's instance actor), unless reports
     /// from its domain are rejected.
@@ -1336,6 +1335,7 @@ impl Inbox {
         Ok(true)
     }
 
+    /// A remote account blocks a local one: the follows between them end.
     async fn block(
         &self,
         tx: &mut PgConnection,

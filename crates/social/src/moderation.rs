@@ -278,7 +278,8 @@ async fn stamp(
     let sql = if lift {
         format!(
             "UPDATE accounts SET {column} = NULL \
-             WHERE domain IS NOT NULL AND domain_covered(domain, $1) AND {column} = $2"
+             WHERE domain IS NOT NULL AND domain_covered(domain, $1) AND {column} = $2 \
+               AND deleted_at IS NULL"
         )
     } else {
         format!(
@@ -291,6 +292,24 @@ async fn stamp(
         .bind(since)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// After the stamps of a block of `domain` came off: the other blocks covering some of the same
+/// accounts (a subdomain's, a parent domain's) stamp theirs again, so lifting a parent domain's
+/// block does not lift a subdomain's.
+async fn restamp(conn: &mut PgConnection, domain: &str) -> Result<(), sqlx::Error> {
+    let others: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT domain, severity, created_at FROM domain_blocks \
+         WHERE domain_covered(domain, $1) OR domain_covered($1, domain) ORDER BY created_at",
+    )
+    .bind(domain)
+    .fetch_all(&mut *conn)
+    .await?;
+    for (other, severity, created_at) in others {
+        let severity = Severity::parse(&severity).unwrap_or(Severity::Noop);
+        stamp(conn, &other, severity, created_at, false).await?;
+    }
     Ok(())
 }
 
@@ -367,6 +386,7 @@ pub async fn update_domain_block(
     if old != settings.severity {
         stamp(conn, &domain, old, created_at, true).await?;
         stamp(conn, &domain, settings.severity, created_at, false).await?;
+        restamp(conn, &domain).await?;
     }
     log_named(
         conn,
@@ -397,6 +417,7 @@ pub async fn unblock_domain(
     };
     let severity = Severity::parse(&severity).unwrap_or(Severity::Noop);
     stamp(conn, &domain, severity, created_at, true).await?;
+    restamp(conn, &domain).await?;
     log_named(
         conn,
         ids,

@@ -238,10 +238,10 @@ impl Resolver {
         user: &str,
         domain: &str,
     ) -> Result<Option<RemoteAccount>, ResolveError> {
-        self.admit(domain).await?;
         if domain.eq_ignore_ascii_case(&self.local_domain) {
             return Ok(None);
         }
+        self.admit(domain).await?;
         if let Some(known) = self.known_by_handle(user, domain).await? {
             return Ok(Some(known));
         }

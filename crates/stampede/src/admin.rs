@@ -158,9 +158,9 @@ pub enum DomainsCommand {
     },
     /// Forget a domain's failures: deliveries to it resume (within 10 s in running processes).
     Clear { domain: String },
-    /// Remove every account of a domain (and its subdomains) and all they left on this server
-    /// (tootctl domains purge); a later fetch may bring an account back unless the domain is
-    /// also blocked.
+    /// Remove every account of a domain (and its subdomains) and all they left on this server,
+    /// the reports about them included (tootctl domains purge); a later fetch may bring an
+    /// account back unless the domain is also blocked.
     Purge { domain: String },
 }
 

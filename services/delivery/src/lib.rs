@@ -222,8 +222,8 @@ async fn sample_depths(ctx: Context) {
     }
 }
 
-/// Forgets old deduplication records, canaries, authorization codes, sessions and notification
-/// group buckets once an hour.
+/// Forgets old deduplication records, canaries, authorization codes, sessions, export archives
+/// and notification group buckets once an hour.
 async fn prune(ctx: Context) {
     loop {
         if let Err(error) = canary::prune(ctx.jobs.pool(), DEDUPE_RETENTION).await {
@@ -237,6 +237,18 @@ async fn prune(ctx: Context) {
             if let Err(error) = sqlx::query(statement).execute(&ctx.jobs).await {
                 tracing::debug!(%error, "could not prune expired grants or sessions");
             }
+        }
+        // Export archives are kept a week; their files go to the storage garbage.
+        if let Err(error) = sqlx::query(
+            "WITH old AS (DELETE FROM backups WHERE created_at < now() - interval '7 days' \
+                          RETURNING storage_key) \
+             INSERT INTO storage_garbage (key) SELECT storage_key FROM old \
+             WHERE storage_key IS NOT NULL ON CONFLICT DO NOTHING",
+        )
+        .execute(&ctx.jobs)
+        .await
+        {
+            tracing::debug!(%error, "could not prune old export archives");
         }
         // A notification group's hour bucket matters for 12 hours after its last use.
         if let Err(error) = sqlx::query(

@@ -79,9 +79,7 @@ pub async fn list(
 ) -> Result<Vec<Listed>, sqlx::Error> {
     let status = match filter.status.unwrap_or(Status::Any) {
         Status::Any => "true",
-        Status::Active => {
-            "a.suspended_at IS NULL AND (u.id IS NULL OR (u.approved AND NOT u.disabled))"
-        }
+        Status::Active => "a.suspended_at IS NULL",
         Status::Pending => "u.id IS NOT NULL AND NOT u.approved",
         Status::Disabled => "u.disabled",
         Status::Silenced => "a.silenced_at IS NOT NULL",
@@ -103,11 +101,23 @@ pub async fn list(
             _ => None,
         })
         .collect();
-    // An address that does not parse matches nothing, as Mastodon answers it.
+    // Role ids none of which names a role match nobody, as Mastodon answers them.
+    if !filter.role_ids.is_empty() && roles.is_empty() {
+        return Ok(Vec::new());
+    }
+    // An address or range that does not parse matches nothing, as Mastodon answers it.
     let ip = filter.ip.as_deref().map(|ip| {
-        let (addr, _) = ip.split_once('/').unwrap_or((ip, ""));
-        if addr.trim().parse::<std::net::IpAddr>().is_ok() {
-            ip.trim().to_string()
+        let ip = ip.trim();
+        let (addr, prefix) = ip.split_once('/').unwrap_or((ip, ""));
+        let valid = match addr.parse::<std::net::IpAddr>() {
+            Ok(addr) => {
+                let max = if addr.is_ipv4() { 32 } else { 128 };
+                prefix.is_empty() || prefix.parse::<u8>().is_ok_and(|p| p <= max)
+            }
+            Err(_) => false,
+        };
+        if valid {
+            ip.to_string()
         } else {
             "0.0.0.0/32".to_string()
         }

@@ -371,6 +371,16 @@ async fn email_canonical_and_ip_blocks_hold_at_sign_up_and_on_every_request() {
     let creds = register_app(&app, "read write").await;
     let token = app_token(&app, &creds, "write").await;
 
+    // A moderator cannot act on an admin (whose suspension would also delete the account).
+    let outranked = post(
+        &app,
+        &format!("/api/v1/admin/accounts/{}/action", root.id),
+        &moderator,
+        json!({ "type": "suspend" }),
+    )
+    .await;
+    assert_eq!(outranked.status, 403, "{:?}", outranked.body);
+
     // Blocks are an admin's: a moderator is refused.
     for path in [
         "/api/v1/admin/email_domain_blocks",

@@ -24,6 +24,7 @@ async fn the_archive_holds_everything_and_the_lists_move_to_another_account() {
     let bob = seed_user(&app, "bob", false).await;
     let carol = seed_user(&app, "carol", false).await;
     let erin = seed_user(&app, "erin", false).await;
+    let dora = seed_user(&app, "dora", true).await;
     busy_life(&app, &alice, &bob).await;
     post(
         &app,
@@ -143,8 +144,9 @@ async fn the_archive_holds_everything_and_the_lists_move_to_another_account() {
     // Erin imports Alice's lists.
     let (_, page, _) = other.get("/settings/import").await;
     let csrf = hidden(&page, "authenticity_token").unwrap();
+    let follows_and_dora = format!("{follows}dora@{domain},true,false,\n");
     for (kind, data) in [
-        ("following", follows.as_str()),
+        ("following", follows_and_dora.as_str()),
         ("blocking", blocks.as_str()),
         ("lists", lists.as_str()),
     ] {
@@ -182,6 +184,15 @@ async fn the_archive_holds_everything_and_the_lists_move_to_another_account() {
         |r| r[0]["following"] == true && r[1]["blocking"] == true,
     )
     .await;
+    // A locked account is asked, not followed, as through the API.
+    let asked = get(
+        &app,
+        &format!("/api/v1/accounts/relationships?id[]={}", dora.id),
+        &erin,
+    )
+    .await;
+    assert_eq!(asked.body[0]["following"], false);
+    assert_eq!(asked.body[0]["requested"], true);
     let lists = until(&app, &erin, "/api/v1/lists", "the list is made", |l| {
         l.as_array().is_some_and(|l| l.len() == 1)
     })
@@ -197,5 +208,5 @@ async fn the_archive_holds_everything_and_the_lists_move_to_another_account() {
     .await;
     assert_eq!(members.body[0]["username"], "bob");
     let (_, page, _) = other.get("/settings/import").await;
-    assert!(page.contains("1/1 processed, 1 imported"), "{page}");
+    assert!(page.contains("2/2 processed, 2 imported"), "{page}");
 }

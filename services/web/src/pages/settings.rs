@@ -431,7 +431,7 @@ async fn export_view(
     )
 }
 
-/// `POST /settings/export`: a new archive, unless one is still being prepared.
+/// `POST /settings/export`: a new archive, one a week.
 async fn request_export(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -450,9 +450,10 @@ async fn request_export(
             .bind(account_id)
             .execute(&mut *tx)
             .await?;
+        // One a week, as Mastodon allows (an archive is minutes of a media worker).
         let busy: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM backups WHERE account_id = $1 AND storage_key IS NULL \
-                            AND created_at > now() - interval '1 day')",
+            "SELECT EXISTS (SELECT 1 FROM backups WHERE account_id = $1 \
+                            AND created_at > now() - interval '7 days' AND error IS NULL)",
         )
         .bind(account_id)
         .fetch_one(&mut *tx)
@@ -473,7 +474,7 @@ async fn request_export(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 account_id,
                 &username,
-                &["An archive is being prepared already."],
+                &["You can request an archive once a week."],
             )
             .await
         }

@@ -11,7 +11,6 @@ use sqlx::{Connection, PgExecutor, Row};
 use stampede_mastodon::{Account, Relationship, Status};
 use stampede_social::feeds::keyset;
 use stampede_social::follows::{self, Followed, Tell};
-use stampede_social::notification;
 use stampede_social::visibility::visible;
 
 use crate::AppState;
@@ -224,55 +223,12 @@ pub async fn follow(
         return relationship_on(&mut *conn, account_id, target.id).await;
     }
     let mut tx = conn.begin().await?;
-    let blocked: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $1 AND target_account_id = $2) \
-                                               OR (account_id = $2 AND target_account_id = $1))",
+    if !follows::request(
+        &mut tx, &state.ids, account_id, target.id, p.reblogs, p.notify,
     )
-    .bind(account_id)
-    .bind(target.id)
-    .fetch_one(&mut *tx)
-    .await?;
-    if blocked {
+    .await?
+    {
         return Err(ApiError::forbidden("This action is not allowed"));
-    }
-    let updated = sqlx::query(
-        "UPDATE follows SET show_reblogs = coalesce($3, show_reblogs), notify = coalesce($4, notify) \
-         WHERE account_id = $1 AND target_account_id = $2",
-    )
-    .bind(account_id)
-    .bind(target.id)
-    .bind(p.reblogs)
-    .bind(p.notify)
-    .execute(&mut *tx)
-    .await?;
-    // A locked account is asked; an existing follow (accepted earlier) was updated above.
-    if updated.rows_affected() == 0 {
-        let reblogs = p.reblogs.unwrap_or(true);
-        let notify = p.notify.unwrap_or(false);
-        let inserted = sqlx::query(
-            "INSERT INTO follow_requests (id, account_id, target_account_id, show_reblogs, notify) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (account_id, target_account_id) \
-             DO UPDATE SET show_reblogs = EXCLUDED.show_reblogs, notify = EXCLUDED.notify \
-             RETURNING (xmax = 0) AS fresh",
-        )
-        .bind(state.ids.next_id().as_i64())
-        .bind(account_id)
-        .bind(target.id)
-        .bind(reblogs)
-        .bind(notify)
-        .fetch_one(&mut *tx)
-        .await?;
-        if inserted.try_get::<bool, _>("fresh")? {
-            notification::create(
-                &mut tx,
-                state.ids.next_id().as_i64(),
-                target.id,
-                account_id,
-                notification::FOLLOW_REQUEST,
-                None,
-            )
-            .await?;
-        }
     }
     let relationship = relationship_on(&mut *tx, account_id, target.id).await?;
     tx.commit().await?;

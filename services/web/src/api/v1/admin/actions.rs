@@ -36,6 +36,29 @@ async fn target(state: &AppState, id: &str) -> Result<(i64, bool), ApiError> {
     local.map(|l| (id, l)).ok_or_else(ApiError::not_found)
 }
 
+/// 403 unless `moderator`'s role ranks above `target`'s (Mastodon's rule: a moderator cannot act
+/// on an admin, nor an admin on another admin).
+async fn outranks(state: &AppState, moderator: i64, target: i64) -> Result<(), ApiError> {
+    let roles: (Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT (SELECT role FROM users WHERE account_id = $1), \
+                (SELECT role FROM users WHERE account_id = $2)",
+    )
+    .bind(moderator)
+    .bind(target)
+    .fetch_one(&state.ctx.db)
+    .await?;
+    let rank = |role: Option<&str>| match role {
+        Some("admin") => 2,
+        Some("moderator") => 1,
+        _ => 0,
+    };
+    if rank(roles.0.as_deref()) > rank(roles.1.as_deref()) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("This action is not allowed"))
+    }
+}
+
 /// Ends the account's streams: a suspended account or disabled login is heard no more.
 async fn disconnect(state: &AppState, account: i64) {
     stream::publish(
@@ -69,6 +92,7 @@ pub async fn action(
     if target == moderator && action != AccountAction::None {
         return Err(ApiError::forbidden("This action is not allowed"));
     }
+    outranks(&state, moderator, target).await?;
     if let Some(report) = p.report_id {
         let known: Option<i64> =
             sqlx::query_scalar("SELECT id FROM reports WHERE id = $1 AND target_account_id = $2")
@@ -112,11 +136,16 @@ async fn reverse(
     auth.require(WRITE)?;
     let moderator = auth.staff()?.account_id;
     let (target, _) = target(state, id).await?;
+    outranks(state, moderator, target).await?;
     let mut tx = state.ctx.db.begin().await?;
-    moderation::undo(&mut tx, &state.ids, moderator, target, undo).await?;
     if undo == Undo::Unsuspend {
+        // An account its owner deleted stays deleted.
+        if deletion::deleted_by_owner(&mut tx, target).await? {
+            return Err(ApiError::forbidden("This action is not allowed"));
+        }
         deletion::cancel(&mut tx, target).await?;
     }
+    moderation::undo(&mut tx, &state.ids, moderator, target, undo).await?;
     tx.commit().await?;
     Ok(Json(super::reports::admin_account(state, target).await?))
 }
@@ -172,6 +201,7 @@ pub async fn destroy(
     }
     let moderator = moderator.account_id;
     let (target, _) = target(&state, &id).await?;
+    outranks(&state, moderator, target).await?;
     let shown = super::reports::admin_account(&state, target).await?;
     let mut tx = state.ctx.db.begin().await?;
     if !deletion::pending(&mut tx, target).await? {

@@ -314,7 +314,17 @@ pub async fn create_domain_block(
             }),
         ));
     }
-    let id = moderation::block_domain(&mut tx, &state.ids, moderator, &domain, &settings).await?;
+    let id =
+        match moderation::block_domain(&mut tx, &state.ids, moderator, &domain, &settings).await {
+            Ok(id) => id,
+            // Two identical requests at once: the second finds the first's block.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(ApiError::unprocessable(format!(
+                    "You have already imposed stricter limits on {domain}."
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
     let row: DomainBlockRow = sqlx::query_as(&format!("{DOMAIN_BLOCKS} WHERE id = $1"))
         .bind(id)
         .fetch_one(&mut *tx)
