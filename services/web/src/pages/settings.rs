@@ -61,6 +61,22 @@ fn sign_in_first(path: &str) -> Response {
     redirect(&format!("/auth/sign_in?return_to={path}"), Vec::new())
 }
 
+/// The signed-in account behind a settings form that carries its CSRF token; otherwise the
+/// answer to give (the expired-form page, or the sign-in page returning to `path`).
+async fn form_account(
+    state: &AppState,
+    headers: &HeaderMap,
+    token: Option<&str>,
+    path: &str,
+) -> Result<(i64, String), Response> {
+    if !csrf_ok(headers, token) {
+        return Err(bad_token(state));
+    }
+    session_account(state, headers)
+        .await
+        .ok_or_else(|| sign_in_first(path))
+}
+
 async fn delete_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
     match session_account(&state, &headers).await {
         Some((_, username)) => page(
@@ -102,12 +118,12 @@ async fn delete(
     headers: HeaderMap,
     Params(form): Params<DeleteForm>,
 ) -> Response {
-    if !csrf_ok(&headers, form.authenticity_token.as_deref()) {
-        return bad_token(&state);
-    }
-    let Some((account_id, username)) = session_account(&state, &headers).await else {
-        return sign_in_first("/settings/delete");
-    };
+    let token = form.authenticity_token.as_deref();
+    let (account_id, username) =
+        match form_account(&state, &headers, token, "/settings/delete").await {
+            Ok(account) => account,
+            Err(answer) => return answer,
+        };
     match password_matches(&state, account_id, &form.password).await {
         Ok(true) => {}
         Ok(false) => {
@@ -226,12 +242,12 @@ async fn add_alias(
     headers: HeaderMap,
     Params(form): Params<AccountForm>,
 ) -> Response {
-    if !csrf_ok(&headers, form.authenticity_token.as_deref()) {
-        return bad_token(&state);
-    }
-    let Some((account_id, username)) = session_account(&state, &headers).await else {
-        return sign_in_first("/settings/aliases");
-    };
+    let token = form.authenticity_token.as_deref();
+    let (account_id, username) =
+        match form_account(&state, &headers, token, "/settings/aliases").await {
+            Ok(account) => account,
+            Err(answer) => return answer,
+        };
     let added = async {
         let Some((old, uri, _)) = find_account(&state, &form.acct).await? else {
             return Ok(Some("No account with this handle was found."));
@@ -291,12 +307,12 @@ async fn migrate(
     headers: HeaderMap,
     Params(form): Params<AccountForm>,
 ) -> Response {
-    if !csrf_ok(&headers, form.authenticity_token.as_deref()) {
-        return bad_token(&state);
-    }
-    let Some((account_id, username)) = session_account(&state, &headers).await else {
-        return sign_in_first("/settings/migration");
-    };
+    let token = form.authenticity_token.as_deref();
+    let (account_id, username) =
+        match form_account(&state, &headers, token, "/settings/migration").await {
+            Ok(account) => account,
+            Err(answer) => return answer,
+        };
     let refuse = |problem: &str| {
         page(
             &state,
@@ -437,12 +453,12 @@ async fn request_export(
     headers: HeaderMap,
     Params(form): Params<TokenForm>,
 ) -> Response {
-    if !csrf_ok(&headers, form.authenticity_token.as_deref()) {
-        return bad_token(&state);
-    }
-    let Some((account_id, username)) = session_account(&state, &headers).await else {
-        return sign_in_first("/settings/export");
-    };
+    let token = form.authenticity_token.as_deref();
+    let (account_id, username) =
+        match form_account(&state, &headers, token, "/settings/export").await {
+            Ok(account) => account,
+            Err(answer) => return answer,
+        };
     let requested = async {
         let mut tx = state.ctx.db.begin().await?;
         // One at a time: the row lock serializes two clicks.
@@ -628,12 +644,12 @@ async fn import(
     headers: HeaderMap,
     mut form: crate::payload::WithFiles<ImportForm>,
 ) -> Response {
-    if !csrf_ok(&headers, form.params.authenticity_token.as_deref()) {
-        return bad_token(&state);
-    }
-    let Some((account_id, username)) = session_account(&state, &headers).await else {
-        return sign_in_first("/settings/import");
-    };
+    let token = form.params.authenticity_token.as_deref();
+    let (account_id, username) =
+        match form_account(&state, &headers, token, "/settings/import").await {
+            Ok(account) => account,
+            Err(answer) => return answer,
+        };
     let text = match form.take("data") {
         Some(file) => String::from_utf8_lossy(&file.bytes).into_owned(),
         None => form.params.data.clone().unwrap_or_default(),
