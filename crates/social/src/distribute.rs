@@ -551,15 +551,19 @@ impl Distributor {
         };
         let account = row.account_id;
         let (from, kind) = (row.from_account_id, row.kind.clone());
-        let Some(notification) = self.render.notifications(account, vec![row]).await?.pop() else {
-            return Ok(());
-        };
         // Web Push subscriptions that want it, through the outbox: a look-up, and an insert only
         // when a subscription wants it (no transaction is needed for one write).
         {
             let mut conn = self.db.acquire().await?;
             crate::push::queue(&mut conn, notification_id, account, from, &kind).await?;
         }
+        // Rendered only for streams someone holds (see `stream`'s module docs).
+        if !stream::is_listening(&self.cache, account).await {
+            return Ok(());
+        }
+        let Some(notification) = self.render.notifications(account, vec![row]).await?.pop() else {
+            return Ok(());
+        };
         let payload =
             serde_json::to_string(&notification).map_err(|e| JobError::Permanent(e.into()))?;
         let event = AccountEvent {

@@ -6,6 +6,8 @@
 //! both counters, the home-feed merge, the notification and its stream message are one statement
 //! of data-modifying CTEs: atomic without BEGIN and COMMIT, and one round trip.
 
+use std::sync::LazyLock;
+
 use sqlx::{PgConnection, Row};
 use stampede_core::id::IdGenerator;
 use stampede_queue::{Envelope, Message, outbox};
@@ -53,8 +55,9 @@ pub async fn follow(
     let announce = Envelope::of(&Fanout::NotificationCreated(NotificationRef {
         notification_id,
     }));
-    let row = sqlx::query(
-        "WITH blocked AS ( \
+    static FOLLOW: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH blocked AS ( \
            SELECT EXISTS (SELECT 1 FROM blocks \
                           WHERE (account_id = $2 AND target_account_id = $3) \
                              OR (account_id = $3 AND target_account_id = $2)) AS yes), \
@@ -76,8 +79,8 @@ pub async fn follow(
          merge AS ( \
            INSERT INTO outbox (queue, envelope) SELECT $6, $7 FROM f WHERE f.fresh), \
          n AS ( \
-           INSERT INTO notifications (id, account_id, from_account_id, type) \
-           SELECT $8, $3, $2, $9 FROM f WHERE f.fresh AND $12 \
+           INSERT INTO notifications (id, account_id, from_account_id, type, group_key) \
+           SELECT $8, $3, $2, $9, {} FROM f WHERE f.fresh AND $12 \
              AND NOT EXISTS (SELECT 1 FROM mutes WHERE account_id = $3 AND target_account_id = $2 \
                                AND hide_notifications \
                                AND (expires_at IS NULL OR expires_at > now())) \
@@ -85,21 +88,24 @@ pub async fn follow(
          announce AS ( \
            INSERT INTO outbox (queue, envelope) SELECT $10, $11 FROM n) \
          SELECT (SELECT yes FROM blocked) AS blocked, (SELECT fresh FROM f) AS fresh",
-    )
-    .bind(ids.next_id().as_i64())
-    .bind(account_id)
-    .bind(target)
-    .bind(reblogs)
-    .bind(notify)
-    .bind(Backfill::QUEUE.name())
-    .bind(sqlx::types::Json(&merge))
-    .bind(notification_id)
-    .bind(notification::FOLLOW)
-    .bind(Fanout::QUEUE.name())
-    .bind(sqlx::types::Json(&announce))
-    .bind(tell == Tell::Target)
-    .fetch_one(conn)
-    .await?;
+            notification::group_key_in_place("$3", "$2", "$9", "NULL::bigint")
+        )
+    });
+    let row = sqlx::query(FOLLOW.as_str())
+        .bind(ids.next_id().as_i64())
+        .bind(account_id)
+        .bind(target)
+        .bind(reblogs)
+        .bind(notify)
+        .bind(Backfill::QUEUE.name())
+        .bind(sqlx::types::Json(&merge))
+        .bind(notification_id)
+        .bind(notification::FOLLOW)
+        .bind(Fanout::QUEUE.name())
+        .bind(sqlx::types::Json(&announce))
+        .bind(tell == Tell::Target)
+        .fetch_one(conn)
+        .await?;
     if row.try_get::<bool, _>("blocked")? {
         return Ok(Followed::Blocked);
     }

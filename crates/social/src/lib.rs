@@ -95,6 +95,8 @@ impl fmt::Display for Visibility {
 
 /// Notification types (Mastodon's names).
 pub mod notification {
+    use std::sync::LazyLock;
+
     pub const MENTION: &str = "mention";
     pub const STATUS: &str = "status";
     pub const REBLOG: &str = "reblog";
@@ -116,6 +118,28 @@ pub mod notification {
         QUOTE,
     ];
 
+    /// SQL for a notification's `group_key`, computed inside its own `INSERT` when that is
+    /// cheap and certain: a follow, favourite or boost to someone under Mastodon's default
+    /// policy (no `notification_policies` row) from a sender who is not limited, while the
+    /// recipient's group bucket is current. Such a notification cannot be filtered, and its key
+    /// is the bucket's, so `notifications_classify` — which fires only for rows that arrive
+    /// without a key — has nothing left to do. Anything else (a policy, a limited sender, a
+    /// bucket to open, a mention) yields NULL and the trigger classifies the row as before. The
+    /// arguments are the SQL expressions (parameters) for the recipient, the sender, the type
+    /// and the status.
+    pub fn group_key_in_place(recipient: &str, sender: &str, kind: &str, status: &str) -> String {
+        format!(
+            "CASE WHEN {kind} IN ('favourite', 'reblog', 'follow') \
+               AND NOT EXISTS (SELECT 1 FROM notification_policies WHERE account_id = {recipient}) \
+               AND (SELECT a.silenced_at IS NULL FROM accounts a WHERE a.id = {sender}) \
+             THEN (SELECT b.prefix || '-' || b.bucket FROM notification_group_buckets b \
+                   WHERE b.account_id = {recipient} \
+                     AND b.prefix = CASE WHEN {kind} = 'follow' THEN {kind} \
+                                         ELSE {kind} || '-' || coalesce({status}::text, '') END \
+                     AND floor(extract(epoch FROM now()) / 3600)::bigint < b.bucket + 12) END"
+        )
+    }
+
     /// Inserts a notification unless the recipient blocks the actor, or mutes them with
     /// notifications hidden, or it already exists, and queues it for the recipient's streams.
     /// Runs in the caller's transaction.
@@ -130,22 +154,26 @@ pub mod notification {
         if recipient == from {
             return Ok(());
         }
-        let inserted = sqlx::query(
-            "INSERT INTO notifications (id, account_id, from_account_id, type, status_id) \
-             SELECT $1, $2, $3, $4, $5 \
-             WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $2 AND target_account_id = $3) \
-                                                     OR (account_id = $3 AND target_account_id = $2)) \
-               AND NOT EXISTS (SELECT 1 FROM mutes WHERE account_id = $2 AND target_account_id = $3 \
-                                 AND hide_notifications AND (expires_at IS NULL OR expires_at > now())) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(recipient)
-        .bind(from)
-        .bind(kind)
-        .bind(status_id)
-        .execute(&mut *conn)
-        .await?;
+        static INSERT: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "INSERT INTO notifications (id, account_id, from_account_id, type, status_id, group_key) \
+                 SELECT $1, $2, $3, $4, $5, {} \
+                 WHERE NOT EXISTS (SELECT 1 FROM blocks WHERE (account_id = $2 AND target_account_id = $3) \
+                                                         OR (account_id = $3 AND target_account_id = $2)) \
+                   AND NOT EXISTS (SELECT 1 FROM mutes WHERE account_id = $2 AND target_account_id = $3 \
+                                     AND hide_notifications AND (expires_at IS NULL OR expires_at > now())) \
+                 ON CONFLICT DO NOTHING",
+                group_key_in_place("$2", "$3", "$4", "$5")
+            )
+        });
+        let inserted = sqlx::query(INSERT.as_str())
+            .bind(id)
+            .bind(recipient)
+            .bind(from)
+            .bind(kind)
+            .bind(status_id)
+            .execute(&mut *conn)
+            .await?;
         if inserted.rows_affected() == 1 {
             // The distribute worker renders it for the recipient's streams.
             stampede_queue::outbox::send(

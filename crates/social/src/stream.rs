@@ -13,6 +13,15 @@
 //!
 //! Publishing is best effort: streaming is a live view, and a client that missed an event reads it
 //! from the REST API when it reconnects (Mastodon works the same way).
+//!
+//! Events for one account are rendered only while it listens somewhere: every streaming process
+//! marks the accounts it holds streams for ([`mark_listening`], on connect and then every
+//! [`LISTENING_REFRESH`]), as Mastodon's streaming server keeps `subscribed:timeline:<id>`, and
+//! the delivery workers ask [`is_listening`] before they render a notification. A follow on a
+//! migration day notifies an account that is rarely online; its notification is stored and sent
+//! to Web Push, but nothing is rendered for streams nobody holds.
+
+use std::time::Duration;
 
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -119,6 +128,34 @@ pub async fn publish<T: Serialize>(cache: &Cache, channel: &str, message: &T) {
     };
     if let Err(error) = cache.publish(channel, &body).await {
         tracing::warn!(%error, channel, "cannot publish a streaming event");
+    }
+}
+
+/// How long an account counts as listening after a streaming process last marked it.
+pub const LISTENING_TTL: Duration = Duration::from_secs(180);
+/// How often each streaming process marks the accounts it holds streams for.
+pub const LISTENING_REFRESH: Duration = Duration::from_secs(60);
+
+fn listening_key(account: i64) -> String {
+    format!("streaming:listening:{account}")
+}
+
+/// Marks `account` as holding a stream on this process, for [`LISTENING_TTL`].
+pub async fn mark_listening(cache: &Cache, account: i64) {
+    if let Err(error) = cache
+        .set_ex(&listening_key(account), "1", LISTENING_TTL)
+        .await
+    {
+        tracing::warn!(%error, account, "cannot mark a streaming account as listening");
+    }
+}
+
+/// Whether some streaming process holds a stream of `account`. When the store cannot say, the
+/// answer is yes: an event rendered for nobody costs less than one lost.
+pub async fn is_listening(cache: &Cache, account: i64) -> bool {
+    match cache.get(&listening_key(account)).await {
+        Ok(mark) => mark.is_some(),
+        Err(_) => true,
     }
 }
 

@@ -497,6 +497,17 @@ impl Hub {
             .clone())
     }
 
+    /// The accounts holding at least one stream here.
+    pub fn accounts(&self) -> Vec<i64> {
+        self.index
+            .read()
+            .expect("hub lock")
+            .by_account
+            .keys()
+            .copied()
+            .collect()
+    }
+
     /// Adds `client` to `key`'s listeners; false if it already listens.
     pub fn subscribe(&self, client: &Arc<Client>, key: StreamKey) -> bool {
         let name = key.name();

@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use futures_util::StreamExt as _;
 use stampede_runtime::{Context, Dependency, server};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
@@ -78,6 +79,25 @@ impl State {
                     Ok(closed) => tracing::info!(closed, "closed streams of revoked tokens"),
                     Err(error) => tracing::warn!(%error, "cannot check streaming tokens"),
                 }
+            }
+        });
+        // The accounts this process holds streams for stay marked as listening.
+        let marking = hub.clone();
+        let cache = ctx.cache.clone();
+        let shutdown = ctx.shutdown.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(stampede_social::stream::LISTENING_REFRESH);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {}
+                    () = shutdown.cancelled() => break,
+                }
+                futures_util::stream::iter(marking.accounts())
+                    .for_each_concurrent(32, |account| {
+                        stampede_social::stream::mark_listening(&cache, account)
+                    })
+                    .await;
             }
         });
         State {

@@ -236,7 +236,13 @@ pub async fn admit(
 ) -> Result<(Arc<Client>, mpsc::Receiver<Outgoing>), Refusal> {
     let limit = state.ctx.config.streaming.max_connections_per_account;
     match state.hub.join(viewer.account, viewer.token_id, limit).await {
-        Ok(joined) => Ok(joined),
+        Ok(joined) => {
+            // Before the client hears anything, so that no notification meant for it is skipped.
+            if let Some(account) = viewer.account {
+                stampede_social::stream::mark_listening(&state.ctx.cache, account).await;
+            }
+            Ok(joined)
+        }
         Err(JoinError::TooManyConnections) => Err(Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many streaming connections for this account",
