@@ -40,7 +40,27 @@ fn unavailable(error: redis::RedisError) -> CacheError {
 impl RedisCache {
     /// A store on the server at `url` with every key under `namespace:`.
     pub fn new(url: &str, namespace: &str) -> Result<Self, CacheError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
+        Self::with_tls_ca(url, namespace, None)
+    }
+
+    /// The same, trusting only the PEM certificates in `tls_ca` for a
+    /// `rediss://` server: a managed Redis whose certificate a private CA signed.
+    pub fn with_tls_ca(
+        url: &str,
+        namespace: &str,
+        tls_ca: Option<&str>,
+    ) -> Result<Self, CacheError> {
+        let client = match tls_ca {
+            Some(pem) => redis::Client::build_with_tls(
+                url,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(pem.as_bytes().to_vec()),
+                },
+            ),
+            None => redis::Client::open(url),
+        }
+        .map_err(unavailable)?;
         Ok(RedisCache {
             inner: Arc::new(Inner {
                 client,

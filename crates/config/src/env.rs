@@ -137,6 +137,48 @@ impl Env {
         Ok(Some(url))
     }
 
+    /// The PEM certificates in the file the variable names (a CA bundle), read now so that a
+    /// wrong path stops the process at start rather than at its first connection.
+    pub fn pem_file(&self, var: &str) -> Result<Option<String>, ConfigError> {
+        let Some(path) = self.string(var)? else {
+            return Ok(None);
+        };
+        let pem = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::new(var, format!("cannot read {path:?}: {e}")))?;
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(ConfigError::new(
+                var,
+                format!("{path:?} holds no PEM certificate"),
+            ));
+        }
+        Ok(Some(pem))
+    }
+
+    /// A CA bundle for the TLS connection `url_var` names: only meaningful when that URL's
+    /// scheme is `tls_scheme`, so setting it for a plain URL is reported rather than ignored.
+    pub fn tls_ca(
+        &self,
+        var: &str,
+        url_var: &str,
+        url: Option<&Url>,
+        tls_scheme: &str,
+    ) -> Result<Option<String>, ConfigError> {
+        let pem = self.pem_file(var)?;
+        if pem.is_some()
+            && let Some(url) = url
+            && url.scheme() != tls_scheme
+        {
+            return Err(ConfigError::new(
+                var,
+                format!(
+                    "is set, but {url_var} is {}://…, not {tls_scheme}://…",
+                    url.scheme()
+                ),
+            ));
+        }
+        Ok(pem)
+    }
+
     /// A name made of letters, digits, `-`, `_` and `.` (queue prefixes and the like).
     pub fn name(&self, var: &str) -> Result<Option<String>, ConfigError> {
         let value = self.string(var)?;

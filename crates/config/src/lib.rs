@@ -228,7 +228,11 @@ pub struct DatabaseConfig {
 /// Redis: feeds, pub/sub, rate limits and short caches; everything in it can be rebuilt.
 #[derive(Clone, Debug)]
 pub struct RedisConfig {
+    /// REDIS_URL: `redis://`, `rediss://` (TLS) or `unix://`.
     pub url: String,
+    /// REDIS_TLS_CA_FILE: PEM certificates to trust for `rediss://` (a managed Redis's private
+    /// CA); without it, the system's roots.
+    pub tls_ca: Option<String>,
     /// REDIS_NAMESPACE: prefix of every key and channel, so deployments can share a server.
     pub namespace: String,
 }
@@ -236,7 +240,10 @@ pub struct RedisConfig {
 /// RabbitMQ: the work queues between services.
 #[derive(Clone, Debug)]
 pub struct AmqpConfig {
+    /// AMQP_URL: `amqp://` or `amqps://` (TLS).
     pub url: String,
+    /// AMQP_TLS_CA_FILE: PEM certificates to trust for `amqps://`; without it, the system's roots.
+    pub tls_ca: Option<String>,
     /// AMQP_QUEUE_PREFIX: prefix of every queue name, so deployments (and tests) can share a broker.
     pub queue_prefix: String,
     /// AMQP_PREFETCH: unacknowledged messages a consumer holds per queue.
@@ -288,8 +295,11 @@ pub enum StartTls {
 /// Logs and traces.
 #[derive(Clone, Debug)]
 pub struct TelemetryConfig {
-    /// OTEL_EXPORTER_OTLP_ENDPOINT: export traces over OTLP/HTTP when set.
+    /// OTEL_EXPORTER_OTLP_ENDPOINT: export traces over OTLP/HTTP(S) when set.
     pub otlp_endpoint: Option<Url>,
+    /// OTEL_EXPORTER_OTLP_CERTIFICATE (OpenTelemetry's name): PEM certificates to trust for an
+    /// `https://` collector, besides the system's roots.
+    pub otlp_ca: Option<String>,
     /// OTEL_SERVICE_NAME: defaults to `stampede-<command>`.
     pub service_name: Option<String>,
     pub log_format: LogFormat,
@@ -350,9 +360,17 @@ impl Config {
             ),
         };
 
-        let redis = match env.url("REDIS_URL", &["redis", "unix"])? {
+        let redis_url = env.url("REDIS_URL", &["redis", "rediss", "unix"])?;
+        let redis_ca = env.tls_ca(
+            "REDIS_TLS_CA_FILE",
+            "REDIS_URL",
+            redis_url.as_ref(),
+            "rediss",
+        )?;
+        let redis = match redis_url {
             Some(url) => Some(RedisConfig {
                 url: url.to_string(),
+                tls_ca: redis_ca,
                 namespace: env
                     .string("REDIS_NAMESPACE")?
                     .unwrap_or_else(|| "stampede".into()),
@@ -360,9 +378,12 @@ impl Config {
             None => None,
         };
 
-        let amqp = match env.url("AMQP_URL", &["amqp"])? {
+        let amqp_url = env.url("AMQP_URL", &["amqp", "amqps"])?;
+        let amqp_ca = env.tls_ca("AMQP_TLS_CA_FILE", "AMQP_URL", amqp_url.as_ref(), "amqps")?;
+        let amqp = match amqp_url {
             Some(url) => Some(AmqpConfig {
                 url: url.to_string(),
+                tls_ca: amqp_ca,
                 queue_prefix: env
                     .name("AMQP_QUEUE_PREFIX")?
                     .unwrap_or_else(|| "stampede".into()),
@@ -418,8 +439,15 @@ impl Config {
             None => None,
         };
 
+        let otlp_endpoint = env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http", "https"])?;
         let telemetry = TelemetryConfig {
-            otlp_endpoint: env.url("OTEL_EXPORTER_OTLP_ENDPOINT", &["http"])?,
+            otlp_ca: env.tls_ca(
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                otlp_endpoint.as_ref(),
+                "https",
+            )?,
+            otlp_endpoint,
             service_name: env.string("OTEL_SERVICE_NAME")?,
             log_format: match env.string("LOG_FORMAT")?.as_deref() {
                 None | Some("json") => LogFormat::Json,
@@ -729,6 +757,70 @@ mod tests {
             assert_eq!(&err.var, var, "{var}={value}: {err}");
             assert!(err.to_string().starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn tls_urls_and_their_certificate_authorities() {
+        let dir = std::env::temp_dir().join(format!("stampede-config-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(
+            &ca,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let not_pem = dir.join("key.txt");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let ca = ca.display().to_string();
+        let db = ("DATABASE_URL", "postgres://127.0.0.1/stampede");
+
+        let config = Config::from_source(&env(&[
+            db,
+            ("REDIS_URL", "rediss://cache.example:6380/0"),
+            ("REDIS_TLS_CA_FILE", &ca),
+            ("AMQP_URL", "amqps://u:p@mq.example:5671/%2f"),
+            ("AMQP_TLS_CA_FILE", &ca),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example:4318"),
+            ("OTEL_EXPORTER_OTLP_CERTIFICATE", &ca),
+        ]))
+        .unwrap();
+        assert!(
+            config
+                .redis
+                .unwrap()
+                .tls_ca
+                .unwrap()
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert!(config.amqp.unwrap().tls_ca.is_some());
+        assert!(config.telemetry.otlp_ca.is_some());
+
+        // A CA for a plain URL, a missing file or one without a certificate is refused, named.
+        let cases: &[(&str, &str, &str)] = &[
+            ("REDIS_URL", "redis://127.0.0.1", "REDIS_TLS_CA_FILE"),
+            ("AMQP_URL", "amqp://127.0.0.1", "AMQP_TLS_CA_FILE"),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                "http://127.0.0.1:4318",
+                "OTEL_EXPORTER_OTLP_CERTIFICATE",
+            ),
+        ];
+        for (url_var, url, ca_var) in cases {
+            let err = Config::from_source(&env(&[db, (url_var, url), (ca_var, &ca)])).unwrap_err();
+            assert_eq!(&err.var, ca_var, "{err}");
+            assert!(err.to_string().contains(url_var), "{err}");
+        }
+        let missing = dir.join("missing.pem").display().to_string();
+        for path in [missing.as_str(), &not_pem.display().to_string()] {
+            let err = Config::from_source(&env(&[
+                db,
+                ("REDIS_URL", "rediss://127.0.0.1"),
+                ("REDIS_TLS_CA_FILE", path),
+            ]))
+            .unwrap_err();
+            assert_eq!(err.var, "REDIS_TLS_CA_FILE", "{err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

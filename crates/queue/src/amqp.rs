@@ -23,6 +23,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, QueueDeclareOptions,
 };
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use tokio::sync::Mutex;
@@ -38,6 +39,7 @@ pub struct AmqpQueue {
 
 struct Inner {
     url: String,
+    tls_ca: Option<String>,
     names: Names,
     connection_name: String,
     state: Mutex<Option<Connected>>,
@@ -66,9 +68,21 @@ impl AmqpQueue {
     /// A queue on the broker at `url`, with every queue name under `prefix`. Nothing connects
     /// until first use.
     pub fn new(url: &str, prefix: &str, connection_name: &str) -> Self {
+        Self::with_tls_ca(url, prefix, connection_name, None)
+    }
+
+    /// The same, trusting the PEM certificates in `tls_ca` (besides the system's roots) for an
+    /// `amqps://` broker.
+    pub fn with_tls_ca(
+        url: &str,
+        prefix: &str,
+        connection_name: &str,
+        tls_ca: Option<&str>,
+    ) -> Self {
         AmqpQueue {
             inner: Arc::new(Inner {
                 url: url.to_string(),
+                tls_ca: tls_ca.map(str::to_string),
                 names: Names::new(prefix),
                 connection_name: connection_name.to_string(),
                 state: Mutex::new(None),
@@ -90,10 +104,15 @@ impl AmqpQueue {
             return Ok(c.clone());
         }
         *state = None;
-        let connection = Connection::connect(
+        let connection = Connection::connect_with_config(
             &self.inner.url,
             ConnectionProperties::default()
                 .with_connection_name(self.inner.connection_name.as_str().into()),
+            OwnedTLSConfig {
+                identity: None,
+                cert_chain: self.inner.tls_ca.clone(),
+            },
+            lapin::runtime::default_runtime().map_err(unavailable)?,
         )
         .await
         .map_err(unavailable)?;

@@ -68,17 +68,19 @@ impl Context {
         let (db, jobs) = stampede_db::pools(&config.database, process, &metrics)?;
         let probe = stampede_db::probe(&config.database, process)?;
         let queue = match &config.amqp {
-            Some(amqp) => Queue::Amqp(stampede_queue::amqp::AmqpQueue::new(
+            Some(amqp) => Queue::Amqp(stampede_queue::amqp::AmqpQueue::with_tls_ca(
                 &amqp.url,
                 &amqp.queue_prefix,
                 process,
+                amqp.tls_ca.as_deref(),
             )),
             None => Queue::Memory(stampede_queue::memory::MemoryQueue::new()),
         };
         let cache = match &config.redis {
-            Some(redis) => Cache::Redis(stampede_cache::redis_backend::RedisCache::new(
+            Some(redis) => Cache::Redis(stampede_cache::redis_backend::RedisCache::with_tls_ca(
                 &redis.url,
                 &redis.namespace,
+                redis.tls_ca.as_deref(),
             )?),
             None => Cache::Memory(stampede_cache::memory::MemoryCache::new()),
         };

@@ -60,6 +60,8 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Redis and the OTLP exporter build their TLS configurations from the process default.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(error) => {

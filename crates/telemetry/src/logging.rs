@@ -7,7 +7,7 @@
 use anyhow::Context as _;
 use opentelemetry::global;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -57,9 +57,13 @@ pub fn init(
         .with_resource(Resource::builder().with_service_name(service_name).build());
     if let Some(endpoint) = &config.otlp_endpoint {
         let endpoint = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
-            .with_endpoint(endpoint)
+            .with_endpoint(endpoint);
+        if let Some(pem) = &config.otlp_ca {
+            exporter = exporter.with_http_client(collector_client(pem)?);
+        }
+        let exporter = exporter
             .build()
             .context("OTEL_EXPORTER_OTLP_ENDPOINT: cannot build the OTLP exporter")?;
         provider = provider.with_batch_exporter(exporter);
@@ -90,4 +94,22 @@ pub fn init(
         .try_init()
         .context("a global tracing subscriber is already installed")?;
     Ok(TelemetryGuard { provider })
+}
+
+/// The exporter's HTTP client trusting the collector's CA (OTEL_EXPORTER_OTLP_CERTIFICATE) as
+/// well as the system's roots, with OpenTelemetry's default export time-out. Built on a thread
+/// of its own, as the exporter builds its default one: a blocking client starts (and, on an
+/// error, drops) a runtime, which is not allowed on the async runtime's threads.
+fn collector_client(pem: &str) -> anyhow::Result<reqwest::blocking::Client> {
+    let certificates = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+        .context("OTEL_EXPORTER_OTLP_CERTIFICATE: not a PEM bundle")?;
+    std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .tls_certs_merge(certificates)
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread building the OTLP client panicked"))?
+    .context("OTEL_EXPORTER_OTLP_CERTIFICATE: cannot build the OTLP client")
 }

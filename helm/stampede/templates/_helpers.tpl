@@ -95,6 +95,38 @@ app.kubernetes.io/component: {{ .component }}
 {{- $name }}
 {{- end }}
 
+{{/* Where every container finds tls.caBundle's bundle. */}}
+{{- define "stampede.caBundle.dir" -}}
+/etc/stampede/tls
+{{- end }}
+{{- define "stampede.caBundle.path" -}}
+{{ include "stampede.caBundle.dir" . }}/ca.pem
+{{- end }}
+
+{{/*
+tls.caBundle, checked: the variables its flags set, as a comma-separated list (empty when every
+flag is off, and then nothing is mounted).
+*/}}
+{{- define "stampede.caBundle.vars" -}}
+{{- $b := .Values.tls.caBundle }}
+{{- if and $b.existingConfigMap $b.existingSecret }}
+{{- fail (printf "tls.caBundle: set existingConfigMap (%q) or existingSecret (%q), not both" $b.existingConfigMap $b.existingSecret) }}
+{{- end }}
+{{- $on := list }}
+{{- $vars := list }}
+{{- if $b.redis }}{{ $on = append $on "redis" }}{{ $vars = append $vars "REDIS_TLS_CA_FILE" }}{{ end }}
+{{- if $b.amqp }}{{ $on = append $on "amqp" }}{{ $vars = append $vars "AMQP_TLS_CA_FILE" }}{{ end }}
+{{- if $b.otlp }}{{ $on = append $on "otlp" }}{{ $vars = append $vars "OTEL_EXPORTER_OTLP_CERTIFICATE" }}{{ end }}
+{{- if and $on (not (or $b.existingConfigMap $b.existingSecret)) }}
+{{- fail (printf "tls.caBundle.%s %s true, but no CA bundle is named: set tls.caBundle.existingConfigMap or tls.caBundle.existingSecret to the ConfigMap or Secret holding it (key tls.caBundle.key, %q)" (join " and tls.caBundle." $on) (ternary "is" "are" (eq (len $on) 1)) $b.key) }}
+{{- end }}
+{{- $otlp := .Values.config.otlpEndpoint }}
+{{- if and $b.otlp $otlp (not (hasPrefix "https://" $otlp)) }}
+{{- fail (printf "tls.caBundle.otlp is true, but config.otlpEndpoint %q is not https://… (Stampede would exit with status 2)" $otlp) }}
+{{- end }}
+{{- join "," $vars }}
+{{- end }}
+
 {{/*
 The environment of every Stampede container: plain configuration, secrets by reference, then the
 component's own variables. Call with (dict "root" $ "component" "web" "port" 3000); the
@@ -132,6 +164,12 @@ migrations Job passes no port.
 {{- with $v.config.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ . | quote }}
+{{- end }}
+{{- $caVars := include "stampede.caBundle.vars" .root | splitList "," | compact }}
+{{- $caPath := include "stampede.caBundle.path" .root }}
+{{- range $caVars }}
+- name: {{ . }}
+  value: {{ $caPath | quote }}
 {{- end }}
 - name: AMQP_QUEUE_PREFIX
   value: {{ $v.queue.prefix | quote }}
@@ -244,12 +282,18 @@ migrations Job passes no port.
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
+{{- range $v.extraEnv }}
+{{- if has .name $caVars }}
+{{- fail (printf "extraEnv sets %s, which the chart sets itself while tls.caBundle's flag for it is on" .name) }}
+{{- end }}
+{{- end }}
 {{- with $v.extraEnv }}
 {{ toYaml . }}
 {{- end }}
 {{- end }}
 
-{{/* Volumes every pod has: /tmp, media storage without S3, and the operator's. */}}
+{{/* Volumes every pod has: /tmp, media storage without S3, tls.caBundle's CA bundle, and the
+operator's. */}}
 {{- define "stampede.volumes" -}}
 {{- $v := .Values }}
 - name: tmp
@@ -269,6 +313,20 @@ migrations Job passes no port.
 {{- fail "storage: enable storage.s3, or set storage.local.existingClaim (a ReadWriteMany claim); storage.local.allowEmptyDir is for trying the chart only" }}
 {{- end }}
 {{- end }}
+{{- if include "stampede.caBundle.vars" . }}
+{{- $b := $v.tls.caBundle }}
+- name: tls-ca-bundle
+{{- if $b.existingConfigMap }}
+  configMap:
+    name: {{ $b.existingConfigMap }}
+{{- else }}
+  secret:
+    secretName: {{ $b.existingSecret }}
+{{- end }}
+    items:
+      - key: {{ $b.key | quote }}
+        path: ca.pem
+{{- end }}
 {{- with $v.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
@@ -280,6 +338,11 @@ migrations Job passes no port.
 {{- if not .Values.storage.s3.enabled }}
 - name: media
   mountPath: /var/lib/stampede/public/system
+{{- end }}
+{{- if include "stampede.caBundle.vars" . }}
+- name: tls-ca-bundle
+  mountPath: {{ include "stampede.caBundle.dir" . }}
+  readOnly: true
 {{- end }}
 {{- with .Values.extraVolumeMounts }}
 {{ toYaml . }}

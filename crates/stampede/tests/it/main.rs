@@ -30,5 +30,6 @@ mod saturation;
 mod social;
 mod storage;
 mod streaming;
+mod tls;
 mod trace_context;
 mod visibility;

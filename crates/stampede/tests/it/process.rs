@@ -120,6 +120,29 @@ fn run_capture(env: &[(String, String)], args: &[&str]) -> (i32, String, String)
     (status.code().unwrap_or(-1), out, err)
 }
 
+/// Runs `stampede admin canary` for `count` canaries on the media queue with `env`, expecting
+/// every one completed; returns its report.
+pub fn media_canaries(env: &[(String, String)], count: u32) -> serde_json::Value {
+    let count_arg = count.to_string();
+    let (code, out, err) = run_capture(
+        env,
+        &[
+            "admin",
+            "canary",
+            "--count",
+            &count_arg,
+            "--queue",
+            "media",
+            "--timeout",
+            "30",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["completed"], count, "{report}");
+    report
+}
+
 #[test]
 fn help_names_every_command() {
     let (code, out, _) = run_capture(&[], &["--help"]);
@@ -165,17 +188,22 @@ fn bad_configuration_exits_2_naming_the_variable() {
     assert_eq!(code, 2);
     assert!(err.contains("AMQP_URL"), "{err}");
 
-    // TLS is not built in: refused at start, never silently sent in clear.
+    // A CA bundle for a connection that is not TLS is a mistake, refused at start rather than
+    // ignored (the link would go in clear while the operator believes it is verified).
     let env = vec![
         (
             "DATABASE_URL".to_string(),
             "postgres://127.0.0.1/x".to_string(),
         ),
-        ("AMQP_URL".to_string(), "amqps://127.0.0.1".to_string()),
+        ("AMQP_URL".to_string(), "amqp://127.0.0.1".to_string()),
+        (
+            "AMQP_TLS_CA_FILE".to_string(),
+            "/nonexistent/ca.pem".to_string(),
+        ),
     ];
     let (code, _, err) = run_capture(&env, &["all"]);
     assert_eq!(code, 2);
-    assert!(err.contains("AMQP_URL"), "{err}");
+    assert!(err.contains("AMQP_TLS_CA_FILE"), "{err}");
 }
 
 #[test]
@@ -245,22 +273,7 @@ async fn all_runs_with_only_a_database_and_carries_canaries() {
     assert!(metrics.contains("stampede_outbox_backlog"));
 
     // Work written by another process flows through all's in-process queue and workers.
-    let (code, out, err) = run_capture(
-        &env,
-        &[
-            "admin",
-            "canary",
-            "--count",
-            "5",
-            "--queue",
-            "media",
-            "--timeout",
-            "30",
-        ],
-    );
-    assert_eq!(code, 0, "{out}\n{err}");
-    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    assert_eq!(report["completed"], 5);
+    let report = media_canaries(&env, 5);
     assert_eq!(report["max_applied"], 1);
 
     all.signal("TERM");
@@ -333,7 +346,7 @@ async fn web_is_not_ready_until_migrated() {
 }
 
 /// A stand-in OpenTelemetry collector: counts the OTLP/HTTP trace exports it receives.
-async fn collector() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+pub async fn collector() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let received = Arc::new(AtomicUsize::new(0));
