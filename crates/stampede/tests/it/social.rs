@@ -331,6 +331,71 @@ async fn posting_renders_html_mentions_tags_and_notifies() {
 }
 
 #[tokio::test]
+async fn hashtag_timelines_combine_any_all_none_and_page_both_ways() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let a = post_status(&app, &alice, json!({"status": "one #Alpha"})).await;
+    let b = post_status(&app, &alice, json!({"status": "two #beta"})).await;
+    let ab = post_status(&app, &alice, json!({"status": "three #alpha #beta"})).await;
+    let ac = post_status(&app, &alice, json!({"status": "four #alpha #gamma"})).await;
+    let _private = post_status(
+        &app,
+        &alice,
+        json!({"status": "five #alpha", "visibility": "private"}),
+    )
+    .await;
+    // Newest first; case does not matter; private statuses never appear.
+    assert_eq!(
+        page_owned(&app, &bob, "/api/v1/timelines/tag/alpha").await,
+        [&*ac, &*ab, &*a]
+    );
+    // A status carrying two of the wanted tags appears once.
+    assert_eq!(
+        page_owned(&app, &bob, "/api/v1/timelines/tag/alpha?any[]=beta").await,
+        [&*ac, &*ab, &*b, &*a]
+    );
+    assert_eq!(
+        page_owned(&app, &bob, "/api/v1/timelines/tag/alpha?all[]=beta").await,
+        [&*ab]
+    );
+    assert_eq!(
+        page_owned(&app, &bob, "/api/v1/timelines/tag/alpha?none[]=gamma").await,
+        [&*ab, &*a]
+    );
+
+    // One at a time, older with max_id, newer with min_id (both merged across tags).
+    let mut seen = vec![];
+    let mut path = "/api/v1/timelines/tag/alpha?any[]=beta&limit=1".to_string();
+    loop {
+        let answer = get(&app, &path, &bob).await;
+        let got = ids(&answer);
+        if got.is_empty() {
+            break;
+        }
+        seen.extend(got.clone());
+        path = format!(
+            "/api/v1/timelines/tag/alpha?any[]=beta&limit=1&max_id={}",
+            got[0]
+        );
+    }
+    assert_eq!(seen, [&*ac, &*ab, &*b, &*a]);
+    assert_eq!(
+        page_owned(
+            &app,
+            &bob,
+            &format!("/api/v1/timelines/tag/alpha?any[]=beta&limit=2&min_id={a}")
+        )
+        .await,
+        [&*ab, &*b]
+    );
+}
+
+async fn page_owned(app: &TestApp, user: &User, path: &str) -> Vec<String> {
+    ids(&get(app, path, user).await)
+}
+
+#[tokio::test]
 async fn bad_input_is_refused_and_nothing_is_written() {
     let app = full_app().await;
     let alice = seed_user(&app, "alice", false).await;
