@@ -6,6 +6,12 @@
 #
 #   loadtest/home.sh [SECONDS] [CONNECTIONS...]      (defaults: 30 s; 8 16 32 connections)
 #
+# Each run also measures, at the same connection counts and interleaved with it, the local and
+# federated public timelines and a hashtag timeline (`#surge`, on a quarter of the statuses),
+# and the framework's ceiling: `stampede-loadtest json-ceiling`, an axum server answering every
+# request with a captured home page's exact bytes (the same size of answer, no work behind it).
+# The ratio route/ceiling is how much of the machine the timeline code leaves to HTTP itself.
+#
 # Seeding is the documented fast path: accounts, users, tokens (`bench-<n>`), follows and
 # 40,000 statuses (4 per account) written straight into PostgreSQL, and each home feed (the 800
 # newest statuses of the 200 accounts followed, exactly what fan-out writes) with its ready
@@ -15,7 +21,7 @@ cd "$(dirname "$0")/.."
 deploy/local/backing-services.sh postgres redis rabbitmq >&2
 deploy/local/need.sh wrk jq curl >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
-cargo build --release --bin stampede >&2
+cargo build --release --bin stampede --bin stampede-loadtest >&2
 bin="$CARGO_TARGET_DIR/release"
 seconds="${1:-30}"
 shift || true
@@ -53,6 +59,9 @@ SELECT ((1700000000000 + g) << 16), ((g - 1) % $accounts) + 1, 'status ' || g,
        '<p>status ' || g || '</p>', 'public', ((1700000000000 + g) << 16),
        now() - make_interval(secs => 40000 - g)
 FROM generate_series(1, 4 * $accounts) g;
+INSERT INTO tags (name) VALUES ('surge');
+INSERT INTO statuses_tags (tag_id, status_id)
+SELECT t.id, ((1700000000000 + g) << 16) FROM tags t, generate_series(4, 4 * $accounts, 4) g;
 INSERT INTO account_stats (account_id, statuses_count, following_count, followers_count)
 SELECT g, 4, 200, 200 FROM generate_series(1, $accounts) g;
 ANALYZE;
@@ -78,7 +87,9 @@ for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3980/health/ready >/dev/null
 check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-1' 'http://127.0.0.1:3980/api/v1/timelines/home?limit=20')
 [ "$check" = 200 ] || { echo "home answered $check, not 200: the feeds are not in place" >&2; exit 1; }
 
-cat >"$script" <<LUA
+# One wrk script per route: each request signed by a random one of the accounts' tokens.
+lua() {
+    cat <<LUA
 local threads = {}
 function setup(thread)
     table.insert(threads, thread)
@@ -89,7 +100,7 @@ function init(args)
 end
 request = function()
     local n = math.random(1, $accounts)
-    return wrk.format("GET", "/api/v1/timelines/home?limit=20", {["Authorization"] = "Bearer bench-" .. n})
+    return wrk.format("GET", "$1", {["Authorization"] = "Bearer bench-" .. n})
 end
 response = function(status, headers, body)
     if status ~= 200 then other = other + 1 end
@@ -103,11 +114,38 @@ done = function(summary, latency, requests)
         latency.max / 1000, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout + summary.errors.status, non200))
 end
 LUA
+}
 
+routes=(home_timeline /api/v1/timelines/home?limit=20
+        local_timeline '/api/v1/timelines/public?local=true&limit=20'
+        federated_timeline /api/v1/timelines/public?limit=20
+        hashtag_timeline /api/v1/timelines/tag/surge?limit=20)
+for ((i = 0; i < ${#routes[@]}; i += 2)); do
+    check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-1' "http://127.0.0.1:3980${routes[i+1]}")
+    [ "$check" = 200 ] || { echo "${routes[i]} answered $check, not 200" >&2; exit 1; }
+done
+
+# The ceiling answers with a real home page's bytes.
+body=$(mktemp --suffix=.json)
+curl -s -H 'Authorization: Bearer bench-1' 'http://127.0.0.1:3980/api/v1/timelines/home?limit=20' >"$body"
+"$bin/stampede-loadtest" json-ceiling --port 3982 --body "$body" & pids+=($!)
+for _ in $(seq 1 100); do curl -fs -o /dev/null http://127.0.0.1:3982/ && break; sleep 0.1; done
+echo "pages of $(wc -c <"$body") bytes" >&2
+
+lua /api/v1/timelines/home?limit=20 >"$script"
 echo "warm-up: 10 s" >&2
 wrk -t2 -c8 -d10s -s "$script" http://127.0.0.1:3980 >/dev/null
 for c in "${connections[@]}"; do
-    echo "$c connections, $seconds s" >&2
-    wrk -t2 -c"$c" -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1 |
-        jq -c --argjson c "$c" '{benchmark: "home_timeline", connections: $c} + .'
+    lua / >"$script"
+    echo "ceiling, $c connections, $seconds s" >&2
+    ceiling=$(wrk -t2 -c"$c" -d"${seconds}s" -s "$script" http://127.0.0.1:3982 | tail -1)
+    echo "$ceiling" | jq -c --argjson c "$c" '{benchmark: "json_ceiling", connections: $c} + .'
+    for ((i = 0; i < ${#routes[@]}; i += 2)); do
+        lua "${routes[i+1]}" >"$script"
+        echo "${routes[i]}, $c connections, $seconds s" >&2
+        wrk -t2 -c"$c" -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1 |
+            jq -c --arg b "${routes[i]}" --argjson c "$c" --argjson ceiling "$ceiling" \
+                '{benchmark: $b, connections: $c} + . + {ceiling_rps: $ceiling.rps, ratio: ((.rps / $ceiling.rps * 1000 | round) / 1000)}'
+    done
 done
+rm -f "$body"

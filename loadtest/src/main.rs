@@ -75,6 +75,16 @@ enum Command {
     /// Media: 12-megapixel photos through the media service beside the raw rate of the same
     /// crates, memory per job, and home-timeline reads during an upload storm.
     Media(media::Args),
+    /// The framework's ceiling: an axum server answering every GET with the same cached JSON
+    /// body (a captured timeline page) until stopped, for wrk to drive beside the real route.
+    JsonCeiling {
+        /// Loopback port to listen on.
+        #[arg(long)]
+        port: u16,
+        /// The body to answer with.
+        #[arg(long)]
+        body: std::path::PathBuf,
+    },
     /// Outbox commit → message received, with a relay running (needs DATABASE_URL, AMQP_URL).
     OutboxLatency {
         #[command(flatten)]
@@ -186,6 +196,10 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<bool> {
     let report = match command {
         Command::Argon2 { threads, seconds } => argon2_rate(threads, seconds).await?,
+        Command::JsonCeiling { port, body } => {
+            json_ceiling(port, &body).await?;
+            return Ok(true);
+        }
         Command::Signup(args) => signup::run(args).await?,
         Command::SignupWave(args) => return surge::signup_wave::run(args).await,
         Command::MigrationDay(args) => return surge::migration_day::run(args).await,
@@ -402,4 +416,22 @@ async fn wait_empty(queue: &Queue, lane: WorkQueue) -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Serves `body` as `application/json` to every request on 127.0.0.1:`port`: what axum and
+/// this machine can answer at most for a page of that size, with no work behind it.
+async fn json_ceiling(port: u16, body: &std::path::Path) -> anyhow::Result<()> {
+    let body = bytes::Bytes::from(std::fs::read(body)?);
+    let app = axum::Router::new().fallback(move || {
+        let body = body.clone();
+        async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
 }
