@@ -52,6 +52,15 @@ pub async fn unfavourite(
     account_id: i64,
     status: i64,
 ) -> Result<Option<i64>, sqlx::Error> {
+    // The status first, then its favourite: a deletion of the status locks them in that order
+    // (the favourite through its foreign key), so the two never wait for each other.
+    let present = sqlx::query("SELECT 1 FROM statuses WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(status)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if present.is_none() {
+        return Ok(None);
+    }
     let removed: Option<i64> = sqlx::query_scalar(
         "DELETE FROM favourites WHERE account_id = $1 AND status_id = $2 RETURNING id",
     )

@@ -629,14 +629,39 @@ const LOCK_TRIES: u32 = 100;
 const LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Locks status `id` for deletion (with what the deletion needs of it), or `None` when it is
-/// gone. A favourite, boost or reply of the status holds a key-share lock on it (its foreign key)
-/// and then updates its counter; a deletion waiting for the row in between would deadlock with
-/// it. So the deletion never waits in line: it tries `NOWAIT` under a savepoint and, while the
-/// row is busy, steps back and tries again a moment later (at most a second; then it waits).
+/// gone.
+///
+/// Locks go parent first: the status a reply answers or a boost boosts (whose counter the
+/// deletion lowers) before the status itself, as a reply's creation takes them. Deleting the
+/// parent meanwhile locks the parent and then, through its foreign keys, each reply and boost:
+/// had this deletion locked its own row first and waited for the parent's counter, each would
+/// wait for the other (found by a race test: a boost withdrawn while its original is deleted).
+///
+/// A favourite, boost or reply of the status holds a key-share lock on it (its foreign key) and
+/// then updates its counter; a deletion waiting for the row in between would deadlock with it.
+/// So the deletion never waits in line for its own row: it tries `NOWAIT` under a savepoint and,
+/// while the row is busy, steps back and tries again a moment later (at most a second; then it
+/// waits).
 async fn lock_for_deletion(
     conn: &mut PgConnection,
     id: i64,
 ) -> Result<Option<sqlx::postgres::PgRow>, sqlx::Error> {
+    // A status's parent and original never change, so they can be read before any lock.
+    let parents: Option<(Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT in_reply_to_id, reblog_of_id FROM statuses WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((parent, original)) = parents else {
+        return Ok(None);
+    };
+    let parents: Vec<i64> = parent.into_iter().chain(original).collect();
+    if !parents.is_empty() {
+        sqlx::query("SELECT id FROM statuses WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&parents)
+            .execute(&mut *conn)
+            .await?;
+    }
     const SELECT: &str = "SELECT account_id, reblog_of_id, in_reply_to_id, visibility, \
             ARRAY(SELECT account_id FROM mentions WHERE status_id = $1) AS mentioned, \
             ARRAY(SELECT lower(t.name) FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \

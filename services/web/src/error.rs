@@ -124,6 +124,14 @@ impl From<sqlx::Error> for ApiError {
         {
             return Self::unprocessable("Invalid byte sequence in the request");
         }
+        // A row referred to went away between the check and the write (a status deleted while
+        // someone bookmarks it): what it names no longer exists.
+        if let sqlx::Error::Database(db) = &error
+            && db.code().as_deref() == Some("23503")
+        {
+            tracing::info!(error = %db, "a referenced record vanished during the write");
+            return Self::not_found();
+        }
         Self::internal(error)
     }
 }

@@ -285,3 +285,75 @@ async fn a_nested_acquisition_is_refused_in_debug_builds() {
     .await
     .unwrap();
 }
+
+/// A status deleted while others favourite, boost, bookmark, reply to and pin it: each of them
+/// either happens before the deletion (and goes with it) or answers 404 — never a 5xx.
+#[tokio::test]
+async fn interactions_racing_a_deletion_answer_404_not_500() {
+    let app = small_pool_app(&[("DB_POOL", "8")]).await;
+    let author = seed_user(&app, "author", false).await;
+    let mut fans = Vec::new();
+    for i in 0..3 {
+        fans.push(seed_user(&app, &format!("fan{i}"), false).await);
+    }
+    let app = std::sync::Arc::new(app);
+    let fans = std::sync::Arc::new(fans);
+    let mut failures = Vec::new();
+    let mut outcomes = std::collections::BTreeMap::<u16, u32>::new();
+    for round in 0..20 {
+        let status = post_status(
+            &app,
+            &author,
+            json!({"status": format!("going soon {round}")}),
+        )
+        .await;
+        let mut racers = tokio::task::JoinSet::new();
+        for fan in 0..fans.len() {
+            let (app, fans, status) = (app.clone(), fans.clone(), status.clone());
+            racers.spawn(async move {
+                let fan = &fans[fan];
+                let mut answers = Vec::new();
+                for action in ["favourite", "reblog", "bookmark", "unreblog", "unfavourite"] {
+                    let path = format!("/api/v1/statuses/{status}/{action}");
+                    answers.push((action, post(&app, &path, fan, json!({})).await.status));
+                }
+                let reply = json!({"status": "quick!", "in_reply_to_id": status});
+                answers.push((
+                    "reply",
+                    post(&app, "/api/v1/statuses", fan, reply).await.status,
+                ));
+                answers
+            });
+        }
+        let (app2, author2, status2) = (app.clone(), author.token.clone(), status.clone());
+        racers.spawn(async move {
+            let path = format!("/api/v1/statuses/{status2}");
+            let pin = format!("{path}/pin");
+            let pinned = call(&app2, Method::POST, &pin, Some(&author2), None)
+                .await
+                .status;
+            let deleted = call(&app2, Method::DELETE, &path, Some(&author2), None)
+                .await
+                .status;
+            vec![("pin", pinned), ("delete", deleted)]
+        });
+        while let Some(answers) = racers.join_next().await {
+            for (action, status) in answers.unwrap() {
+                *outcomes.entry(status).or_default() += 1;
+                if status >= 500 || !matches!(status, 200 | 404) {
+                    failures.push(format!("round {round}: {action} answered {status}"));
+                }
+            }
+        }
+        // Gone for everyone afterwards, its boosts and favourites with it.
+        let gone = get(&app, &format!("/api/v1/statuses/{status}"), &fans[0]).await;
+        assert_eq!(
+            gone.status, 404,
+            "round {round} left it standing; {failures:?}"
+        );
+    }
+    assert!(
+        failures.is_empty(),
+        "{failures:?} (all answers: {outcomes:?})"
+    );
+}
