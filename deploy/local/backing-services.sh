@@ -28,12 +28,30 @@ apt_install() {
 }
 
 postgres() {
-    if port_open 5432; then log "PostgreSQL is up"; return; fi
-    command -v pg_ctlcluster >/dev/null || apt_install postgresql
-    local version; version=$(ls /etc/postgresql | sort -V | tail -n1)
-    log "starting PostgreSQL $version"
-    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-    wait_port 5432 60 PostgreSQL
+    if port_open 5432; then
+        log "PostgreSQL is up"
+    else
+        command -v pg_ctlcluster >/dev/null || apt_install postgresql
+        local version; version=$(ls /etc/postgresql | sort -V | tail -n1)
+        log "starting PostgreSQL $version"
+        pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+        wait_port 5432 60 PostgreSQL
+    fi
+    allow_replication
+}
+
+# The read-replica test copies the server with pg_basebackup over a replication connection from
+# 127.0.0.1, which Debian's pg_hba.conf does not allow by default (trust, as for the tests' own
+# connections). Only a local Debian cluster's file is touched, and only once.
+allow_replication() {
+    local hba
+    hba=$(ls /etc/postgresql/*/main/pg_hba.conf 2>/dev/null | sort -V | tail -n1)
+    [ -n "$hba" ] && [ -w "$hba" ] || return 0
+    grep -Eq '^host[[:space:]]+replication[[:space:]]+all[[:space:]]+127\.0\.0\.1/32' "$hba" && return 0
+    log "allowing replication connections from 127.0.0.1 (the read-replica test)"
+    printf '%s\n' 'host replication all 127.0.0.1/32 trust' >> "$hba"
+    local version; version=$(basename "$(dirname "$(dirname "$hba")")")
+    pg_ctlcluster --skip-systemctl-redirect "$version" main reload
 }
 
 redis() {

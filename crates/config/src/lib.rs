@@ -223,6 +223,12 @@ pub struct DatabaseConfig {
     /// OUTBOX_GATHER_MS: after a relay round that published rows, how long the next rows may
     /// gather before the next round.
     pub outbox_gather: Duration,
+    /// REPLICA_DB_URL (Mastodon's name): a streaming read replica for the reads that tolerate
+    /// lag (timelines, account pages, collections, search).
+    pub replica_url: Option<String>,
+    /// REPLICA_MAX_LAG_MS: reads fall back to the primary while the replica trails by more; a
+    /// client that wrote reads the primary for this long after.
+    pub replica_max_lag: Duration,
 }
 
 /// Redis: feeds, pub/sub, rate limits and short caches; everything in it can be rebuilt.
@@ -357,6 +363,13 @@ impl Config {
             skip_migrations: env.boolean("SKIP_MIGRATIONS")?.unwrap_or(false),
             outbox_gather: Duration::from_millis(
                 env.parse_in("OUTBOX_GATHER_MS", 0..=1000)?.unwrap_or(20),
+            ),
+            replica_url: env
+                .url("REPLICA_DB_URL", &["postgres", "postgresql"])?
+                .map(|u| u.to_string()),
+            replica_max_lag: Duration::from_millis(
+                env.parse_in("REPLICA_MAX_LAG_MS", 10..=600_000)?
+                    .unwrap_or(2000),
             ),
         };
 

@@ -8,6 +8,7 @@
 
 pub mod gate;
 pub mod lease;
+pub mod replica;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use stampede_config::DatabaseConfig;
 
 pub use gate::{Admission, Conn, Db, Tx, admitted};
 pub use lease::{Lease, Leases};
+pub use replica::Reads;
 
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
@@ -38,13 +40,29 @@ pub fn pool(
     size: u32,
     acquire_timeout: Duration,
 ) -> Result<PgPool, sqlx::Error> {
+    pool_with(config, application_name, size, acquire_timeout, None)
+}
+
+/// [`pool`], whose connections opened before `outage` (when set) are closed instead of handed
+/// out: after a server went away, its old connections are broken and none is tried again.
+pub(crate) fn pool_with(
+    config: &DatabaseConfig,
+    application_name: &str,
+    size: u32,
+    acquire_timeout: Duration,
+    outage: Option<replica::Outage>,
+) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = config.url.parse()?;
     Ok(PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(acquire_timeout)
         .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
+        .before_acquire(move |conn, meta| {
+            let outage = outage.clone();
             Box::pin(async move {
+                if outage.is_some_and(|o| o.opened_before(meta.age)) {
+                    return Ok(false);
+                }
                 if meta.idle_for >= PING_AFTER_IDLE {
                     sqlx::Connection::ping(conn).await?;
                 }

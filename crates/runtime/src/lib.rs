@@ -43,6 +43,9 @@ pub struct Context {
     pub config: Arc<Config>,
     /// Connections for serving requests (DB_POOL).
     pub db: Db,
+    /// Where reads that tolerate lag go: the read replica (REPLICA_DB_URL) while it keeps up,
+    /// else `db`.
+    pub reads: stampede_db::Reads,
     /// Connections for queue consumers and background loops (DB_WORKER_POOL), so that a backlog
     /// of jobs can never starve requests, nor a burst of requests stall fan-out.
     pub jobs: Db,
@@ -67,6 +70,23 @@ impl Context {
         let metrics = Metrics::new();
         let (db, jobs) = stampede_db::pools(&config.database, process, &metrics)?;
         let probe = stampede_db::probe(&config.database, process)?;
+        let reads = match &config.database.replica_url {
+            Some(url) => stampede_db::Reads::with_replica(
+                db.clone(),
+                &stampede_config::DatabaseConfig {
+                    url: url.clone(),
+                    ..config.database.clone()
+                },
+                process,
+                stampede_db::Admission {
+                    max_waiters: config.database.pool_queue,
+                    max_wait: config.database.pool_max_wait,
+                },
+                config.database.replica_max_lag,
+                &metrics,
+            )?,
+            None => stampede_db::Reads::primary_only(db.clone(), &metrics),
+        };
         let queue = match &config.amqp {
             Some(amqp) => Queue::Amqp(stampede_queue::amqp::AmqpQueue::with_tls_ca(
                 &amqp.url,
@@ -88,6 +108,7 @@ impl Context {
             storage: Storage::from_config(&config.storage),
             config: Arc::new(config),
             leases: stampede_db::Leases::new(db.clone()),
+            reads,
             db,
             jobs,
             probe,
@@ -132,6 +153,51 @@ impl Context {
         });
     }
 
+    /// Starts measuring the read replica's lag (once per process), and reports in readiness
+    /// whether reads use it. Readiness never fails for the replica: reads fall back to the
+    /// primary.
+    async fn track_replica(&self) {
+        static TRACKING: std::sync::Once = std::sync::Once::new();
+        let Some(url) = self.config.database.replica_url.clone() else {
+            return;
+        };
+        TRACKING.call_once(|| {
+            let name = "stampede-replica-lag";
+            let timeout = std::time::Duration::from_secs(2);
+            let replica = stampede_config::DatabaseConfig {
+                url,
+                ..self.config.database.clone()
+            };
+            match (
+                stampede_db::pool(&self.config.database, name, 1, timeout),
+                stampede_db::pool(&replica, name, 1, timeout),
+            ) {
+                (Ok(primary), Ok(replica)) => self.reads.track(
+                    primary,
+                    replica,
+                    self.metrics.clone(),
+                    self.shutdown.clone(),
+                ),
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::error!(%error, "cannot measure the read replica; reads stay on the primary");
+                }
+            }
+        });
+        let reads = self.reads.clone();
+        self.health
+            .report_load(
+                "postgres_replica",
+                Arc::new(move || {
+                    if reads.replica_in_use() {
+                        "ok"
+                    } else {
+                        "set aside (lagging or unreachable): reads use the primary"
+                    }
+                }),
+            )
+            .await;
+    }
+
     pub async fn require(&self, dependency: Dependency) {
         let (name, check): (&str, stampede_telemetry::HealthCheck) = match dependency {
             Dependency::Postgres => {
@@ -145,6 +211,7 @@ impl Context {
                         )
                         .await;
                 }
+                self.track_replica().await;
                 let db = self.probe.clone();
                 (
                     "postgres",

@@ -28,6 +28,8 @@ use crate::visibility;
 #[derive(Clone, Debug)]
 pub struct Renderer {
     db: Db,
+    /// Where a viewer's reads go when a read replica may serve them (`None`: always `db`).
+    reads: Option<stampede_db::Reads>,
     base: String,
     files: Files,
     emojis: Arc<EmojiCache>,
@@ -39,10 +41,18 @@ impl Renderer {
     pub fn new(db: Db, base: String, files: Files) -> Self {
         Renderer {
             db,
+            reads: None,
             base,
             files,
             emojis: Arc::default(),
         }
+    }
+
+    /// Statuses rendered for a viewer are read where `reads` says (the read replica while it
+    /// keeps up); a status the replica does not hold yet is read from the primary.
+    pub fn with_reads(mut self, reads: stampede_db::Reads) -> Self {
+        self.reads = Some(reads);
+        self
     }
 
     /// The renderer for a server's configuration.
@@ -288,10 +298,43 @@ impl Renderer {
             return Ok(Vec::new());
         }
         self.refresh_emojis().await?;
+        if let Some(reads) = self.reads.as_ref().filter(|_| checked) {
+            let db = reads.db();
+            if db.name() != self.db.name() {
+                // The replica may not hold the newest statuses yet (a feed entry written after
+                // the primary's commit): then the whole page is read from the primary, as it is
+                // when the replica fails the read.
+                match self.load_from(db, viewer, ids, filter, checked, true).await {
+                    Ok(Some(page)) => return Ok(page),
+                    Ok(None) => {}
+                    Err(error) if reads.replica_failed(&error) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+        }
+        Ok(self
+            .load_from(&self.db, viewer, ids, filter, checked, false)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// The page from `db`; `None` when `complete` is asked for and a status is missing.
+    async fn load_from(
+        &self,
+        db: &Db,
+        viewer: Option<i64>,
+        ids: &[i64],
+        filter: Filter,
+        checked: bool,
+        complete: bool,
+    ) -> Result<Option<Vec<Status>>, sqlx::Error> {
         // One connection for the two to four statements: each acquisition from a busy pool is
         // another wait in its queue.
-        let mut conn = self.db.acquire().await?;
+        let mut conn = db.acquire().await?;
         let mut rows = fetch_rows(&mut conn, viewer, ids).await?;
+        if complete && rows.len() < ids.iter().collect::<HashSet<_>>().len() {
+            return Ok(None);
+        }
         // Boosted statuses, then the statuses quoted by any of them (one level: a quoted
         // status shows its own quote by id only).
         for _ in 0..2 {
@@ -362,16 +405,17 @@ impl Renderer {
             viewer,
             checked,
         };
-        Ok(ids
-            .iter()
-            .filter_map(|id| {
-                let row = rows.get(id)?;
-                if (set.checked && !row.visible) || (filter.hide_muted && row.muted) {
-                    return None;
-                }
-                self.render_status(&set, row, true)
-            })
-            .collect())
+        Ok(Some(
+            ids.iter()
+                .filter_map(|id| {
+                    let row = rows.get(id)?;
+                    if (set.checked && !row.visible) || (filter.hide_muted && row.muted) {
+                        return None;
+                    }
+                    self.render_status(&set, row, true)
+                })
+                .collect(),
+        ))
     }
 
     /// One status as `viewer` may see it.

@@ -182,6 +182,12 @@ pub struct Metrics {
     /// Age of the message a queue's consumer received last (how far behind it runs; 0 once
     /// the queue is empty).
     pub queue_oldest_age: Family<QueueLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// How far the read replica (REPLICA_DB_URL) trails the primary, as last measured.
+    pub db_replica_lag: Gauge<f64, std::sync::atomic::AtomicU64>,
+    /// 1 while reads that tolerate lag go to the replica; 0 while they fall back to the primary.
+    pub db_replica_in_use: Gauge,
+    /// Lag-tolerant reads by the pool that served them (`replica`, or `requests` on the primary).
+    pub db_reads: Family<PoolLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -237,6 +243,9 @@ impl Metrics {
             delivery_breakers: Family::default(),
             unavailable_domains: Gauge::default(),
             queue_oldest_age: Family::default(),
+            db_replica_lag: Gauge::default(),
+            db_replica_in_use: Gauge::default(),
+            db_reads: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -363,6 +372,21 @@ impl Metrics {
             "db_pool_max_connections",
             "The most connections each database pool opens",
             m.db_pool_max.clone(),
+        );
+        registry.register(
+            "db_replica_lag_seconds",
+            "How far the read replica trails the primary, as last measured",
+            m.db_replica_lag.clone(),
+        );
+        registry.register(
+            "db_replica_in_use",
+            "1 while lag-tolerant reads go to the read replica, 0 while they use the primary",
+            m.db_replica_in_use.clone(),
+        );
+        registry.register(
+            "db_reads",
+            "Lag-tolerant reads (timelines, account pages, collections) by the pool serving them",
+            m.db_reads.clone(),
         );
         registry.register(
             "db_pool_in_use",

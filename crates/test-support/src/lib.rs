@@ -305,6 +305,10 @@ pub async fn spawn_app(options: AppOptions) -> anyhow::Result<TestApp> {
         env.retain(|(k, _)| !own.iter().any(|(o, _)| o == k));
         env.extend(own);
     }
+    // `{database}` in a value names this test's database (a replica's URL, say).
+    for (_, value) in env.iter_mut() {
+        *value = value.replace("{database}", &db.name);
+    }
     let config = Config::from_source(&Env::from_pairs(env.clone()))?;
     let ctx = Context::new(config, "stampede-test")?;
     // With streaming, one hub serves its own port and the web port, as in `stampede all`.

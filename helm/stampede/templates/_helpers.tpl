@@ -178,6 +178,13 @@ migrations Job passes no port.
     secretKeyRef:
       name: {{ include "stampede.secretName" (dict "root" .root "item" $v.secrets.databaseUrl "what" "databaseUrl") }}
       key: {{ $v.secrets.databaseUrl.key }}
+{{- if $v.secrets.replicaDatabaseUrl.enabled }}
+- name: REPLICA_DB_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "stampede.secretName" (dict "root" .root "item" $v.secrets.replicaDatabaseUrl "what" "replicaDatabaseUrl") }}
+      key: {{ $v.secrets.replicaDatabaseUrl.key }}
+{{- end }}
 - name: REDIS_URL
   valueFrom:
     secretKeyRef:

@@ -36,7 +36,7 @@ pub struct TokenUser {
     suspended: bool,
 }
 
-fn bearer(parts: &Parts) -> Option<String> {
+pub(crate) fn bearer(parts: &Parts) -> Option<String> {
     if let Some(value) = parts.headers.get(header::AUTHORIZATION)
         && let Ok(value) = value.to_str()
         && let Some(token) = value

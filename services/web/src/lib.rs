@@ -60,7 +60,8 @@ pub struct AppState {
 impl AppState {
     pub fn new(ctx: Context) -> Self {
         let registrations = &ctx.config.registrations;
-        let render = stampede_social::render::Renderer::for_config(ctx.db.clone(), &ctx.config);
+        let render = stampede_social::render::Renderer::for_config(ctx.db.clone(), &ctx.config)
+            .with_reads(ctx.reads.clone());
         AppState {
             passwords: Arc::new(passwords::PasswordPool::new(
                 registrations.hash_threads,
@@ -119,9 +120,60 @@ pub fn router(state: AppState) -> Router {
         .merge(inbox::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            read_your_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             refuse_blocked_addresses,
         ))
         .with_state(state)
+}
+
+/// With a read replica: a request that writes runs every read on the primary (what it returns
+/// shows its own change), and marks its bearer token in Redis for the lag bound; the token's
+/// reads stay on the primary until the mark expires, by when the replica holds the write
+/// (reads use the replica only while it trails by less). Keyed by the token's hash, so every web
+/// replica sees the mark. Without a replica: nothing.
+async fn read_your_writes(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use sha2::Digest;
+    use stampede_db::Reads;
+    let Some(max_lag) = state.ctx.reads.max_lag() else {
+        return next.run(request).await;
+    };
+    let (parts, body) = request.into_parts();
+    let mark = auth::bearer(&parts).map(|token| {
+        let digest = sha2::Sha256::digest(token.as_bytes());
+        let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+        format!("wrote:{hex}")
+    });
+    let request = axum::extract::Request::from_parts(parts, body);
+    let writes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if writes {
+        let response = Reads::on_primary(next.run(request)).await;
+        if let Some(mark) = mark
+            && !response.status().is_client_error()
+            && let Err(error) = state.ctx.cache.set_ex(&mark, "1", max_lag).await
+        {
+            tracing::warn!(%error, "could not mark a client's write; its next reads may lag");
+        }
+        return response;
+    }
+    let fresh = match &mark {
+        Some(mark) => state.ctx.cache.get(mark).await.ok().flatten().is_some(),
+        None => false,
+    };
+    if fresh {
+        Reads::on_primary(next.run(request)).await
+    } else {
+        next.run(request).await
+    }
 }
 
 /// An IP block with `no_access` refuses every request from its range with 403 (the client's

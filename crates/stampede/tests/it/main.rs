@@ -26,6 +26,7 @@ mod portability;
 mod process;
 mod push;
 mod queue;
+mod replica;
 mod saturation;
 mod social;
 mod storage;

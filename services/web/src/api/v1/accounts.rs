@@ -503,7 +503,7 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Account>, ApiError> {
     let id: i64 = id.parse().map_err(|_| ApiError::not_found())?;
-    let account = accounts::find(&state.ctx.db, id)
+    let account = find_account(&state, id)
         .await?
         .ok_or_else(ApiError::not_found)?;
     if !visible(&state, &account).await? {
@@ -513,10 +513,27 @@ pub async fn show(
 }
 
 /// The account as the API shows it alone, with the account it moved to (`moved`).
+/// An account by id, from the read replica when it serves (the primary when the replica does
+/// not hold it yet: an account made a moment ago).
+async fn find_account(state: &AppState, id: i64) -> Result<Option<accounts::AccountRow>, ApiError> {
+    let reads = &state.ctx.reads;
+    if let Some(row) = reads
+        .read(|db| async move { accounts::find(&db, id).await })
+        .await?
+    {
+        return Ok(Some(row));
+    }
+    Ok(if reads.replica_in_use() {
+        accounts::find(&state.ctx.db, id).await?
+    } else {
+        None
+    })
+}
+
 pub async fn with_moved(state: &AppState, row: &accounts::AccountRow) -> Result<Account, ApiError> {
     let mut account = state.render_account(row);
     if let Some(target) = row.moved_to_account_id
-        && let Some(target) = accounts::find(&state.ctx.db, target).await?
+        && let Some(target) = find_account(state, target).await?
     {
         account.moved = Some(Box::new(state.render_account(&target)));
     }
@@ -560,9 +577,15 @@ pub async fn lookup(
             return Ok(Json(with_moved(&state, &account).await?));
         }
     };
-    let account = accounts::find_local(&state.ctx.db, username)
-        .await?
-        .ok_or_else(ApiError::not_found)?;
+    let reads = &state.ctx.reads;
+    let mut account = reads
+        .read(|db| async move { accounts::find_local(&db, username).await })
+        .await?;
+    if account.is_none() && reads.replica_in_use() {
+        // The replica may not hold an account made a moment ago.
+        account = accounts::find_local(&state.ctx.db, username).await?;
+    }
+    let account = account.ok_or_else(ApiError::not_found)?;
     if !visible(&state, &account).await? {
         return Err(ApiError::not_found());
     }
@@ -599,7 +622,12 @@ pub async fn index(
     Params(q): Params<IdsQuery>,
 ) -> Result<Json<Vec<Account>>, ApiError> {
     let ids = q.ids()?;
-    let rows = accounts::find_many(&state.ctx.db, &ids).await?;
+    let wanted = &ids;
+    let rows = state
+        .ctx
+        .reads
+        .read(|db| async move { accounts::find_many(&db, wanted).await })
+        .await?;
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(row) = rows.iter().find(|r| r.id == id)

@@ -402,18 +402,24 @@ async fn follow_list(
         return Ok(Page::new(Vec::new(), &state.base_url(), uri, None, None));
     }
     let bounds = query.bounds(40, 80);
-    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+    let sql = format!(
         "{sql} AND {keyset} \
          ORDER BY id {} LIMIT $4",
         bounds.order(),
         keyset = keyset("id", 2, 3),
-    ))
-    .bind(target.id)
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(bounds.limit as i64)
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let rows: Vec<(i64, i64)> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_as(&sql)
+                .bind(target.id)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(bounds.limit as i64);
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     let rows = if bounds.ascending {
         rows.into_iter().rev().collect()
     } else {
@@ -487,7 +493,7 @@ pub async fn statuses(
     let target = state.target_account(&id).await?;
     let bounds = q.page.bounds(20, 40);
     let pinned = q.pinned == Some(true);
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+    let sql = format!(
         "SELECT s.id FROM statuses s \
          WHERE s.account_id = $1 AND s.visibility <> 'direct' \
            AND {keyset} \
@@ -503,19 +509,25 @@ pub async fn statuses(
         visible("s", "$4"),
         bounds.order(),
         keyset = keyset("s.id", 2, 3),
-    ))
-    .bind(target.id)
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(viewer)
-    .bind(q.exclude_replies == Some(true))
-    .bind(q.exclude_reblogs == Some(true))
-    .bind(q.tagged.as_deref().filter(|t| !t.is_empty()))
-    .bind(pinned)
-    .bind(bounds.limit as i64)
-    .bind(q.only_media == Some(true))
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let ids: Vec<i64> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_scalar(&sql)
+                .bind(target.id)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(viewer)
+                .bind(q.exclude_replies == Some(true))
+                .bind(q.exclude_reblogs == Some(true))
+                .bind(q.tagged.as_deref().filter(|t| !t.is_empty()))
+                .bind(pinned)
+                .bind(bounds.limit as i64)
+                .bind(q.only_media == Some(true));
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     let ids = newest_first(ids, &bounds);
     let items = state.load_statuses(viewer, &ids, Filter::default()).await?;
     Ok(Page::new(

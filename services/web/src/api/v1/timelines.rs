@@ -110,7 +110,12 @@ pub async fn home(
     match feed {
         Ok(Some(ids)) => {
             let big = state.big_accounts.get(&state.ctx.db).await?;
-            let hybrid = feeds::hybrid_ids(&state.ctx.db, account_id, &big, bounds).await?;
+            let big = &big;
+            let hybrid = state
+                .ctx
+                .reads
+                .read(|db| async move { feeds::hybrid_ids(&db, account_id, big, bounds).await })
+                .await?;
             let ids = merge(ids, hybrid, &bounds);
             state
                 .status_page(Some(account_id), &uri, ids, hide, &bounds)
@@ -131,7 +136,11 @@ pub async fn home(
                     tracing::warn!(error = %format!("{error:#}"), account_id, "feed rebuild failed");
                 }
             });
-            let ids = feeds::home_from_db(&state.ctx.db, account_id, bounds).await?;
+            let ids = state
+                .ctx
+                .reads
+                .read(|db| async move { feeds::home_from_db(&db, account_id, bounds).await })
+                .await?;
             let mut page = state
                 .status_page(Some(account_id), &uri, ids, hide, &bounds)
                 .await?;
@@ -162,7 +171,7 @@ pub async fn public(
 ) -> Result<Page<Status>, ApiError> {
     let viewer = viewer.account(READ)?;
     let bounds = q.page.bounds(20, 40);
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+    let sql = format!(
         "SELECT s.id FROM statuses s \
          WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
            AND ($5::boolean IS NULL OR (s.uri IS NULL) = $5) \
@@ -176,15 +185,21 @@ pub async fn public(
         limited("s", "$3"),
         bounds.order(),
         keyset = keyset("s.id", 1, 2),
-    ))
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(viewer)
-    .bind(bounds.limit as i64)
-    .bind(locality(q.local, q.remote))
-    .bind(q.only_media == Some(true))
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let ids: Vec<i64> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_scalar(&sql)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(viewer)
+                .bind(bounds.limit as i64)
+                .bind(locality(q.local, q.remote))
+                .bind(q.only_media == Some(true));
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     state
         .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
         .await
@@ -251,7 +266,7 @@ pub async fn tag(
     // whether the tag is on every fourth status or on one in a million. (Filtering the whole
     // timeline for the tag read every tagged status before sorting: ~100 ms for a tag on
     // 10,000 statuses.)
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+    let sql = format!(
         "SELECT DISTINCT page.id FROM tags t, LATERAL ( \
            SELECT s.id FROM statuses_tags st JOIN statuses s ON s.id = st.status_id \
            WHERE st.tag_id = t.id AND s.visibility = 'public' AND s.reblog_of_id IS NULL \
@@ -274,18 +289,24 @@ pub async fn tag(
         limited("s", "$3"),
         order = bounds.order(),
         keyset = keyset("st.status_id", 1, 2),
-    ))
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(viewer)
-    .bind(bounds.limit as i64)
-    .bind(&any)
-    .bind(&all)
-    .bind(&none)
-    .bind(locality(None, q.remote))
-    .bind(q.only_media == Some(true))
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let ids: Vec<i64> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_scalar(&sql)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(viewer)
+                .bind(bounds.limit as i64)
+                .bind(&any)
+                .bind(&all)
+                .bind(&none)
+                .bind(locality(None, q.remote))
+                .bind(q.only_media == Some(true));
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     state
         .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
         .await
@@ -302,15 +323,21 @@ pub async fn list(
 ) -> Result<Page<Status>, ApiError> {
     let account_id = auth.account(&["read", "read:lists"])?;
     let list_id = path_id(&id)?;
-    let policy: String =
-        sqlx::query_scalar("SELECT replies_policy FROM lists WHERE id = $1 AND account_id = $2")
+    let policy: String = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_scalar(
+                "SELECT replies_policy FROM lists WHERE id = $1 AND account_id = $2",
+            )
             .bind(list_id)
-            .bind(account_id)
-            .fetch_optional(&state.ctx.db)
-            .await?
-            .ok_or_else(ApiError::not_found)?;
+            .bind(account_id);
+            async move { query.fetch_optional(&db).await }
+        })
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     let bounds = q.bounds(20, 40);
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+    let sql = format!(
         "SELECT s.id FROM statuses s \
          WHERE s.account_id IN (SELECT account_id FROM list_accounts WHERE list_id = $1) \
            AND {keyset} \
@@ -325,15 +352,21 @@ pub async fn list(
         muted("s", "$4"),
         bounds.order(),
         keyset = keyset("s.id", 2, 3),
-    ))
-    .bind(list_id)
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(account_id)
-    .bind(&policy)
-    .bind(bounds.limit as i64)
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let ids: Vec<i64> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_scalar(&sql)
+                .bind(list_id)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(account_id)
+                .bind(&policy)
+                .bind(bounds.limit as i64);
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     state
         .status_page(
             Some(account_id),
@@ -354,18 +387,24 @@ async fn marked(
     table: &str,
 ) -> Result<Page<Status>, ApiError> {
     let bounds = q.bounds(20, 40);
-    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+    let sql = format!(
         "SELECT id, status_id FROM {table} WHERE account_id = $1 \
            AND {keyset} \
          ORDER BY id DESC LIMIT $4",
         keyset = keyset("id", 2, 3),
-    ))
-    .bind(account_id)
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(bounds.limit as i64)
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let rows: Vec<(i64, i64)> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_as(&sql)
+                .bind(account_id)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(bounds.limit as i64);
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     let ids: Vec<i64> = rows.iter().map(|(_, s)| *s).collect();
     let items = state
         .load_statuses(Some(account_id), &ids, Filter::default())
@@ -409,7 +448,7 @@ pub async fn direct(
 ) -> Result<Page<Status>, ApiError> {
     let account_id = auth.account(&["read", "read:statuses"])?;
     let bounds = q.bounds(20, 40);
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+    let sql = format!(
         "SELECT s.id FROM statuses s \
          WHERE s.visibility = 'direct' \
            AND (s.account_id = $3 \
@@ -419,13 +458,19 @@ pub async fn direct(
         muted("s", "$3"),
         bounds.order(),
         keyset = keyset("s.id", 1, 2),
-    ))
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(account_id)
-    .bind(bounds.limit as i64)
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let ids: Vec<i64> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_scalar(&sql)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(account_id)
+                .bind(bounds.limit as i64);
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     state
         .status_page(
             Some(account_id),
@@ -454,14 +499,19 @@ pub async fn link(
 ) -> Result<Page<Status>, ApiError> {
     let viewer = viewer.account(READ)?;
     let url = q.url.as_deref().map(str::trim).unwrap_or_default();
-    let card: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM preview_cards WHERE url = $1 AND title <> ''")
-            .bind(url)
-            .fetch_optional(&state.ctx.db)
-            .await?;
+    let card: Option<i64> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query =
+                sqlx::query_scalar("SELECT id FROM preview_cards WHERE url = $1 AND title <> ''")
+                    .bind(url);
+            async move { query.fetch_optional(&db).await }
+        })
+        .await?;
     let card = card.ok_or_else(ApiError::not_found)?;
     let bounds = q.page.bounds(20, 40);
-    let ids: Vec<i64> = sqlx::query_scalar(&format!(
+    let sql = format!(
         "SELECT s.id FROM preview_cards_statuses pcs JOIN statuses s ON s.id = pcs.status_id \
          WHERE pcs.preview_card_id = $5 AND s.visibility = 'public' AND s.reblog_of_id IS NULL \
            AND {keyset} AND {} AND NOT {} \
@@ -470,14 +520,20 @@ pub async fn link(
         muted("s", "$3"),
         bounds.order(),
         keyset = keyset("s.id", 1, 2),
-    ))
-    .bind(bounds.max)
-    .bind(bounds.min)
-    .bind(viewer)
-    .bind(bounds.limit as i64)
-    .bind(card)
-    .fetch_all(&state.ctx.db)
-    .await?;
+    );
+    let ids: Vec<i64> = state
+        .ctx
+        .reads
+        .read(|db| {
+            let query = sqlx::query_scalar(&sql)
+                .bind(bounds.max)
+                .bind(bounds.min)
+                .bind(viewer)
+                .bind(bounds.limit as i64)
+                .bind(card);
+            async move { query.fetch_all(&db).await }
+        })
+        .await?;
     state
         .status_page(viewer, &uri, ids, Filter { hide_muted: true }, &bounds)
         .await
