@@ -5,6 +5,9 @@
 # with each request signed by a random one of the 10,000 tokens.
 #
 #   loadtest/home.sh [SECONDS] [CONNECTIONS...]      (defaults: 30 s; 8 16 32 connections)
+#   REPLICA=1 loadtest/home.sh …    the same, with a streaming read replica of the database
+#       (loadtest/standby.sh, on port 5499 of the same machine) in REPLICA_DB_URL: the
+#       timelines read it, every write and token lookup stays on the primary.
 #
 # Each run also measures, at the same connection counts and interleaved with it, the local and
 # federated public timelines and a hashtag timeline (`#surge`, on a quarter of the statuses),
@@ -78,11 +81,30 @@ echo "feeds: $(redis-cli -n "$redis_db" dbsize) keys; one holds $(redis-cli -n "
 
 pids=()
 script=$(mktemp --suffix=.lua)
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -f "$script"; }
+standby=""
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+    rm -f "$script"
+    [ -z "$standby" ] || loadtest/standby.sh stop "$standby"
+}
 trap cleanup EXIT
+if [ "${REPLICA:-0}" = 1 ]; then
+    standby=$(mktemp -d /tmp/stampede-home-standby.XXXXXX)
+    echo "starting a streaming replica on port 5499" >&2
+    loadtest/standby.sh start "$standby" 5499
+    env+=(REPLICA_DB_URL="postgres://postgres@127.0.0.1:5499/$db?sslmode=disable")
+fi
 env "${env[@]}" PORT=3980 "$bin/stampede" web >/dev/null 2>&1 & pids+=($!)
 env "${env[@]}" PORT=3981 "$bin/stampede" delivery >/dev/null 2>&1 & pids+=($!)
 for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3980/health/ready >/dev/null && break; sleep 0.1; done
+if [ -n "$standby" ]; then
+    for _ in $(seq 1 100); do
+        curl -fs http://127.0.0.1:3980/metrics | grep -q '^stampede_db_replica_in_use 1' && break; sleep 0.1
+    done
+    curl -fs http://127.0.0.1:3980/metrics | grep -q '^stampede_db_replica_in_use 1' ||
+        { echo "the replica never came into use" >&2; exit 1; }
+fi
+replica=$([ -n "$standby" ] && echo true || echo false)
 
 check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-1' 'http://127.0.0.1:3980/api/v1/timelines/home?limit=20')
 [ "$check" = 200 ] || { echo "home answered $check, not 200: the feeds are not in place" >&2; exit 1; }
@@ -144,8 +166,14 @@ for c in "${connections[@]}"; do
         lua "${routes[i+1]}" >"$script"
         echo "${routes[i]}, $c connections, $seconds s" >&2
         wrk -t2 -c"$c" -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1 |
-            jq -c --arg b "${routes[i]}" --argjson c "$c" --argjson ceiling "$ceiling" \
-                '{benchmark: $b, connections: $c} + . + {ceiling_rps: $ceiling.rps, ratio: ((.rps / $ceiling.rps * 1000 | round) / 1000)}'
+            jq -c --arg b "${routes[i]}" --argjson c "$c" --argjson ceiling "$ceiling" --argjson replica "$replica" \
+                '{benchmark: $b, connections: $c, replica: $replica} + . + {ceiling_rps: $ceiling.rps, ratio: ((.rps / $ceiling.rps * 1000 | round) / 1000)}'
     done
 done
 rm -f "$body"
+if [ -n "$standby" ]; then
+    # Which pool served the lag-tolerant reads of the whole run.
+    curl -fs http://127.0.0.1:3980/metrics | awk '/^stampede_db_reads_total/ {
+        split($1, a, "\""); reads[a[2]] = $2 }
+        END { printf "{\"benchmark\":\"reads_by_pool\",\"replica\":%d,\"primary\":%d}\n", reads["replica"], reads["requests"] }'
+fi

@@ -137,6 +137,42 @@ impl Env {
         Ok(Some(url))
     }
 
+    /// One URL or several separated by commas (the nodes of a cluster), each with one of
+    /// `schemes` and all with the same one; the first is returned for scheme checks.
+    pub fn urls(&self, var: &str, schemes: &[&str]) -> Result<Option<Vec<Url>>, ConfigError> {
+        let Some(raw) = self.string(var)? else {
+            return Ok(None);
+        };
+        let mut urls = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let url = Url::parse(part)
+                .map_err(|e| ConfigError::new(var, format!("is not a valid URL ({e})")))?;
+            if !schemes.contains(&url.scheme()) {
+                return Err(ConfigError::new(
+                    var,
+                    format!(
+                        "must be a {} URL, not {}://…",
+                        schemes.join(" or "),
+                        url.scheme()
+                    ),
+                ));
+            }
+            if let Some(first) = urls.first()
+                && Url::scheme(first) != url.scheme()
+            {
+                return Err(ConfigError::new(
+                    var,
+                    "lists URLs of different schemes; use one (all TLS or none)",
+                ));
+            }
+            urls.push(url);
+        }
+        if urls.is_empty() {
+            return Err(ConfigError::new(var, "names no URL"));
+        }
+        Ok(Some(urls))
+    }
+
     /// The PEM certificates in the file the variable names (a CA bundle), read now so that a
     /// wrong path stops the process at start rather than at its first connection.
     pub fn pem_file(&self, var: &str) -> Result<Option<String>, ConfigError> {

@@ -246,14 +246,26 @@ pub struct RedisConfig {
 /// RabbitMQ: the work queues between services.
 #[derive(Clone, Debug)]
 pub struct AmqpConfig {
-    /// AMQP_URL: `amqp://` or `amqps://` (TLS).
-    pub url: String,
+    /// AMQP_URL: `amqp://` or `amqps://` (TLS); several, separated by commas, for the nodes of
+    /// a cluster (tried in turn, and again after a connection drops).
+    pub urls: Vec<String>,
+    /// AMQP_QUEUE_TYPE: `quorum` (replicated across a cluster's nodes; the default) or `classic`.
+    pub queue_type: QueueType,
     /// AMQP_TLS_CA_FILE: PEM certificates to trust for `amqps://`; without it, the system's roots.
     pub tls_ca: Option<String>,
     /// AMQP_QUEUE_PREFIX: prefix of every queue name, so deployments (and tests) can share a broker.
     pub queue_prefix: String,
     /// AMQP_PREFETCH: unacknowledged messages a consumer holds per queue.
     pub prefetch: u16,
+}
+
+/// The kind of RabbitMQ queue declared for work, retries and parking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueType {
+    /// Raft-replicated over the cluster's nodes: a queue survives losing a minority of them.
+    Quorum,
+    /// One node's queue: lost (until that node returns) with its node in a cluster.
+    Classic,
 }
 
 /// Where media originals and variants live.
@@ -391,11 +403,26 @@ impl Config {
             None => None,
         };
 
-        let amqp_url = env.url("AMQP_URL", &["amqp", "amqps"])?;
-        let amqp_ca = env.tls_ca("AMQP_TLS_CA_FILE", "AMQP_URL", amqp_url.as_ref(), "amqps")?;
-        let amqp = match amqp_url {
-            Some(url) => Some(AmqpConfig {
-                url: url.to_string(),
+        let amqp_urls = env.urls("AMQP_URL", &["amqp", "amqps"])?;
+        let amqp_ca = env.tls_ca(
+            "AMQP_TLS_CA_FILE",
+            "AMQP_URL",
+            amqp_urls.as_ref().and_then(|u| u.first()),
+            "amqps",
+        )?;
+        let amqp = match amqp_urls {
+            Some(urls) => Some(AmqpConfig {
+                urls: urls.iter().map(ToString::to_string).collect(),
+                queue_type: match env.string("AMQP_QUEUE_TYPE")?.as_deref() {
+                    None | Some("quorum") => QueueType::Quorum,
+                    Some("classic") => QueueType::Classic,
+                    Some(_) => {
+                        return Err(ConfigError::new(
+                            "AMQP_QUEUE_TYPE",
+                            "must be quorum or classic",
+                        ));
+                    }
+                },
                 tls_ca: amqp_ca,
                 queue_prefix: env
                     .name("AMQP_QUEUE_PREFIX")?
@@ -769,6 +796,54 @@ mod tests {
             let err = Config::from_source(&env(&vars)).unwrap_err();
             assert_eq!(&err.var, var, "{var}={value}: {err}");
             assert!(err.to_string().starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_cluster_of_brokers_and_a_read_replica() {
+        let db = ("DATABASE_URL", "postgres://127.0.0.1/stampede");
+        let config = Config::from_source(&env(&[db])).unwrap();
+        assert!(config.database.replica_url.is_none());
+        assert_eq!(config.database.replica_max_lag, Duration::from_millis(2000));
+
+        let config = Config::from_source(&env(&[
+            db,
+            (
+                "AMQP_URL",
+                "amqp://u:p@mq-0:5672/%2f, amqp://u:p@mq-1:5672/%2f",
+            ),
+            ("REPLICA_DB_URL", "postgres://replica.example/stampede"),
+            ("REPLICA_MAX_LAG_MS", "500"),
+        ]))
+        .unwrap();
+        let amqp = config.amqp.unwrap();
+        assert_eq!(amqp.urls.len(), 2);
+        assert!(amqp.urls[1].contains("mq-1"));
+        assert_eq!(amqp.queue_type, QueueType::Quorum);
+        assert_eq!(config.database.replica_max_lag, Duration::from_millis(500));
+
+        let classic = Config::from_source(&env(&[
+            db,
+            ("AMQP_URL", "amqp://127.0.0.1"),
+            ("AMQP_QUEUE_TYPE", "classic"),
+        ]))
+        .unwrap();
+        assert_eq!(classic.amqp.unwrap().queue_type, QueueType::Classic);
+
+        for (var, value) in [
+            ("AMQP_URL", "amqp://mq-0,amqps://mq-1"),
+            ("AMQP_URL", "amqp://mq-0,http://mq-1"),
+            ("AMQP_URL", " , "),
+            ("AMQP_QUEUE_TYPE", "mirrored"),
+            ("REPLICA_DB_URL", "mysql://replica"),
+            ("REPLICA_MAX_LAG_MS", "1"),
+        ] {
+            let mut vars = vec![db, (var, value)];
+            if var == "AMQP_QUEUE_TYPE" {
+                vars.push(("AMQP_URL", "amqp://127.0.0.1"));
+            }
+            let error = Config::from_source(&env(&vars)).unwrap_err();
+            assert_eq!(error.var, var, "{var}={value}: {error}");
         }
     }
 

@@ -8,6 +8,15 @@
 //!   without the delayed-message plugin Debian's RabbitMQ lacks;
 //! - parking `<prefix>.<queue>.parked`: durable, no consumer, read by operators.
 //!
+//! Every queue is a quorum queue unless AMQP_QUEUE_TYPE=classic: replicated by Raft over the
+//! cluster's nodes, it survives losing a minority of them. Retry tiers dead-letter
+//! `at-least-once` (a message expiring from a tier is removed only once the work queue has it).
+//! A queue that already exists with other arguments (a classic queue from before) is used as it
+//! is, with a warning: converting it means draining and deleting it.
+//!
+//! AMQP_URL may list a cluster's nodes; the connection goes to the first that answers, starting
+//! after the node whose connection dropped, so clients spread over survivors after a failure.
+//!
 //! Every message is persistent and published with `mandatory` on a confirm-mode channel: a
 //! publish returns only once the broker has taken responsibility for the message, and an
 //! unroutable message is an error instead of a silent drop. Consumers use manual acknowledgement
@@ -38,7 +47,14 @@ pub struct AmqpQueue {
 }
 
 struct Inner {
-    url: String,
+    /// The nodes of the cluster (one URL for a single broker).
+    urls: Vec<String>,
+    /// Each node's `host:port`, as readiness names it.
+    nodes: Vec<&'static str>,
+    /// The node connected to (or to try first).
+    current: std::sync::atomic::AtomicUsize,
+    /// Declare quorum queues (else classic).
+    quorum: bool,
     tls_ca: Option<String>,
     names: Names,
     connection_name: String,
@@ -65,23 +81,44 @@ fn unavailable(error: impl std::fmt::Display) -> QueueError {
 }
 
 impl AmqpQueue {
-    /// A queue on the broker at `url`, with every queue name under `prefix`. Nothing connects
-    /// until first use.
+    /// A queue on the broker at `url` with classic queues (a single development broker), with
+    /// every queue name under `prefix`. Nothing connects until first use.
     pub fn new(url: &str, prefix: &str, connection_name: &str) -> Self {
-        Self::with_tls_ca(url, prefix, connection_name, None)
+        Self::cluster(&[url.to_string()], prefix, connection_name, None, false)
     }
 
-    /// The same, trusting the PEM certificates in `tls_ca` (besides the system's roots) for an
-    /// `amqps://` broker.
-    pub fn with_tls_ca(
-        url: &str,
+    /// A queue on the cluster whose nodes `urls` name (one URL: a single broker), declaring
+    /// quorum queues when `quorum` (else classic), trusting the PEM certificates in `tls_ca`
+    /// (besides the system's roots) for `amqps://` nodes.
+    pub fn cluster(
+        urls: &[String],
         prefix: &str,
         connection_name: &str,
         tls_ca: Option<&str>,
+        quorum: bool,
     ) -> Self {
+        let nodes = urls
+            .iter()
+            .map(|u| {
+                let node = url::Url::parse(u)
+                    .ok()
+                    .map(|u| {
+                        format!(
+                            "{}:{}",
+                            u.host_str().unwrap_or("?"),
+                            u.port_or_known_default().unwrap_or(5672)
+                        )
+                    })
+                    .unwrap_or_else(|| "?".to_string());
+                &*Box::leak(node.into_boxed_str())
+            })
+            .collect();
         AmqpQueue {
             inner: Arc::new(Inner {
-                url: url.to_string(),
+                urls: urls.to_vec(),
+                nodes,
+                current: std::sync::atomic::AtomicUsize::new(0),
+                quorum,
                 tls_ca: tls_ca.map(str::to_string),
                 names: Names::new(prefix),
                 connection_name: connection_name.to_string(),
@@ -95,6 +132,15 @@ impl AmqpQueue {
         &self.inner.names
     }
 
+    /// The node (`host:port`) connected to, or tried first.
+    pub fn node(&self) -> &'static str {
+        let at = self
+            .inner
+            .current
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.inner.nodes.get(at).copied().unwrap_or("?")
+    }
+
     async fn connected(&self) -> Result<Connected, QueueError> {
         let mut state = self.inner.state.lock().await;
         if let Some(c) = state.as_ref()
@@ -103,26 +149,57 @@ impl AmqpQueue {
         {
             return Ok(c.clone());
         }
-        *state = None;
-        let connection = Connection::connect_with_config(
-            &self.inner.url,
-            ConnectionProperties::default()
-                .with_connection_name(self.inner.connection_name.as_str().into()),
-            OwnedTLSConfig {
-                identity: None,
-                cert_chain: self.inner.tls_ca.clone(),
-            },
-            lapin::runtime::default_runtime().map_err(unavailable)?,
-        )
-        .await
-        .map_err(unavailable)?;
+        use std::sync::atomic::Ordering;
+        // A connection that dropped: start with the next node.
+        let nodes = self.inner.urls.len();
+        let mut start = self.inner.current.load(Ordering::Relaxed);
+        if state.take().is_some() {
+            start = (start + 1) % nodes;
+        }
+        let mut connection = None;
+        let mut last_error = None;
+        for step in 0..nodes {
+            let at = (start + step) % nodes;
+            match Connection::connect_with_config(
+                &self.inner.urls[at],
+                ConnectionProperties::default()
+                    .with_connection_name(self.inner.connection_name.as_str().into()),
+                OwnedTLSConfig {
+                    identity: None,
+                    cert_chain: self.inner.tls_ca.clone(),
+                },
+                lapin::runtime::default_runtime().map_err(unavailable)?,
+            )
+            .await
+            {
+                Ok(c) => {
+                    self.inner.current.store(at, Ordering::Relaxed);
+                    connection = Some(c);
+                    break;
+                }
+                Err(error) => {
+                    if nodes > 1 {
+                        tracing::warn!(node = self.inner.nodes[at], %error, "RabbitMQ node unreachable");
+                    }
+                    last_error = Some(error);
+                }
+            }
+        }
+        let Some(connection) = connection else {
+            return Err(unavailable(
+                last_error.map_or_else(|| "no RabbitMQ node".to_string(), |e| e.to_string()),
+            ));
+        };
+        declare_topology(&connection, &self.inner.names, self.inner.quorum).await?;
         let publisher = connection.create_channel().await.map_err(unavailable)?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .map_err(unavailable)?;
-        declare_topology(&publisher, &self.inner.names).await?;
-        tracing::info!("connected to RabbitMQ; topology declared");
+        tracing::info!(
+            node = self.node(),
+            "connected to RabbitMQ; topology declared"
+        );
         let connected = Connected {
             connection: Arc::new(connection),
             publisher,
@@ -294,19 +371,36 @@ impl AmqpQueue {
     }
 }
 
-async fn declare_topology(channel: &Channel, names: &Names) -> Result<(), QueueError> {
-    let durable = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
+/// Every queue of the topology with its arguments.
+fn topology(names: &Names, quorum: bool) -> Vec<(String, FieldTable)> {
+    let base = || {
+        let mut args = FieldTable::default();
+        if quorum {
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(LongString::from("quorum")),
+            );
+        }
+        args
     };
+    let mut queues = Vec::new();
     for queue in WorkQueue::ALL {
         let work = names.work(queue);
-        channel
-            .queue_declare(work.as_str().into(), durable, FieldTable::default())
-            .await
-            .map_err(unavailable)?;
+        queues.push((work.clone(), base()));
         for (tier, bound) in RETRY_TIERS.iter().enumerate() {
-            let mut args = FieldTable::default();
+            let mut args = base();
+            if quorum {
+                // Dead-lettered at least once: the expired message leaves the tier only after
+                // the work queue confirmed it (needs reject-publish overflow).
+                args.insert(
+                    "x-dead-letter-strategy".into(),
+                    AMQPValue::LongString(LongString::from("at-least-once")),
+                );
+                args.insert(
+                    "x-overflow".into(),
+                    AMQPValue::LongString(LongString::from("reject-publish")),
+                );
+            }
             args.insert(
                 "x-message-ttl".into(),
                 AMQPValue::LongInt(bound.as_millis() as i32),
@@ -319,20 +413,40 @@ async fn declare_topology(channel: &Channel, names: &Names) -> Result<(), QueueE
                 "x-dead-letter-routing-key".into(),
                 AMQPValue::LongString(LongString::from(work.as_str())),
             );
-            channel
-                .queue_declare(names.retry(queue, tier).as_str().into(), durable, args)
-                .await
-                .map_err(unavailable)?;
+            queues.push((names.retry(queue, tier), args));
         }
-        channel
-            .queue_declare(
-                names.parked(queue).as_str().into(),
-                durable,
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+        queues.push((names.parked(queue), base()));
     }
+    queues
+}
+
+async fn declare_topology(
+    connection: &Connection,
+    names: &Names,
+    quorum: bool,
+) -> Result<(), QueueError> {
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut channel = connection.create_channel().await.map_err(unavailable)?;
+    for (name, args) in topology(names, quorum) {
+        match channel
+            .queue_declare(name.as_str().into(), durable, args)
+            .await
+        {
+            Ok(_) => {}
+            // The queue exists with other arguments (a classic queue declared before quorum
+            // queues were the default): the broker closed the channel; the queue still works.
+            Err(error) if error.to_string().contains("PRECONDITION_FAILED") => {
+                tracing::warn!(queue = %name, %error,
+                    "queue exists with other arguments; used as it is (drain and delete it to redeclare it)");
+                channel = connection.create_channel().await.map_err(unavailable)?;
+            }
+            Err(error) => return Err(unavailable(error)),
+        }
+    }
+    let _ = channel.close(200, "declared".into()).await;
     Ok(())
 }
 

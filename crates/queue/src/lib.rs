@@ -116,6 +116,14 @@ impl Queue {
         }
     }
 
+    /// The broker node this process talks to (`host:port`), or `in-process`.
+    pub fn node(&self) -> &'static str {
+        match self {
+            Queue::Amqp(q) => q.node(),
+            Queue::Memory(_) => "in-process",
+        }
+    }
+
     /// Messages ready in `queue`, when the backend can tell.
     pub async fn depth(&self, queue: WorkQueue) -> Option<u32> {
         match self {

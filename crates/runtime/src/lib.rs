@@ -88,11 +88,12 @@ impl Context {
             None => stampede_db::Reads::primary_only(db.clone(), &metrics),
         };
         let queue = match &config.amqp {
-            Some(amqp) => Queue::Amqp(stampede_queue::amqp::AmqpQueue::with_tls_ca(
-                &amqp.url,
+            Some(amqp) => Queue::Amqp(stampede_queue::amqp::AmqpQueue::cluster(
+                &amqp.urls,
                 &amqp.queue_prefix,
                 process,
                 amqp.tls_ca.as_deref(),
+                amqp.queue_type == stampede_config::QueueType::Quorum,
             )),
             None => Queue::Memory(stampede_queue::memory::MemoryQueue::new()),
         };
@@ -238,6 +239,10 @@ impl Context {
                 if self.config.amqp.is_none() {
                     return;
                 }
+                let node = self.queue.clone();
+                self.health
+                    .report_load("rabbitmq_node", Arc::new(move || node.node()))
+                    .await;
                 let queue = self.queue.clone();
                 (
                     "rabbitmq",

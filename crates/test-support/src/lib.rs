@@ -270,6 +270,9 @@ pub fn test_env(db: &TestDb, options: &AppOptions) -> Vec<(String, String)> {
     if options.amqp {
         env.push(("AMQP_URL".into(), amqp_url()));
         env.push(("AMQP_QUEUE_PREFIX".into(), unique("t")));
+        // Each test declares its own ~70 queues on the shared broker: classic ones are cheap;
+        // quorum queues (the default) are tested on a cluster of their own (cluster.rs).
+        env.push(("AMQP_QUEUE_TYPE".into(), "classic".into()));
     }
     if options.redis {
         env.push(("REDIS_URL".into(), redis_url()));

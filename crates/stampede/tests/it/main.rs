@@ -7,6 +7,7 @@
 mod accounts;
 mod cache;
 mod client_api;
+mod cluster;
 mod compat;
 mod defederation;
 mod deletion;
