@@ -1,5 +1,9 @@
 //! Redis through the `redis` crate's ConnectionManager (reconnects by itself) and one pattern
 //! subscription per process for pub/sub.
+//!
+//! Behind Sentinel (REDIS_SENTINELS), the sentinels name the primary; a connection error or a
+//! `READONLY` answer (the old primary came back as a replica) drops the connection, and the next
+//! command asks the sentinels again, so a failover is followed without a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,11 +22,24 @@ pub struct RedisCache {
 }
 
 struct Inner {
-    client: redis::Client,
+    target: Target,
     namespace: String,
-    manager: OnceCell<ConnectionManager>,
+    /// The connection in use; emptied when a Sentinel-named primary fails.
+    manager: tokio::sync::RwLock<Option<ConnectionManager>>,
     bus: broadcast::Sender<Message>,
     subscribed: OnceCell<()>,
+}
+
+/// Where the server is.
+enum Target {
+    /// A fixed address (REDIS_URL).
+    Fixed(redis::Client),
+    /// The primary the sentinels name.
+    Sentinel {
+        sentinel: tokio::sync::Mutex<redis::sentinel::Sentinel>,
+        master: String,
+        node: redis::sentinel::SentinelNodeConnectionInfo,
+    },
 }
 
 impl std::fmt::Debug for RedisCache {
@@ -61,15 +78,51 @@ impl RedisCache {
             None => redis::Client::open(url),
         }
         .map_err(unavailable)?;
-        Ok(RedisCache {
+        Ok(Self::with_target(Target::Fixed(client), namespace))
+    }
+
+    /// A store on the primary that the sentinels at `sentinels` (`host:port`) monitor as
+    /// `master`; `url` gives the database number and password (its host is not used).
+    pub fn with_sentinels(
+        url: &str,
+        sentinels: &[String],
+        master: &str,
+        namespace: &str,
+    ) -> Result<Self, CacheError> {
+        use redis::IntoConnectionInfo;
+        let settings = url
+            .into_connection_info()
+            .map_err(unavailable)?
+            .redis_settings()
+            .clone();
+        let sentinel = redis::sentinel::Sentinel::build(
+            sentinels
+                .iter()
+                .map(|s| format!("redis://{s}"))
+                .collect::<Vec<_>>(),
+        )
+        .map_err(unavailable)?;
+        Ok(Self::with_target(
+            Target::Sentinel {
+                sentinel: tokio::sync::Mutex::new(sentinel),
+                master: master.to_string(),
+                node: redis::sentinel::SentinelNodeConnectionInfo::default()
+                    .set_redis_connection_info(settings),
+            },
+            namespace,
+        ))
+    }
+
+    fn with_target(target: Target, namespace: &str) -> Self {
+        RedisCache {
             inner: Arc::new(Inner {
-                client,
+                target,
                 namespace: namespace.to_string(),
-                manager: OnceCell::new(),
+                manager: tokio::sync::RwLock::new(None),
                 bus: broadcast::channel(SUBSCRIBER_BUFFER).0,
                 subscribed: OnceCell::new(),
             }),
-        })
+        }
     }
 
     fn key(&self, key: &str) -> String {
@@ -77,20 +130,43 @@ impl RedisCache {
     }
 
     async fn conn(&self) -> Result<ConnectionManager, CacheError> {
-        self.inner
-            .manager
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(2)))
-                    .set_response_timeout(Some(Duration::from_secs(2)));
-                self.inner
-                    .client
-                    .get_connection_manager_with_config(config)
-                    .await
-            })
+        if let Some(manager) = self.inner.manager.read().await.as_ref() {
+            return Ok(manager.clone());
+        }
+        let mut slot = self.inner.manager.write().await;
+        if let Some(manager) = slot.as_ref() {
+            return Ok(manager.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)));
+        let manager = self
+            .inner
+            .client()
             .await
-            .cloned()
-            .map_err(unavailable)
+            .map_err(unavailable)?
+            .get_connection_manager_with_config(config)
+            .await
+            .map_err(unavailable)?;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// The error as the caller sees it; behind Sentinel, a failure that may mean the primary
+    /// moved drops the connection so that the next command asks the sentinels again.
+    fn failed(&self, error: redis::RedisError) -> CacheError {
+        if matches!(self.inner.target, Target::Sentinel { .. })
+            && (error.is_io_error()
+                || error.is_connection_refusal()
+                || error.is_connection_dropped()
+                || error.is_timeout()
+                || error.code() == Some("READONLY"))
+            && let Ok(mut slot) = self.inner.manager.try_write()
+        {
+            tracing::warn!(%error, "redis primary failed; asking the sentinels again");
+            *slot = None;
+        }
+        unavailable(error)
     }
 
     pub(crate) async fn check(&self) -> Result<(), CacheError> {
@@ -99,7 +175,7 @@ impl RedisCache {
             .query_async::<String>(&mut conn)
             .await
             .map(|_| ())
-            .map_err(unavailable)
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
@@ -108,7 +184,7 @@ impl RedisCache {
             .arg(self.key(key))
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn set_ex(
@@ -125,7 +201,7 @@ impl RedisCache {
             .arg(ttl.as_millis().max(1) as u64)
             .query_async::<()>(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn del(&self, key: &str) -> Result<(), CacheError> {
@@ -134,7 +210,7 @@ impl RedisCache {
             .arg(self.key(key))
             .query_async::<()>(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn hit(&self, key: &str, window: Duration) -> Result<u64, CacheError> {
@@ -152,7 +228,7 @@ impl RedisCache {
             .ignore()
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.failed(e))?;
         Ok(count)
     }
 
@@ -177,7 +253,9 @@ impl RedisCache {
                 .arg(-(max_len as i64) - 1)
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn feed_range(
@@ -201,7 +279,7 @@ impl RedisCache {
             .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn feed_remove(&self, keys: &[String], ids: &[i64]) -> Result<(), CacheError> {
@@ -213,7 +291,9 @@ impl RedisCache {
         for key in keys {
             pipe.cmd("ZREM").arg(self.key(key)).arg(ids).ignore();
         }
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn feed_read(
@@ -243,7 +323,7 @@ impl RedisCache {
             .arg(limit)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
+            .map_err(|e| self.failed(e))?;
         Ok(refreshed.then_some(ids))
     }
 
@@ -278,7 +358,9 @@ impl RedisCache {
                 .arg(ttl.as_secs().max(1))
                 .ignore();
         }
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        pipe.query_async::<()>(&mut conn)
+            .await
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) async fn publish(&self, channel: &str, payload: &str) -> Result<u64, CacheError> {
@@ -288,7 +370,7 @@ impl RedisCache {
             .arg(payload)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)
+            .map_err(|e| self.failed(e))
     }
 
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Message> {
@@ -300,6 +382,26 @@ impl RedisCache {
     }
 }
 
+impl Inner {
+    /// A client for the server: the fixed one, or the primary the sentinels name now.
+    async fn client(&self) -> redis::RedisResult<redis::Client> {
+        match &self.target {
+            Target::Fixed(client) => Ok(client.clone()),
+            Target::Sentinel {
+                sentinel,
+                master,
+                node,
+            } => {
+                sentinel
+                    .lock()
+                    .await
+                    .async_master_for(master, Some(node))
+                    .await
+            }
+        }
+    }
+}
+
 /// Holds the process's one subscription and fans messages out; reconnects with backoff.
 async fn pump(inner: Arc<Inner>) {
     let pattern = format!("{}:*", inner.namespace);
@@ -307,7 +409,7 @@ async fn pump(inner: Arc<Inner>) {
     let mut failures = 0u32;
     loop {
         let subscribed = async {
-            let mut pubsub = inner.client.get_async_pubsub().await?;
+            let mut pubsub = inner.client().await?.get_async_pubsub().await?;
             pubsub.psubscribe(&pattern).await?;
             Ok::<_, redis::RedisError>(pubsub)
         }

@@ -241,6 +241,12 @@ pub struct RedisConfig {
     pub tls_ca: Option<String>,
     /// REDIS_NAMESPACE: prefix of every key and channel, so deployments can share a server.
     pub namespace: String,
+    /// REDIS_SENTINELS (Mastodon's name): `host:port` of each Sentinel, separated by commas.
+    /// When set, the sentinels name the primary to connect to (REDIS_URL then gives only the
+    /// database number and password), and a failover is followed without a restart.
+    pub sentinels: Vec<String>,
+    /// REDIS_SENTINEL_MASTER (Mastodon's name): the name the sentinels monitor the primary by.
+    pub sentinel_master: String,
 }
 
 /// RabbitMQ: the work queues between services.
@@ -392,6 +398,47 @@ impl Config {
             redis_url.as_ref(),
             "rediss",
         )?;
+        let sentinels: Vec<String> = env
+            .string("REDIS_SENTINELS")?
+            .map(|raw| {
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        let valid = s.rsplit_once(':').is_some_and(|(host, port)| {
+                            !host.is_empty() && port.parse::<u16>().is_ok()
+                        });
+                        if valid {
+                            Ok(s.to_string())
+                        } else {
+                            Err(ConfigError::new(
+                                "REDIS_SENTINELS",
+                                format!("must list host:port pairs separated by commas, not {s:?}"),
+                            ))
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        if !sentinels.is_empty() {
+            match &redis_url {
+                None => {
+                    return Err(ConfigError::new(
+                        "REDIS_SENTINELS",
+                        "needs REDIS_URL too (for the database number and password; its host is \
+                         replaced by the primary the sentinels name): redis://:password@primary/0",
+                    ));
+                }
+                Some(url) if url.scheme() != "redis" => {
+                    return Err(ConfigError::new(
+                        "REDIS_SENTINELS",
+                        "works with a redis:// REDIS_URL only (TLS through Sentinel is not supported)",
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
         let redis = match redis_url {
             Some(url) => Some(RedisConfig {
                 url: url.to_string(),
@@ -399,6 +446,10 @@ impl Config {
                 namespace: env
                     .string("REDIS_NAMESPACE")?
                     .unwrap_or_else(|| "stampede".into()),
+                sentinels,
+                sentinel_master: env
+                    .string("REDIS_SENTINEL_MASTER")?
+                    .unwrap_or_else(|| "mymaster".into()),
             }),
             None => None,
         };
@@ -830,7 +881,20 @@ mod tests {
         .unwrap();
         assert_eq!(classic.amqp.unwrap().queue_type, QueueType::Classic);
 
+        let sentinel = Config::from_source(&env(&[
+            db,
+            ("REDIS_URL", "redis://:secret@primary/3"),
+            ("REDIS_SENTINELS", "s-0:26379, s-1:26379"),
+        ]))
+        .unwrap()
+        .redis
+        .unwrap();
+        assert_eq!(sentinel.sentinels, ["s-0:26379", "s-1:26379"]);
+        assert_eq!(sentinel.sentinel_master, "mymaster");
+
         for (var, value) in [
+            ("REDIS_SENTINELS", "s-0"),
+            ("REDIS_SENTINELS", "s-0:26379"),
             ("AMQP_URL", "amqp://mq-0,amqps://mq-1"),
             ("AMQP_URL", "amqp://mq-0,http://mq-1"),
             ("AMQP_URL", " , "),

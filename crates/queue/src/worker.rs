@@ -35,7 +35,21 @@ pub enum JobError {
     /// Will never succeed (malformed payload, a bug): park it at once.
     #[error("{0:#}")]
     Permanent(anyhow::Error),
+    /// A backing service answered nothing for a moment (Redis failing over): tried again in
+    /// the worker a few times within seconds ([`QUICK_RETRIES`]) before it counts as
+    /// [`JobError::Retry`], so a failover delays the work by seconds, not by the first retry
+    /// tier's quarter of a minute.
+    #[error("{0:#}")]
+    Unavailable(anyhow::Error),
 }
+
+/// The pauses before each in-worker retry of a job that failed with [`JobError::Unavailable`].
+pub const QUICK_RETRIES: [Duration; 4] = [
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+];
 
 impl From<sqlx::Error> for JobError {
     fn from(error: sqlx::Error) -> Self {
@@ -205,35 +219,56 @@ impl Worker {
         let started = Instant::now();
         let kind = envelope.kind.clone();
         let attempt = envelope.attempt;
-        let result = match self.handlers.get(&kind) {
-            // A panicking handler is a bug; it must not take the message down with it (the
-            // delivery would stay unacknowledged, and its prefetch slot lost, until the channel
-            // closed). It is parked like any job that cannot succeed.
-            Some(handler) => AssertUnwindSafe(handler.handle(envelope))
-                .catch_unwind()
-                .instrument(span.clone())
-                .await
-                .unwrap_or_else(|_| {
-                    Err(JobError::Permanent(anyhow::anyhow!(
-                        "the {kind} handler panicked"
-                    )))
-                }),
-            None => Err(JobError::Permanent(anyhow::anyhow!(
-                "no handler for {kind:?} on the {queue} queue"
-            ))),
+        let mut quick = QUICK_RETRIES.iter();
+        let result = loop {
+            let result = match self.handlers.get(&kind) {
+                // A panicking handler is a bug; it must not take the message down with it (the
+                // delivery would stay unacknowledged, and its prefetch slot lost, until the
+                // channel closed). It is parked like any job that cannot succeed.
+                Some(handler) => AssertUnwindSafe(handler.handle(envelope))
+                    .catch_unwind()
+                    .instrument(span.clone())
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(JobError::Permanent(anyhow::anyhow!(
+                            "the {kind} handler panicked"
+                        )))
+                    }),
+                None => Err(JobError::Permanent(anyhow::anyhow!(
+                    "no handler for {kind:?} on the {queue} queue"
+                ))),
+            };
+            match result {
+                Err(JobError::Unavailable(error)) => match quick.next() {
+                    Some(pause) => {
+                        span.in_scope(|| {
+                            tracing::debug!(error = %format!("{error:#}"), "dependency unavailable; trying again shortly");
+                        });
+                        tokio::time::sleep(*pause).await;
+                    }
+                    None => break Err(JobError::Retry(error)),
+                },
+                other => break other,
+            }
         };
         // Settling awaits the broker: instrument it rather than hold an entered span across
         // awaits, which corrupts the span stack when the task moves between threads.
         let (outcome, settled) = async {
             match result {
                 Ok(()) => ("ack", delivery.ack().await),
-                Err(JobError::Retry(error)) if attempt + 1 < self.work_queue.max_attempts() => {
+                Err(JobError::Retry(error) | JobError::Unavailable(error))
+                    if attempt + 1 < self.work_queue.max_attempts() =>
+                {
                     let delay = retry::backoff(attempt);
                     tracing::warn!(error = %format!("{error:#}"), retry_in_s = delay.as_secs(), "job failed; will retry");
                     self.metrics.messages_retried.get_or_create(&labels).inc();
                     ("retry", delivery.retry(delay).await)
                 }
-                Err(JobError::Retry(error) | JobError::Permanent(error)) => {
+                Err(
+                    JobError::Retry(error)
+                    | JobError::Permanent(error)
+                    | JobError::Unavailable(error),
+                ) => {
                     let reason = format!("{error:#}");
                     tracing::error!(error = %reason, "job failed for good; parked");
                     self.metrics.messages_parked.get_or_create(&labels).inc();

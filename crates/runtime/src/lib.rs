@@ -98,6 +98,14 @@ impl Context {
             None => Queue::Memory(stampede_queue::memory::MemoryQueue::new()),
         };
         let cache = match &config.redis {
+            Some(redis) if !redis.sentinels.is_empty() => {
+                Cache::Redis(stampede_cache::redis_backend::RedisCache::with_sentinels(
+                    &redis.url,
+                    &redis.sentinels,
+                    &redis.sentinel_master,
+                    &redis.namespace,
+                )?)
+            }
             Some(redis) => Cache::Redis(stampede_cache::redis_backend::RedisCache::with_tls_ca(
                 &redis.url,
                 &redis.namespace,

@@ -172,8 +172,10 @@ impl std::fmt::Debug for Distributor {
     }
 }
 
+/// Redis failed: most often for a moment (a Sentinel failover), so the worker tries again within
+/// seconds before the retry tiers.
 fn cache_error(error: stampede_cache::CacheError) -> JobError {
-    JobError::Retry(error.into())
+    JobError::Unavailable(error.into())
 }
 
 impl Distributor {
