@@ -41,7 +41,7 @@ server_env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 PORT="$port" STREAMING_P
      KEY_POOL_SIZE="${KEY_POOL_SIZE:-0}"
      REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE=md
      PAPERCLIP_ROOT_PATH="$report/media")
-for var in DB_POOL DB_WORKER_POOL DB_POOL_QUEUE DB_ACQUIRE_TIMEOUT_MS AMQP_PREFETCH; do
+for var in DB_POOL DB_WORKER_POOL DB_POOL_QUEUE DB_ACQUIRE_TIMEOUT_MS AMQP_PREFETCH AMQP_QUEUE_TYPE; do
     [ -n "${!var:-}" ] && server_env+=("$var=${!var}")
 done
 

@@ -51,6 +51,14 @@ impl Cache {
         dispatch!(self, c => c.check().await)
     }
 
+    /// The server this store talks to (`host:port`), or `in-process`.
+    pub fn node(&self) -> &'static str {
+        match self {
+            Cache::Redis(c) => c.node(),
+            Cache::Memory(_) => "in-process",
+        }
+    }
+
     /// A cached value.
     pub async fn get(&self, key: &str) -> Result<Option<String>, CacheError> {
         dispatch!(self, c => c.get(key).await)

@@ -26,6 +26,8 @@ struct Inner {
     namespace: String,
     /// The connection in use; emptied when a Sentinel-named primary fails.
     manager: tokio::sync::RwLock<Option<ConnectionManager>>,
+    /// The server connected to last (`host:port`), as readiness names it.
+    node: std::sync::Mutex<&'static str>,
     bus: broadcast::Sender<Message>,
     subscribed: OnceCell<()>,
 }
@@ -119,6 +121,7 @@ impl RedisCache {
                 target,
                 namespace: namespace.to_string(),
                 manager: tokio::sync::RwLock::new(None),
+                node: std::sync::Mutex::new("not connected"),
                 bus: broadcast::channel(SUBSCRIBER_BUFFER).0,
                 subscribed: OnceCell::new(),
             }),
@@ -140,16 +143,20 @@ impl RedisCache {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(2)));
-        let manager = self
-            .inner
-            .client()
-            .await
-            .map_err(unavailable)?
+        let client = self.inner.client().await.map_err(unavailable)?;
+        let manager = client
             .get_connection_manager_with_config(config)
             .await
             .map_err(unavailable)?;
+        *self.inner.node.lock().unwrap_or_else(|p| p.into_inner()) =
+            interned(client.get_connection_info().addr().to_string());
         *slot = Some(manager.clone());
         Ok(manager)
+    }
+
+    /// The server (`host:port`) the store talks to, as last connected.
+    pub fn node(&self) -> &'static str {
+        *self.inner.node.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The error as the caller sees it; behind Sentinel, a failure that may mean the primary
@@ -380,6 +387,19 @@ impl RedisCache {
         }
         receiver
     }
+}
+
+/// `text` as a `&'static str`, leaked once per distinct value (a process meets a handful of
+/// server addresses in its life).
+fn interned(text: String) -> &'static str {
+    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(known) = seen.iter().find(|s| **s == text) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(text.into_boxed_str());
+    seen.push(leaked);
+    leaked
 }
 
 impl Inner {

@@ -234,6 +234,10 @@ impl Context {
                 if self.config.redis.is_none() {
                     return;
                 }
+                let node = self.cache.clone();
+                self.health
+                    .report_load("redis_node", Arc::new(move || node.node()))
+                    .await;
                 let cache = self.cache.clone();
                 (
                     "redis",

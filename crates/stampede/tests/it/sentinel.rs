@@ -183,6 +183,7 @@ async fn a_redis_failover_under_load_needs_no_restart() {
     let killed = Instant::now();
     let mut posted = vec![before];
     let mut errors = Vec::new();
+    let (mut requests, mut from_postgres, mut last_degraded) = (0, 0, Duration::ZERO);
     while killed.elapsed() < Duration::from_secs(4) {
         let answer = post(
             &app,
@@ -199,6 +200,11 @@ async fn a_redis_failover_under_load_needs_no_restart() {
         let home = get(&app, "/api/v1/timelines/home", &bob).await;
         if home.status >= 500 {
             errors.push(format!("home {}", home.status));
+        }
+        requests += 2;
+        if home.status == 206 {
+            from_postgres += 1;
+            last_degraded = killed.elapsed();
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -227,6 +233,13 @@ async fn a_redis_failover_under_load_needs_no_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    eprintln!(
+        "failover: {requests} requests in the 4 s after the kill, {} 5xx; home pages from \
+         PostgreSQL (206): {from_postgres}, the last {last_degraded:?} after the kill; all {} \
+         statuses in the home feed",
+        errors.len(),
+        posted.len() + 1,
+    );
     let ready = app
         .client
         .get(app.url("/health/ready"))
@@ -234,4 +247,10 @@ async fn a_redis_failover_under_load_needs_no_restart() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
+    // Readiness names the server in use: the promoted one.
+    let detail = ready.text().await.unwrap();
+    assert!(
+        detail.contains(&format!("127.0.0.1:{replica}")),
+        "readiness does not name the new primary: {detail}"
+    );
 }

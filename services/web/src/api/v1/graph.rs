@@ -729,7 +729,8 @@ pub async fn search_accounts(
             .replace('_', "\\_")
             .to_lowercase()
     );
-    let ids: Vec<i64> = sqlx::query_scalar(
+    let ids: Vec<i64> = state.ctx.reads.read(|db| {
+    let query = sqlx::query_scalar(
         "SELECT a.id FROM accounts a JOIN users u ON u.account_id = a.id \
          WHERE a.domain IS NULL AND a.suspended_at IS NULL AND u.approved AND NOT u.disabled \
            AND u.confirmed_at IS NOT NULL \
@@ -746,10 +747,14 @@ pub async fn search_accounts(
     .bind(following && viewer.is_some())
     .bind(user.to_lowercase())
     .bind(i64::from(limit.clamp(1, 80)))
-    .bind(i64::from(offset))
-    .fetch_all(&state.ctx.db)
-    .await?;
-    let rows: HashMap<i64, accounts::AccountRow> = accounts::find_many(&state.ctx.db, &ids)
+    .bind(i64::from(offset));
+    async move { query.fetch_all(&db).await }
+    }).await?;
+    let found = &ids;
+    let rows: HashMap<i64, accounts::AccountRow> = state
+        .ctx
+        .reads
+        .read(|db| async move { accounts::find_many(&db, found).await })
         .await?
         .into_iter()
         .map(|a| (a.id, a))

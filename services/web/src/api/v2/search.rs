@@ -85,15 +85,20 @@ pub async fn search(
     }
     if wants("hashtags") {
         let name = text.trim_start_matches('#').to_lowercase();
-        let tags: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, name FROM tags WHERE lower(name) LIKE $1 || '%' \
+        let tags: Vec<(i64, String)> = state
+            .ctx
+            .reads
+            .read(|db| {
+                let query = sqlx::query_as(
+                    "SELECT id, name FROM tags WHERE lower(name) LIKE $1 || '%' \
              ORDER BY (lower(name) = $1) DESC, length(name), name LIMIT $2 OFFSET $3",
-        )
-        .bind(name.replace('%', "").replace('_', "\\_"))
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&state.ctx.db)
-        .await?;
+                )
+                .bind(name.replace('%', "").replace('_', "\\_"))
+                .bind(i64::from(limit))
+                .bind(i64::from(offset));
+                async move { query.fetch_all(&db).await }
+            })
+            .await?;
         for (id, name) in tags {
             results
                 .hashtags
@@ -113,7 +118,7 @@ pub async fn search(
     }
     // Statuses are searched only for a signed-in viewer, as in Mastodon.
     if wants("statuses") && viewer.is_some() {
-        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+        let sql = format!(
             "SELECT s.id FROM statuses s \
              WHERE s.search @@ plainto_tsquery('simple', $1) AND s.reblog_of_id IS NULL \
                AND ($2::bigint IS NULL OR s.account_id = $2) \
@@ -123,16 +128,22 @@ pub async fn search(
             visible("s", "$5"),
             muted("s", "$5"),
             keyset = keyset("s.id", 3, 4),
-        ))
-        .bind(text)
-        .bind(q.account_id)
-        .bind(q.max_id)
-        .bind(q.min_id)
-        .bind(viewer)
-        .bind(i64::from(limit))
-        .bind(i64::from(offset))
-        .fetch_all(&state.ctx.db)
-        .await?;
+        );
+        let ids: Vec<i64> = state
+            .ctx
+            .reads
+            .read(|db| {
+                let query = sqlx::query_scalar(&sql)
+                    .bind(text)
+                    .bind(q.account_id)
+                    .bind(q.max_id)
+                    .bind(q.min_id)
+                    .bind(viewer)
+                    .bind(i64::from(limit))
+                    .bind(i64::from(offset));
+                async move { query.fetch_all(&db).await }
+            })
+            .await?;
         results.statuses = state
             .load_statuses(viewer, &ids, Filter { hide_muted: true })
             .await?;
