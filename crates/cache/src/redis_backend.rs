@@ -27,7 +27,7 @@ struct Inner {
     /// The connection in use; emptied when a Sentinel-named primary fails.
     manager: tokio::sync::RwLock<Option<ConnectionManager>>,
     /// The server connected to last (`host:port`), as readiness names it.
-    node: std::sync::Mutex<&'static str>,
+    node: parking_lot::Mutex<&'static str>,
     bus: broadcast::Sender<Message>,
     subscribed: OnceCell<()>,
 }
@@ -121,7 +121,7 @@ impl RedisCache {
                 target,
                 namespace: namespace.to_string(),
                 manager: tokio::sync::RwLock::new(None),
-                node: std::sync::Mutex::new("not connected"),
+                node: parking_lot::Mutex::new("not connected"),
                 bus: broadcast::channel(SUBSCRIBER_BUFFER).0,
                 subscribed: OnceCell::new(),
             }),
@@ -148,15 +148,14 @@ impl RedisCache {
             .get_connection_manager_with_config(config)
             .await
             .map_err(unavailable)?;
-        *self.inner.node.lock().unwrap_or_else(|p| p.into_inner()) =
-            interned(client.get_connection_info().addr().to_string());
+        *self.inner.node.lock() = interned(client.get_connection_info().addr().to_string());
         *slot = Some(manager.clone());
         Ok(manager)
     }
 
     /// The server (`host:port`) the store talks to, as last connected.
     pub fn node(&self) -> &'static str {
-        *self.inner.node.lock().unwrap_or_else(|p| p.into_inner())
+        *self.inner.node.lock()
     }
 
     /// The error as the caller sees it; behind Sentinel, a failure that may mean the primary
@@ -392,8 +391,8 @@ impl RedisCache {
 /// `text` as a `&'static str`, leaked once per distinct value (a process meets a handful of
 /// server addresses in its life).
 fn interned(text: String) -> &'static str {
-    static SEEN: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+    static SEEN: parking_lot::Mutex<Vec<&'static str>> = parking_lot::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock();
     if let Some(known) = seen.iter().find(|s| **s == text) {
         return known;
     }
