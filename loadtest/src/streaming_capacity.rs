@@ -54,6 +54,18 @@ pub struct Args {
     /// Give up after this many seconds in all.
     #[arg(long, default_value_t = 900, value_parser = clap::value_parser!(u64).range(10..=3600))]
     time_limit: u64,
+    /// Client `i` uses token `<prefix><first-token + i>` (several load generators, each its
+    /// own slice of the accounts).
+    #[arg(long, default_value_t = 1)]
+    first_token: u64,
+    /// Run as one of several load generators: once connected, write `ready-<pid>` (the count)
+    /// here, publish nothing, and wait for `published` (one line per event: the Unix µs at which
+    /// its status was posted through the API, `capacity-<k>` in its text) before measuring.
+    #[arg(long)]
+    barrier_dir: Option<std::path::PathBuf>,
+    /// With --barrier-dir: write every lag (µs, one per line) here, for a merged percentile.
+    #[arg(long)]
+    lags_file: Option<std::path::PathBuf>,
 }
 
 /// Connections per source address: well under the 28,000 ephemeral ports (32768–60999), since
@@ -118,7 +130,7 @@ async fn client(
         "ws://{}/api/v1/streaming?stream=user&access_token={}{}",
         args.server,
         args.token_prefix,
-        index + 1
+        index as u64 + args.first_token
     );
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
@@ -191,6 +203,36 @@ fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
     }
     let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
     (sorted[i] as f64 / 100.0).round() / 10.0
+}
+
+/// As one of several load generators: says it is ready, then waits until every event has been
+/// posted (by the script, through the API) and returns when each was posted.
+async fn wait_for_posts(
+    dir: &std::path::Path,
+    connected: usize,
+    events: usize,
+    deadline: Instant,
+) -> anyhow::Result<Vec<u64>> {
+    std::fs::write(
+        dir.join(format!("ready-{}", std::process::id())),
+        connected.to_string(),
+    )?;
+    loop {
+        let posted: Vec<u64> = std::fs::read_to_string(dir.join("published"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        if posted.len() >= events {
+            return Ok(posted[..events].to_vec());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "time limit reached waiting for the posts ({} of {events})",
+            posted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
@@ -284,24 +326,30 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         args.server_pid.and_then(cpu_seconds),
         cpu_seconds(std::process::id()),
     );
-    let mut published = Vec::with_capacity(events);
-    for k in 0..events {
-        let at = unix_micros();
-        let event = json!({
-            "event": "update",
-            "payload": status_json(k as u64),
-            "published_ms": at / 1000,
-            "author": 1,
-            "public": true,
-            "local": true,
-        });
-        cache
-            .publish("streaming:status", &event.to_string())
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        published.push(at);
-        tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
-    }
+    let published = match &args.barrier_dir {
+        Some(dir) => wait_for_posts(dir, connected, events, deadline).await?,
+        None => {
+            let mut published = Vec::with_capacity(events);
+            for k in 0..events {
+                let at = unix_micros();
+                let event = json!({
+                    "event": "update",
+                    "payload": status_json(k as u64),
+                    "published_ms": at / 1000,
+                    "author": 1,
+                    "public": true,
+                    "local": true,
+                });
+                cache
+                    .publish("streaming:status", &event.to_string())
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                published.push(at);
+                tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+            }
+            published
+        }
+    };
     tokio::time::sleep(Duration::from_secs(3)).await;
     let cpu_used = |before: Option<f64>, pid: Option<u32>| {
         Some(((pid.and_then(cpu_seconds)? - before?) * 100.0).round() / 100.0)
@@ -333,6 +381,15 @@ pub async fn run(args: Args) -> anyhow::Result<serde_json::Value> {
         all.extend(lags);
     }
     all.sort_unstable();
+    if let Some(path) = &args.lags_file {
+        let lines = all
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(path, lines + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let expected = connected * events;
     Ok(json!({
             "benchmark": "streaming-capacity",

@@ -21,7 +21,7 @@ use crate::request::{self, Ask, Refusal, Viewer};
 /// Largest message a client may send: subscriptions are small.
 const MAX_CLIENT_MESSAGE: usize = 16 * 1024;
 /// The socket's read buffer; kept small, since 100,000 of them live in one process.
-const READ_BUFFER: usize = 4 * 1024;
+const READ_BUFFER: usize = 1024;
 
 /// The query string as pairs.
 pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
