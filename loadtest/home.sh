@@ -5,6 +5,11 @@
 # with each request signed by a random one of the 10,000 tokens.
 #
 #   loadtest/home.sh [SECONDS] [CONNECTIONS...]      (defaults: 30 s; 8 16 32 connections)
+#   POSTING=1 loadtest/home.sh [SECONDS] [CONNECTIONS…]   afterwards, sustained posting: wrk posts
+#       public statuses through POST /api/v1/statuses as random accounts (each followed by 200)
+#       on each connection count, while 8 connections read home timelines; reports posts/s,
+#       feed inserts/s (× 200), the home reads' latency, and the fan-out lag (commit → last feed
+#       written, the delivery process's stampede_fanout_duration_seconds) of that run.
 #   REPLICA=1 loadtest/home.sh …    the same, with a streaming read replica of the database
 #       (loadtest/standby.sh, on port 5499 of the same machine) in REPLICA_DB_URL: the
 #       timelines read it, every write and token lookup stays on the primary.
@@ -171,6 +176,68 @@ for c in "${connections[@]}"; do
     done
 done
 rm -f "$body"
+if [ "${POSTING:-0}" = 1 ]; then
+    post_script=$(mktemp --suffix=.lua)
+    cat >"$post_script" <<LUA
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args)
+    math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
+    other = 0
+end
+request = function()
+    local n = math.random(1, $accounts)
+    return wrk.format("POST", "/api/v1/statuses",
+        {["Authorization"] = "Bearer bench-" .. n, ["Content-Type"] = "application/json"},
+        '{"status":"sustained posting from ' .. n .. '"}')
+end
+response = function(status, headers, body)
+    if status ~= 200 then other = other + 1 end
+end
+done = function(summary, latency, requests)
+    local non200 = 0
+    for _, t in ipairs(threads) do non200 = non200 + t:get("other") end
+    io.write(string.format('{"requests":%d,"seconds":%.1f,"rps":%.0f,"p50_ms":%.1f,"p99_ms":%.1f,"non_200":%d}\\n',
+        summary.requests, summary.duration / 1e6, summary.requests / (summary.duration / 1e6),
+        latency:percentile(50) / 1000, latency:percentile(99) / 1000, non200))
+end
+LUA
+    # The fan-out histogram's quantile over one run: the difference of two scrapes.
+    fanout_buckets() { curl -fs http://127.0.0.1:3981/metrics | grep '^stampede_fanout_duration_seconds_bucket'; }
+    for c in "${connections[@]}"; do
+        before=$(fanout_buckets)
+        lua /api/v1/timelines/home?limit=20 >"$script"
+        wrk -t1 -c8 -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1 >"$script.readers" &
+        readers=$!
+        echo "sustained posting, $c connections, $seconds s, 8 home readers beside" >&2
+        posts=$(wrk -t1 -c"$c" -d"${seconds}s" -s "$post_script" http://127.0.0.1:3980 | tail -1)
+        wait "$readers"
+        sleep 5 # the last fan-outs finish
+        after=$(fanout_buckets)
+        lag=$(python3 - "$before" "$after" <<'PY'
+import sys
+def parse(text):
+    out = {}
+    for line in text.splitlines():
+        le = line.split('le="')[1].split('"')[0]
+        out[le] = float(line.rsplit(' ', 1)[1])
+    return out
+before, after = parse(sys.argv[1]), parse(sys.argv[2])
+rows = sorted(((float('inf') if le == '+Inf' else float(le)), after[le] - before.get(le, 0)) for le in after)
+total = rows[-1][1]
+def q(p):
+    for le, n in rows:
+        if n >= p * total:
+            return None if le == float('inf') else round(le * 1000, 1)
+print('{"fanouts":%d,"fanout_p50_ms_at_most":%s,"fanout_p99_ms_at_most":%s}' % (total, q(0.5), q(0.99)))
+PY
+)
+        jq -c -n --argjson c "$c" --argjson posts "$posts" --argjson readers "$(cat "$script.readers")" \
+            --argjson lag "$lag" '{benchmark: "sustained_posting", connections: $c, posts: $posts,
+              feed_inserts_per_s: ($posts.rps * 200), home_readers: $readers} + $lag'
+    done
+    rm -f "$post_script" "$script.readers"
+fi
 if [ -n "$standby" ]; then
     # Which pool served the lag-tolerant reads of the whole run.
     curl -fs http://127.0.0.1:3980/metrics | awk '/^stampede_db_reads_total/ {
