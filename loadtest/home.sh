@@ -11,7 +11,7 @@
 #       feed inserts/s (× 200), the home reads' latency, and the fan-out lag (commit → last feed
 #       written, the delivery process's stampede_fanout_duration_seconds) of that run.
 #   REPLICA=1 loadtest/home.sh …    the same, with a streaming read replica of the database
-#       (loadtest/standby.sh, on port 5499 of the same machine) in REPLICA_DB_URL: the
+#       (deploy/local/postgres-standby.sh, on port 5499 of the same machine) in REPLICA_DB_URL: the
 #       timelines read it, every write and token lookup stays on the primary.
 #
 # Each run also measures, at the same connection counts and interleaved with it, the local and
@@ -90,13 +90,13 @@ standby=""
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
     rm -f "$script"
-    [ -z "$standby" ] || loadtest/standby.sh stop "$standby"
+    [ -z "$standby" ] || deploy/local/postgres-standby.sh remove "$standby"
 }
 trap cleanup EXIT
 if [ "${REPLICA:-0}" = 1 ]; then
     standby=$(mktemp -d /tmp/stampede-home-standby.XXXXXX)
     echo "starting a streaming replica on port 5499" >&2
-    loadtest/standby.sh start "$standby" 5499
+    deploy/local/postgres-standby.sh start "$standby" 5499
     env+=(REPLICA_DB_URL="postgres://postgres@127.0.0.1:5499/$db?sslmode=disable")
 fi
 env "${env[@]}" PORT=3980 "$bin/stampede" web >/dev/null 2>&1 & pids+=($!)

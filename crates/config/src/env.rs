@@ -122,19 +122,7 @@ impl Env {
         let Some(raw) = self.string(var)? else {
             return Ok(None);
         };
-        let url = Url::parse(&raw)
-            .map_err(|e| ConfigError::new(var, format!("is not a valid URL ({e})")))?;
-        if !schemes.contains(&url.scheme()) {
-            return Err(ConfigError::new(
-                var,
-                format!(
-                    "must be a {} URL, not {}://…",
-                    schemes.join(" or "),
-                    url.scheme()
-                ),
-            ));
-        }
-        Ok(Some(url))
+        parse_url(var, &raw, schemes).map(Some)
     }
 
     /// One URL or several separated by commas (the nodes of a cluster), each with one of
@@ -145,18 +133,7 @@ impl Env {
         };
         let mut urls = Vec::new();
         for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let url = Url::parse(part)
-                .map_err(|e| ConfigError::new(var, format!("is not a valid URL ({e})")))?;
-            if !schemes.contains(&url.scheme()) {
-                return Err(ConfigError::new(
-                    var,
-                    format!(
-                        "must be a {} URL, not {}://…",
-                        schemes.join(" or "),
-                        url.scheme()
-                    ),
-                ));
-            }
+            let url = parse_url(var, part, schemes)?;
             if let Some(first) = urls.first()
                 && Url::scheme(first) != url.scheme()
             {
@@ -230,4 +207,21 @@ impl Env {
         }
         Ok(value)
     }
+}
+
+/// `raw` as a URL whose scheme is one of `schemes`; errors name `var`.
+fn parse_url(var: &str, raw: &str, schemes: &[&str]) -> Result<Url, ConfigError> {
+    let url =
+        Url::parse(raw).map_err(|e| ConfigError::new(var, format!("is not a valid URL ({e})")))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(ConfigError::new(
+            var,
+            format!(
+                "must be a {} URL, not {}://…",
+                schemes.join(" or "),
+                url.scheme()
+            ),
+        ));
+    }
+    Ok(url)
 }

@@ -48,6 +48,10 @@ pub struct Reads {
 #[derive(Debug)]
 struct Replica {
     db: Db,
+    /// Where the replica is (its URL), for the tracker's own connection.
+    config: DatabaseConfig,
+    /// Whether a tracker runs already (the first `track` starts it).
+    tracked: AtomicBool,
     max_lag: Duration,
     usable: AtomicBool,
     outage: Outage,
@@ -121,6 +125,8 @@ impl Reads {
                 })
                 .clone(),
             db: replica,
+            config: config.clone(),
+            tracked: AtomicBool::new(false),
             max_lag,
             usable: AtomicBool::new(false),
             outage,
@@ -216,19 +222,25 @@ impl Reads {
         ON_PRIMARY.scope((), work).await
     }
 
-    /// Measures the replica's lag until `shutdown`, through one-connection pools of their own
-    /// (`primary` and `replica`), so a busy request pool never delays the measurement. Does
-    /// nothing without a replica.
+    /// Measures the replica's lag until `shutdown`, through one-connection pools of their own to
+    /// the primary (`primary` names it) and the replica, so a busy request pool never delays
+    /// the measurement. Once per `Reads` (its clones share the tracker); nothing without a
+    /// replica.
     pub fn track(
         &self,
-        primary: PgPool,
-        replica: PgPool,
+        primary: &DatabaseConfig,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-    ) {
+    ) -> Result<(), sqlx::Error> {
         let Some(state) = self.replica.clone() else {
-            return;
+            return Ok(());
         };
+        if state.tracked.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        let (name, timeout) = ("stampede-replica-lag", Duration::from_secs(2));
+        let primary = crate::pool(primary, name, 1, timeout)?;
+        let replica = crate::pool(&state.config, name, 1, timeout)?;
         tokio::spawn(async move {
             let mut lag = Lag::default();
             let mut ticks = tokio::time::interval(SAMPLE_EVERY);
@@ -266,6 +278,7 @@ impl Reads {
                 metrics.db_replica_in_use.set(i64::from(usable));
             }
         });
+        Ok(())
     }
 }
 

@@ -162,36 +162,20 @@ impl Context {
         });
     }
 
-    /// Starts measuring the read replica's lag (once per process), and reports in readiness
-    /// whether reads use it. Readiness never fails for the replica: reads fall back to the
-    /// primary.
+    /// Starts measuring the read replica's lag (once per context, however many of its services
+    /// require PostgreSQL), and reports in readiness whether reads use it. Readiness never fails
+    /// for the replica: reads fall back to the primary.
     async fn track_replica(&self) {
-        static TRACKING: std::sync::Once = std::sync::Once::new();
-        let Some(url) = self.config.database.replica_url.clone() else {
+        if !self.reads.has_replica() {
             return;
-        };
-        TRACKING.call_once(|| {
-            let name = "stampede-replica-lag";
-            let timeout = std::time::Duration::from_secs(2);
-            let replica = stampede_config::DatabaseConfig {
-                url,
-                ..self.config.database.clone()
-            };
-            match (
-                stampede_db::pool(&self.config.database, name, 1, timeout),
-                stampede_db::pool(&replica, name, 1, timeout),
-            ) {
-                (Ok(primary), Ok(replica)) => self.reads.track(
-                    primary,
-                    replica,
-                    self.metrics.clone(),
-                    self.shutdown.clone(),
-                ),
-                (Err(error), _) | (_, Err(error)) => {
-                    tracing::error!(%error, "cannot measure the read replica; reads stay on the primary");
-                }
-            }
-        });
+        }
+        if let Err(error) = self.reads.track(
+            &self.config.database,
+            self.metrics.clone(),
+            self.shutdown.clone(),
+        ) {
+            tracing::error!(%error, "cannot measure the read replica; reads stay on the primary");
+        }
         let reads = self.reads.clone();
         self.health
             .report_load(

@@ -1,134 +1,53 @@
 //! A streaming read replica on loopback (issue 23): `pg_basebackup` of the test server into a
 //! second cluster on another port, and Stampede with REPLICA_DB_URL pointing at it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use stampede_test_support::{AppOptions, TestApp, spawn_app};
 
+use crate::process::free_port;
 use crate::social::{User, get, home_until, post, post_status, seed_user};
 
-/// A hot standby of the test server, stopped and removed on drop.
+/// A hot standby of the test server (deploy/local/postgres-standby.sh), removed on drop.
 struct Standby {
     dir: PathBuf,
     port: u16,
-    bin: PathBuf,
 }
 
-/// PostgreSQL's server programs (`pg_ctl`), on PATH or in Debian's versioned directory.
-fn server_bin() -> PathBuf {
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
-        && out.status.success()
-    {
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        if dir.join("pg_ctl").exists() {
-            return dir;
-        }
-    }
-    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin")).collect())
-        .unwrap_or_default();
-    found.sort_by_key(|p| {
-        p.parent()
-            .and_then(|v| v.file_name())
-            .and_then(|v| v.to_str())
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(0)
-    });
-    found
-        .pop()
-        .filter(|p| p.join("pg_ctl").exists())
-        .expect("PostgreSQL's server programs (pg_ctl) are not installed")
-}
-
-/// Whether the tests run as root.
-fn root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-/// Runs `program` as the `postgres` user when the tests run as root (PostgreSQL refuses root).
-fn as_postgres(program: &Path) -> Command {
-    if root() {
-        let mut command = Command::new("runuser");
-        command.args(["-u", "postgres", "--"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(command: &mut Command, what: &str) {
-    let out = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+const SCRIPT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/local/postgres-standby.sh"
+);
 
 impl Standby {
+    fn script(&self, action: &str) {
+        let out = Command::new("bash")
+            .arg(SCRIPT)
+            .arg(action)
+            .arg(&self.dir)
+            .args((action == "start").then(|| self.port.to_string()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "postgres-standby.sh {action} failed (the test server must allow replication \
+             connections from 127.0.0.1: deploy/local/backing-services.sh adds that line): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn start() -> Standby {
-        let bin = server_bin();
-        let dir = std::env::temp_dir().join(format!(
-            "stampede-replica-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        if root() {
-            run(
-                Command::new("chown").arg("postgres").arg(&dir),
-                "chown of the replica's directory",
-            );
-        }
-        let data = dir.join("data");
-        run(
-            as_postgres(&bin.join("pg_basebackup"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    "5432",
-                    "-U",
-                    "postgres",
-                    "-X",
-                    "stream",
-                ])
-                .args(["-c", "fast", "-R", "-D"])
-                .arg(&data),
-            "pg_basebackup (the test server must allow replication connections from \
-             127.0.0.1: deploy/local/backing-services.sh adds that line to pg_hba.conf)",
-        );
-        // Debian keeps the server's configuration outside its data directory.
-        let hba = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
-        for (name, text) in [("pg_hba.conf", hba), ("postgresql.conf", "")] {
-            let path = data.join(name);
-            if !path.exists() || name == "pg_hba.conf" {
-                write_as_postgres(&path, text);
-            }
-        }
         let port = free_port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 \
-             -c hot_standby=on -c shared_buffers=32MB",
-            dir.display()
-        );
-        run(
-            as_postgres(&bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("log"))
-                .args(["-o", &options, "-w", "-t", "60", "start"]),
-            "starting the replica",
-        );
-        Standby { dir, port, bin }
+        let standby = Standby {
+            dir: std::env::temp_dir()
+                .join(format!("stampede-replica-{}-{port}", std::process::id())),
+            port,
+        };
+        standby.script("start");
+        standby
     }
 
     fn url(&self) -> String {
@@ -136,31 +55,11 @@ impl Standby {
     }
 
     fn stop(&self) {
-        run(
-            as_postgres(&self.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(self.dir.join("data"))
-                .args(["-m", "immediate", "-w", "stop"]),
-            "stopping the replica",
-        );
+        self.script("stop");
     }
 
     fn restart(&self) {
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c max_connections=200 \
-             -c hot_standby=on -c shared_buffers=32MB",
-            self.port,
-            self.dir.display()
-        );
-        run(
-            as_postgres(&self.bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(self.dir.join("data"))
-                .arg("-l")
-                .arg(self.dir.join("log"))
-                .args(["-o", &options, "-w", "-t", "60", "start"]),
-            "restarting the replica",
-        );
+        self.script("start");
     }
 }
 
@@ -170,37 +69,11 @@ impl Drop for Standby {
             let log = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
             eprintln!("--- the replica's log ---\n{log}");
         }
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
+        let _ = Command::new("bash")
+            .arg(SCRIPT)
+            .arg("remove")
+            .arg(&self.dir)
             .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn write_as_postgres(path: &Path, text: &str) {
-    std::fs::write(path, text).unwrap();
-    if root() {
-        run(
-            Command::new("chown").arg("postgres").arg(path),
-            "chown of the replica's configuration",
-        );
     }
 }
 

@@ -8,20 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use stampede_test_support::{AppOptions, spawn_app};
 
+use crate::process::free_port;
 use crate::social::{get, home_until, post, seed_user};
 
 /// Redis servers started for one test, killed on drop.
 struct Servers {
     children: Vec<(u16, Child)>,
     dir: std::path::PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn redis_cli(port: u16, args: &[&str]) -> String {
