@@ -28,9 +28,9 @@ def normalize(path):
     return re.sub(r"\{[^}*]+\}", "{}", path)
 
 
-def server_routes():
-    """Set of (METHOD, normalized path) and a list of (METHOD, prefix) for wildcards."""
-    exact, wildcards = set(), []
+def declared_routes():
+    """Every (METHOD, path) the sources declare, paths as written (`{id}`, `{*rest}`)."""
+    routes = []
     route_re = re.compile(r'\.route\(\s*"([^"]+)"\s*,')
     for src in sorted(ROOT.glob("services/*/src/**/*.rs")) + sorted(ROOT.glob("crates/*/src/**/*.rs")):
         text = src.read_text()
@@ -51,12 +51,36 @@ def server_routes():
             handlers = chunk[:stop]
             methods = set(re.findall(r"(?:^|[\s.(:])(get|post|put|patch|delete)\(", handlers))
             path = m.group(1)
-            for method in methods:
-                if "{*" in path:
-                    wildcards.append((method.upper(), path.split("{*")[0]))
-                else:
-                    exact.add((method.upper(), normalize(path)))
+            routes += [(method.upper(), path) for method in sorted(methods)]
+    return routes
+
+
+def server_routes():
+    """Set of (METHOD, normalized path) and a list of (METHOD, prefix) for wildcards."""
+    exact, wildcards = set(), []
+    for method, path in declared_routes():
+        if "{*" in path:
+            wildcards.append((method, path.split("{*")[0]))
+        else:
+            exact.add((method, normalize(path)))
     return exact, wildcards
+
+
+def routes_with_scopes(schema):
+    """Every declared route with the OAuth scopes Mastodon's description names for it (any one
+    of them suffices; `[]` is any user token), or None where it names none or has no such
+    operation (the security tests read this)."""
+    doc = json.loads(pathlib.Path(schema).read_text())
+    scopes = {}
+    for path, item in doc["paths"].items():
+        for method in METHODS:
+            op = item.get(method)
+            if op is not None and op.get("security"):
+                scopes[(method.upper(), normalize(path))] = op["security"][0].get("OAuth2", [])
+    return [
+        {"method": method, "path": path, "scopes": scopes.get((method, normalize(path)))}
+        for method, path in sorted(set(declared_routes()))
+    ]
 
 
 def operations(schema):
@@ -104,9 +128,14 @@ def main():
     ap.add_argument("--check", action="store_true", help="fail when --doc is stale")
     ap.add_argument("--missing", action="store_true", help="list the operations not served")
     ap.add_argument("--covered", action="store_true", help="print served operations as JSON")
+    ap.add_argument("--routes", action="store_true",
+                    help="print every declared route with its scopes as JSON, and nothing else")
     ap.add_argument("--min", type=int, default=0, help="fail below this many operations")
     args = ap.parse_args()
 
+    if args.routes:
+        print(json.dumps(routes_with_scopes(args.schema)))
+        return 0
     exact, wildcards = server_routes()
     ops = operations(args.schema)
     block, count = table(ops, exact, wildcards)

@@ -239,6 +239,20 @@ pub async fn spawn_streaming(
     Ok((addr, shutdown))
 }
 
+/// Another web process configured like `app` (same database, queue and cache), as a second
+/// replica behind a load balancer would be. Stops with `shutdown`.
+pub async fn spawn_web(
+    app: &TestApp,
+) -> anyhow::Result<(SocketAddr, tokio_util::sync::CancellationToken)> {
+    let config = Config::from_source(&Env::from_pairs(app.env.clone()))?;
+    let ctx = Context::new(config, "stampede-test-web")?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let addr = listener.local_addr()?;
+    let shutdown = ctx.shutdown.clone();
+    tokio::spawn(stampede_web::serve_with(ctx, listener, Default::default()));
+    Ok((addr, shutdown))
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.ctx.shutdown.cancel();

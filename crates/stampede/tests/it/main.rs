@@ -29,6 +29,7 @@ mod push;
 mod queue;
 mod replica;
 mod saturation;
+mod security;
 mod sentinel;
 mod social;
 mod storage;

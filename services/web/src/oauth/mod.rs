@@ -115,7 +115,8 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
 }
 
 async fn userinfo(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
-    auth.require(&["profile", "read", "read:accounts"])?;
+    // Mastodon's userinfo takes the `profile` scope alone.
+    auth.require(&["profile"])?;
     let user = auth.user()?;
     let account = crate::accounts::find(&state.ctx.db, user.account_id)
         .await?

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use stampede_mastodon::{Account, CredentialAccount, Profile as ProfileEntity, Token};
 
 use crate::accounts::{self, FieldSource};
-use crate::auth::{Auth, ClientIp};
+use crate::auth::{Auth, ClientIp, Viewer};
 use crate::error::{ApiError, Validation};
 use crate::payload::{Params, WithFiles, flex};
 use crate::registration::SignUp;
@@ -547,8 +547,11 @@ pub struct LookupQuery {
 
 pub async fn lookup(
     State(state): State<AppState>,
+    viewer: Viewer,
     Query(q): Query<LookupQuery>,
 ) -> Result<Json<Account>, ApiError> {
+    // Anyone may look up; a token that is given must allow reading accounts.
+    viewer.account(&["read", "read:accounts"])?;
     let acct = q.acct.unwrap_or_default();
     let acct = acct.trim_start_matches('@');
     let username = match acct.split_once('@') {

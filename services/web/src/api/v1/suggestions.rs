@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use crate::payload::{Params, flex};
 
 const READ: &[&str] = &["read", "read:accounts"];
+const WRITE: &[&str] = &["write", "write:accounts"];
 
 #[derive(Debug, Deserialize)]
 pub struct SuggestionQuery {
@@ -125,7 +126,7 @@ pub async fn dismiss(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(WRITE)?;
     let target = state.target_account(&id).await?;
     sqlx::query(
         "INSERT INTO suggestion_dismissals (account_id, target_account_id) VALUES ($1, $2) \
