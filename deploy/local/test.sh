@@ -55,6 +55,9 @@ if [ $# -eq 0 ]; then
     cargo build --bin stampede --bin stampede-loadtest
     BIN_DIR="$CARGO_TARGET_DIR/debug" DB_POOL=3 DB_WORKER_POOL=2 SLOS="" RAW_RATE=0 PORT=3970 \
         loadtest/migration-day.sh 30 2 40 200
+    # Every fuzz target (fuzz/) for 15 s from the committed corpus: what other servers and users
+    # send to the parsers, the sanitizer, the signature checks and the media decoder.
+    bash fuzz/run.sh 15
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -55,8 +55,9 @@ impl MessageSignature {
         let open = rest
             .find('(')
             .ok_or_else(|| malformed("no component list"))?;
-        let close = rest
+        let close = rest[open..]
             .find(')')
+            .map(|at| open + at)
             .ok_or_else(|| malformed("no component list"))?;
         let list = &rest[open + 1..close];
         // The member ends at the next top-level comma (another signature), if any.
@@ -315,6 +316,24 @@ mod tests {
         let mut changed = headers.clone();
         changed.insert("content-digest", "sha-256=:AAAA:".parse().expect("v"));
         assert_eq!(verify(&changed), Err(SignatureError::Invalid));
+    }
+
+    /// Found by fuzzing (fuzz/signature_headers): a `)` before the first `(` sliced backwards
+    /// and panicked.
+    #[test]
+    fn a_signature_input_closing_before_it_opens_is_malformed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "signature-input",
+            "sig1)=\"@method\" (x".parse().expect("v"),
+        );
+        headers.insert("signature", "sig1=:AAAA:".parse().expect("v"));
+        assert!(MessageSignature::from_headers(&headers).is_err());
+        headers.insert(
+            "signature-input",
+            "sig1=\"@method\");created=1 (\"x\"".parse().expect("v"),
+        );
+        assert!(MessageSignature::from_headers(&headers).is_err());
     }
 
     #[test]

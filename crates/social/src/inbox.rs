@@ -224,7 +224,7 @@ pub async fn store_note(
 }
 
 /// A Question's poll as its origin counts it.
-struct RemotePoll {
+pub(crate) struct RemotePoll {
     options: Vec<String>,
     counts: Vec<i64>,
     /// `anyOf`: several choices allowed.
@@ -233,7 +233,7 @@ struct RemotePoll {
 }
 
 /// A Question's options (`oneOf` or, for several choices, `anyOf`) and their counts.
-fn poll_of(question: &Value) -> Option<RemotePoll> {
+pub(crate) fn poll_of(question: &Value) -> Option<RemotePoll> {
     let (key, multiple) = if question["anyOf"].is_null() {
         ("oneOf", false)
     } else {

@@ -28,6 +28,8 @@ pub mod export;
 pub mod feeds;
 pub mod filters;
 pub mod follows;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod import;
 pub mod inbox;
 pub mod interactions;

@@ -269,17 +269,7 @@ impl Resolver {
         };
         let jrd: Value = serde_json::from_slice(&body)
             .map_err(|_| ResolveError::NotAnActor(format!("{user}@{domain}")))?;
-        let actor = jrd["links"].as_array().and_then(|links| {
-            links.iter().find_map(|l| {
-                let typ = l["type"].as_str().unwrap_or_default();
-                (l["rel"] == "self"
-                    && (typ.starts_with("application/activity+json")
-                        || typ.starts_with("application/ld+json")))
-                .then(|| l["href"].as_str().map(str::to_string))
-                .flatten()
-            })
-        });
-        match actor {
+        match webfinger_actor(&jrd) {
             Some(uri) => self.by_uri(&uri, false).await.map(Some),
             None => Ok(None),
         }
@@ -507,6 +497,24 @@ struct Actor {
     published: Option<DateTime<Utc>>,
     avatar: Option<String>,
     header: Option<String>,
+}
+
+/// The actor a WebFinger document (JRD) points to: its `self` link of an ActivityPub type.
+pub fn webfinger_actor(jrd: &Value) -> Option<String> {
+    jrd["links"].as_array()?.iter().find_map(|l| {
+        let typ = l["type"].as_str().unwrap_or_default();
+        (l["rel"] == "self"
+            && (typ.starts_with("application/activity+json")
+                || typ.starts_with("application/ld+json")))
+        .then(|| l["href"].as_str().map(str::to_string))
+        .flatten()
+    })
+}
+
+/// Reads an actor document fetched from `fetched` as [`Resolver::store`] would, without
+/// storing it: whether it was taken (for the fuzz targets).
+pub fn reads_as_actor(fetched: &Url, doc: &Value) -> bool {
+    Actor::parse(fetched, doc).is_some()
 }
 
 /// The URL of an actor's `icon` or `image` (an Image, a list of them, or a bare URL).

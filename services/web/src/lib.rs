@@ -126,7 +126,21 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             refuse_blocked_addresses,
         ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
         .with_state(state)
+}
+
+/// A handler that panicked answers 500 with Mastodon's error body (and is logged), instead of
+/// the connection being dropped; whatever transaction it held is rolled back as it unwinds.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    axum::response::IntoResponse::into_response(error::ApiError::internal(anyhow::anyhow!(
+        "handler panicked: {message}"
+    )))
 }
 
 /// With a read replica: a request that writes runs every read on the primary (what it returns
