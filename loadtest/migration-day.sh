@@ -85,23 +85,10 @@ fi
 
 summary="$report/summary.json"
 if [ -f "$summary" ]; then
-    # The ledger: what the load generator was told succeeded against what the database holds.
-    # Newcomers are m<run><n>, established accounts m<run>p<n>.
-    signed_up=$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) FROM accounts WHERE username LIKE 'm%' AND username NOT LIKE 'm______p%'")
-    posts_stored=$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) FROM statuses WHERE text LIKE 'hello from my first day (%' OR text LIKE 'fan-out probe %'")
-    follows_stored=$(psql -qAt "$DATABASE_URL" -c "SELECT count(*) FROM follows f JOIN accounts a ON a.id = f.account_id WHERE a.username NOT LIKE 'm______p%'")
-    ledger=$(jq -c --argjson s "$signed_up" --argjson p "$posts_stored" --argjson f "$follows_stored" '{
-        signups: {answered_2xx: (.operations.signup.responses["2xx"] // 0), stored: $s},
-        posts: {answered_2xx: (.operations.post.responses["2xx"] // 0), stored: $p},
-        follows: {answered_2xx: (.operations.follow.responses["2xx"] // 0), stored: $f}}' "$summary")
-    lost=$(jq '[.[] | (.answered_2xx - .stored) | select(. > 0)] | add // 0' <<<"$ledger")
-    if [ "$lost" -gt 0 ]; then
-        echo "LOST: $lost writes answered 2xx are not in the database: $ledger" >&2
-        status=1
-    fi
-    jq -c --arg took "$took" --arg signed "$signed_up" --argjson raw "${raw_tps:-null}" --argjson ledger "$ledger" '{
+    ledger=$(loadtest/ledger.sh "$DATABASE_URL" "$summary") || status=1
+    jq -c --arg took "$took" --argjson raw "${raw_tps:-null}" --argjson ledger "${ledger:-null}" '{
         people: .parameters.people, seconds_asked: .parameters.seconds, seconds_taken: ($took|tonumber),
-        signed_up: ($signed|tonumber), load_seconds, requests: .all.requests, responses: .all.responses,
+        signed_up: ($ledger.signups.stored // null), load_seconds, requests: .all.requests, responses: .all.responses,
         p99_ms: (.operations | map_values(.latency_ms.p99)),
         ok_per_s: .all.ok_per_s, raw_pg_select_tps: $raw, ledger: $ledger,
         fanout: .measurements.fanout, facts: .facts, failed: [.slo[] | select(.pass != true)], pass }' "$summary" 2>/dev/null \

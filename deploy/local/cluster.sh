@@ -9,6 +9,8 @@
 #   deploy/local/cluster.sh stop      # stop every process it started (SIGTERM, then SIGKILL)
 #   deploy/local/cluster.sh reset     # stop, then drop its database, vhost and Redis db
 #   deploy/local/cluster.sh env       # the variables a load test needs (eval "$(… env)")
+#   deploy/local/cluster.sh kill web-3101     # SIGKILL one process (the chaos run)
+#   deploy/local/cluster.sh restart web-3101  # start it again as `start` did; wait until ready
 #
 # Everything listens on 127.0.0.1: the load balancer on CLUSTER_PORT (default 3100), web on
 # 3101-3102, streaming on 4101-4102, delivery on 4111-4112 and media on 4121 (health and
@@ -134,7 +136,7 @@ start_cluster() {
     fi
     [ -x "$bin" ] || die "$bin is not an executable"
 
-    mkdir -p "$dir"/{pids,logs,media} "$dir"/nginx-tmp/{body,proxy,fastcgi,uwsgi,scgi}
+    mkdir -p "$dir"/{pids,logs,media,cmd} "$dir"/nginx-tmp/{body,proxy,fastcgi,uwsgi,scgi}
     psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
         || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
     rabbitmqctl -q add_vhost "$vhost" >/dev/null 2>&1 || true
@@ -158,9 +160,10 @@ start_cluster() {
     # 90 in all, within PostgreSQL's default max_connections of 100.
     start_one() { # service port requests-pool workers-pool
         local name="$1-$2"
-        env "${base_env[@]}" PORT="$2" DB_POOL="$3" DB_WORKER_POOL="$4" "$bin" "$1" \
-            >>"$dir/logs/$name.log" 2>&1 &
-        echo $! >"$dir/pids/$name.pid"
+        # The command is kept so that `restart NAME` starts the process the same way.
+        printf '%q ' exec env "${base_env[@]}" PORT="$2" DB_POOL="$3" DB_WORKER_POOL="$4" "$bin" "$1" \
+            >"$dir/cmd/$name"
+        launch "$name"
     }
     for p in "${web_ports[@]}"; do start_one web "$p" 12 2; done
     for p in "${streaming_ports[@]}"; do start_one streaming "$p" 4 1; done
@@ -202,6 +205,25 @@ PY
     cluster_env
 }
 
+launch() { # name: starts it as `start` did, in the background
+    bash "$dir/cmd/$1" >>"$dir/logs/$1.log" 2>&1 &
+    echo $! >"$dir/pids/$1.pid"
+}
+
+kill_one() { # name: SIGKILL, as a crash or an OOM kill would end it
+    [ -f "$dir/pids/$1.pid" ] || die "no process $1 (see $0 status)"
+    kill -KILL "$(cat "$dir/pids/$1.pid")" 2>/dev/null || true
+    log "killed $1"
+}
+
+restart_one() { # name: starts it again and waits until it is ready
+    [ -f "$dir/cmd/$1" ] || die "no process $1 (see $0 status)"
+    alive "$dir/pids/$1.pid" && die "$1 is running"
+    launch "$1"
+    wait_ready "${1##*-}" "$1" 60
+    log "restarted $1"
+}
+
 reset_cluster() {
     stop_cluster
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
@@ -216,5 +238,7 @@ case "${1:-}" in
     stop) stop_cluster ;;
     status) status_cluster ;;
     env) cluster_env ;;
-    *) echo "usage: $0 start|status|stop|reset|env" >&2; exit 2 ;;
+    kill) kill_one "${2:?kill NAME, e.g. web-3101}" ;;
+    restart) restart_one "${2:?restart NAME, e.g. web-3101}" ;;
+    *) echo "usage: $0 start|status|stop|reset|env|kill NAME|restart NAME" >&2; exit 2 ;;
 esac

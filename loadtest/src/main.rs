@@ -22,7 +22,11 @@
 //!
 //! Federation: `federation` (inbound and outbound rates, see [`federation`]) and `dead-peers`
 //! (delivery while a share of the followers' servers are dead, see [`dead_peers`]).
+//!
+//! Reliability: `chaos-ledger` (every effect of a steady trickle of writes counted while
+//! `loadtest/chaos.sh` kills services, see [`chaos`]).
 
+mod chaos;
 mod dead_peers;
 mod federation;
 mod media;
@@ -72,6 +76,9 @@ enum Command {
     /// Federation with dead servers: a share of the followers' servers hang or answer 500
     /// while the author posts; delivery rate and latency to the live ones.
     DeadPeers(dead_peers::Args),
+    /// Chaos: the ledger of writes whose every effect is counted (home feed, notifications,
+    /// deliveries to fake peers, media variants) while loadtest/chaos.sh breaks things.
+    ChaosLedger(chaos::Args),
     /// Media: 12-megapixel photos through the media service beside the raw rate of the same
     /// crates, memory per job, and home-timeline reads during an upload storm.
     Media(media::Args),
@@ -206,6 +213,7 @@ async fn run(command: Command) -> anyhow::Result<bool> {
         Command::ViralPost(args) => return surge::viral_post::run(args).await,
         Command::StreamingCrowd(args) => return surge::streaming_crowd::run(args).await,
         Command::DeadPeers(args) => dead_peers::run(args).await?,
+        Command::ChaosLedger(args) => chaos::run(args).await?,
         Command::Media(args) => media::run(args).await?,
         Command::Federation(args) => federation::run(args).await?,
         Command::StreamingCapacity(args) => streaming_capacity::run(args).await?,

@@ -203,6 +203,11 @@ impl Prepared {
     /// Summarises, writes the report and prints where it is and each rule's verdict on standard
     /// output; returns whether every rule passed.
     pub fn finish(&self, info: RunInfo, data: Collected) -> anyhow::Result<bool> {
+        std::fs::create_dir_all(&self.report_dir)?;
+        std::fs::write(
+            self.report_dir.join("seconds.jsonl"),
+            data.per_second_lines(),
+        )?;
         let summary = Summary::build(
             info,
             data,

@@ -111,6 +111,46 @@ pub struct Collected {
     pub requests: BTreeMap<&'static str, BTreeMap<u64, Bin>>,
     /// measurement → (seconds into the run, value in ms).
     pub measures: BTreeMap<&'static str, Vec<(f64, f32)>>,
+    /// The wall-clock time of the run's second 0, in milliseconds since the Unix epoch.
+    pub origin_unix_ms: u128,
+}
+
+impl Collected {
+    /// Every second of the run with requests, all operations together, one JSON object a line:
+    /// its wall-clock start (`t_unix_ms`), the count of each outcome and the p99 latency of the
+    /// answered ones — for matching the run against events outside it (the chaos run's faults).
+    pub fn per_second_lines(&self) -> String {
+        let mut seconds: BTreeMap<u64, Bin> = BTreeMap::new();
+        for bins in self.requests.values() {
+            for (second, bin) in bins {
+                let all = seconds.entry(*second).or_default();
+                for (sum, n) in all.counts.iter_mut().zip(bin.counts) {
+                    *sum += n;
+                }
+                all.latencies_ms.extend(&bin.latencies_ms);
+            }
+        }
+        let mut out = String::new();
+        for (second, mut bin) in seconds {
+            bin.latencies_ms.sort_by(f32::total_cmp);
+            let p99 = bin
+                .latencies_ms
+                .get(((bin.latencies_ms.len().max(1) - 1) as f64 * 0.99).round() as usize)
+                .copied();
+            let mut line = serde_json::Map::new();
+            line.insert(
+                "t_unix_ms".into(),
+                (self.origin_unix_ms as u64 + second * 1000).into(),
+            );
+            for outcome in Outcome::ALL {
+                line.insert(outcome.name().into(), bin.counts[outcome.index()].into());
+            }
+            line.insert("p99_ms".into(), serde_json::json!(p99));
+            out.push_str(&serde_json::Value::Object(line).to_string());
+            out.push('\n');
+        }
+        out
+    }
 }
 
 impl Recorder {
@@ -166,7 +206,13 @@ async fn collect(
     progress: Duration,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
-    let mut data = Collected::default();
+    let mut data = Collected {
+        origin_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+            .saturating_sub(origin.elapsed().as_millis()),
+        ..Collected::default()
+    };
     let mut ticker = tokio::time::interval(progress);
     ticker.tick().await;
     // What arrived since the last progress line.
