@@ -53,6 +53,11 @@ load_pid=$!
     --rate 2 --peers 3 --drain-seconds 300 --report-dir "$report/ledger" \
     >"$report/ledger.out" 2>"$report/ledger.err" &
 ledger_pid=$!
+# The fault clock starts when the ledger's posts do (after its accounts and peers are set up).
+until grep -q 'posts at' "$report/ledger.err" 2>/dev/null; do
+    kill -0 "$ledger_pid" 2>/dev/null || { log "chaos-ledger did not start:"; cat "$report/ledger.err" >&2; exit 1; }
+    sleep 0.5
+done
 started=$(date +%s)
 
 # Every process ready again: the recovery time of a fault.

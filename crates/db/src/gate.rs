@@ -72,6 +72,9 @@ impl Admission {
 }
 
 struct Gate {
+    /// For a pool of the primary: marked when the server is found unavailable, and an
+    /// acquisition then waits a little and tries again ([`UNAVAILABLE_RETRIES_MS`]).
+    outage: Option<crate::replica::Outage>,
     name: String,
     admission: Admission,
     /// How long the last caller served waited, in microseconds.
@@ -112,6 +115,7 @@ impl Db {
         Db {
             pool,
             gate: Arc::new(Gate {
+                outage: None,
                 name: name.to_string(),
                 admission,
                 last_wait_us: AtomicU64::new(0),
@@ -123,6 +127,23 @@ impl Db {
                 timeouts: metrics.db_pool_timeouts.get_or_create(&labels).clone(),
             }),
         }
+    }
+
+    /// [`Db::new`] for a pool of the primary, sharing `outage` with the process's other primary
+    /// pools: a server found unavailable marks it, and an acquisition then retries for a moment
+    /// before it fails.
+    pub fn of_primary(
+        pool: PgPool,
+        name: &str,
+        admission: Admission,
+        metrics: Arc<Metrics>,
+        outage: crate::replica::Outage,
+    ) -> Self {
+        let mut db = Self::new(pool, name, admission, metrics);
+        if let Some(gate) = Arc::get_mut(&mut db.gate) {
+            gate.outage = Some(outage);
+        }
+        db
     }
 
     /// The pool underneath, for what needs sqlx's own type (migrations, leases).
@@ -176,7 +197,19 @@ impl Db {
             return Err(Error::PoolTimedOut);
         }
         let started = Instant::now();
-        let result = self.pool.acquire().await;
+        let mut result = self.pool.acquire().await;
+        // PostgreSQL restarting (refusing connections, or "starting up"): a few short waits
+        // turn the moment into slower answers rather than errors.
+        for pause_ms in UNAVAILABLE_RETRIES_MS {
+            match (&result, &gate.outage) {
+                (Err(error), Some(outage)) if crate::is_unavailable(error) => {
+                    outage.now();
+                    tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                    result = self.pool.acquire().await;
+                }
+                _ => break,
+            }
+        }
         drop(waiting);
         let waited = started.elapsed();
         gate.last_wait_us
@@ -193,6 +226,10 @@ impl Db {
         }
     }
 }
+
+/// The waits, in milliseconds, before acquiring again when the server was unavailable: 1.5 s in
+/// all, about what a fast restart of PostgreSQL takes.
+const UNAVAILABLE_RETRIES_MS: [u64; 4] = [100, 200, 400, 800];
 
 tokio::task_local! {
     /// Set once a request (see [`admitted`]) has been given its first connection.

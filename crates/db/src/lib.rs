@@ -24,6 +24,33 @@ pub use replica::Reads;
 /// The schema migrations, embedded at build time.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
+/// Whether `error` says the server could not be reached, is going away or is still starting (a
+/// restart, a fail-over, a dropped connection): the same work may succeed in a moment on a new
+/// connection.
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // 08: connection exceptions; 57P: the server shutting down, crashed or starting.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// When the primary was last found unavailable. The process's primary pools close the
+/// connections opened before then instead of handing them out: a restart of PostgreSQL broke
+/// them all, and each would otherwise fail one request before the pool replaced it.
+pub fn primary_outage() -> &'static replica::Outage {
+    static OUTAGE: std::sync::LazyLock<replica::Outage> =
+        std::sync::LazyLock::new(replica::Outage::default);
+    &OUTAGE
+}
+
 /// A pooled connection idle at least this long is pinged before it is handed out.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
 
@@ -90,26 +117,41 @@ pub fn pools(
     application_name: &str,
     metrics: &std::sync::Arc<stampede_telemetry::Metrics>,
 ) -> Result<(Db, Db), sqlx::Error> {
-    let requests = pool(
+    let outage = Some(primary_outage().clone());
+    let requests = pool_with(
         config,
         application_name,
         config.pool_size,
         config.acquire_timeout,
+        outage.clone(),
     )?;
-    let workers = pool(
+    let workers = pool_with(
         config,
         application_name,
         config.worker_pool_size,
         WORKER_ACQUIRE_TIMEOUT,
+        outage,
     )?;
     let admission = Admission {
         max_waiters: config.pool_queue,
         max_wait: config.pool_max_wait,
     };
     Ok((
-        Db::new(requests, "requests", admission, metrics.clone()),
+        Db::of_primary(
+            requests,
+            "requests",
+            admission,
+            metrics.clone(),
+            primary_outage().clone(),
+        ),
         // Jobs wait in their queue rather than fail: every consumer may wait its turn.
-        Db::new(workers, "workers", Admission::PATIENT, metrics.clone()),
+        Db::of_primary(
+            workers,
+            "workers",
+            Admission::PATIENT,
+            metrics.clone(),
+            primary_outage().clone(),
+        ),
     ))
 }
 
@@ -180,4 +222,18 @@ pub async fn wait_until_reachable(pool: &PgPool, attempts: Option<u32>) -> bool 
 /// Applies pending migrations. Concurrent callers are serialised by sqlx's advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     MIGRATOR.run(pool).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_broken_or_absent_server_is_unavailable_and_a_query_error_is_not() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(is_unavailable(&sqlx::Error::Io(io)));
+        assert!(is_unavailable(&sqlx::Error::PoolClosed));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::PoolTimedOut));
+    }
 }

@@ -70,7 +70,8 @@ fn millis() -> u64 {
 }
 
 impl Outage {
-    fn now(&self) {
+    /// Marks an outage now: connections opened until now are closed rather than used.
+    pub fn now(&self) {
         self.0.store(millis(), Ordering::Relaxed);
     }
 
@@ -158,22 +159,11 @@ impl Reads {
         let Some(replica) = &self.replica else {
             return false;
         };
-        let failed = match error {
-            sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::Protocol(_)
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::WorkerCrashed => true,
-            // 08: connection exceptions; 57P: the server shutting down or starting; 3D000: the
-            // database not replayed yet; 40001: a query cancelled by a conflict with recovery.
-            sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-                code.starts_with("08")
-                    || code.starts_with("57P")
-                    || code == "3D000"
-                    || code == "40001"
-            }),
-            _ => false,
-        };
+        // Besides the server being unavailable — 3D000: the database not replayed yet; 40001: a
+        // query cancelled by a conflict with recovery.
+        let failed = crate::is_unavailable(error)
+            || matches!(error, sqlx::Error::Database(db)
+                if db.code().is_some_and(|code| code == "3D000" || code == "40001"));
         if failed {
             tracing::warn!(%error, "read replica failed a read; reads use the primary");
             replica.usable.store(false, Ordering::Relaxed);

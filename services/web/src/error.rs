@@ -107,6 +107,22 @@ impl ApiError {
             tracing::debug!("database pool saturated; answered 503");
             return Self::unavailable();
         }
+        if let Some(db) = error
+            .chain()
+            .filter_map(|cause| cause.downcast_ref::<sqlx::Error>())
+            .find(|e| stampede_db::is_unavailable(e))
+        {
+            // PostgreSQL restarting or failing over: this request's connection broke. The
+            // pools drop every connection as old as this one, and the client is told to retry.
+            stampede_db::primary_outage().now();
+            tracing::warn!(error = %db, "database unavailable; answered 503");
+            let mut unavailable = Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "The database is unavailable; try again in a moment",
+            );
+            unavailable.retry_after = Some(std::time::Duration::from_secs(2));
+            return unavailable;
+        }
         tracing::error!(error = %format!("{error:#}"), "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     }
