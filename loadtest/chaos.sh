@@ -150,5 +150,6 @@ out = {
 }
 print(json.dumps(out, indent=2))
 PY
-log "report: $report (chaos.json, faults.jsonl, load/, ledger/, cluster logs in ~/.cache/stampede-cluster/logs)"
+cp -r "${CLUSTER_DIR:-$HOME/.cache/stampede-cluster}/logs" "$report/cluster-logs" 2>/dev/null || true
+log "report: $report (chaos.json, faults.jsonl, load/, ledger/, cluster-logs/)"
 exit "$status"

@@ -7,7 +7,7 @@
 #   deploy/local/cluster.sh start     # build, migrate, start everything, wait until ready
 #   deploy/local/cluster.sh status    # each process's /health/ready
 #   deploy/local/cluster.sh stop      # stop every process it started (SIGTERM, then SIGKILL)
-#   deploy/local/cluster.sh reset     # stop, then drop its database, vhost and Redis db
+#   deploy/local/cluster.sh reset     # stop, then drop its database, vhost, Redis db and logs
 #   deploy/local/cluster.sh env       # the variables a load test needs (eval "$(… env)")
 #   deploy/local/cluster.sh kill web-3101     # SIGKILL one process (the chaos run)
 #   deploy/local/cluster.sh restart web-3101  # start it again as `start` did; wait until ready
@@ -229,7 +229,8 @@ reset_cluster() {
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
     rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
     redis-cli -n "$redis_db" flushdb >/dev/null
-    log "dropped database $db, vhost $vhost and Redis db $redis_db"
+    rm -f "$dir"/logs/*.log
+    log "dropped database $db, vhost $vhost and Redis db $redis_db, and the logs"
 }
 
 case "${1:-}" in

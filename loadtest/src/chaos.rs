@@ -28,13 +28,13 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use stampede_activitypub::keys::{self, PrivateKey};
 use tokio::sync::Mutex;
 
-use crate::federation::{await_followers, send_signed};
+use crate::federation::{activity_json, actor_document, await_followers, send_signed};
 use crate::surge::{api, seed};
 
 #[derive(Debug, clap::Args)]
@@ -89,18 +89,7 @@ impl Peer {
 }
 
 async fn actor(State(peer): State<Arc<Peer>>, Path(_name): Path<String>) -> Response {
-    let id = peer.actor();
-    let doc = json!({
-        "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
-        "id": id, "type": "Person", "preferredUsername": "f",
-        "inbox": format!("{id}/inbox"),
-        "publicKey": { "id": format!("{id}#main-key"), "owner": id, "publicKeyPem": peer.fed.public_pem },
-    });
-    (
-        [("content-type", "application/activity+json")],
-        doc.to_string(),
-    )
-        .into_response()
+    activity_json(&actor_document(&peer.actor(), "f", &peer.fed.public_pem))
 }
 
 async fn inbox(State(peer): State<Arc<Peer>>, body: Bytes) -> StatusCode {

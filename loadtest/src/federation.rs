@@ -84,24 +84,34 @@ impl Remote {
     }
 }
 
-async fn actor(State(remote): State<Arc<Remote>>, Path(name): Path<String>) -> Response {
-    let id = remote.actor(&name);
-    let shared = name == "poster";
-    let mut doc = json!({
+/// The actor document of a fake remote account `id` named `name`, with its inbox at
+/// `{id}/inbox` and its key.
+pub(crate) fn actor_document(id: &str, name: &str, public_pem: &str) -> Value {
+    json!({
         "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
         "id": id, "type": "Person", "preferredUsername": name,
         "inbox": format!("{id}/inbox"),
-        "followers": format!("{id}/followers"),
-        "publicKey": { "id": format!("{id}#main-key"), "owner": id, "publicKeyPem": remote.public_pem },
-    });
-    if shared {
-        doc["endpoints"] = json!({ "sharedInbox": format!("{}/inbox", remote.origin) });
-    }
+        "publicKey": { "id": format!("{id}#main-key"), "owner": id, "publicKeyPem": public_pem },
+    })
+}
+
+/// `doc` as an ActivityPub answer.
+pub(crate) fn activity_json(doc: &Value) -> Response {
     (
         [("content-type", "application/activity+json")],
         doc.to_string(),
     )
         .into_response()
+}
+
+async fn actor(State(remote): State<Arc<Remote>>, Path(name): Path<String>) -> Response {
+    let id = remote.actor(&name);
+    let mut doc = actor_document(&id, &name, &remote.public_pem);
+    doc["followers"] = json!(format!("{id}/followers"));
+    if name == "poster" {
+        doc["endpoints"] = json!({ "sharedInbox": format!("{}/inbox", remote.origin) });
+    }
+    activity_json(&doc)
 }
 
 async fn webfinger(

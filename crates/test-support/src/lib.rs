@@ -230,13 +230,7 @@ impl TestApp {
 pub async fn spawn_streaming(
     app: &TestApp,
 ) -> anyhow::Result<(SocketAddr, tokio_util::sync::CancellationToken)> {
-    let config = Config::from_source(&Env::from_pairs(app.env.clone()))?;
-    let ctx = Context::new(config, "stampede-test-streaming")?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let addr = listener.local_addr()?;
-    let shutdown = ctx.shutdown.clone();
-    tokio::spawn(stampede_streaming::serve(ctx, listener));
-    Ok((addr, shutdown))
+    spawn_like(app, "stampede-test-streaming", stampede_streaming::serve).await
 }
 
 /// Another web process configured like `app` (same database, queue and cache), as a second
@@ -244,12 +238,28 @@ pub async fn spawn_streaming(
 pub async fn spawn_web(
     app: &TestApp,
 ) -> anyhow::Result<(SocketAddr, tokio_util::sync::CancellationToken)> {
+    spawn_like(app, "stampede-test-web", |ctx, listener| {
+        stampede_web::serve_with(ctx, listener, Default::default())
+    })
+    .await
+}
+
+/// A process serving `serve` on a loopback port the OS picks, configured like `app`.
+async fn spawn_like<F, Fut>(
+    app: &TestApp,
+    name: &str,
+    serve: F,
+) -> anyhow::Result<(SocketAddr, tokio_util::sync::CancellationToken)>
+where
+    F: FnOnce(Context, tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
     let config = Config::from_source(&Env::from_pairs(app.env.clone()))?;
-    let ctx = Context::new(config, "stampede-test-web")?;
+    let ctx = Context::new(config, name)?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
     let addr = listener.local_addr()?;
     let shutdown = ctx.shutdown.clone();
-    tokio::spawn(stampede_web::serve_with(ctx, listener, Default::default()));
+    tokio::spawn(serve(ctx, listener));
     Ok((addr, shutdown))
 }
 

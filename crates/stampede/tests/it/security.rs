@@ -540,6 +540,19 @@ async fn seen(hits: &Hits, request: &str) {
     }
 }
 
+/// Workers on, and the outbound guard opened to 127.0.0.2 alone (the trap that plays an honest
+/// server); 127.0.0.1 and ::1 stay private space.
+fn opened_to_the_fair_server() -> AppOptions {
+    AppOptions {
+        workers: true,
+        env: vec![(
+            "ALLOWED_PRIVATE_ADDRESSES".to_string(),
+            "127.0.0.2/32".to_string(),
+        )],
+        ..AppOptions::default()
+    }
+}
+
 /// Every fetch a user can make the server do — resolving a URL or a handle, a link preview, a
 /// push subscription, a delivery to an inbox, an avatar — names an address in private space,
 /// written every way a URL can write one, directly or through a redirect or a document that
@@ -548,16 +561,7 @@ async fn seen(hits: &Hits, request: &str) {
 #[tokio::test]
 async fn no_fetch_reaches_private_space_however_it_is_written() {
     let (port, hits) = traps().await;
-    let app = spawn_app(AppOptions {
-        workers: true,
-        env: vec![(
-            "ALLOWED_PRIVATE_ADDRESSES".to_string(),
-            "127.0.0.2/32".to_string(),
-        )],
-        ..AppOptions::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app(opened_to_the_fair_server()).await.unwrap();
     let alice = seed_user(&app, "alice", false).await;
     let bob = seed_user(&app, "bob", false).await;
     let fair = format!("http://127.0.0.2:{port}");
@@ -731,16 +735,7 @@ async fn no_fetch_reaches_private_space_however_it_is_written() {
 #[tokio::test]
 async fn markup_from_users_and_other_servers_cannot_script_a_reader() {
     let (port, _hits) = traps().await;
-    let app = spawn_app(AppOptions {
-        workers: true,
-        env: vec![(
-            "ALLOWED_PRIVATE_ADDRESSES".to_string(),
-            "127.0.0.2/32".to_string(),
-        )],
-        ..AppOptions::default()
-    })
-    .await
-    .unwrap();
+    let app = spawn_app(opened_to_the_fair_server()).await.unwrap();
     let alice = seed_user(&app, "alice", false).await;
 
     // Local: the profile and a status.
