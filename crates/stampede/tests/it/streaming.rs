@@ -33,19 +33,19 @@ async fn streaming_app(env: &[(&str, &str)]) -> TestApp {
 }
 
 /// A WebSocket client.
-struct Ws {
+pub(crate) struct Ws {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
 
 /// How a client presents its token.
 #[derive(Clone, Copy)]
-enum Via {
+pub(crate) enum Via {
     Header,
     Protocol,
     Query,
 }
 
-async fn try_ws(
+pub(crate) async fn try_ws(
     addr: SocketAddr,
     query: &str,
     token: Option<&str>,
@@ -124,7 +124,7 @@ impl Ws {
     }
 
     /// Collects events for `limit` (for asserting what did *not* arrive).
-    async fn drain(&mut self, limit: Duration) -> Vec<Value> {
+    pub(crate) async fn drain(&mut self, limit: Duration) -> Vec<Value> {
         let mut frames = Vec::new();
         let deadline = tokio::time::Instant::now() + limit;
         while let Some(frame) = self
