@@ -357,3 +357,62 @@ async fn interactions_racing_a_deletion_answer_404_not_500() {
         "{failures:?} (all answers: {outcomes:?})"
     );
 }
+
+/// Every connection the server holds to PostgreSQL is cut, as a restart or a fail-over cuts
+/// them (`pg_terminate_backend`, the "terminating connection due to administrator command" of
+/// the chaos run): no request answers 500; one that finds its connection broken answers 503
+/// with `Retry-After`; the pools drop the other broken connections instead of failing a request
+/// on each, so within a few requests every answer is 200 again.
+#[tokio::test]
+async fn cut_database_connections_answer_503_once_then_recover() {
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let status = post_status(&app, &alice, json!({ "status": "before the cut" })).await;
+    let path = format!("/api/v1/statuses/{status}");
+    // Warm the pools: several connections open at once.
+    let warm = futures_util::future::join_all((0..8).map(|_| get(&app, &path, &alice))).await;
+    assert!(warm.iter().all(|a| a.status == 200));
+
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(&app.db.name)
+    .fetch_one(&app.ctx.db)
+    .await
+    .unwrap_or(0);
+    assert!(cut > 1, "only {cut} connections to cut");
+
+    let mut answers = Vec::new();
+    for _ in 0..30 {
+        let response = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&alice.token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        if status == 503 {
+            assert!(
+                response.headers().contains_key("retry-after"),
+                "a 503 without Retry-After"
+            );
+        }
+        answers.push(status);
+    }
+    assert!(
+        answers.iter().all(|s| *s == 200 || *s == 503),
+        "answers after the cut: {answers:?}"
+    );
+    let failed = answers.iter().filter(|s| **s == 503).count();
+    assert!(
+        failed <= 2,
+        "{failed} requests failed after the cut: {answers:?}"
+    );
+    assert!(
+        answers[answers.len() - 20..].iter().all(|s| *s == 200),
+        "not recovered: {answers:?}"
+    );
+    app.stop().await;
+}
