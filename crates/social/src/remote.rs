@@ -275,7 +275,8 @@ impl Resolver {
         }
     }
 
-    async fn known_by_handle(
+    /// The account `user@domain` if this server knows it already; nothing is fetched.
+    pub async fn known_by_handle(
         &self,
         user: &str,
         domain: &str,

@@ -674,10 +674,25 @@ async fn no_fetch_reaches_private_space_however_it_is_written() {
     .await;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
 
+    // A lookup fetches nothing, signed in or not: an unknown handle is 404.
+    let fetches = |hits: Hits| async move { hits_on(&hits, "127.0.0.2").await.len() };
+    let before = fetches(hits.clone()).await;
+    let lookup = format!("/api/v1/accounts/lookup?acct=fair@127.0.0.2:{port}");
+    for token in [None, Some(alice.token.as_str())] {
+        assert_eq!(
+            call(&app, Method::GET, &lookup, token, None).await.status,
+            404
+        );
+    }
+    assert_eq!(fetches(hits.clone()).await, before, "a lookup fetched");
+
     // The controls: the same kinds of fetch to the opened address arrive.
     let fair_account =
         crate::federation::resolve(&app, &alice, &format!("fair@127.0.0.2:{port}")).await;
     seen(&hits, "GET /.well-known/webfinger").await;
+    // Known now: a lookup finds it.
+    let found = call(&app, Method::GET, &lookup, None, None).await;
+    assert_eq!(found.body["id"], fair_account.as_str(), "{:?}", found.body);
     let answer = call(
         &app,
         Method::POST,

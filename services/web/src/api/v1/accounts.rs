@@ -562,16 +562,14 @@ pub async fn lookup(
         {
             user
         }
-        // Another server's: known already, or found there through WebFinger.
+        // Another server's, if known already: like Mastodon (`skip_webfinger`), a lookup
+        // fetches nothing, so nobody makes the server call other hosts by looking up (search
+        // with `resolve=true` does that, for signed-in users).
         Some((user, domain)) => {
             let remote = state
                 .resolver
-                .by_handle(user, domain)
-                .await
-                .map_err(|e| {
-                    tracing::info!(error = %e, acct, "remote lookup failed");
-                    ApiError::not_found()
-                })?
+                .known_by_handle(user, domain)
+                .await?
                 .ok_or_else(ApiError::not_found)?;
             let account = accounts::find(&state.ctx.db, remote.id)
                 .await?
