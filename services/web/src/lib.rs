@@ -111,7 +111,7 @@ impl AppState {
 /// The application routes (without `/health/*` and `/metrics`, which every process serves, and
 /// the JSON 404 every process answers unknown paths with).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let router = Router::new()
         .merge(api::router(&state))
         .merge(oauth::router())
         .merge(pages::router())
@@ -126,12 +126,18 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             refuse_blocked_addresses,
         ))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
-        .with_state(state)
+        .with_state(state);
+    catch_panics(router)
 }
 
-/// A handler that panicked answers 500 with Mastodon's error body (and is logged), instead of
-/// the connection being dropped; whatever transaction it held is rolled back as it unwinds.
+/// `router` with its handlers' panics caught: a handler that panics answers 500 with Mastodon's
+/// error body (and is logged), instead of the connection being dropped; whatever transaction it
+/// held is rolled back as it unwinds.
+pub fn catch_panics(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(panicked))
+}
+
+/// The answer to a handler's panic (see [`catch_panics`]).
 fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
     let message = panic
         .downcast_ref::<String>()

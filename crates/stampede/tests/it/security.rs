@@ -1086,3 +1086,37 @@ async fn rate_limits_hold_across_two_web_replicas() {
     second_stop.cancel();
     app.stop().await;
 }
+
+/// A handler that panics (none should; the fuzzer found one in the inbox) answers 500 with
+/// Mastodon's error body through the layer every web router has, and the server keeps serving on
+/// the same connection.
+#[tokio::test]
+async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
+    use axum::routing::get;
+    async fn boom() -> &'static str {
+        panic!("a bug")
+    }
+    let router = stampede_web::catch_panics(
+        axum::Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" })),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = reqwest::Client::new();
+    let boom = client
+        .get(format!("http://{addr}/boom"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(boom.status(), 500);
+    let body: Value = boom.json().await.unwrap();
+    assert_eq!(body, json!({ "error": "Internal server error" }));
+    let fine = client
+        .get(format!("http://{addr}/fine"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fine.status(), 200);
+}
