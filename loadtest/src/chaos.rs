@@ -117,7 +117,7 @@ struct Posted {
     n: u64,
     sent_unix_ms: u128,
     latency_ms: u128,
-    /// `2xx`, `4xx`, `5xx`, `timeout` or `connect`.
+    /// `2xx`, `429`, `4xx`, `5xx`, `timeout` or `connect`.
     outcome: &'static str,
     text: String,
     id: Option<String>,
@@ -131,14 +131,9 @@ fn unix_ms() -> u128 {
         .map_or(0, |d| d.as_millis())
 }
 
+/// The outcome class of an answer, as the surge scenarios name it (`2xx`, `5xx`, `timeout` …).
 fn outcome_of(result: &Result<reqwest::Response, reqwest::Error>) -> &'static str {
-    match result {
-        Ok(r) if r.status().is_success() => "2xx",
-        Ok(r) if r.status().is_server_error() => "5xx",
-        Ok(_) => "4xx",
-        Err(e) if e.is_timeout() => "timeout",
-        Err(_) => "connect",
-    }
+    crate::surge::record::Outcome::from_reqwest(result).name()
 }
 
 /// A small PNG, the same for every upload.

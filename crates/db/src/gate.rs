@@ -105,6 +105,16 @@ impl std::fmt::Debug for Db {
 impl Db {
     /// Fronts `pool`, named `name` in metrics and errors, refusing callers as `admission` says.
     pub fn new(pool: PgPool, name: &str, admission: Admission, metrics: Arc<Metrics>) -> Self {
+        Self::build(pool, name, admission, metrics, None)
+    }
+
+    fn build(
+        pool: PgPool,
+        name: &str,
+        admission: Admission,
+        metrics: Arc<Metrics>,
+        outage: Option<crate::replica::Outage>,
+    ) -> Self {
         let labels = PoolLabels {
             pool: name.to_string(),
         };
@@ -115,7 +125,7 @@ impl Db {
         Db {
             pool,
             gate: Arc::new(Gate {
-                outage: None,
+                outage,
                 name: name.to_string(),
                 admission,
                 last_wait_us: AtomicU64::new(0),
@@ -139,11 +149,7 @@ impl Db {
         metrics: Arc<Metrics>,
         outage: crate::replica::Outage,
     ) -> Self {
-        let mut db = Self::new(pool, name, admission, metrics);
-        if let Some(gate) = Arc::get_mut(&mut db.gate) {
-            gate.outage = Some(outage);
-        }
-        db
+        Self::build(pool, name, admission, metrics, Some(outage))
     }
 
     /// The pool underneath, for what needs sqlx's own type (migrations, leases).

@@ -117,20 +117,20 @@ pub fn pools(
     application_name: &str,
     metrics: &std::sync::Arc<stampede_telemetry::Metrics>,
 ) -> Result<(Db, Db), sqlx::Error> {
-    let outage = Some(primary_outage().clone());
+    let outage = primary_outage();
     let requests = pool_with(
         config,
         application_name,
         config.pool_size,
         config.acquire_timeout,
-        outage.clone(),
+        Some(outage.clone()),
     )?;
     let workers = pool_with(
         config,
         application_name,
         config.worker_pool_size,
         WORKER_ACQUIRE_TIMEOUT,
-        outage,
+        Some(outage.clone()),
     )?;
     let admission = Admission {
         max_waiters: config.pool_queue,
@@ -142,7 +142,7 @@ pub fn pools(
             "requests",
             admission,
             metrics.clone(),
-            primary_outage().clone(),
+            outage.clone(),
         ),
         // Jobs wait in their queue rather than fail: every consumer may wait its turn.
         Db::of_primary(
@@ -150,7 +150,7 @@ pub fn pools(
             "workers",
             Admission::PATIENT,
             metrics.clone(),
-            primary_outage().clone(),
+            outage.clone(),
         ),
     ))
 }

@@ -76,6 +76,15 @@ fn all_but(needed: &[String]) -> String {
         .join(" ")
 }
 
+/// What fills a route's parameters: Bob (who must be called `bob`) and one of his statuses.
+fn path_ids(bob: &User, status: String) -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("account", bob.id.clone()),
+        ("status", status),
+        ("username", bob.username.clone()),
+    ])
+}
+
 /// The route's path with its parameters filled in with things that exist, so that only the
 /// credentials are wrong.
 fn concrete(path: &str, ids: &HashMap<&str, String>) -> String {
@@ -194,11 +203,7 @@ async fn every_route_needs_its_scope_and_staff_routes_need_staff() {
     let admin = seed_user(&app, "root", false).await;
     crate::moderation::make_admin(&app, &admin).await;
     let status = post_status(&app, &bob, json!({ "status": "a public status #rust" })).await;
-    let ids = HashMap::from([
-        ("account", bob.id.clone()),
-        ("status", status),
-        ("username", "bob".to_string()),
-    ]);
+    let ids = path_ids(&bob, status);
     let routes = declared_routes();
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -905,11 +910,7 @@ async fn oversize_bodies_are_refused_on_every_route() {
     crate::moderation::make_admin(&app, &admin).await;
     let bob = seed_user(&app, "bob", false).await;
     let status = post_status(&app, &bob, json!({ "status": "hello" })).await;
-    let ids = HashMap::from([
-        ("account", bob.id.clone()),
-        ("status", status),
-        ("username", "bob".to_string()),
-    ]);
+    let ids = path_ids(&bob, status);
     // Following Bob, so that endorsing him is refused for nothing but the body.
     let path = format!("/api/v1/accounts/{}/follow", bob.id);
     let followed = call(&app, Method::POST, &path, Some(&admin.token), None).await;
