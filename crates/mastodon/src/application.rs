@@ -35,3 +35,19 @@ pub struct Token {
     /// Seconds since the epoch.
     pub created_at: i64,
 }
+
+impl Token {
+    /// A bearer token with its scopes (space-separated), issued at `created_at`.
+    pub fn bearer(
+        access_token: String,
+        scope: String,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        Token {
+            access_token,
+            token_type: "Bearer".into(),
+            scope,
+            created_at: created_at.timestamp(),
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod canary;
 pub mod mail;
 pub mod server;
 pub mod shutdown;
+pub mod workers;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ pub struct Context {
     pub health: Health,
     /// Cancelled on SIGTERM/SIGINT: stop taking work and finish what is running.
     pub shutdown: CancellationToken,
+    /// The process's role (`stampede-web`, `stampede-all` …), as connections and heartbeats name it.
+    pub process: Arc<str>,
 }
 
 impl Context {
@@ -126,6 +129,7 @@ impl Context {
             metrics,
             health: Health::default(),
             shutdown: CancellationToken::new(),
+            process: Arc::from(process),
         })
     }
 

@@ -105,3 +105,17 @@ pub fn render_note(note: &str) -> String {
         .map(|p| format!("<p>{}</p>", escape(p.trim()).replace('\n', "<br />")))
         .collect()
 }
+
+/// A plausible address: one `@`, something before it, a dotted domain after, no spaces.
+pub fn valid_email(email: &str) -> bool {
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && email.len() <= 254
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !domain.contains('@')
+}

@@ -245,6 +245,114 @@ pub async fn unfollow(
     Ok(true)
 }
 
+/// `account_id` no longer follows `target` and withdraws any request to: the follow (as
+/// [`unfollow`]) and the request go. A remote target is told by [`undo_remote`], called first.
+/// `false` if there was neither.
+pub async fn withdraw(
+    conn: &mut PgConnection,
+    account_id: i64,
+    target: i64,
+) -> Result<bool, sqlx::Error> {
+    let request =
+        sqlx::query("DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2")
+            .bind(account_id)
+            .bind(target)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    Ok(unfollow(conn, account_id, target).await? || request > 0)
+}
+
+/// Local account `account_id` authorizes the follow request of `requester`: the follow starts
+/// (with no `follow` notification: the account chose it) and a remote requester's server gets an
+/// `Accept`. `false` if there was no request.
+pub async fn authorize(
+    conn: &mut PgConnection,
+    ids: &IdGenerator,
+    base: &str,
+    account_id: i64,
+    requester: i64,
+) -> Result<bool, sqlx::Error> {
+    let request = sqlx::query(
+        "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2 \
+         RETURNING show_reblogs, notify, uri",
+    )
+    .bind(requester)
+    .bind(account_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(request) = request else {
+        return Ok(false);
+    };
+    follow(
+        conn,
+        ids,
+        requester,
+        account_id,
+        Some(request.try_get("show_reblogs")?),
+        Some(request.try_get("notify")?),
+        Tell::Nobody,
+    )
+    .await?;
+    crate::outbound::answer_follow(
+        conn,
+        base,
+        account_id,
+        requester,
+        request.try_get("uri")?,
+        true,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Local account `account_id` rejects the follow request of `requester`; a remote requester's
+/// server gets a `Reject`. `false` if there was no request.
+pub async fn reject(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    requester: i64,
+) -> Result<bool, sqlx::Error> {
+    let removed: Option<Option<String>> = sqlx::query_scalar(
+        "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2 RETURNING uri",
+    )
+    .bind(requester)
+    .bind(account_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(follow_uri) = removed else {
+        return Ok(false);
+    };
+    crate::outbound::answer_follow(conn, base, account_id, requester, follow_uri, false).await?;
+    Ok(true)
+}
+
+/// `follower` no longer follows local account `account_id`: a remote follower's server is told
+/// with a `Reject` of its `Follow`, as Mastodon does. `false` if it did not follow.
+pub async fn remove_follower(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    follower: i64,
+    follower_is_remote: bool,
+) -> Result<bool, sqlx::Error> {
+    let follow_uri: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT uri FROM follows WHERE account_id = $1 AND target_account_id = $2",
+    )
+    .bind(follower)
+    .bind(account_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(uri) = follow_uri else {
+        return Ok(false);
+    };
+    if follower_is_remote {
+        crate::outbound::answer_follow(conn, base, account_id, follower, uri, false).await?;
+    }
+    unfollow(conn, follower, account_id).await
+}
+
 /// What a follow of a remote account became.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Asked {

@@ -779,14 +779,9 @@ impl Inbox {
                 let Some(target) = target else {
                     return Ok(false);
                 };
-                let removed = sqlx::query(
-                    "DELETE FROM blocks WHERE account_id = $1 AND target_account_id = $2",
-                )
-                .bind(signer.id)
-                .bind(target)
-                .execute(&mut *tx)
-                .await?;
-                return Ok(removed.rows_affected() > 0);
+                return Ok(
+                    crate::relations::unblock(tx, &self.base, signer.id, target, false).await?,
+                );
             }
             "Follow" => {}
             _ if object.is_string() => {}
@@ -806,15 +801,7 @@ impl Inbox {
         let Some(target) = target else {
             return Ok(false);
         };
-        let request = sqlx::query(
-            "DELETE FROM follow_requests WHERE account_id = $1 AND target_account_id = $2",
-        )
-        .bind(signer.id)
-        .bind(target)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        Ok(follows::unfollow(tx, signer.id, target).await? || request > 0)
+        Ok(follows::withdraw(tx, signer.id, target).await?)
     }
 
     /// A boost by an account someone here follows, of a status this server does not have yet:

@@ -1,7 +1,7 @@
 //! Blocks and mutes between accounts, as plain functions on a connection: the client API and
 //! the CSV import apply them through the same code.
 
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgExecutor};
 use stampede_core::id::IdGenerator;
 
 use crate::follows;
@@ -65,4 +65,41 @@ pub async fn mute(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// `account_id` lifts its block of `target`; a remote target's server is told with an `Undo`
+/// (`base`: this server's URL). `false` if there was no block.
+pub async fn unblock(
+    conn: &mut PgConnection,
+    base: &str,
+    account_id: i64,
+    target: i64,
+    target_is_remote: bool,
+) -> Result<bool, sqlx::Error> {
+    let removed =
+        sqlx::query("DELETE FROM blocks WHERE account_id = $1 AND target_account_id = $2")
+            .bind(account_id)
+            .bind(target)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+            > 0;
+    if removed && target_is_remote {
+        crate::outbound::block(conn, base, account_id, target, true).await?;
+    }
+    Ok(removed)
+}
+
+/// `account_id` unmutes `target`. `false` if there was no mute.
+pub async fn unmute(
+    db: impl PgExecutor<'_>,
+    account_id: i64,
+    target: i64,
+) -> Result<bool, sqlx::Error> {
+    let removed = sqlx::query("DELETE FROM mutes WHERE account_id = $1 AND target_account_id = $2")
+        .bind(account_id)
+        .bind(target)
+        .execute(db)
+        .await?;
+    Ok(removed.rows_affected() > 0)
 }

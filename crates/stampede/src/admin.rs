@@ -9,6 +9,10 @@ use clap::Subcommand;
 use stampede_queue::WorkQueue;
 use stampede_runtime::{Context, canary};
 
+use crate::admin_accounts::{
+    AccountsCommand, EmailDomainBlocksCommand, InvitesCommand, RulesCommand,
+};
+
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Send canary jobs through outbox → queue → worker and report how long they took.
@@ -35,6 +39,13 @@ pub enum AdminCommand {
     },
     /// Messages waiting and parked in each RabbitMQ work queue.
     Queues,
+    /// The background loops of every process (clock, pruner, queue consumers, relays …), from
+    /// the heartbeats they write every 15 s: a JSON line each, with `health` one of ok, stopped
+    /// (ended on shutdown), failed (ended on its own), late (no good round in three periods) or
+    /// gone (its process stopped writing heartbeats without saying it stopped).
+    ///
+    /// Exits 1 when any loop is failed, late or gone.
+    Workers,
     /// Local accounts: list, create, approve, reject, change role.
     #[command(subcommand)]
     Accounts(AccountsCommand),
@@ -164,79 +175,6 @@ pub enum DomainsCommand {
     Purge { domain: String },
 }
 
-#[derive(Debug, Subcommand)]
-pub enum AccountsCommand {
-    /// List local accounts as JSON lines, newest first.
-    List {
-        /// active, pending, disabled or suspended.
-        #[arg(long)]
-        status: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: i64,
-    },
-    /// Create a confirmed, approved account and print its generated password.
-    Create {
-        username: String,
-        #[arg(long)]
-        email: String,
-        /// user, moderator or admin.
-        #[arg(long, default_value = "user")]
-        role: String,
-    },
-    /// Approve a pending sign-up.
-    Approve { username: String },
-    /// Reject (delete) a pending sign-up.
-    Reject { username: String },
-    /// Delete an account now: everything it posted, its media and its relations are purged,
-    /// and the servers this one knows are sent a Delete (tootctl accounts delete).
-    Delete { username: String },
-    /// Change an account's role, or confirm its e-mail address by hand.
-    Modify {
-        username: String,
-        /// user, moderator or admin.
-        #[arg(long)]
-        role: Option<String>,
-        /// Mark the e-mail address as confirmed.
-        #[arg(long)]
-        confirm: bool,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum RulesCommand {
-    /// Add a rule at the end.
-    Add {
-        text: String,
-        #[arg(long, default_value = "")]
-        hint: String,
-    },
-    /// List the rules as JSON lines.
-    List,
-    /// Remove a rule by id.
-    Remove { id: i64 },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum InvitesCommand {
-    /// Create an invite code and print it.
-    Create {
-        /// How many sign-ups it allows (unlimited when omitted).
-        #[arg(long)]
-        max_uses: Option<i32>,
-        /// Hours until it expires (never when omitted).
-        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=87_600))]
-        expires_in_hours: Option<i32>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum EmailDomainBlocksCommand {
-    /// Block a domain (and its subdomains).
-    Add { domain: String },
-    /// Unblock a domain.
-    Remove { domain: String },
-}
-
 fn parse_queue(name: &str) -> Result<WorkQueue, String> {
     WorkQueue::from_name(name).ok_or_else(|| {
         let names: Vec<_> = WorkQueue::ALL.iter().map(|q| q.name()).collect();
@@ -265,6 +203,7 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
             timeout,
             no_wait,
         } => canaries(&ctx, queue, count, hold_ms, timeout, no_wait).await,
+        AdminCommand::Workers => workers(&ctx).await,
         AdminCommand::Queues => {
             anyhow::ensure!(
                 ctx.config.amqp.is_some(),
@@ -285,6 +224,54 @@ pub async fn run(command: AdminCommand, ctx: Context) -> anyhow::Result<ExitCode
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `stampede admin workers`.
+async fn workers(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let rows: Vec<WorkerRow> = sqlx::query_as(
+        "SELECT process, worker, state, period_seconds, rounds, failures, last_error, \
+                started_at, last_ok_at, seen_at, \
+                CASE WHEN state = 'failed' THEN 'failed' \
+                     WHEN state = 'stopped' THEN 'stopped' \
+                     WHEN seen_at < now() - make_interval(secs => $1) THEN 'gone' \
+                     WHEN period_seconds IS NOT NULL \
+                      AND coalesce(last_ok_at, started_at) \
+                          < now() - make_interval(secs => 3 * period_seconds + $1) THEN 'late' \
+                     ELSE 'ok' END AS health \
+         FROM worker_heartbeats ORDER BY process, worker",
+    )
+    .bind(4.0 * stampede_runtime::workers::HEARTBEAT.as_secs_f64())
+    .fetch_all(&ctx.jobs)
+    .await
+    .context("reading the workers' heartbeats")?;
+    let mut problems = 0;
+    for row in &rows {
+        if matches!(row.health.as_str(), "failed" | "late" | "gone") {
+            problems += 1;
+        }
+        println!("{}", serde_json::to_string(row)?);
+    }
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One loop's heartbeat, as `stampede admin workers` prints it.
+#[derive(Debug, sqlx::FromRow, serde::Serialize)]
+struct WorkerRow {
+    process: String,
+    worker: String,
+    health: String,
+    state: String,
+    period_seconds: Option<f64>,
+    rounds: i64,
+    failures: i64,
+    last_error: Option<String>,
+    started_at: chrono::DateTime<chrono::Utc>,
+    last_ok_at: Option<chrono::DateTime<chrono::Utc>>,
+    seen_at: chrono::DateTime<chrono::Utc>,
 }
 
 async fn media_remove(ctx: &Context, days: u32) -> anyhow::Result<ExitCode> {

@@ -8,10 +8,83 @@ use stampede_runtime::Context;
 use stampede_web::AppState;
 use stampede_web::admin::{self, Status};
 
-use crate::admin::{AccountsCommand, EmailDomainBlocksCommand, InvitesCommand, RulesCommand};
+use clap::Subcommand;
+
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// List local accounts as JSON lines, newest first.
+    List {
+        /// active, pending, disabled or suspended.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+    /// Create a confirmed, approved account and print its generated password.
+    Create {
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// user, moderator or admin.
+        #[arg(long, default_value = "user")]
+        role: String,
+    },
+    /// Approve a pending sign-up.
+    Approve { username: String },
+    /// Reject (delete) a pending sign-up.
+    Reject { username: String },
+    /// Delete an account now: everything it posted, its media and its relations are purged,
+    /// and the servers this one knows are sent a Delete (tootctl accounts delete).
+    Delete { username: String },
+    /// Change an account's role, or confirm its e-mail address by hand.
+    Modify {
+        username: String,
+        /// user, moderator or admin.
+        #[arg(long)]
+        role: Option<String>,
+        /// Mark the e-mail address as confirmed.
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Add a rule at the end.
+    Add {
+        text: String,
+        #[arg(long, default_value = "")]
+        hint: String,
+    },
+    /// List the rules as JSON lines.
+    List,
+    /// Remove a rule by id.
+    Remove { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InvitesCommand {
+    /// Create an invite code and print it.
+    Create {
+        /// How many sign-ups it allows (unlimited when omitted).
+        #[arg(long)]
+        max_uses: Option<i32>,
+        /// Hours until it expires (never when omitted).
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..=87_600))]
+        expires_in_hours: Option<i32>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmailDomainBlocksCommand {
+    /// Block a domain (and its subdomains).
+    Add { domain: String },
+    /// Unblock a domain.
+    Remove { domain: String },
+}
 
 async fn account_id(state: &AppState, username: &str) -> anyhow::Result<i64> {
-    stampede_web::accounts::find_local(&state.ctx.db, username)
+    stampede_social::accounts::find_local(&state.ctx.db, username)
         .await?
         .map(|a| a.id)
         .with_context(|| format!("no local account @{username}"))
@@ -74,10 +147,10 @@ pub async fn run(command: AccountsCommand, ctx: Context) -> anyhow::Result<ExitC
             stampede_core::username::validate_username(&username)
                 .map_err(|e| anyhow::anyhow!("username {}", e.description()))?;
             anyhow::ensure!(
-                stampede_web::registration::valid_email(&email),
+                stampede_social::accounts::valid_email(&email),
                 "{email:?} is not a valid e-mail address"
             );
-            let password = stampede_web::tokens::generate();
+            let password = stampede_social::tokens::generate();
             let hash = state
                 .passwords
                 .hash(password.clone())
@@ -206,7 +279,7 @@ pub async fn invites(command: InvitesCommand, ctx: Context) -> anyhow::Result<Ex
                 expires_in_hours.is_none_or(|h| h > 0),
                 "--expires-in-hours must be at least 1"
             );
-            let code = stampede_web::tokens::generate()[..10].to_string();
+            let code = stampede_social::tokens::generate()[..10].to_string();
             sqlx::query(
                 "INSERT INTO invites (code, max_uses, expires_at) \
                  VALUES ($1, $2, now() + make_interval(hours => $3::int))",

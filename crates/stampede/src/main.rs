@@ -183,6 +183,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             .await;
         });
     }
+    let services = ctx.clone();
     match command {
         Command::Web => {
             stampede_web::run(ctx, addr(&config, port(stampede_web::DEFAULT_PORT))).await?
@@ -208,6 +209,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
         }
         Command::Admin(admin) => return admin::run(admin, ctx).await,
     }
+    stampede_runtime::workers::flush(&services).await;
     Ok(ExitCode::SUCCESS)
 }
 

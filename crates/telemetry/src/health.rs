@@ -29,6 +29,8 @@ pub struct Health {
     failing: Arc<RwLock<std::collections::HashSet<String>>>,
     /// Set on shutdown: a draining process is not ready, so load balancers stop sending to it.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The process's background loops, listed at `/health/workers`.
+    workers: crate::Workers,
 }
 
 impl std::fmt::Debug for Health {
@@ -48,6 +50,11 @@ pub struct Readiness {
 }
 
 impl Health {
+    /// The process's background loops.
+    pub fn workers(&self) -> &crate::Workers {
+        &self.workers
+    }
+
     /// Adds a check; a name registered twice is checked once.
     pub async fn register(&self, name: &str, check: HealthCheck) {
         let mut checks = self.checks.write().await;

@@ -22,13 +22,14 @@ struct OpsState {
     health: Health,
 }
 
-/// `/health/live`, `/health/ready` and `/metrics`.
+/// `/health/live`, `/health/ready`, `/health/workers` and `/metrics`.
 pub fn ops_router(metrics: Arc<Metrics>, health: Health) -> Router {
     Router::new()
         // Mastodon's own liveness path.
         .route("/health", get(|| async { "OK" }))
         .route("/health/live", get(|| async { "OK" }))
         .route("/health/ready", get(ready))
+        .route("/health/workers", get(workers))
         .route("/metrics", get(render_metrics))
         .with_state(OpsState { metrics, health })
 }
@@ -40,6 +41,19 @@ pub async fn not_found() -> Response {
         axum::Json(json!({ "error": "Record not found" })),
     )
         .into_response()
+}
+
+/// The process's background loops and what each last did.
+async fn workers(State(state): State<OpsState>) -> Response {
+    let list: Vec<serde_json::Value> = state
+        .health
+        .workers()
+        .list()
+        .await
+        .iter()
+        .map(|w| w.to_json())
+        .collect();
+    axum::Json(json!({ "workers": list })).into_response()
 }
 
 async fn ready(State(state): State<OpsState>) -> Response {

@@ -6,7 +6,9 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod propagation;
+pub mod workers;
 
 pub use health::{Health, HealthCheck};
 pub use logging::{LogTarget, TelemetryGuard, init};
 pub use metrics::Metrics;
+pub use workers::Workers;

@@ -63,6 +63,19 @@ pub struct DependencyLabels {
     pub dependency: String,
 }
 
+/// Labels of a background loop's rounds (`clock`, `prune` …; `ok`, `failed`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    pub worker: String,
+    pub outcome: String,
+}
+
+/// Labels naming a background loop.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerNameLabels {
+    pub worker: String,
+}
+
 /// Labels naming a database pool (`requests`, `workers`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
@@ -188,6 +201,12 @@ pub struct Metrics {
     pub db_replica_in_use: Gauge,
     /// Lag-tolerant reads by the pool that served them (`replica`, or `requests` on the primary).
     pub db_reads: Family<PoolLabels, Counter>,
+    /// Rounds of each background loop, by outcome.
+    pub worker_rounds: Family<WorkerLabels, Counter>,
+    /// When each background loop last finished a round without error (Unix seconds).
+    pub worker_last_ok: Family<WorkerNameLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    /// 1 while each background loop runs, 0 once it has ended.
+    pub worker_running: Family<WorkerNameLabels, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -246,6 +265,9 @@ impl Metrics {
             db_replica_lag: Gauge::default(),
             db_replica_in_use: Gauge::default(),
             db_reads: Family::default(),
+            worker_rounds: Family::default(),
+            worker_last_ok: Family::default(),
+            worker_running: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -447,6 +469,21 @@ impl Metrics {
             "queue_oldest_message_age_seconds",
             "Age of the message each queue's consumer received last (0 once the queue is empty)",
             m.queue_oldest_age.clone(),
+        );
+        registry.register(
+            "worker_rounds",
+            "Rounds of each background loop (clock, prune, queue depths, media sweep …), by outcome (ok, failed)",
+            m.worker_rounds.clone(),
+        );
+        registry.register(
+            "worker_last_ok_timestamp_seconds",
+            "When each background loop last finished a round without error",
+            m.worker_last_ok.clone(),
+        );
+        registry.register(
+            "worker_running",
+            "1 while each background loop runs, 0 once it has ended",
+            m.worker_running.clone(),
         );
         Arc::new(Metrics { registry, ..m })
     }

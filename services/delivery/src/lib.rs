@@ -8,9 +8,11 @@ pub mod mail;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use stampede_queue::outbox::Relay;
 use stampede_queue::{WorkQueue, Worker, dedupe};
 use stampede_runtime::canary::{self, CanaryHandler};
+use stampede_runtime::workers::{self, Periodic};
 use stampede_runtime::{Context, Dependency, server};
 use stampede_social::delivery::Deliverer;
 use stampede_social::distribute::Distributor;
@@ -135,25 +137,44 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ) {
             worker = distributor.register(worker);
         }
-        tasks.spawn(worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout));
+        tasks.spawn(workers::track(
+            ctx.clone(),
+            queue_worker_name(queue),
+            worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout),
+        ));
     }
-    tasks.spawn(
+    tasks.spawn(workers::track(
+        ctx.clone(),
+        "delivery/outbox-relay",
         Relay::new(ctx.leases.clone(), ctx.queue.clone(), ctx.metrics.clone())
             .gathering(ctx.config.database.outbox_gather)
             .run(ctx.shutdown.clone()),
-    );
-    tasks.spawn(sample_depths(ctx.clone()));
-    tasks.spawn(health.refresh(ctx.shutdown.clone()));
+    ));
+    tasks.spawn(workers::run(ctx.clone(), QueueDepths));
+    tasks.spawn(workers::track(
+        ctx.clone(),
+        "delivery/domain-health",
+        health.refresh(ctx.shutdown.clone()),
+    ));
     // Account keys for federation, made while requests leave the connections idle.
     let requests = ctx.db.clone();
-    tasks.spawn(stampede_social::keys::refill(
-        ctx.jobs.clone(),
-        ctx.config.federation.key_pool_size,
-        move || requests.busy(),
-        ctx.shutdown.clone(),
+    tasks.spawn(workers::track(
+        ctx.clone(),
+        "delivery/key-pool",
+        stampede_social::keys::refill(
+            ctx.jobs.clone(),
+            ctx.config.federation.key_pool_size,
+            move || requests.busy(),
+            ctx.shutdown.clone(),
+        ),
     ));
-    tasks.spawn(prune(ctx.clone()));
-    tasks.spawn(clock(ctx.clone()));
+    tasks.spawn(workers::run(ctx.clone(), Prune));
+    tasks.spawn(workers::run(
+        ctx.clone(),
+        Clock {
+            ids: stampede_core::id::IdGenerator::new(),
+        },
+    ));
     if let Some(listener) = listener {
         let ctx = ctx.clone();
         tasks.spawn(async move {
@@ -173,100 +194,156 @@ pub async fn run(ctx: Context, addr: SocketAddr) -> anyhow::Result<()> {
     serve(ctx, Some(listener)).await
 }
 
+/// The queue consumer's name as operators see it.
+fn queue_worker_name(queue: WorkQueue) -> &'static str {
+    match queue {
+        WorkQueue::Distribute => "delivery/queue:distribute",
+        WorkQueue::Backfill => "delivery/queue:backfill",
+        WorkQueue::Deliver => "delivery/queue:deliver",
+        WorkQueue::Ingress => "delivery/queue:ingress",
+        WorkQueue::RemoteFanout => "delivery/queue:remote_fanout",
+        WorkQueue::Fetch => "delivery/queue:fetch",
+        WorkQueue::Mail => "delivery/queue:mail",
+        WorkQueue::Media => "delivery/queue:media",
+    }
+}
+
 /// Work that comes due with time, every 5 s: scheduled statuses are posted, ended polls
-/// announced and accounts past their deletion's grace period purged. Safe with several delivery processes (rows are claimed with SKIP LOCKED).
-async fn clock(ctx: Context) {
-    let ids = stampede_core::id::IdGenerator::new();
-    loop {
-        tokio::select! {
-            () = ctx.shutdown.cancelled() => return,
-            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+/// announced and accounts past their deletion's grace period purged. Safe with several delivery
+/// processes (rows are claimed with SKIP LOCKED).
+struct Clock {
+    ids: stampede_core::id::IdGenerator,
+}
+
+impl Periodic for Clock {
+    fn name(&self) -> &'static str {
+        "delivery/clock"
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+
+    async fn round(&mut self, ctx: &Context) -> anyhow::Result<()> {
+        let published = stampede_social::post::publish_due(&ctx.jobs, &self.ids, &ctx.config)
+            .await
+            .context("posting scheduled statuses")?;
+        if published > 0 {
+            tracing::info!(published, "scheduled statuses posted");
         }
-        match stampede_social::post::publish_due(&ctx.jobs, &ids, &ctx.config).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(published = n, "scheduled statuses posted"),
-            Err(error) => tracing::warn!(%error, "scheduled statuses: will retry"),
-        }
-        if let Err(error) = stampede_social::post::notify_ended_polls(&ctx.jobs, &ids).await {
-            tracing::warn!(%error, "ended polls: will retry");
-        }
+        stampede_social::post::notify_ended_polls(&ctx.jobs, &self.ids)
+            .await
+            .context("announcing ended polls")?;
         // Accounts whose deletion's grace period is over.
         let base = stampede_social::post::base_url(&ctx.config);
-        if let Err(error) = stampede_social::deletion::purge_due(&ctx.jobs, &base, 10).await {
-            tracing::warn!(%error, "account deletions: will retry");
-        }
+        stampede_social::deletion::purge_due(&ctx.jobs, &base, 10)
+            .await
+            .context("purging deleted accounts")?;
+        Ok(())
     }
 }
 
 /// Publishes each queue's depth as `stampede_queue_depth` every 10 s (what KEDA scales on).
-async fn sample_depths(ctx: Context) {
-    loop {
+struct QueueDepths;
+
+impl Periodic for QueueDepths {
+    fn name(&self) -> &'static str {
+        "delivery/queue-depths"
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(10)
+    }
+
+    fn first_round_at_once(&self) -> bool {
+        true
+    }
+
+    async fn round(&mut self, ctx: &Context) -> anyhow::Result<()> {
+        let mut unknown = Vec::new();
         for queue in WorkQueue::ALL {
-            if let Some(depth) = ctx.queue.depth(queue).await {
-                ctx.metrics
-                    .queue_depth
-                    .get_or_create(&stampede_runtime::telemetry::Metrics::queue(queue.name()))
-                    .set(i64::from(depth));
-                if depth == 0 {
-                    ctx.metrics
-                        .queue_oldest_age
-                        .get_or_create(&stampede_runtime::telemetry::Metrics::queue(queue.name()))
-                        .set(0.0);
-                }
+            let Some(depth) = ctx.queue.depth(queue).await else {
+                unknown.push(queue.name());
+                continue;
+            };
+            let labels = stampede_runtime::telemetry::Metrics::queue(queue.name());
+            ctx.metrics
+                .queue_depth
+                .get_or_create(&labels)
+                .set(i64::from(depth));
+            if depth == 0 {
+                ctx.metrics.queue_oldest_age.get_or_create(&labels).set(0.0);
             }
         }
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-        }
+        anyhow::ensure!(unknown.is_empty(), "no depth for {}", unknown.join(", "));
+        Ok(())
     }
 }
 
-/// Forgets old deduplication records, canaries, authorization codes, sessions, export archives
-/// and notification group buckets once an hour.
-async fn prune(ctx: Context) {
-    loop {
+/// Forgets old deduplication records, canaries, authorization codes, sessions, export archives,
+/// notification group buckets and the heartbeats of processes gone for a day, once an hour.
+/// Every step runs each round; the round fails naming the steps that did.
+struct Prune;
+
+/// What the pruner deletes with one statement each, and on which pool.
+const PRUNE_STATEMENTS: [(&str, &str); 5] = [
+    // Expired authorization codes and browser sessions serve no one.
+    (
+        "expired authorization codes",
+        "DELETE FROM oauth_access_grants WHERE expires_at < now() - interval '1 day'",
+    ),
+    (
+        "old browser sessions",
+        "DELETE FROM web_sessions WHERE created_at < now() - interval '14 days'",
+    ),
+    // Export archives are kept a week; their files go to the storage garbage.
+    (
+        "old export archives",
+        "WITH old AS (DELETE FROM backups WHERE created_at < now() - interval '7 days' \
+                      RETURNING storage_key) \
+         INSERT INTO storage_garbage (key) SELECT storage_key FROM old \
+         WHERE storage_key IS NOT NULL ON CONFLICT DO NOTHING",
+    ),
+    // A notification group's hour bucket matters for 12 hours after its last use.
+    (
+        "notification group buckets",
+        "DELETE FROM notification_group_buckets WHERE updated_at < now() - interval '1 day'",
+    ),
+    (
+        "heartbeats of vanished processes",
+        "DELETE FROM worker_heartbeats WHERE seen_at < now() - interval '1 day'",
+    ),
+];
+
+impl Periodic for Prune {
+    fn name(&self) -> &'static str {
+        "delivery/prune"
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+
+    fn first_round_at_once(&self) -> bool {
+        true
+    }
+
+    async fn round(&mut self, ctx: &Context) -> anyhow::Result<()> {
+        let mut failed = Vec::new();
         if let Err(error) = canary::prune(ctx.jobs.pool(), DEDUPE_RETENTION).await {
-            tracing::debug!(%error, "could not prune old canaries");
+            failed.push(format!("old canaries: {error}"));
         }
-        // Expired authorization codes and browser sessions serve no one.
-        for statement in [
-            "DELETE FROM oauth_access_grants WHERE expires_at < now() - interval '1 day'",
-            "DELETE FROM web_sessions WHERE created_at < now() - interval '14 days'",
-        ] {
+        for (what, statement) in PRUNE_STATEMENTS {
             if let Err(error) = sqlx::query(statement).execute(&ctx.jobs).await {
-                tracing::debug!(%error, "could not prune expired grants or sessions");
+                failed.push(format!("{what}: {error}"));
             }
-        }
-        // Export archives are kept a week; their files go to the storage garbage.
-        if let Err(error) = sqlx::query(
-            "WITH old AS (DELETE FROM backups WHERE created_at < now() - interval '7 days' \
-                          RETURNING storage_key) \
-             INSERT INTO storage_garbage (key) SELECT storage_key FROM old \
-             WHERE storage_key IS NOT NULL ON CONFLICT DO NOTHING",
-        )
-        .execute(&ctx.jobs)
-        .await
-        {
-            tracing::debug!(%error, "could not prune old export archives");
-        }
-        // A notification group's hour bucket matters for 12 hours after its last use.
-        if let Err(error) = sqlx::query(
-            "DELETE FROM notification_group_buckets WHERE updated_at < now() - interval '1 day'",
-        )
-        .execute(&ctx.db)
-        .await
-        {
-            tracing::debug!(%error, "could not prune notification group buckets");
         }
         match dedupe::prune(ctx.jobs.pool(), DEDUPE_RETENTION).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(removed = n, "pruned processed-message records"),
-            Err(error) => tracing::debug!(%error, "could not prune processed-message records"),
+            Err(error) => failed.push(format!("processed-message records: {error}")),
         }
-        tokio::select! {
-            _ = ctx.shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-        }
+        anyhow::ensure!(failed.is_empty(), "could not prune {}", failed.join("; "));
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ use stampede_social::media::{self, MediaJob, MediaWorker};
 
 use stampede_queue::{WorkQueue, Worker};
 use stampede_runtime::canary::{self, CanaryHandler};
+use stampede_runtime::workers::{self, Periodic};
 use stampede_runtime::{Context, Dependency, server};
 use tokio::net::TcpListener;
 
@@ -51,15 +52,23 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         limits: media::limits(&ctx.config),
         metrics: ctx.metrics.clone(),
     }));
-    let sweeper = tokio::spawn(sweep(ctx.clone()));
+    let sweeper = tokio::spawn(workers::run(ctx.clone(), Sweep));
     let ops = listener.map(|listener| {
         let ctx = ctx.clone();
         tokio::spawn(async move { server::serve_ops(&ctx, listener).await })
     });
-    worker
-        .run(ctx.shutdown.clone(), ctx.config.shutdown_timeout)
-        .await;
-    sweeper.abort();
+    workers::track(
+        ctx.clone(),
+        "media/queue:media",
+        worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout),
+    )
+    .await;
+    if ctx.shutdown.is_cancelled() {
+        // The sweep ends at shutdown too, after its round.
+        let _ = sweeper.await;
+    } else {
+        sweeper.abort();
+    }
     if let Some(ops) = ops {
         ops.await??;
     }
@@ -72,21 +81,27 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// Removes, every minute until shutdown: files nothing refers to any more, uploads never
 /// attached, and (with MEDIA_CACHE_RETENTION_DAYS) old cached remote media. Each step takes
 /// batches with SKIP LOCKED, so several media processes share the work.
-async fn sweep(ctx: Context) {
-    let media = ctx.config.media.clone();
-    loop {
-        tokio::select! {
-            () = ctx.shutdown.cancelled() => return,
-            () = tokio::time::sleep(SWEEP_EVERY) => {}
-        }
+struct Sweep;
+
+impl Periodic for Sweep {
+    fn name(&self) -> &'static str {
+        "media/sweep"
+    }
+
+    fn period(&self) -> Duration {
+        SWEEP_EVERY
+    }
+
+    async fn round(&mut self, ctx: &Context) -> anyhow::Result<()> {
+        let media = &ctx.config.media;
         let retention = (media.cache_retention_days > 0).then_some(media.cache_retention_days);
-        match media::cleanup(&ctx.jobs, &ctx.storage, media.unattached_hours, retention).await {
-            Ok(removed) if removed.files_removed > 0 => {
-                tracing::info!(?removed, "media cleanup");
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "media cleanup failed; trying again in a minute"),
+        let removed = media::cleanup(&ctx.jobs, &ctx.storage, media.unattached_hours, retention)
+            .await
+            .map_err(|error| anyhow::anyhow!("media cleanup: {error}"))?;
+        if removed.files_removed > 0 {
+            tracing::info!(?removed, "media cleanup");
         }
+        Ok(())
     }
 }
 

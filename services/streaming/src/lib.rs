@@ -12,10 +12,12 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
 use futures_util::StreamExt as _;
+use stampede_runtime::workers::{self, Periodic};
 use stampede_runtime::{Context, Dependency, server};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast::error::RecvError;
@@ -43,67 +45,94 @@ impl State {
         let mut events = ctx.cache.subscribe();
         let feeding = hub.clone();
         let shutdown = ctx.shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let received = tokio::select! {
-                    received = events.recv() => received,
-                    () = shutdown.cancelled() => {
-                        // Clients reconnect elsewhere (WebSockets get 1001, going away).
-                        feeding.kill_all();
-                        break;
+        tokio::spawn(workers::track(
+            ctx.clone(),
+            "streaming/subscription",
+            async move {
+                loop {
+                    let received = tokio::select! {
+                        received = events.recv() => received,
+                        () = shutdown.cancelled() => {
+                            // Clients reconnect elsewhere (WebSockets get 1001, going away).
+                            feeding.kill_all();
+                            break;
+                        }
+                    };
+                    match received {
+                        Ok(message) => feeding.dispatch(&message),
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "streaming fell behind its subscription");
+                        }
+                        Err(RecvError::Closed) => break,
                     }
-                };
-                match received {
-                    Ok(message) => feeding.dispatch(&message),
-                    Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "streaming fell behind its subscription");
-                    }
-                    Err(RecvError::Closed) => break,
                 }
-            }
-        });
-        // Revocations are announced over pub/sub; the sweep catches any this process missed.
-        let sweeping = hub.clone();
-        let shutdown = ctx.shutdown.clone();
-        let period = ctx.config.streaming.sweep_interval;
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(period);
-            every.tick().await;
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {}
-                    () = shutdown.cancelled() => break,
-                }
-                match sweeping.sweep().await {
-                    Ok(0) => {}
-                    Ok(closed) => tracing::info!(closed, "closed streams of revoked tokens"),
-                    Err(error) => tracing::warn!(%error, "cannot check streaming tokens"),
-                }
-            }
-        });
-        // The accounts this process holds streams for stay marked as listening.
-        let marking = hub.clone();
-        let cache = ctx.cache.clone();
-        let shutdown = ctx.shutdown.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(stampede_social::stream::LISTENING_REFRESH);
-            every.tick().await;
-            loop {
-                tokio::select! {
-                    _ = every.tick() => {}
-                    () = shutdown.cancelled() => break,
-                }
-                futures_util::stream::iter(marking.accounts())
-                    .for_each_concurrent(32, |account| {
-                        stampede_social::stream::mark_listening(&cache, account)
-                    })
-                    .await;
-            }
-        });
+            },
+        ));
+        tokio::spawn(workers::run(
+            ctx.clone(),
+            TokenSweep {
+                hub: hub.clone(),
+                period: ctx.config.streaming.sweep_interval,
+            },
+        ));
+        tokio::spawn(workers::run(ctx.clone(), Listening { hub: hub.clone() }));
         State {
             ctx: ctx.clone(),
             hub,
         }
+    }
+}
+
+/// Revocations are announced over pub/sub; this sweep closes the streams of any this process
+/// missed.
+struct TokenSweep {
+    hub: Arc<Hub>,
+    period: Duration,
+}
+
+impl Periodic for TokenSweep {
+    fn name(&self) -> &'static str {
+        "streaming/token-sweep"
+    }
+
+    fn period(&self) -> Duration {
+        self.period
+    }
+
+    async fn round(&mut self, _ctx: &Context) -> anyhow::Result<()> {
+        let closed = self
+            .hub
+            .sweep()
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot check streaming tokens: {error}"))?;
+        if closed > 0 {
+            tracing::info!(closed, "closed streams of revoked tokens");
+        }
+        Ok(())
+    }
+}
+
+/// The accounts this process holds streams for stay marked as listening.
+struct Listening {
+    hub: Arc<Hub>,
+}
+
+impl Periodic for Listening {
+    fn name(&self) -> &'static str {
+        "streaming/listening"
+    }
+
+    fn period(&self) -> Duration {
+        stampede_social::stream::LISTENING_REFRESH
+    }
+
+    async fn round(&mut self, ctx: &Context) -> anyhow::Result<()> {
+        futures_util::stream::iter(self.hub.accounts())
+            .for_each_concurrent(32, |account| {
+                stampede_social::stream::mark_listening(&ctx.cache, account)
+            })
+            .await;
+        Ok(())
     }
 }
 

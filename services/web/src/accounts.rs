@@ -7,7 +7,7 @@ use stampede_mastodon::{CredentialAccount, Field, Role, Source};
 use crate::AppState;
 
 pub use stampede_social::accounts::{
-    ACCOUNT_COLUMNS, AccountRow, FieldSource, find, find_local, find_many, render_note,
+    ACCOUNT_COLUMNS, AccountRow, FieldSource, find, find_local, find_many, render_note, valid_email,
 };
 
 /// The parts of a `users` row the account's owner sees.

@@ -3,13 +3,15 @@
 //! Policy: handlers return `Result<_, ApiError>`. Expected failures (not found, not allowed,
 //! invalid input, too many requests) carry Mastodon's status and body; anything unexpected
 //! (a database error, a bug) is logged with its cause and answered 500 with a body that reveals
-//! nothing. A saturated server — the database pool refusing a request that would queue (too
+//! nothing; the log says where (`at`, the line of the `?` that raised it) and, through
+//! [`Context::context`], which operation. A saturated server — the database pool refusing a request that would queue (too
 //! many waiting, or a standing queue), or a wait for a connection timed out — is not a bug: it
 //! answers 503 with Retry-After, so clients back off instead of piling on. Validation failures collect every problem with every field before answering, in
 //! Mastodon's shape: `{"error": "Validation failed: …", "details": {"field": [{"error": "ERR_…",
 //! "description": "…"}]}}`.
 
 use std::collections::BTreeMap;
+use std::panic::Location;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
@@ -93,9 +95,41 @@ impl ApiError {
         }
     }
 
-    /// Something that should not happen: logged here, answered without detail.
+    /// Something that should not happen: logged here, with where it was raised, and answered
+    /// without detail.
+    #[track_caller]
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {
-        let error = error.into();
+        Self::internal_at(error.into(), Location::caller())
+    }
+
+    /// A database error raised at `at`, while doing `operation` when the caller named it.
+    fn database(
+        error: sqlx::Error,
+        at: &'static Location<'static>,
+        operation: Option<&'static str>,
+    ) -> Self {
+        // Text PostgreSQL cannot hold (a NUL byte in a path segment): the request's fault.
+        if let sqlx::Error::Database(db) = &error
+            && db.code().as_deref() == Some("22021")
+        {
+            return Self::unprocessable("Invalid byte sequence in the request");
+        }
+        // A row referred to went away between the check and the write (a status deleted while
+        // someone bookmarks it): what it names no longer exists.
+        if let sqlx::Error::Database(db) = &error
+            && db.code().as_deref() == Some("23503")
+        {
+            tracing::info!(error = %db, %at, operation, "a referenced record vanished during the write");
+            return Self::not_found();
+        }
+        let error = anyhow::Error::new(error);
+        match operation {
+            Some(operation) => Self::internal_at(error.context(operation), at),
+            None => Self::internal_at(error, at),
+        }
+    }
+
+    fn internal_at(error: anyhow::Error, at: &'static Location<'static>) -> Self {
         if error.chain().any(|cause| {
             matches!(
                 cause.downcast_ref::<sqlx::Error>(),
@@ -115,7 +149,7 @@ impl ApiError {
             // PostgreSQL restarting or failing over: this request's connection broke. The
             // pools drop every connection as old as this one, and the client is told to retry.
             stampede_db::primary_outage().now();
-            tracing::warn!(error = %db, "database unavailable; answered 503");
+            tracing::warn!(error = %db, %at, "database unavailable; answered 503");
             let mut unavailable = Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The database is unavailable; try again in a moment",
@@ -123,7 +157,7 @@ impl ApiError {
             unavailable.retry_after = Some(std::time::Duration::from_secs(2));
             return unavailable;
         }
-        tracing::error!(error = %format!("{error:#}"), "request failed");
+        tracing::error!(error = %format!("{error:#}"), %at, "request failed");
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
     }
 
@@ -133,28 +167,31 @@ impl ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// `?` on a database call: the log names the line of the `?` (`at`).
+    #[track_caller]
     fn from(error: sqlx::Error) -> Self {
-        // Text PostgreSQL cannot hold (a NUL byte in a path segment): the request's fault.
-        if let sqlx::Error::Database(db) = &error
-            && db.code().as_deref() == Some("22021")
-        {
-            return Self::unprocessable("Invalid byte sequence in the request");
-        }
-        // A row referred to went away between the check and the write (a status deleted while
-        // someone bookmarks it): what it names no longer exists.
-        if let sqlx::Error::Database(db) = &error
-            && db.code().as_deref() == Some("23503")
-        {
-            tracing::info!(error = %db, "a referenced record vanished during the write");
-            return Self::not_found();
-        }
-        Self::internal(error)
+        Self::database(error, Location::caller(), None)
     }
 }
 
 impl From<anyhow::Error> for ApiError {
+    #[track_caller]
     fn from(error: anyhow::Error) -> Self {
-        Self::internal(error)
+        Self::internal_at(error, Location::caller())
+    }
+}
+
+/// Names the operation a database error interrupted, for the log; the client still gets
+/// Mastodon's body for the status the error maps to.
+pub trait Context<T> {
+    fn context(self, operation: &'static str) -> Result<T, ApiError>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    #[track_caller]
+    fn context(self, operation: &'static str) -> Result<T, ApiError> {
+        let at = Location::caller();
+        self.map_err(|error| ApiError::database(error, at, Some(operation)))
     }
 }
 

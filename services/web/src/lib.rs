@@ -21,6 +21,8 @@ pub use stampede_social::passwords;
 pub mod payload;
 pub mod ratelimit;
 pub mod registration;
+pub mod scopes;
+pub mod sign_in;
 pub mod statuses;
 /// Secrets and their digests live in the domain crate.
 pub use stampede_social::tokens;
@@ -237,11 +239,13 @@ pub async fn serve_with(ctx: Context, listener: TcpListener, extra: Router) -> a
     ctx.require(Dependency::Postgres).await;
     ctx.require(Dependency::Redis).await;
     ctx.require(Dependency::Amqp).await;
-    let relay = tokio::spawn(
+    let relay = tokio::spawn(stampede_runtime::workers::track(
+        ctx.clone(),
+        "web/outbox-relay",
         Relay::new(ctx.leases.clone(), ctx.queue.clone(), ctx.metrics.clone())
             .gathering(ctx.config.database.outbox_gather)
             .run(ctx.shutdown.clone()),
-    );
+    ));
     let state = AppState::new(ctx.clone());
     let served = server::serve(&ctx, listener, router(state).merge(extra)).await;
     ctx.shutdown.cancel();

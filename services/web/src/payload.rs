@@ -379,6 +379,11 @@ pub mod flex {
     }
 }
 
+/// A path id: anything that is not a number names a record that does not exist (404).
+pub fn path_id(id: &str) -> Result<i64, ApiError> {
+    id.parse().map_err(|_| ApiError::not_found())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

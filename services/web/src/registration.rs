@@ -98,20 +98,6 @@ pub fn check_password_length(password: &str, v: &mut Validation) {
     }
 }
 
-/// A plausible address: one `@`, something before it, a dotted domain after, no spaces.
-pub fn valid_email(email: &str) -> bool {
-    let Some((local, domain)) = email.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && email.len() <= 254
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && !domain.contains('@')
-}
-
 fn valid_locale(locale: &str) -> bool {
     let mut parts = locale.split(['-', '_']);
     let first = parts.next().unwrap_or("");
@@ -195,7 +181,7 @@ impl AppState {
         }
         if email.is_empty() {
             v.add("email", "ERR_BLANK", "can't be blank");
-        } else if !valid_email(&email) {
+        } else if !crate::accounts::valid_email(&email) {
             v.add("email", "ERR_INVALID", "is invalid");
         }
         let length = input.password.chars().count();
@@ -399,9 +385,9 @@ impl AppState {
             }
         };
         let access_token = match (access_token, app, created_at) {
-            (Some(token), Some((_, scopes)), Some(created_at)) => {
-                Some(crate::oauth::token::bearer(token, &scopes, created_at))
-            }
+            (Some(token), Some((_, scopes)), Some(created_at)) => Some(
+                stampede_mastodon::Token::bearer(token, scopes.to_string(), created_at),
+            ),
             _ => None,
         };
         tracing::info!(account_id, approved, "account registered");
@@ -487,6 +473,7 @@ mod tests {
 
     #[test]
     fn emails_locales_and_ages() {
+        use crate::accounts::valid_email;
         assert!(valid_email("a@example.com"));
         assert!(!valid_email("a@localhost"));
         assert!(!valid_email("@example.com"));

@@ -158,3 +158,150 @@ async fn web_and_delivery_exchange_canaries_through_rabbitmq() {
     assert_eq!(text.lines().count(), WorkQueue::ALL.len(), "{text}");
     assert!(text.contains(r#""parked":0"#), "{text}");
 }
+
+/// `stampede admin workers`: its JSON lines and whether it exited 0.
+fn admin_workers(env: &[(String, String)]) -> (bool, Vec<serde_json::Value>) {
+    let output = crate::process::command(env, &["admin", "workers"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let rows = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    (output.status.success(), rows)
+}
+
+/// The row of `worker` in a process whose role is `role`.
+fn row<'a>(
+    rows: &'a [serde_json::Value],
+    role: &str,
+    worker: &str,
+) -> Option<&'a serde_json::Value> {
+    rows.iter().find(|r| {
+        r["worker"] == worker
+            && r["process"]
+                .as_str()
+                .is_some_and(|p| p.starts_with(&format!("{role}@")))
+    })
+}
+
+#[tokio::test]
+async fn background_loops_report_their_state_and_a_vanished_process_shows_as_gone() {
+    let (pool, env) = cluster().await;
+    let worker_port = free_port();
+    let delivery = spawn(&env, &["delivery"], worker_port);
+    let media_port = free_port();
+    let mut media = spawn(&env, &["media"], media_port);
+    wait_ready(worker_port, 200).await;
+    wait_ready(media_port, 200).await;
+
+    // Each process lists its own loops, all running; the clock has had a round within 5 s.
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let listed = loop {
+        let listed: serde_json::Value = client
+            .get(format!("http://127.0.0.1:{worker_port}/health/workers"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let clock = listed["workers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == "delivery/clock")
+            .cloned()
+            .unwrap_or_default();
+        if clock["rounds"].as_u64() >= Some(1) {
+            break listed;
+        }
+        assert!(Instant::now() < deadline, "the clock never ran: {listed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let names: Vec<&str> = listed["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| {
+            assert_eq!(w["state"], "running", "{w}");
+            w["name"].as_str().unwrap()
+        })
+        .collect();
+    for expected in [
+        "delivery/queue:distribute",
+        "delivery/queue:deliver",
+        "delivery/queue:mail",
+        "delivery/outbox-relay",
+        "delivery/queue-depths",
+        "delivery/domain-health",
+        "delivery/key-pool",
+        "delivery/prune",
+        "delivery/clock",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+    let clock = &listed["workers"].as_array().unwrap()
+        [names.iter().position(|n| *n == "delivery/clock").unwrap()];
+    assert_eq!(clock["period_seconds"], 5.0);
+    assert_eq!(clock["failures"], 0, "{clock}");
+
+    // Across processes, from their heartbeats: every loop healthy, so the command exits 0.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rows = loop {
+        let (ok, rows) = admin_workers(&env);
+        if row(&rows, "stampede-delivery", "delivery/clock")
+            .is_some_and(|r| r["rounds"].as_i64() >= Some(1))
+            && row(&rows, "stampede-media", "media/sweep").is_some()
+        {
+            assert!(ok, "{rows:?}");
+            break rows;
+        }
+        assert!(Instant::now() < deadline, "no heartbeat: {rows:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    for r in &rows {
+        assert_eq!(r["health"], "ok", "{r}");
+    }
+
+    // A process stopped with SIGTERM says so: its loops are stopped, not a problem.
+    media.signal("TERM");
+    media
+        .wait_exit(Duration::from_secs(20))
+        .expect("media exits");
+    let (ok, rows) = admin_workers(&env);
+    assert!(ok, "{rows:?}");
+    let sweep = row(&rows, "stampede-media", "media/sweep").unwrap();
+    assert_eq!(sweep["health"], "stopped", "{sweep}");
+    assert_eq!(
+        row(&rows, "stampede-media", "media/queue:media").unwrap()["health"],
+        "stopped"
+    );
+
+    // A killed process writes nothing more: once its heartbeats are a minute old (aged here
+    // rather than waited for), its loops show as gone and the command fails.
+    delivery.signal("KILL");
+    drop(delivery);
+    sqlx::query(
+        "UPDATE worker_heartbeats SET seen_at = seen_at - interval '2 minutes' \
+         WHERE process LIKE 'stampede-delivery@%'",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (ok, rows) = admin_workers(&env);
+    assert!(!ok, "a vanished process fails the command: {rows:?}");
+    assert_eq!(
+        row(&rows, "stampede-delivery", "delivery/clock").unwrap()["health"],
+        "gone"
+    );
+    assert_eq!(
+        row(&rows, "stampede-media", "media/sweep").unwrap()["health"],
+        "stopped"
+    );
+}

@@ -16,6 +16,7 @@ use stampede_core::scope::KNOWN_SCOPES;
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::scopes;
 use crate::tokens;
 
 /// How Mastodon writes the out-of-band redirect.
@@ -116,7 +117,7 @@ async fn metadata(State(state): State<AppState>) -> Json<Value> {
 
 async fn userinfo(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
     // Mastodon's userinfo takes the `profile` scope alone.
-    auth.require(&["profile"])?;
+    auth.require(scopes::PROFILE)?;
     let user = auth.user()?;
     let account = crate::accounts::find(&state.ctx.db, user.account_id)
         .await?

@@ -16,8 +16,8 @@ use stampede_social::stream;
 use super::{App, find_app};
 use crate::auth::ClientIp;
 use crate::error::ApiError;
-use crate::pages::auth::check_password;
 use crate::payload::{Params, flex};
+use crate::sign_in::check_password;
 use crate::{AppState, ratelimit, tokens};
 
 #[derive(Debug, Deserialize, Default)]
@@ -145,17 +145,7 @@ pub async fn issue(
     .bind(scopes.to_string())
     .fetch_one(db)
     .await?;
-    Ok(bearer(token, scopes, created_at))
-}
-
-/// The answer for a token issued at `created_at`.
-pub fn bearer(access_token: String, scopes: &Scopes, created_at: DateTime<Utc>) -> Token {
-    Token {
-        access_token,
-        token_type: "Bearer".into(),
-        scope: scopes.to_string(),
-        created_at: created_at.timestamp(),
-    }
+    Ok(Token::bearer(token, scopes.to_string(), created_at))
 }
 
 pub async fn token(

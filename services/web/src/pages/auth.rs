@@ -15,6 +15,7 @@ use crate::auth::ClientIp;
 use crate::error::Validation;
 use crate::payload::{Params, flex};
 use crate::registration::{RegisterError, SignUp, check_password_length};
+use crate::sign_in::check_password;
 use crate::{AppState, mail, ratelimit, tokens};
 
 /// How long a session cookie lives: two weeks, like Mastodon's "remember me".
@@ -334,51 +335,6 @@ struct SignInForm {
     #[serde(default)]
     password: String,
     return_to: Option<String>,
-}
-
-/// Checks an e-mail and password (for the sign-in page and the password grant). `Ok(None)` when
-/// they do not match; the lookup costs one hash either way. A database failure is an error, not
-/// "wrong password": clients forget credentials they are told are wrong.
-pub async fn check_password(
-    state: &AppState,
-    email: &str,
-    password: &str,
-) -> Result<Option<SignedIn>, crate::error::ApiError> {
-    let row = sqlx::query(
-        "SELECT u.account_id, u.password_hash, u.confirmed_at IS NOT NULL AS confirmed, u.approved, \
-                u.disabled OR a.suspended_at IS NOT NULL AS disabled \
-         FROM users u JOIN accounts a ON a.id = u.account_id WHERE lower(u.email) = lower($1)",
-    )
-    .bind(email.trim())
-    .fetch_optional(&state.ctx.db)
-    .await?;
-    let phc = match &row {
-        Some(r) => Some(r.try_get::<String, _>("password_hash")?),
-        None => None,
-    };
-    let ok = state
-        .passwords
-        .verify(password.to_string(), phc)
-        .await
-        .map_err(|busy| crate::error::ApiError::too_many_requests(busy.retry_after))?;
-    Ok(match (ok, row) {
-        (true, Some(row)) => Some(SignedIn {
-            account_id: row.try_get("account_id")?,
-            confirmed: row.try_get("confirmed")?,
-            approved: row.try_get("approved")?,
-            disabled: row.try_get("disabled")?,
-        }),
-        _ => None,
-    })
-}
-
-/// A matched e-mail and password.
-#[derive(Debug, Clone, Copy)]
-pub struct SignedIn {
-    pub account_id: i64,
-    pub confirmed: bool,
-    pub approved: bool,
-    pub disabled: bool,
 }
 
 async fn sign_in(

@@ -18,10 +18,11 @@ use serde_json::json;
 use stampede_social::deletion;
 use stampede_social::stream::{self, Control};
 
-use super::auth::{bad_token, check_password, redirect, session_account};
+use super::auth::{bad_token, redirect, session_account};
 use super::{csrf, csrf_ok};
 use crate::AppState;
 use crate::payload::Params;
+use crate::sign_in::check_password;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -12,14 +12,11 @@ use stampede_mastodon::{Announcement, AnnouncementReaction};
 use stampede_social::announcements::{MAX_REACTIONS, is_emoji};
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
-
-const READ: &[&str] = &["read"];
-const DISMISS: &[&str] = &["write", "write:accounts"];
-const REACT: &[&str] = &["write", "write:favourites"];
+use crate::scopes;
 
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
@@ -54,7 +51,7 @@ pub async fn index(
     auth: Auth,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<Vec<Announcement>>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::READ)?;
     let rows: Vec<Row> = sqlx::query_as(
         "SELECT a.id, a.content, a.starts_at, a.ends_at, a.all_day, a.published_at, a.updated_at, \
                 EXISTS (SELECT 1 FROM announcement_dismissals d \
@@ -137,7 +134,7 @@ pub async fn dismiss(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let viewer = auth.account(DISMISS)?;
+    let viewer = auth.account(scopes::ACCOUNTS_WRITE)?;
     let id = published(&state, &id).await?;
     sqlx::query(
         "INSERT INTO announcement_dismissals (announcement_id, account_id) VALUES ($1, $2) \
@@ -157,7 +154,7 @@ pub async fn react(
     auth: Auth,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let viewer = auth.account(REACT)?;
+    let viewer = auth.account(scopes::FAVOURITES_WRITE)?;
     let id = published(&state, &id).await?;
     let custom = state
         .render
@@ -209,7 +206,7 @@ pub async fn unreact(
     auth: Auth,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let viewer = auth.account(REACT)?;
+    let viewer = auth.account(scopes::FAVOURITES_WRITE)?;
     let id = published(&state, &id).await?;
     let done = sqlx::query(
         "DELETE FROM announcement_reactions WHERE announcement_id = $1 AND account_id = $2 \

@@ -8,11 +8,12 @@ use stampede_social::feeds::keyset;
 use stampede_social::render::ConversationRow as Row;
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
 use crate::payload::Params;
+use crate::payload::path_id;
+use crate::scopes;
 
 async fn render(
     state: &AppState,
@@ -28,7 +29,7 @@ pub async fn index(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Conversation>, ApiError> {
-    let account_id = auth.account(&["read", "read:statuses"])?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let bounds = q.bounds(20, 40);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT id, participant_ids, last_status_id, unread FROM account_conversations \
@@ -54,7 +55,7 @@ pub async fn read(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
-    let account_id = auth.account(&["write", "write:conversations"])?;
+    let account_id = auth.account(scopes::CONVERSATIONS_WRITE)?;
     let rows: Vec<Row> = sqlx::query_as(
         "UPDATE account_conversations SET unread = false WHERE id = $1 AND account_id = $2 \
          RETURNING id, participant_ids, last_status_id, unread",
@@ -75,6 +76,6 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(&["write", "write:conversations"])?;
+    let account_id = auth.account(scopes::CONVERSATIONS_WRITE)?;
     super::delete_owned(&state, super::Owned::Conversation, &id, account_id).await
 }

@@ -13,9 +13,7 @@ use crate::auth::Auth;
 use crate::error::{ApiError, Validation};
 use crate::paging::{Page, PageQuery};
 use crate::payload::Params;
-
-const READ: &[&str] = &["read", "read:blocks", "follow"];
-const WRITE: &[&str] = &["write", "write:blocks", "follow"];
+use crate::scopes;
 
 /// `GET /api/v1/domain_blocks`: the domains, newest block first, paged by block.
 pub async fn index(
@@ -24,7 +22,7 @@ pub async fn index(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<String>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::BLOCKS_READ)?;
     let bounds = q.bounds(100, 200);
     let mut rows: Vec<(i64, String)> = sqlx::query_as(&format!(
         "SELECT id, domain FROM account_domain_blocks WHERE account_id = $1 AND {keyset} \
@@ -76,7 +74,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<DomainParam>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::BLOCKS_WRITE)?;
     let domain = domain_of(&state, &p)?;
     let mut tx = state.ctx.db.begin().await?;
     blocks::block(&mut tx, &state.ids, &state.base_url(), account_id, &domain).await?;
@@ -91,7 +89,7 @@ pub async fn delete(
     auth: Auth,
     Params(p): Params<DomainParam>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::BLOCKS_WRITE)?;
     let domain = domain_of(&state, &p)?;
     let mut tx = state.ctx.db.begin().await?;
     blocks::unblock(&mut tx, account_id, &domain).await?;

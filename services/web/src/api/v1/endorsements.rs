@@ -8,15 +8,13 @@ use axum::http::Uri;
 use serde::Deserialize;
 use stampede_mastodon::{Account, Relationship};
 
-use super::graph::{own_list, relationship_on};
+use super::accounts::{own_list, relationship_on};
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
 use crate::payload::Params;
-
-const WRITE: &[&str] = &["write", "write:accounts"];
-const READ: &[&str] = &["read", "read:accounts"];
+use crate::scopes;
 
 /// Mastodon's longest note.
 const MAX_NOTE: usize = 2000;
@@ -27,7 +25,7 @@ pub async fn endorse(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Relationship>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let target = state.target_account(&id).await?;
     let mut tx = state.ctx.db.begin().await?;
     let inserted = sqlx::query(
@@ -57,7 +55,7 @@ pub async fn unendorse(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Relationship>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let target = state.target_account(&id).await?;
     let mut tx = state.ctx.db.begin().await?;
     sqlx::query("DELETE FROM account_pins WHERE account_id = $1 AND target_account_id = $2")
@@ -80,7 +78,7 @@ pub async fn index(
     own_list(
         &state,
         &auth,
-        READ,
+        scopes::ACCOUNTS_READ,
         &uri,
         &query,
         "SELECT id, target_account_id FROM account_pins WHERE account_id = $1",
@@ -117,7 +115,7 @@ pub async fn note(
     Path(id): Path<String>,
     Params(p): Params<NoteParams>,
 ) -> Result<Json<Relationship>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let target = state.target_account(&id).await?;
     if p.comment.chars().count() > MAX_NOTE {
         return Err(ApiError::unprocessable(format!(

@@ -10,9 +10,7 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::payload::Params;
-
-const READ: &[&str] = &["read", "read:accounts"];
-const WRITE: &[&str] = &["write", "write:accounts"];
+use crate::scopes;
 
 /// Mastodon's limit of featured tags per account.
 pub const MAX_FEATURED_TAGS: i64 = 10;
@@ -68,7 +66,7 @@ pub async fn index(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::ACCOUNTS_READ)?;
     Ok(Json(featured(&state, account_id, None).await?))
 }
 
@@ -153,7 +151,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<CreateParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let (tag_id, _) = feature(&state, account_id, &p.name, true).await?;
     let id: i64 =
         sqlx::query_scalar("SELECT id FROM featured_tags WHERE account_id = $1 AND tag_id = $2")
@@ -174,7 +172,7 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     super::delete_owned(&state, super::Owned::FeaturedTag, &id, account_id).await
 }
 
@@ -184,7 +182,7 @@ pub async fn suggestions(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<stampede_mastodon::Tag>>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::ACCOUNTS_READ)?;
     let tags: Vec<(i64, String)> = sqlx::query_as(
         "SELECT t.id, t.name FROM ( \
            SELECT st.tag_id, count(*) AS uses FROM ( \

@@ -8,14 +8,12 @@ use serde_json::{Value, json};
 use stampede_mastodon::time::iso;
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::api::v2::filters::{check_context, expiry};
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
-
-const READ: &[&str] = &["read", "read:filters"];
-const WRITE: &[&str] = &["write", "write:filters"];
+use crate::scopes;
 
 #[derive(Debug, sqlx::FromRow)]
 struct Row {
@@ -98,7 +96,7 @@ impl V1Params {
 
 /// `GET /api/v1/filters`.
 pub async fn index(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     let list = rows(&state, account_id, None).await?;
     Ok(Json(Value::Array(list.iter().map(render).collect())))
 }
@@ -109,7 +107,7 @@ pub async fn show(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     one(&state, account_id, path_id(&id)?).await
 }
 
@@ -119,7 +117,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<V1Params>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     p.check(true)?;
     let phrase = p.phrase.as_deref().unwrap_or_default().trim().to_string();
     let (filter_id, keyword_id) = (state.ids.next_id().as_i64(), state.ids.next_id().as_i64());
@@ -158,7 +156,7 @@ pub async fn update(
     Path(id): Path<String>,
     Params(p): Params<V1Params>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let id = path_id(&id)?;
     p.check(false)?;
     let mut tx = state.ctx.db.begin().await?;
@@ -198,7 +196,7 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let mut tx = state.ctx.db.begin().await?;
     let filter_id: i64 = sqlx::query_scalar(
         "DELETE FROM filter_keywords k USING filters f \

@@ -9,14 +9,12 @@ use stampede_mastodon::{Account, List};
 use stampede_social::feeds::keyset;
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
-
-const READ: &[&str] = &["read", "read:lists"];
-const WRITE: &[&str] = &["write", "write:lists"];
+use crate::scopes;
 
 #[derive(Debug, FromRow)]
 struct ListRow {
@@ -47,7 +45,7 @@ async fn own(state: &AppState, account_id: i64, id: &str) -> Result<ListRow, Api
 }
 
 pub async fn index(State(state): State<AppState>, auth: Auth) -> Result<Json<Vec<List>>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::LISTS_READ)?;
     let rows: Vec<ListRow> = sqlx::query_as(
         "SELECT id, title, replies_policy, exclusive FROM lists WHERE account_id = $1 ORDER BY id",
     )
@@ -92,7 +90,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<ListParams>,
 ) -> Result<Json<List>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::LISTS_WRITE)?;
     p.check(true)?;
     let row: ListRow = sqlx::query_as(
         "INSERT INTO lists (id, account_id, title, replies_policy, exclusive) \
@@ -114,7 +112,7 @@ pub async fn show(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<List>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::LISTS_READ)?;
     Ok(Json(render(own(&state, account_id, &id).await?)))
 }
 
@@ -124,7 +122,7 @@ pub async fn update(
     Path(id): Path<String>,
     Params(p): Params<ListParams>,
 ) -> Result<Json<List>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::LISTS_WRITE)?;
     let list = own(&state, account_id, &id).await?;
     p.check(false)?;
     let row: ListRow = sqlx::query_as(
@@ -146,7 +144,7 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::LISTS_WRITE)?;
     super::delete_owned(&state, super::Owned::List, &id, account_id).await
 }
 
@@ -157,7 +155,7 @@ pub async fn accounts(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Account>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::LISTS_READ)?;
     let list = own(&state, account_id, &id).await?;
     // limit=0 means every member.
     let all = q.limit.as_deref() == Some("0");
@@ -198,7 +196,7 @@ pub async fn add_accounts(
     Path(id): Path<String>,
     Params(p): Params<MembersParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::LISTS_WRITE)?;
     let list = own(&state, account_id, &id).await?;
     let ids = member_ids(p);
     let followed: i64 = sqlx::query_scalar(
@@ -234,7 +232,7 @@ pub async fn remove_accounts(
     Path(id): Path<String>,
     Params(p): Params<MembersParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::LISTS_WRITE)?;
     let list = own(&state, account_id, &id).await?;
     sqlx::query("DELETE FROM list_accounts WHERE list_id = $1 AND account_id = ANY($2)")
         .bind(list.id)
@@ -250,7 +248,7 @@ pub async fn of_account(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<List>>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::LISTS_READ)?;
     let rows: Vec<ListRow> = sqlx::query_as(
         "SELECT l.id, l.title, l.replies_policy, l.exclusive FROM lists l \
          JOIN list_accounts la ON la.list_id = l.id \

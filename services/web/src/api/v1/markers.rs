@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::payload::{Params, flex};
+use crate::scopes;
 
 const TIMELINES: [&str; 2] = ["home", "notifications"];
 
@@ -55,7 +56,7 @@ pub async fn show(
     auth: Auth,
     Params(q): Params<ShowQuery>,
 ) -> Result<Json<BTreeMap<String, Marker>>, ApiError> {
-    let account_id = auth.account(&["read", "read:statuses"])?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let timelines = q.timeline.unwrap_or_default();
     Ok(Json(read(&state, account_id, &timelines).await?))
 }
@@ -77,7 +78,7 @@ pub async fn save(
     auth: Auth,
     Params(p): Params<SaveParams>,
 ) -> Result<Json<BTreeMap<String, Marker>>, ApiError> {
-    let account_id = auth.account(&["write", "write:statuses"])?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let mut tx = state.ctx.db.begin().await?;
     for (timeline, position) in TIMELINES.iter().zip([p.home, p.notifications]) {
         let Some(last_read_id) = position.and_then(|p| p.last_read_id) else {

@@ -22,6 +22,7 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::payload::WithFiles;
+use crate::scopes;
 
 /// Images up to this size may be processed in the request itself.
 const INLINE_BYTES: usize = 2 * 1024 * 1024;
@@ -113,7 +114,7 @@ async fn upload(
     mut form: WithFiles<UploadParams>,
     v1: bool,
 ) -> Result<Response, ApiError> {
-    auth.require(&["write", "write:media"])?;
+    auth.require(scopes::MEDIA_WRITE)?;
     let account_id = auth.user()?.account_id;
     let file = form
         .take("file")
@@ -193,7 +194,7 @@ async fn own(
     id: &str,
     unattached: bool,
 ) -> Result<MediaRow, ApiError> {
-    let id = super::statuses::path_id(id)?;
+    let id = crate::payload::path_id(id)?;
     let account_id = auth.user()?.account_id;
     media::find(&state.ctx.db, id)
         .await?
@@ -208,7 +209,7 @@ pub async fn show(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    auth.require(&["write", "write:media"])?;
+    auth.require(scopes::MEDIA_WRITE)?;
     let row = own(&state, &auth, &id, false).await?;
     let status = match row.state.as_str() {
         "processing" => StatusCode::PARTIAL_CONTENT,
@@ -229,7 +230,7 @@ pub async fn update(
     Path(id): Path<String>,
     mut form: WithFiles<UploadParams>,
 ) -> Result<Response, ApiError> {
-    auth.require(&["write", "write:media"])?;
+    auth.require(scopes::MEDIA_WRITE)?;
     let row = own(&state, &auth, &id, true).await?;
     let change = Change {
         description: form.params.description.take(),
@@ -265,8 +266,8 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    auth.require(&["write", "write:media"])?;
-    let id = super::statuses::path_id(&id)?;
+    auth.require(scopes::MEDIA_WRITE)?;
+    let id = crate::payload::path_id(&id)?;
     media::delete(&state.ctx.db, auth.user()?.account_id, id).await?;
     Ok(Json(serde_json::json!({})))
 }

@@ -4,16 +4,18 @@ pub mod accounts;
 pub mod admin;
 pub mod announcements;
 pub mod apps;
+pub mod blocks;
 pub mod conversations;
 pub mod domain_blocks;
 pub mod endorsements;
 pub mod featured_tags;
 pub mod filters;
-pub mod graph;
+pub mod follow_requests;
 pub mod instance;
 pub mod lists;
 pub mod markers;
 pub mod media;
+pub mod mutes;
 pub mod notification_requests;
 pub mod notifications;
 pub mod oembed;
@@ -65,7 +67,7 @@ pub async fn delete_owned(
     id: &str,
     account_id: i64,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let id = statuses::path_id(id)?;
+    let id = crate::payload::path_id(id)?;
     let statement = format!(
         "DELETE FROM {} WHERE id = $1 AND account_id = $2",
         owned.table()
@@ -142,15 +144,24 @@ pub fn router(state: &AppState) -> Router<AppState> {
             "/api/v1/emails/confirmations",
             post(accounts::resend_confirmation),
         )
-        .route("/api/v1/accounts/relationships", get(graph::relationships))
-        .route("/api/v1/accounts/search", get(graph::search))
+        .route(
+            "/api/v1/accounts/relationships",
+            get(accounts::relationships::relationships),
+        )
+        .route("/api/v1/accounts/search", get(accounts::search::search))
         .route(
             "/api/v1/accounts/familiar_followers",
-            get(graph::familiar_followers),
+            get(accounts::follow::familiar_followers),
         )
         .route("/api/v1/accounts/{id}", get(accounts::show))
-        .route("/api/v1/accounts/{id}/follow", post(graph::follow))
-        .route("/api/v1/accounts/{id}/unfollow", post(graph::unfollow))
+        .route(
+            "/api/v1/accounts/{id}/follow",
+            post(accounts::follow::follow),
+        )
+        .route(
+            "/api/v1/accounts/{id}/unfollow",
+            post(accounts::follow::unfollow),
+        )
         .route("/api/v1/accounts/{id}/endorse", post(endorsements::endorse))
         .route("/api/v1/accounts/{id}/pin", post(endorsements::endorse))
         .route(
@@ -195,24 +206,42 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/api/v1/featured_tags/{id}", delete(featured_tags::delete))
         .route(
             "/api/v1/accounts/{id}/remove_from_followers",
-            post(graph::remove_from_followers),
+            post(accounts::follow::remove_from_followers),
         )
-        .route("/api/v1/accounts/{id}/block", post(graph::block))
-        .route("/api/v1/accounts/{id}/unblock", post(graph::unblock))
-        .route("/api/v1/accounts/{id}/mute", post(graph::mute))
-        .route("/api/v1/accounts/{id}/unmute", post(graph::unmute))
-        .route("/api/v1/accounts/{id}/followers", get(graph::followers))
-        .route("/api/v1/accounts/{id}/following", get(graph::following))
-        .route("/api/v1/accounts/{id}/statuses", get(graph::statuses))
+        .route("/api/v1/accounts/{id}/block", post(accounts::block::block))
+        .route(
+            "/api/v1/accounts/{id}/unblock",
+            post(accounts::block::unblock),
+        )
+        .route("/api/v1/accounts/{id}/mute", post(accounts::mute::mute))
+        .route("/api/v1/accounts/{id}/unmute", post(accounts::mute::unmute))
+        .route(
+            "/api/v1/accounts/{id}/followers",
+            get(accounts::follow::followers),
+        )
+        .route(
+            "/api/v1/accounts/{id}/following",
+            get(accounts::follow::following),
+        )
+        .route(
+            "/api/v1/accounts/{id}/statuses",
+            get(accounts::statuses::statuses),
+        )
         .route("/api/v1/accounts/{id}/lists", get(lists::of_account))
-        .route("/api/v1/follow_requests", get(graph::follow_requests))
+        .route(
+            "/api/v1/follow_requests",
+            get(follow_requests::follow_requests),
+        )
         .route(
             "/api/v1/follow_requests/{id}/authorize",
-            post(graph::authorize),
+            post(follow_requests::authorize),
         )
-        .route("/api/v1/follow_requests/{id}/reject", post(graph::reject))
-        .route("/api/v1/blocks", get(graph::blocks))
-        .route("/api/v1/mutes", get(graph::mutes))
+        .route(
+            "/api/v1/follow_requests/{id}/reject",
+            post(follow_requests::reject),
+        )
+        .route("/api/v1/blocks", get(blocks::blocks))
+        .route("/api/v1/mutes", get(mutes::mutes))
         .route(
             "/api/v1/statuses",
             post(statuses::create).get(statuses::index),

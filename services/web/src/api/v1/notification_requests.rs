@@ -17,12 +17,12 @@ use stampede_social::feeds::keyset;
 use stampede_social::notification_requests::{self as requests, POLICY_FIELDS};
 
 use crate::AppState;
-use crate::api::v1::notifications::{READ, WRITE};
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
+use crate::scopes;
 
 #[derive(Debug, sqlx::FromRow)]
 struct RequestRow {
@@ -80,7 +80,7 @@ pub async fn index(
     uri: Uri,
     Params(page): Params<PageQuery>,
 ) -> Result<Page<RequestEntity>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_READ)?;
     let bounds = page.bounds(40, 80);
     let mut rows: Vec<RequestRow> = sqlx::query_as(&format!(
         "SELECT {REQUEST_COLUMNS} FROM notification_requests r \
@@ -109,7 +109,7 @@ pub async fn show(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<RequestEntity>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_READ)?;
     let rows: Vec<RequestRow> = sqlx::query_as(&format!(
         "SELECT {REQUEST_COLUMNS} FROM notification_requests r \
          WHERE r.id = $1 AND r.account_id = $2 AND {NOT_BLOCKED}"
@@ -159,7 +159,7 @@ async fn decide_one(
     id: &str,
     decision: Decision,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let viewer = auth.account(WRITE)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_WRITE)?;
     if decide(state, viewer, &[path_id(id)?], decision).await? == 0 {
         return Err(ApiError::not_found());
     }
@@ -196,7 +196,7 @@ async fn decide_many(
     ids: Ids,
     decision: Decision,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let viewer = auth.account(WRITE)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_WRITE)?;
     // Unknown or malformed ids are skipped, as Mastodon skips requests it cannot find.
     let ids: Vec<i64> = ids
         .id
@@ -229,7 +229,7 @@ pub async fn dismiss_many(
 /// `GET /api/v1/notifications/requests/merged`: whether accepted requests' notifications have
 /// joined the list. Accepting does that in its own transaction, so it is always done.
 pub async fn merged(auth: Auth) -> Result<Json<serde_json::Value>, ApiError> {
-    auth.account(READ)?;
+    auth.account(scopes::NOTIFICATIONS_READ)?;
     Ok(Json(serde_json::json!({ "merged": true })))
 }
 
@@ -271,7 +271,7 @@ pub async fn policy(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<NotificationPolicy>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_READ)?;
     Ok(Json(policy_of(&state, viewer).await?))
 }
 
@@ -282,7 +282,7 @@ pub async fn update_policy(
     auth: Auth,
     Params(params): Params<HashMap<String, serde_json::Value>>,
 ) -> Result<Json<NotificationPolicy>, ApiError> {
-    let viewer = auth.account(WRITE)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_WRITE)?;
     let mut values: [Option<String>; 5] = Default::default();
     for (slot, field) in values.iter_mut().zip(POLICY_FIELDS) {
         let Some(value) = params.get(field) else {

@@ -10,14 +10,12 @@ use stampede_social::notification;
 use stampede_social::render::{NOTIFICATION_COLUMNS, NotificationRow};
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
-
-pub(crate) const READ: &[&str] = &["read", "read:notifications"];
-pub(crate) const WRITE: &[&str] = &["write", "write:notifications"];
+use crate::scopes;
 
 /// Hidden at read time as well as at creation: notifications from accounts the viewer blocks
 /// or is blocked by, or mutes with notifications hidden, or whose domain the viewer blocks.
@@ -88,7 +86,7 @@ pub async fn index(
     uri: Uri,
     Params(q): Params<ListQuery>,
 ) -> Result<Page<Notification>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::NOTIFICATIONS_READ)?;
     let bounds = q.page.bounds(40, 80);
     let sql = format!(
         "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
@@ -125,7 +123,7 @@ pub async fn show(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Notification>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::NOTIFICATIONS_READ)?;
     let rows: Vec<NotificationRow> = sqlx::query_as(&format!(
         "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
          WHERE n.id = $1 AND n.account_id = $2 AND {HIDDEN}"
@@ -148,7 +146,7 @@ pub async fn dismiss(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::NOTIFICATIONS_WRITE)?;
     super::delete_owned(&state, super::Owned::Notification, &id, account_id).await
 }
 
@@ -156,7 +154,7 @@ pub async fn clear(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::NOTIFICATIONS_WRITE)?;
     sqlx::query("DELETE FROM notifications WHERE account_id = $1")
         .bind(account_id)
         .execute(&state.ctx.db)
@@ -175,7 +173,7 @@ pub async fn unread_count(
     auth: Auth,
     Params(q): Params<ListQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::NOTIFICATIONS_READ)?;
     let sql = format!(
         "SELECT count(*) FROM (SELECT 1 FROM notifications n \
          WHERE {shown} \

@@ -8,10 +8,11 @@ use sqlx::Row;
 use stampede_mastodon::Poll;
 
 use crate::AppState;
-use crate::api::v1::statuses::{READ, path_id};
 use crate::auth::{Auth, Viewer};
 use crate::error::ApiError;
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
+use crate::scopes;
 use crate::statuses;
 
 pub async fn show(
@@ -19,7 +20,7 @@ pub async fn show(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<Poll>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     Ok(Json(statuses::poll(&state, viewer, path_id(&id)?).await?))
 }
 
@@ -37,7 +38,7 @@ pub async fn vote(
     Path(id): Path<String>,
     Params(p): Params<VoteParams>,
 ) -> Result<Json<Poll>, ApiError> {
-    let account_id = auth.account(&["write", "write:statuses"])?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let poll_id = path_id(&id)?;
     // Visibility first: a poll the voter cannot see does not exist for them.
     statuses::poll(&state, Some(account_id), poll_id).await?;

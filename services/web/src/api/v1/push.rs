@@ -15,8 +15,7 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, Validation};
 use crate::payload::{Params, flex};
-
-const SCOPES: &[&str] = &["push"];
+use crate::scopes;
 
 #[derive(Debug, Default, Deserialize)]
 pub struct Keys {
@@ -128,7 +127,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<CreateParams>,
 ) -> Result<Json<WebPushSubscription>, ApiError> {
-    auth.require(SCOPES)?;
+    auth.require(scopes::PUSH)?;
     let account_id = auth.user()?.account_id;
     let s = p.subscription;
     let mut v = Validation::default();
@@ -186,7 +185,7 @@ pub async fn show(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<WebPushSubscription>, ApiError> {
-    auth.require(SCOPES)?;
+    auth.require(scopes::PUSH)?;
     auth.user()?;
     let row = current(&state, auth.token_id)
         .await?
@@ -201,7 +200,7 @@ pub async fn update(
     auth: Auth,
     Params(p): Params<UpdateParams>,
 ) -> Result<Json<WebPushSubscription>, ApiError> {
-    auth.require(SCOPES)?;
+    auth.require(scopes::PUSH)?;
     auth.user()?;
     let policy = p.data.policy.or(p.policy);
     let mut v = Validation::default();
@@ -228,7 +227,7 @@ pub async fn update(
 
 /// `DELETE /api/v1/push/subscription`: `{}`, whether there was one or not.
 pub async fn delete(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
-    auth.require(SCOPES)?;
+    auth.require(scopes::PUSH)?;
     auth.user()?;
     sqlx::query("DELETE FROM web_push_subscriptions WHERE access_token_id = $1")
         .bind(auth.token_id)

@@ -13,8 +13,8 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::{ApiError, Validation};
 use crate::payload::{Params, flex};
+use crate::scopes;
 
-const WRITE: &[&str] = &["write", "write:reports"];
 /// Mastodon's limit on a report's comment.
 const MAX_COMMENT: usize = 1000;
 
@@ -46,7 +46,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<CreateReport>,
 ) -> Result<Json<Value>, ApiError> {
-    let reporter = auth.account(WRITE)?;
+    let reporter = auth.account(scopes::REPORTS_WRITE)?;
     let target = state
         .target_account(&p.account_id.map(|i| i.to_string()).unwrap_or_default())
         .await?;

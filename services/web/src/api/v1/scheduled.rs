@@ -13,14 +13,12 @@ use stampede_social::feeds::keyset;
 use stampede_social::post::NewStatus;
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
 use crate::payload::Params;
-
-const READ: &[&str] = &["read", "read:statuses"];
-const WRITE: &[&str] = &["write", "write:statuses"];
+use crate::payload::path_id;
+use crate::scopes;
 
 #[derive(Debug, FromRow)]
 struct Row {
@@ -130,7 +128,7 @@ pub async fn index(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<ScheduledStatus>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let bounds = q.bounds(20, 40);
     let rows: Vec<Row> = sqlx::query_as(&format!(
         "SELECT id, scheduled_at, params, application_id FROM scheduled_statuses WHERE account_id = $1 \
@@ -160,7 +158,7 @@ pub async fn show(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<ScheduledStatus>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let row: Row = sqlx::query_as(
         "SELECT id, scheduled_at, params, application_id FROM scheduled_statuses WHERE id = $1 AND account_id = $2",
     )
@@ -183,7 +181,7 @@ pub async fn update(
     Path(id): Path<String>,
     Params(p): Params<UpdateParams>,
 ) -> Result<Json<ScheduledStatus>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let at = p
         .scheduled_at
         .as_deref()
@@ -213,6 +211,6 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     super::delete_owned(&state, super::Owned::ScheduledStatus, &id, account_id).await
 }

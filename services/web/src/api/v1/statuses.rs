@@ -18,18 +18,11 @@ use stampede_social::{interactions, notification, outbound, text};
 
 use crate::AppState;
 use crate::auth::{Auth, Viewer};
-use crate::error::ApiError;
+use crate::error::{ApiError, Context as _};
 use crate::paging::{Page, PageQuery};
-use crate::payload::{Params, flex};
+use crate::payload::{Params, flex, path_id};
+use crate::scopes;
 use crate::statuses::Filter;
-
-pub const READ: &[&str] = &["read", "read:statuses"];
-pub const WRITE: &[&str] = &["write", "write:statuses"];
-
-/// A path id: anything that is not a number is a status that does not exist.
-pub fn path_id(id: &str) -> Result<i64, ApiError> {
-    id.parse().map_err(|_| ApiError::not_found())
-}
 
 impl From<PostError> for ApiError {
     fn from(error: PostError) -> Self {
@@ -163,7 +156,7 @@ pub async fn create(
     headers: HeaderMap,
     Params(p): Params<CreateParams>,
 ) -> Result<Response, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let idempotency_key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
@@ -256,7 +249,7 @@ pub async fn show(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     Ok(Json(state.load_status(viewer, path_id(&id)?).await?))
 }
 
@@ -279,7 +272,7 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
     let mut rendered = state.load_status(Some(account_id), id).await?;
@@ -288,7 +281,10 @@ pub async fn delete(
         .fetch_one(&state.ctx.db)
         .await?;
     let mut tx = state.ctx.db.begin().await?;
-    if !post::delete(&mut tx, id, Some(&state.base_url())).await? {
+    if !post::delete(&mut tx, id, Some(&state.base_url()))
+        .await
+        .context("deleting a status")?
+    {
         return Err(ApiError::not_found());
     }
     tx.commit().await?;
@@ -330,7 +326,7 @@ pub async fn edit(
     Path(id): Path<String>,
     Params(p): Params<EditParams>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
     let mut tx = state.ctx.db.begin().await?;
@@ -496,7 +492,7 @@ pub async fn history(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<StatusEdit>>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let status = state.load_status(viewer, path_id(&id)?).await?;
     let edits = sqlx::query(
         "SELECT content, spoiler_text, sensitive, created_at, media_attachment_ids \
@@ -556,7 +552,7 @@ pub async fn source(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<StatusSource>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
     let row = sqlx::query("SELECT text, spoiler_text FROM statuses WHERE id = $1")
@@ -577,7 +573,7 @@ pub async fn context(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Json<Context>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let id = path_id(&id)?;
     state.load_status(viewer, id).await?;
     let ancestors: Vec<i64> = sqlx::query_scalar(
@@ -623,7 +619,7 @@ pub async fn reblog(
     Path(id): Path<String>,
     Params(p): Params<ReblogParams>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:statuses"])?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     // A boost of a boost boosts the original.
     let mut tx = state.ctx.db.begin().await?;
     let original = original(&mut *tx, account_id, path_id(&id)?).await?;
@@ -749,7 +745,7 @@ pub async fn unreblog(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:statuses"])?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let mut tx = state.ctx.db.begin().await?;
     let original = original_of(&mut *tx, account_id, path_id(&id)?).await?;
     let existing: Option<i64> =
@@ -759,7 +755,9 @@ pub async fn unreblog(
             .fetch_optional(&mut *tx)
             .await?;
     if let Some(reblog) = existing {
-        post::delete(&mut tx, reblog, Some(&state.base_url())).await?;
+        post::delete(&mut tx, reblog, Some(&state.base_url()))
+            .await
+            .context("withdrawing a boost")?;
     }
     tx.commit().await?;
     Ok(Json(state.load_status(Some(account_id), original).await?))
@@ -770,7 +768,7 @@ pub async fn favourite(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:favourites"])?;
+    let account_id = auth.account(scopes::FAVOURITES_WRITE)?;
     let mut tx = state.ctx.db.begin().await?;
     let Original {
         id: original,
@@ -778,7 +776,9 @@ pub async fn favourite(
         ..
     } = original(&mut *tx, account_id, path_id(&id)?).await?;
     if let Some(favourite_id) =
-        interactions::favourite(&mut tx, &state.ids, account_id, original, author).await?
+        interactions::favourite(&mut tx, &state.ids, account_id, original, author)
+            .await
+            .context("favouriting")?
     {
         outbound::like(
             &mut tx,
@@ -799,10 +799,13 @@ pub async fn unfavourite(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:favourites"])?;
+    let account_id = auth.account(scopes::FAVOURITES_WRITE)?;
     let mut tx = state.ctx.db.begin().await?;
     let original = original_of(&mut *tx, account_id, path_id(&id)?).await?;
-    if let Some(favourite_id) = interactions::unfavourite(&mut tx, account_id, original).await? {
+    if let Some(favourite_id) = interactions::unfavourite(&mut tx, account_id, original)
+        .await
+        .context("withdrawing a favourite")?
+    {
         outbound::like(
             &mut tx,
             &state.base_url(),
@@ -838,7 +841,7 @@ pub async fn bookmark(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:bookmarks"])?;
+    let account_id = auth.account(scopes::BOOKMARKS_WRITE)?;
     let original = original_of(&state.ctx.db, account_id, path_id(&id)?).await?;
     toggle(
         &state,
@@ -855,7 +858,7 @@ pub async fn unbookmark(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:bookmarks"])?;
+    let account_id = auth.account(scopes::BOOKMARKS_WRITE)?;
     let original = original_of(&state.ctx.db, account_id, path_id(&id)?).await?;
     toggle(
         &state,
@@ -875,7 +878,7 @@ pub async fn pin(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:accounts"])?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
     let status = state.load_status(Some(account_id), id).await?;
@@ -920,7 +923,7 @@ pub async fn unpin(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:accounts"])?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
     let mut tx = state.ctx.db.begin().await?;
@@ -959,7 +962,7 @@ async fn set_conversation_mute(
     id: String,
     muted: bool,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(&["write", "write:mutes"])?;
+    let account_id = auth.account(scopes::CONVERSATION_MUTES_WRITE)?;
     let id = path_id(&id)?;
     state.load_status(Some(account_id), id).await?;
     let conversation: i64 =
@@ -987,7 +990,7 @@ async fn interactions(
     query: PageQuery,
     sql: &str,
 ) -> Result<Page<Account>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let id = path_id(id)?;
     state.load_status(viewer, id).await?;
     let bounds = query.bounds(40, 80);
@@ -1054,7 +1057,7 @@ pub async fn index(
     viewer: Viewer,
     Params(q): Params<super::accounts::IdsQuery>,
 ) -> Result<Json<Vec<Status>>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let ids = q.ids()?;
     Ok(Json(
         state
@@ -1072,7 +1075,7 @@ pub async fn quotes(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
     let bounds = q.bounds(20, 40);
@@ -1118,7 +1121,7 @@ pub async fn revoke_quote(
     auth: Auth,
     Path((id, quoting)): Path<(String, String)>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let (id, quoting) = (path_id(&id)?, path_id(&quoting)?);
     own_status(&state, account_id, id).await?;
     let mut tx = state.ctx.db.begin().await?;
@@ -1143,7 +1146,7 @@ pub async fn interaction_policy(
     Path(id): Path<String>,
     Params(p): Params<InteractionPolicy>,
 ) -> Result<Json<Status>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::STATUSES_WRITE)?;
     let id = path_id(&id)?;
     own_status(&state, account_id, id).await?;
     if let Some(policy) = p.quote_approval_policy.as_deref().filter(|p| !p.is_empty()) {

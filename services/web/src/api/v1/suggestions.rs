@@ -11,9 +11,7 @@ use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::payload::{Params, flex};
-
-const READ: &[&str] = &["read", "read:accounts"];
-const WRITE: &[&str] = &["write", "write:accounts"];
+use crate::scopes;
 
 #[derive(Debug, Deserialize)]
 pub struct SuggestionQuery {
@@ -87,7 +85,7 @@ pub async fn v2(
     auth: Auth,
     Params(q): Params<SuggestionQuery>,
 ) -> Result<Json<Vec<Value>>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::ACCOUNTS_READ)?;
     Ok(Json(
         suggest(&state, viewer, limit(&q))
             .await?
@@ -110,7 +108,7 @@ pub async fn v1(
     auth: Auth,
     Params(q): Params<SuggestionQuery>,
 ) -> Result<Json<Vec<Account>>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::ACCOUNTS_READ)?;
     Ok(Json(
         suggest(&state, viewer, limit(&q))
             .await?
@@ -126,7 +124,7 @@ pub async fn dismiss(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let viewer = auth.account(WRITE)?;
+    let viewer = auth.account(scopes::ACCOUNTS_WRITE)?;
     let target = state.target_account(&id).await?;
     sqlx::query(
         "INSERT INTO suggestion_dismissals (account_id, target_account_id) VALUES ($1, $2) \

@@ -8,6 +8,7 @@ use stampede_mastodon::{Tag, TagHistory};
 use crate::AppState;
 use crate::auth::{Auth, Viewer};
 use crate::error::ApiError;
+use crate::scopes;
 
 impl AppState {
     /// A hashtag with seven days of use (public statuses per day) and whether `viewer` follows it.
@@ -88,7 +89,7 @@ pub async fn follow(
     auth: Auth,
     Path(name): Path<String>,
 ) -> Result<Json<Tag>, ApiError> {
-    let account_id = auth.account(&["write", "write:follows", "follow"])?;
+    let account_id = auth.account(scopes::FOLLOWS_WRITE)?;
     let name = name.trim_start_matches('#').to_string();
     if stampede_social::text::parse(&format!("#{name}"))
         .tags
@@ -118,7 +119,7 @@ pub async fn unfollow(
     auth: Auth,
     Path(name): Path<String>,
 ) -> Result<Json<Tag>, ApiError> {
-    let account_id = auth.account(&["write", "write:follows", "follow"])?;
+    let account_id = auth.account(scopes::FOLLOWS_WRITE)?;
     let (id, name) = state.find_tag(&name).await?;
     sqlx::query("DELETE FROM tag_follows WHERE account_id = $1 AND tag_id = $2")
         .bind(account_id)
@@ -132,7 +133,7 @@ pub async fn followed(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<Tag>>, ApiError> {
-    let account_id = auth.account(&["read", "read:follows", "follow"])?;
+    let account_id = auth.account(scopes::FOLLOWS_READ)?;
     let tags: Vec<(i64, String)> = sqlx::query_as(
         "SELECT t.id, t.name FROM tag_follows tf JOIN tags t ON t.id = tf.tag_id \
          WHERE tf.account_id = $1 ORDER BY t.name",
@@ -154,7 +155,7 @@ pub async fn feature(
     auth: Auth,
     Path(name): Path<String>,
 ) -> Result<Json<Tag>, ApiError> {
-    let account_id = auth.account(&["write", "write:accounts"])?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let (tag_id, name) = super::featured_tags::feature(&state, account_id, &name, false).await?;
     Ok(Json(
         state.render_tag(tag_id, &name, Some(account_id)).await?,
@@ -167,7 +168,7 @@ pub async fn unfeature(
     auth: Auth,
     Path(name): Path<String>,
 ) -> Result<Json<Tag>, ApiError> {
-    let account_id = auth.account(&["write", "write:accounts"])?;
+    let account_id = auth.account(scopes::ACCOUNTS_WRITE)?;
     let (id, name) = state.find_tag(name.trim_start_matches('#')).await?;
     sqlx::query("DELETE FROM featured_tags WHERE account_id = $1 AND tag_id = $2")
         .bind(account_id)

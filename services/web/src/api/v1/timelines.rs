@@ -10,11 +10,12 @@ use stampede_social::feeds::{self, Bounds, keyset};
 use stampede_social::visibility::{limited, muted, visible};
 
 use crate::AppState;
-use crate::api::v1::statuses::{READ, path_id};
 use crate::auth::{Auth, Viewer};
 use crate::error::ApiError;
 use crate::paging::{Page, PageQuery};
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
+use crate::scopes;
 use crate::statuses::Filter;
 
 impl AppState {
@@ -66,7 +67,7 @@ pub async fn home(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let bounds = q.bounds(20, 40);
     let config = &state.ctx.config.statuses;
     // Candidates deleted or hidden since they were written make a page short, as in
@@ -169,7 +170,7 @@ pub async fn public(
     uri: Uri,
     Params(q): Params<PublicQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let bounds = q.page.bounds(20, 40);
     let sql = format!(
         "SELECT s.id FROM statuses s \
@@ -249,7 +250,7 @@ pub async fn tag(
     uri: Uri,
     Params(q): Params<TagQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let bounds = q.page.bounds(20, 40);
     let lower = |v: Option<Vec<String>>| -> Vec<String> {
         v.unwrap_or_default()
@@ -321,7 +322,7 @@ pub async fn list(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let account_id = auth.account(&["read", "read:lists"])?;
+    let account_id = auth.account(scopes::LISTS_READ)?;
     let list_id = path_id(&id)?;
     let policy: String = state
         .ctx
@@ -424,7 +425,7 @@ pub async fn bookmarks(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let account_id = auth.account(&["read", "read:bookmarks"])?;
+    let account_id = auth.account(scopes::BOOKMARKS_READ)?;
     marked(&state, account_id, &uri, &q, "bookmarks").await
 }
 
@@ -434,7 +435,7 @@ pub async fn favourites(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let account_id = auth.account(&["read", "read:favourites"])?;
+    let account_id = auth.account(scopes::FAVOURITES_READ)?;
     marked(&state, account_id, &uri, &q, "favourites").await
 }
 
@@ -446,7 +447,7 @@ pub async fn direct(
     uri: Uri,
     Params(q): Params<PageQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let account_id = auth.account(&["read", "read:statuses"])?;
+    let account_id = auth.account(scopes::STATUSES_READ)?;
     let bounds = q.bounds(20, 40);
     let sql = format!(
         "SELECT s.id FROM statuses s \
@@ -497,7 +498,7 @@ pub async fn link(
     uri: Uri,
     Params(q): Params<LinkQuery>,
 ) -> Result<Page<Status>, ApiError> {
-    let viewer = viewer.account(READ)?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let url = q.url.as_deref().map(str::trim).unwrap_or_default();
     let card: Option<i64> = state
         .ctx

@@ -11,6 +11,7 @@ use crate::AppState;
 use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::payload::{Params, flex};
+use crate::scopes;
 use crate::statuses::Filter;
 
 /// Activity loses half its weight every this many hours.
@@ -33,7 +34,7 @@ pub async fn tags(
     viewer: Viewer,
     Params(q): Params<TrendsQuery>,
 ) -> Result<Json<Vec<Tag>>, ApiError> {
-    let viewer = viewer.account(&["read"])?;
+    let viewer = viewer.account(scopes::READ)?;
     let rows: Vec<(i64, String)> = sqlx::query_as(
         "SELECT t.id, t.name FROM ( \
            SELECT tag_id, sum(exp(ln(0.5) * extract(epoch FROM now() - last_use) / 3600 / $1)) AS score, \
@@ -69,7 +70,7 @@ pub async fn statuses(
     viewer: Viewer,
     Params(q): Params<TrendsQuery>,
 ) -> Result<Json<Vec<Status>>, ApiError> {
-    let viewer = viewer.account(&["read", "read:statuses"])?;
+    let viewer = viewer.account(scopes::STATUSES_READ)?;
     let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT s.id FROM statuses s JOIN accounts a ON a.id = s.account_id \
          WHERE s.visibility = 'public' AND s.reblog_of_id IS NULL \
@@ -108,7 +109,7 @@ pub async fn links(
     viewer: Viewer,
     Params(q): Params<TrendsQuery>,
 ) -> Result<Json<Vec<serde_json::Value>>, ApiError> {
-    viewer.account(&["read"])?;
+    viewer.account(scopes::READ)?;
     let rows: Vec<LinkTrend> = sqlx::query_as(&format!(
         "SELECT {columns}, \
            (SELECT coalesce(json_agg(json_build_array(extract(epoch FROM d.day)::bigint::text, \

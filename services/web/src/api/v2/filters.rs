@@ -11,13 +11,11 @@ use sqlx::PgConnection;
 use stampede_social::filters::{self, CONTEXTS};
 
 use crate::AppState;
-use crate::api::v1::statuses::path_id;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use crate::payload::path_id;
 use crate::payload::{Params, flex};
-
-const READ: &[&str] = &["read", "read:filters"];
-const WRITE: &[&str] = &["write", "write:filters"];
+use crate::scopes;
 
 /// Mastodon's limit on a keyword's length.
 const MAX_KEYWORD: usize = 512;
@@ -180,7 +178,7 @@ pub(crate) fn expiry(expires_in: Option<i64>) -> Option<chrono::DateTime<chrono:
 
 /// `GET /api/v2/filters`.
 pub async fn index(State(state): State<AppState>, auth: Auth) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     let mut conn = state.ctx.db.acquire().await?;
     let list = filters::load(&mut conn, account_id, None, false).await?;
     Ok(Json(Value::Array(
@@ -194,7 +192,7 @@ pub async fn show(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     let mut conn = state.ctx.db.acquire().await?;
     Ok(Json(one(&mut conn, account_id, path_id(&id)?).await?))
 }
@@ -205,7 +203,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<FilterParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     check(&p, true)?;
     let id = state.ids.next_id().as_i64();
     let mut tx = state.ctx.db.begin().await?;
@@ -236,7 +234,7 @@ pub async fn update(
     Path(id): Path<String>,
     Params(p): Params<FilterParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let id = path_id(&id)?;
     check(&p, false)?;
     let mut tx = state.ctx.db.begin().await?;
@@ -272,7 +270,7 @@ pub async fn delete(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let answer =
         crate::api::v1::delete_owned(&state, crate::api::v1::Owned::Filter, &id, account_id)
             .await?;
@@ -314,7 +312,7 @@ pub async fn keywords(
     auth: Auth,
     Path(filter_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     let filter_id = own_filter(&state, account_id, &filter_id).await?;
     let mut conn = state.ctx.db.acquire().await?;
     let filter = filters::load(&mut conn, account_id, Some(filter_id), false).await?;
@@ -351,7 +349,7 @@ pub async fn add_keyword(
     Path(filter_id): Path<String>,
     Params(p): Params<OneKeyword>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let filter_id = own_filter(&state, account_id, &filter_id).await?;
     let keyword = p.keyword.unwrap_or_default();
     check_keyword(&keyword)?;
@@ -375,7 +373,7 @@ pub async fn show_keyword(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     let id = path_id(&id)?;
     owner_of(&state, "filter_keywords", account_id, id).await?;
     Ok(Json(keyword_by_id(&state, id).await?))
@@ -388,7 +386,7 @@ pub async fn update_keyword(
     Path(id): Path<String>,
     Params(p): Params<OneKeyword>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let id = path_id(&id)?;
     owner_of(&state, "filter_keywords", account_id, id).await?;
     if let Some(keyword) = &p.keyword {
@@ -413,7 +411,7 @@ pub async fn delete_keyword(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let id = path_id(&id)?;
     owner_of(&state, "filter_keywords", account_id, id).await?;
     sqlx::query("DELETE FROM filter_keywords WHERE id = $1")
@@ -430,7 +428,7 @@ pub async fn statuses(
     auth: Auth,
     Path(filter_id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     let filter_id = own_filter(&state, account_id, &filter_id).await?;
     let rows: Vec<(i64, i64)> = sqlx::query_as(
         "SELECT id, status_id FROM filter_statuses WHERE filter_id = $1 ORDER BY id",
@@ -456,7 +454,7 @@ pub async fn add_status(
     Path(filter_id): Path<String>,
     Params(p): Params<OneStatus>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let filter_id = own_filter(&state, account_id, &filter_id).await?;
     let status_id = p
         .status_id
@@ -494,7 +492,7 @@ pub async fn show_status(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(READ)?;
+    let account_id = auth.account(scopes::FILTERS_READ)?;
     Ok(Json(filters::render_status(
         status_by_id(&state, account_id, &id).await?,
     )))
@@ -506,7 +504,7 @@ pub async fn delete_status(
     auth: Auth,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let account_id = auth.account(WRITE)?;
+    let account_id = auth.account(scopes::FILTERS_WRITE)?;
     let (id, _) = status_by_id(&state, account_id, &id).await?;
     sqlx::query("DELETE FROM filter_statuses WHERE id = $1")
         .bind(id)

@@ -21,11 +21,12 @@ use stampede_social::feeds::keyset;
 use stampede_social::render::{NOTIFICATION_COLUMNS, NotificationRow};
 
 use crate::AppState;
-use crate::api::v1::notifications::{READ, Selection, WRITE, shown};
+use crate::api::v1::notifications::{Selection, shown};
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::paging::{PageQuery, link_header};
 use crate::payload::{Params, flex};
+use crate::scopes;
 
 /// The kinds grouped unless `grouped_types[]` names fewer (Mastodon's groupable kinds).
 const GROUPABLE: [&str; 4] = ["favourite", "reblog", "follow", "admin.sign_up"];
@@ -255,7 +256,7 @@ pub async fn index(
     uri: Uri,
     Params(q): Params<GroupedQuery>,
 ) -> Result<Response, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_READ)?;
     let partial_avatars = partial_avatars(&q.expand_accounts)?;
     let bounds = q.page.bounds(40, 80);
     let grouped = grouped_types(&q.grouped_types);
@@ -340,7 +341,7 @@ pub async fn show(
     auth: Auth,
     Path(key): Path<String>,
 ) -> Result<Json<GroupedNotificationsResults>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_READ)?;
     let (condition, bind) = by_group_key(&key);
     let row: Option<NotificationRow> = sqlx::query_as(&format!(
         "SELECT {NOTIFICATION_COLUMNS} FROM notifications n \
@@ -373,7 +374,7 @@ pub async fn accounts(
     auth: Auth,
     Path(key): Path<String>,
 ) -> Result<Json<Vec<Account>>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_READ)?;
     let (condition, bind) = by_group_key(&key);
     let ids: Vec<i64> = sqlx::query_scalar(&format!(
         "SELECT n.from_account_id FROM notifications n \
@@ -395,7 +396,7 @@ pub async fn dismiss(
     auth: Auth,
     Path(key): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let viewer = auth.account(WRITE)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_WRITE)?;
     let (condition, bind) = by_group_key(&key);
     sqlx::query(&format!(
         "DELETE FROM notifications n WHERE n.account_id = $1 AND {condition}"
@@ -423,7 +424,7 @@ pub async fn unread_count(
     auth: Auth,
     Params(q): Params<UnreadQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let viewer = auth.account(READ)?;
+    let viewer = auth.account(scopes::NOTIFICATIONS_READ)?;
     let limit = q
         .limit
         .as_deref()

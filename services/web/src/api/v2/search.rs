@@ -9,10 +9,11 @@ use stampede_social::feeds::keyset;
 use stampede_social::visibility::{muted, visible};
 
 use crate::AppState;
-use crate::api::v1::graph::search_accounts;
+use crate::api::v1::accounts::search::search_accounts;
 use crate::auth::Viewer;
 use crate::error::ApiError;
 use crate::payload::{Params, flex};
+use crate::scopes;
 use crate::statuses::Filter;
 
 #[derive(Debug, Deserialize)]
@@ -42,7 +43,7 @@ pub async fn search(
     viewer: Viewer,
     Params(q): Params<SearchQuery>,
 ) -> Result<Json<SearchResults>, ApiError> {
-    let viewer = viewer.account(&["read", "read:search"])?;
+    let viewer = viewer.account(scopes::SEARCH_READ)?;
     let limit = q.limit.unwrap_or(20).clamp(1, 40);
     let offset = q.offset.unwrap_or(0);
     // Without a signed-in user Mastodon refuses paging into results.

@@ -1,4 +1,14 @@
-//! `/api/v1/accounts`: sign-up, the signed-in user's own account, and looking accounts up.
+//! `/api/v1/accounts`: sign-up, the signed-in user's own account, and looking accounts up; the
+//! routes on another account live in the submodules named like their URLs.
+
+pub mod block;
+pub mod follow;
+pub mod mute;
+pub mod relationships;
+pub mod search;
+pub mod statuses;
+
+pub(crate) use relationships::{own_list, relationship_on};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -10,6 +20,7 @@ use crate::auth::{Auth, ClientIp, Viewer};
 use crate::error::{ApiError, Validation};
 use crate::payload::{Params, WithFiles, flex};
 use crate::registration::SignUp;
+use crate::scopes;
 use crate::{AppState, ratelimit};
 use stampede_social::media::{self, Profile};
 
@@ -56,7 +67,7 @@ pub async fn create(
     auth: Auth,
     Params(p): Params<CreateAccount>,
 ) -> Result<Json<Token>, ApiError> {
-    auth.require(&["write", "write:accounts"])?;
+    auth.require(scopes::ACCOUNTS_WRITE)?;
     let app_id = auth
         .application_id
         .ok_or_else(|| ApiError::forbidden("This action is outside the authorized scopes"))?;
@@ -102,7 +113,7 @@ pub async fn verify_credentials(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<CredentialAccount>, ApiError> {
-    auth.require(&["read", "read:accounts", "profile"])?;
+    auth.require(scopes::OWN_ACCOUNT_READ)?;
     let user = auth.user()?;
     Ok(Json(credential_account(&state, user.account_id).await?))
 }
@@ -165,7 +176,7 @@ pub async fn update_credentials(
     auth: Auth,
     form: WithFiles<UpdateCredentials>,
 ) -> Result<Json<CredentialAccount>, ApiError> {
-    auth.require(&["write", "write:accounts"])?;
+    auth.require(scopes::ACCOUNTS_WRITE)?;
     let account_id = auth.user()?.account_id;
     update_profile(&state, account_id, form).await?;
     Ok(Json(credential_account(&state, account_id).await?))
@@ -439,7 +450,7 @@ pub async fn show_profile(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<ProfileEntity>, ApiError> {
-    auth.require(&["read", "read:accounts", "profile"])?;
+    auth.require(scopes::OWN_ACCOUNT_READ)?;
     let account_id = auth.user()?.account_id;
     Ok(Json(profile(&state, account_id).await?))
 }
@@ -451,7 +462,7 @@ pub async fn update_profile_v2(
     auth: Auth,
     form: WithFiles<UpdateCredentials>,
 ) -> Result<Json<ProfileEntity>, ApiError> {
-    auth.require(&["write", "write:accounts"])?;
+    auth.require(scopes::ACCOUNTS_WRITE)?;
     let account_id = auth.user()?.account_id;
     update_profile(&state, account_id, form).await?;
     Ok(Json(profile(&state, account_id).await?))
@@ -478,7 +489,7 @@ async fn remove_image(
     auth: Auth,
     image: Profile,
 ) -> Result<Json<CredentialAccount>, ApiError> {
-    auth.require(&["write", "write:accounts"])?;
+    auth.require(scopes::ACCOUNTS_WRITE)?;
     let account_id = auth.user()?.account_id;
     let mut tx = state.ctx.db.begin().await?;
     media::set_profile_image(&mut tx, account_id, image, None).await?;
@@ -551,7 +562,7 @@ pub async fn lookup(
     Query(q): Query<LookupQuery>,
 ) -> Result<Json<Account>, ApiError> {
     // Anyone may look up; a token that is given must allow reading accounts.
-    viewer.account(&["read", "read:accounts"])?;
+    viewer.account(scopes::ACCOUNTS_READ)?;
     let acct = q.acct.unwrap_or_default();
     let acct = acct.trim_start_matches('@');
     let username = match acct.split_once('@') {
@@ -645,7 +656,7 @@ pub async fn preferences(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    auth.require(&["read", "read:accounts"])?;
+    auth.require(scopes::ACCOUNTS_READ)?;
     let account_id = auth.user()?.account_id;
     let (privacy, sensitive, language): (String, bool, Option<String>) = sqlx::query_as(
         "SELECT source_privacy, source_sensitive, source_language FROM users WHERE account_id = $1",
@@ -711,7 +722,7 @@ pub async fn resend_confirmation(
     let email = match p.email.as_deref().map(str::trim) {
         Some(email) if email != current_email => {
             let mut v = Validation::default();
-            if !crate::registration::valid_email(email) {
+            if !crate::accounts::valid_email(email) {
                 v.add("email", "ERR_INVALID", "is invalid");
             } else {
                 let found = state.conflicts("", email).await?;

@@ -1,0 +1,31 @@
+//! `/api/v1/mutes`: the accounts the viewer mutes.
+
+use axum::extract::State;
+use axum::http::Uri;
+use stampede_mastodon::Account;
+
+use super::accounts::own_list;
+use crate::AppState;
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::paging::{Page, PageQuery};
+use crate::payload::Params;
+use crate::scopes;
+
+pub async fn mutes(
+    State(state): State<AppState>,
+    auth: Auth,
+    uri: Uri,
+    Params(query): Params<PageQuery>,
+) -> Result<Page<Account>, ApiError> {
+    own_list(
+        &state,
+        &auth,
+        scopes::MUTES_READ,
+        &uri,
+        &query,
+        "SELECT id, target_account_id FROM mutes WHERE account_id = $1 \
+           AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .await
+}
