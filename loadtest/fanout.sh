@@ -15,8 +15,12 @@ cd "$(dirname "$0")/.."
 deploy/local/backing-services.sh postgres redis rabbitmq >&2
 deploy/local/need.sh jq curl >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
-cargo build --release --bin stampede >&2
-bin="$CARGO_TARGET_DIR/release"
+# BIN_DIR=… runs binaries built elsewhere (an older build, for an A/B) instead of building.
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release --bin stampede >&2
+    BIN_DIR="$CARGO_TARGET_DIR/release"
+fi
+bin="$BIN_DIR"
 posts="${1:-3}"
 
 db=stampede_fanout_bench

@@ -29,8 +29,12 @@ cd "$(dirname "$0")/.."
 deploy/local/backing-services.sh postgres redis rabbitmq >&2
 deploy/local/need.sh wrk jq curl >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
-cargo build --release --bin stampede --bin stampede-loadtest >&2
-bin="$CARGO_TARGET_DIR/release"
+# BIN_DIR=… runs binaries built elsewhere (an older build, for an A/B) instead of building.
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release --bin stampede --bin stampede-loadtest >&2
+    BIN_DIR="$CARGO_TARGET_DIR/release"
+fi
+bin="$BIN_DIR"
 seconds="${1:-30}"
 shift || true
 connections=("${@:-8 16 32}")
