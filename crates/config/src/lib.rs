@@ -139,6 +139,10 @@ pub struct WebConfig {
     /// raw P-256 keys): the key Web Push notifications are signed with. Both or neither; without
     /// them the server makes one on first use and keeps it in the database.
     pub vapid: Option<(String, String)>,
+    /// TOKEN_CACHE_SECONDS: how long a web process keeps a bearer token's look-up at most
+    /// (60 by default; 0 reads every token from PostgreSQL). Changes reach the cache through
+    /// PostgreSQL notifications well before that (ADR 0030).
+    pub token_cache: Duration,
 }
 
 /// Who may sign up, and how fast.
@@ -596,6 +600,9 @@ impl Config {
                     ));
                 }
             },
+            token_cache: Duration::from_secs(
+                env.parse_in("TOKEN_CACHE_SECONDS", 0..=3600)?.unwrap_or(60),
+            ),
             vapid: match (
                 env.string("VAPID_PRIVATE_KEY")?,
                 env.string("VAPID_PUBLIC_KEY")?,

@@ -30,6 +30,7 @@ pub mod filters;
 pub mod follows;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod grant_cache;
 pub mod import;
 pub mod inbox;
 pub mod interactions;

@@ -12,6 +12,8 @@ use sha2::{Digest, Sha256};
 use sqlx::FromRow;
 use stampede_db::Leases;
 
+use crate::grant_cache::GrantCache;
+
 /// A fresh random secret.
 pub fn generate() -> String {
     let mut bytes = [0u8; 32];
@@ -66,8 +68,21 @@ impl Grant {
 }
 
 /// The token `secret`, revoked or not; `None` when no such token was ever issued. Every
-/// authenticated request asks, so the lookup runs on a leased connection (no release ping).
-pub async fn grant(db: &Leases, secret: &str) -> Result<Option<Grant>, sqlx::Error> {
+/// authenticated request asks: through `cache` when given (see [`crate::grant_cache`]), else on a
+/// leased connection (no release ping).
+pub async fn grant(
+    db: &Leases,
+    cache: Option<&GrantCache>,
+    secret: &str,
+) -> Result<Option<Grant>, sqlx::Error> {
+    let digest = digest(secret);
+    if let Some(cache) = cache
+        && let Some(grant) = cache.get(&digest)
+    {
+        note_activity(db, Some((cache, &digest)), &grant);
+        return Ok(Some(grant));
+    }
+    let epoch = cache.map(GrantCache::epoch);
     let mut conn = db.take().await?;
     let grant: Option<Grant> = sqlx::query_as(
         "SELECT t.id, t.application_id, t.scopes, t.revoked_at, t.account_id, \
@@ -78,29 +93,41 @@ pub async fn grant(db: &Leases, secret: &str) -> Result<Option<Grant>, sqlx::Err
          LEFT JOIN accounts a ON a.id = t.account_id \
          WHERE t.token_hash = $1",
     )
-    .bind(digest(secret))
+    .bind(&digest)
     .fetch_optional(&mut *conn)
     .await?;
     conn.finish();
-    if let Some(grant) = &grant
-        && let (Some(account_id), Some(last_active)) = (grant.account_id, grant.last_active_at)
-        && Utc::now() - last_active > chrono::Duration::hours(1)
-    {
-        // Home-feed fan-out reaches only recently active users: note this one's return (at
-        // most hourly, off the request's path).
-        let db = db.pool().clone();
-        tokio::spawn(async move {
-            let result =
-                sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")
-                    .bind(account_id)
-                    .execute(&db)
-                    .await;
-            if let Err(error) = result {
-                tracing::warn!(%error, "could not record activity");
-            }
-        });
+    if let Some(grant) = &grant {
+        if let (Some(cache), Some(epoch)) = (cache, epoch) {
+            cache.put(&digest, grant, epoch);
+        }
+        note_activity(db, cache.map(|c| (c, digest.as_str())), grant);
     }
     Ok(grant)
+}
+
+/// Home-feed fan-out reaches only recently active users: notes this one's return, at most
+/// hourly and off the request's path.
+fn note_activity(db: &Leases, cached: Option<(&GrantCache, &str)>, grant: &Grant) {
+    let (Some(account_id), Some(last_active)) = (grant.account_id, grant.last_active_at) else {
+        return;
+    };
+    if Utc::now() - last_active <= chrono::Duration::hours(1) {
+        return;
+    }
+    if let Some((cache, digest)) = cached {
+        cache.touch_active(digest);
+    }
+    let db = db.pool().clone();
+    tokio::spawn(async move {
+        let result = sqlx::query("UPDATE users SET last_active_at = now() WHERE account_id = $1")
+            .bind(account_id)
+            .execute(&db)
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, "could not record activity");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ pub async fn viewer(state: &State, token: Option<&str>) -> Result<Viewer, Refusa
         return Ok(Viewer::default());
     };
     let invalid = || Refusal::new(StatusCode::UNAUTHORIZED, "Invalid access token");
-    let grant = tokens::grant(&state.ctx.leases, token)
+    let grant = tokens::grant(&state.ctx.leases, None, token)
         .await?
         .ok_or_else(invalid)?;
     if grant.revoked_at.is_some() {

@@ -247,6 +247,7 @@ impl AppState {
             mail::enqueue(&mut tx, &mail).await?;
         }
         tx.commit().await?;
+        self.grants.forget_account(account_id);
         tracing::info!(account_id, "account approved");
         Ok(())
     }
@@ -263,6 +264,7 @@ impl AppState {
         if deleted.rows_affected() == 0 {
             return Err(self.not_pending(account_id).await);
         }
+        self.grants.forget_account(account_id);
         tracing::info!(account_id, "account rejected");
         Ok(())
     }

@@ -1,9 +1,10 @@
 //! Who is calling: the bearer token, its scopes, and the user behind it.
 //!
-//! Tokens are looked up by their SHA-256 on every request, so revoking one (or suspending its
-//! account) takes effect at once on every web replica. The answers match Mastodon's: 401 for a
-//! missing, unknown or revoked token; 403 for a scope the token lacks or a user who may not act
-//! yet (unconfirmed e-mail, pending approval, disabled).
+//! Tokens are looked up by their SHA-256, through the process's token cache, which PostgreSQL
+//! notifications keep current (ADR 0030): revoking one (or suspending its account) takes effect
+//! on the next request on the replica that did it, and within about a millisecond on the others.
+//! The answers match Mastodon's: 401 for a missing, unknown or revoked token; 403 for a scope the
+//! token lacks or a user who may not act yet (unconfirmed e-mail, pending approval, disabled).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -54,7 +55,9 @@ pub(crate) fn bearer(parts: &Parts) -> Option<String> {
 
 /// Looks up a bearer token; `None` when it does not exist.
 pub async fn lookup(state: &AppState, token: &str) -> Result<Option<Auth>, ApiError> {
-    let Some(grant) = stampede_social::tokens::grant(&state.ctx.leases, token).await? else {
+    let Some(grant) =
+        stampede_social::tokens::grant(&state.ctx.leases, Some(&state.grants), token).await?
+    else {
         return Ok(None);
     };
     if grant.revoked_at.is_some() {

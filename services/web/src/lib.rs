@@ -54,6 +54,8 @@ pub struct AppState {
     pub resolver: stampede_social::remote::Resolver,
     pub uploads: Arc<api::v1::media::Uploads>,
     pub push_keys: stampede_social::push::PushKeys,
+    /// Token look-ups kept in this process, invalidated by PostgreSQL (ADR 0030).
+    pub grants: Arc<stampede_social::grant_cache::GrantCache>,
     /// The instance statistics and when they were counted.
     pub instance_counts:
         Arc<parking_lot::Mutex<Option<(std::time::Instant, api::v1::instance::Counts)>>>,
@@ -71,6 +73,9 @@ impl AppState {
                 ctx.metrics.clone(),
             )),
             ids: Arc::new(IdGenerator::new()),
+            grants: Arc::new(stampede_social::grant_cache::GrantCache::new(
+                ctx.config.web.token_cache,
+            )),
             templates: Arc::new(pages::Templates::new()),
             big_accounts: Arc::new(stampede_social::feeds::BigAccounts::new(
                 ctx.config.statuses.fanout_threshold,
@@ -247,9 +252,19 @@ pub async fn serve_with(ctx: Context, listener: TcpListener, extra: Router) -> a
             .run(ctx.shutdown.clone()),
     ));
     let state = AppState::new(ctx.clone());
+    let grants = tokio::spawn(stampede_runtime::workers::track(
+        ctx.clone(),
+        "web/token-cache",
+        stampede_social::grant_cache::listen(
+            stampede_social::grant_cache::listener_pool(ctx.db.pool()),
+            state.grants.clone(),
+            ctx.shutdown.clone(),
+        ),
+    ));
     let served = server::serve(&ctx, listener, router(state).merge(extra)).await;
     ctx.shutdown.cancel();
     let _ = relay.await;
+    let _ = grants.await;
     served
 }
 

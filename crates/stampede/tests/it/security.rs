@@ -1121,3 +1121,157 @@ async fn a_panicking_handler_answers_500_and_the_server_goes_on() {
         .unwrap();
     assert_eq!(fine.status(), 200);
 }
+
+/// What `base` answers `user`'s token on `verify_credentials`.
+async fn credentials_status(app: &TestApp, base: &str, token: &str) -> u16 {
+    app.client
+        .get(format!("{base}/api/v1/accounts/verify_credentials"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until every replica answers `token` with something other than 200; answers how long
+/// the slowest took.
+async fn refused_everywhere(
+    app: &TestApp,
+    replicas: &[String],
+    token: &str,
+) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    for base in replicas {
+        while credentials_status(app, base, token).await == 200 {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(1),
+                "{base} still accepts the token after a second"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    start.elapsed()
+}
+
+#[tokio::test]
+async fn token_changes_reach_every_replicas_cache_at_once() {
+    // Token look-ups are cached in each web process (ADR 0030), for at most 2 s here.
+    let app = spawn_app(AppOptions {
+        env: vec![("TOKEN_CACHE_SECONDS".into(), "2".into())],
+        ..AppOptions::default()
+    })
+    .await
+    .unwrap();
+    let (second, _stop) = stampede_test_support::spawn_web(&app).await.unwrap();
+    let replicas = [app.url(""), format!("http://{second}")];
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let carol = seed_user(&app, "carol", false).await;
+    let dave = seed_user(&app, "dave", false).await;
+    let warm = |user: &User| {
+        let (app, replicas, token) = (&app, &replicas, user.token.clone());
+        async move {
+            for base in replicas {
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                while credentials_status(app, base, &token).await != 200 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{base} never answered"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    };
+    let db = &app.ctx.db;
+    let digest = "encode(sha256(convert_to($1, 'UTF8')), 'hex')";
+
+    // A change made straight in SQL, as an operator would: every replica hears it from
+    // PostgreSQL, however warm its cache.
+    warm(&alice).await;
+    sqlx::query(&format!(
+        "UPDATE oauth_access_tokens SET revoked_at = now() WHERE token_hash = {digest}"
+    ))
+    .bind(&alice.token)
+    .execute(db)
+    .await
+    .unwrap();
+    let revoked = refused_everywhere(&app, &replicas, &alice.token).await;
+    warm(&bob).await;
+    sqlx::query("UPDATE accounts SET suspended_at = now() WHERE id = $1")
+        .bind(bob.id.parse::<i64>().unwrap())
+        .execute(db)
+        .await
+        .unwrap();
+    let suspended = refused_everywhere(&app, &replicas, &bob.token).await;
+    eprintln!(
+        "refused everywhere {revoked:?} after the revocation, {suspended:?} after the suspension"
+    );
+
+    // Revoked through the API on one replica: that replica refuses it on the very next
+    // request, the other within the notification's delivery.
+    let creds = crate::mastodon::register_app(&app, "read write").await;
+    sqlx::query(&format!(
+        "UPDATE oauth_access_tokens SET application_id = \
+           (SELECT id FROM oauth_applications WHERE client_id = $2) WHERE token_hash = {digest}"
+    ))
+    .bind(&dave.token)
+    .bind(&creds.client_id)
+    .execute(db)
+    .await
+    .unwrap();
+    warm(&dave).await;
+    let answer = app
+        .client
+        .post(app.url("/oauth/revoke"))
+        .form(&[
+            ("client_id", creds.client_id.as_str()),
+            ("client_secret", creds.client_secret.as_str()),
+            ("token", dave.token.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(
+        credentials_status(&app, &replicas[0], &dave.token).await,
+        401
+    );
+    refused_everywhere(&app, &replicas, &dave.token).await;
+
+    // The cache is real: with the notification switched off, the replicas keep answering from
+    // memory — until the entry's 2 s are over.
+    warm(&carol).await;
+    sqlx::query("ALTER TABLE users DISABLE TRIGGER users_auth_update")
+        .execute(db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE users SET disabled = true WHERE account_id = $1")
+        .bind(carol.id.parse::<i64>().unwrap())
+        .execute(db)
+        .await
+        .unwrap();
+    let changed = std::time::Instant::now();
+    for base in &replicas {
+        assert_eq!(
+            credentials_status(&app, base, &carol.token).await,
+            200,
+            "{base} answered from memory"
+        );
+    }
+    loop {
+        let statuses = [
+            credentials_status(&app, &replicas[0], &carol.token).await,
+            credentials_status(&app, &replicas[1], &carol.token).await,
+        ];
+        if statuses.iter().all(|s| *s == 403) {
+            break;
+        }
+        assert!(
+            changed.elapsed() < std::time::Duration::from_secs(4),
+            "the 2 s bound did not hold: {statuses:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -267,6 +267,7 @@ pub async fn revoke(
             .fetch_optional(&state.ctx.db)
             .await?;
             if let Some(token_id) = revoked {
+                state.grants.forget_token(&tokens::digest(token));
                 // Streaming connections made with it close at once.
                 stream::publish(
                     &state.ctx.cache,

@@ -450,13 +450,18 @@ async fn confirm(State(state): State<AppState>, Query(q): Query<ConfirmQuery>) -
             &[],
         );
     };
-    let approved: Result<Option<bool>, sqlx::Error> = sqlx::query_scalar(
+    let confirmed: Result<Option<(bool, i64)>, sqlx::Error> = sqlx::query_as(
         "UPDATE users SET confirmed_at = now(), confirmation_token_hash = NULL \
-         WHERE confirmation_token_hash = $1 RETURNING approved",
+         WHERE confirmation_token_hash = $1 RETURNING approved, account_id",
     )
     .bind(tokens::digest(&token))
     .fetch_optional(&state.ctx.db)
     .await;
+    if let Ok(Some((_, account))) = &confirmed {
+        // Its tokens may act now: on this process's very next request, too.
+        state.grants.forget_account(*account);
+    }
+    let approved = confirmed.map(|c| c.map(|(approved, _)| approved));
     match approved {
         Ok(Some(true)) => state.page(
             StatusCode::OK,
@@ -665,6 +670,7 @@ async fn password_update(
         }
         tx.commit().await?;
         if let Some(account) = account_id {
+            state.grants.forget_account(account);
             // Streaming connections of the account close at once.
             stampede_social::stream::publish(
                 &state.ctx.cache,

@@ -159,6 +159,7 @@ async fn delete(
     if let Err(e) = requested.await {
         return crate::error::ApiError::from(e).into_response();
     }
+    state.grants.forget_account(account_id);
     stream::publish(
         &state.ctx.cache,
         stream::CONTROL_CHANNEL,

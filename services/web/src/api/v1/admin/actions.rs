@@ -61,6 +61,7 @@ async fn outranks(state: &AppState, moderator: i64, target: i64) -> Result<(), A
 
 /// Ends the account's streams: a suspended account or disabled login is heard no more.
 async fn disconnect(state: &AppState, account: i64) {
+    state.grants.forget_account(account);
     stream::publish(
         &state.ctx.cache,
         stream::CONTROL_CHANNEL,
@@ -147,6 +148,8 @@ async fn reverse(
     }
     moderation::undo(&mut tx, &state.ids, moderator, target, undo).await?;
     tx.commit().await?;
+    // Its tokens may act again: on this process's very next request, too.
+    state.grants.forget_account(target);
     Ok(Json(super::reports::admin_account(state, target).await?))
 }
 
