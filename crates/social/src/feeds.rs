@@ -59,9 +59,16 @@ impl Bounds {
 /// bind parameter `$max` and strictly above `$min`, either of which may be NULL (no bound). Every
 /// paged query embeds this one form, so `max_id`, `since_id` and `min_id` mean the same
 /// everywhere.
+///
+/// A missing bound is the widest one (`coalesce` with the ends of `bigint`) rather than an
+/// `IS NULL OR …` alternative: both are index bounds then, whatever the parameters, so
+/// PostgreSQL can keep one generic plan for the statement instead of planning it anew on every
+/// execution. On the local timeline that took the id query from 0.7 ms of planning plus 0.7 ms
+/// of execution to 0.01 ms plus 0.12 ms (ADR 0031).
 pub fn keyset(column: &str, max: u8, min: u8) -> String {
     format!(
-        "(${max}::bigint IS NULL OR {column} < ${max}) AND (${min}::bigint IS NULL OR {column} > ${min})"
+        "{column} < coalesce(${max}::bigint, 9223372036854775807) \
+         AND {column} > coalesce(${min}::bigint, -9223372036854775807)"
     )
 }
 
