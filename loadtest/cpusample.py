@@ -49,6 +49,8 @@ def split(path, start, end):
     first = min(rows, key=lambda r: abs(r[0] - start))
     last = min(rows, key=lambda r: abs(r[0] - end))
     seconds = last[0] - first[0]
+    if seconds <= 0:
+        sys.exit(f"no samples between {start} and {end} in {path}")
     cores = {k: (v - first[1].get(k, 0)) / 100 / seconds for k, v in last[1].items()}
     for name, used in sorted(cores.items(), key=lambda c: -c[1]):
         if used >= 0.03:
