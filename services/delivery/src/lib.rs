@@ -8,7 +8,6 @@ pub mod mail;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use stampede_queue::outbox::Relay;
 use stampede_queue::{WorkQueue, Worker, dedupe};
 use stampede_runtime::canary::{self, CanaryHandler};
@@ -225,20 +224,23 @@ impl Periodic for Clock {
     }
 
     async fn round(&mut self, ctx: &Context) -> anyhow::Result<()> {
-        let published = stampede_social::post::publish_due(&ctx.jobs, &self.ids, &ctx.config)
-            .await
-            .context("posting scheduled statuses")?;
-        if published > 0 {
-            tracing::info!(published, "scheduled statuses posted");
+        // Each step runs every round, whatever the others did: a scheduled status that keeps
+        // failing must not hold up polls or deletions.
+        let mut failed = Vec::new();
+        match stampede_social::post::publish_due(&ctx.jobs, &self.ids, &ctx.config).await {
+            Ok(0) => {}
+            Ok(published) => tracing::info!(published, "scheduled statuses posted"),
+            Err(error) => failed.push(format!("posting scheduled statuses: {error}")),
         }
-        stampede_social::post::notify_ended_polls(&ctx.jobs, &self.ids)
-            .await
-            .context("announcing ended polls")?;
+        if let Err(error) = stampede_social::post::notify_ended_polls(&ctx.jobs, &self.ids).await {
+            failed.push(format!("announcing ended polls: {error}"));
+        }
         // Accounts whose deletion's grace period is over.
         let base = stampede_social::post::base_url(&ctx.config);
-        stampede_social::deletion::purge_due(&ctx.jobs, &base, 10)
-            .await
-            .context("purging deleted accounts")?;
+        if let Err(error) = stampede_social::deletion::purge_due(&ctx.jobs, &base, 10).await {
+            failed.push(format!("purging deleted accounts: {error}"));
+        }
+        anyhow::ensure!(failed.is_empty(), "{}", failed.join("; "));
         Ok(())
     }
 }
