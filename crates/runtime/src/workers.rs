@@ -61,13 +61,14 @@ async fn pause(ctx: &Context, period: Duration) -> bool {
 /// Runs `work`, a loop driven by its input (a queue consumer, a subscription, the outbox relay),
 /// recorded under `name`: running until it returns, then stopped if the process is shutting
 /// down, else failed.
-pub async fn track(ctx: Context, name: &str, work: impl Future<Output = ()>) {
-    let report = Report::start(&ctx, name, None).await;
+pub async fn track(ctx: Context, name: impl Into<String>, work: impl Future<Output = ()>) {
+    let name = name.into();
+    let report = Report::start(&ctx, &name, None).await;
     work.await;
     if ctx.shutdown.is_cancelled() {
         report.finish(State::Stopped, None).await;
     } else {
-        tracing::error!(worker = name, "background loop ended before shutdown");
+        tracing::error!(worker = %name, "background loop ended before shutdown");
         report
             .finish(State::Failed, Some("ended before shutdown".to_string()))
             .await;

@@ -138,7 +138,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         }
         tasks.spawn(workers::track(
             ctx.clone(),
-            queue_worker_name(queue),
+            format!("delivery/queue:{}", queue.name()),
             worker.run(ctx.shutdown.clone(), ctx.config.shutdown_timeout),
         ));
     }
@@ -191,20 +191,6 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
 pub async fn run(ctx: Context, addr: SocketAddr) -> anyhow::Result<()> {
     let listener = server::bind(addr).await?;
     serve(ctx, Some(listener)).await
-}
-
-/// The queue consumer's name as operators see it.
-fn queue_worker_name(queue: WorkQueue) -> &'static str {
-    match queue {
-        WorkQueue::Distribute => "delivery/queue:distribute",
-        WorkQueue::Backfill => "delivery/queue:backfill",
-        WorkQueue::Deliver => "delivery/queue:deliver",
-        WorkQueue::Ingress => "delivery/queue:ingress",
-        WorkQueue::RemoteFanout => "delivery/queue:remote_fanout",
-        WorkQueue::Fetch => "delivery/queue:fetch",
-        WorkQueue::Mail => "delivery/queue:mail",
-        WorkQueue::Media => "delivery/queue:media",
-    }
 }
 
 /// Work that comes due with time, every 5 s: scheduled statuses are posted, ended polls
