@@ -143,6 +143,10 @@ pub struct WebConfig {
     /// (60 by default; 0 reads every token from PostgreSQL). Changes reach the cache through
     /// PostgreSQL notifications well before that (ADR 0030).
     pub token_cache: Duration,
+    /// ENTITY_CACHE_STATUSES: how many statuses a process keeps rendered-ready in memory (50,000
+    /// by default; 0 keeps none), and half as many accounts. Each use is checked against the
+    /// row's version read with the page, so nothing shown is stale (ADR 0032).
+    pub entity_cache_statuses: usize,
 }
 
 /// Who may sign up, and how fast.
@@ -603,6 +607,9 @@ impl Config {
             token_cache: Duration::from_secs(
                 env.parse_in("TOKEN_CACHE_SECONDS", 0..=3600)?.unwrap_or(60),
             ),
+            entity_cache_statuses: env
+                .parse_in("ENTITY_CACHE_STATUSES", 0..=10_000_000)?
+                .unwrap_or(50_000),
             vapid: match (
                 env.string("VAPID_PRIVATE_KEY")?,
                 env.string("VAPID_PUBLIC_KEY")?,

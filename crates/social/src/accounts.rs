@@ -93,6 +93,28 @@ pub async fn find_many(
     .await
 }
 
+/// Accounts by id, each with its row's version (`xmin`, as the entity cache keys it).
+pub async fn find_many_versioned(
+    db: impl PgExecutor<'_>,
+    ids: &[i64],
+) -> Result<Vec<(AccountRow, i64)>, sqlx::Error> {
+    #[derive(FromRow)]
+    struct Versioned {
+        #[sqlx(flatten)]
+        row: AccountRow,
+        version: i64,
+    }
+    let rows: Vec<Versioned> = sqlx::query_as(&format!(
+        "SELECT {ACCOUNT_COLUMNS}, \
+                (SELECT x.xmin::text::bigint FROM accounts x WHERE x.id = v.id) AS version \
+         FROM accounts_with_stats v WHERE v.id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(|v| (v.row, v.version)).collect())
+}
+
 /// A plain-text bio as Mastodon renders it: paragraphs split on blank lines, line breaks kept,
 /// everything escaped.
 pub fn render_note(note: &str) -> String {

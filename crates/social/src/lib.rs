@@ -24,6 +24,7 @@ pub mod distribute;
 pub mod domain_policy;
 pub mod domains;
 pub mod emojis;
+pub mod entity_cache;
 pub mod export;
 pub mod feeds;
 pub mod filters;

@@ -20,6 +20,7 @@ use stampede_mastodon::{
 
 use crate::accounts::{self, AccountRow, render_note};
 use crate::emojis::EmojiCache;
+use crate::entity_cache::VersionedCache;
 use crate::media::{self, Files, MediaRow};
 use crate::text::escape;
 use crate::visibility;
@@ -33,6 +34,24 @@ pub struct Renderer {
     base: String,
     files: Files,
     emojis: Arc<EmojiCache>,
+    /// Statuses and accounts as last read, by version (ADR 0032).
+    entities: Arc<Entities>,
+}
+
+/// What [`Renderer`]s of one process keep between requests.
+#[derive(Debug)]
+struct Entities {
+    statuses: VersionedCache<StatusEntity>,
+    accounts: VersionedCache<AccountRow>,
+}
+
+impl Entities {
+    fn new(statuses: usize) -> Self {
+        Entities {
+            statuses: VersionedCache::new(statuses),
+            accounts: VersionedCache::new(statuses / 2),
+        }
+    }
 }
 
 impl Renderer {
@@ -45,7 +64,19 @@ impl Renderer {
             base,
             files,
             emojis: Arc::default(),
+            entities: Arc::new(Entities::new(0)),
         }
+    }
+
+    /// Keeps up to `statuses` statuses (and half as many accounts) between requests.
+    pub fn with_entity_cache(mut self, statuses: usize) -> Self {
+        self.entities = Arc::new(Entities::new(statuses));
+        self
+    }
+
+    /// How many statuses and accounts are kept between requests.
+    pub fn cached_entities(&self) -> (usize, usize) {
+        (self.entities.statuses.len(), self.entities.accounts.len())
     }
 
     /// Statuses rendered for a viewer are read where `reads` says (the read replica while it
@@ -62,6 +93,7 @@ impl Renderer {
             crate::post::base_url(config),
             Files::from_config(config),
         )
+        .with_entity_cache(config.web.entity_cache_statuses)
     }
 
     /// Where media files are served from.
@@ -91,10 +123,13 @@ impl Renderer {
     }
 }
 
-/// A status with what the viewer needs to know about it.
+/// What a status is, whoever looks at it: kept between requests under its row's version
+/// (`xmin`, see [`crate::entity_cache`]).
 #[derive(Debug, Clone, FromRow)]
-pub struct StatusRow {
+pub struct StatusEntity {
     pub id: i64,
+    /// The row's `xmin`: any change to the status, or to what it is shown with, moves it.
+    pub version: i64,
     pub account_id: i64,
     pub application_id: Option<i64>,
     pub text: String,
@@ -114,17 +149,10 @@ pub struct StatusRow {
     pub edited_at: Option<DateTime<Utc>>,
     pub app_name: Option<String>,
     pub app_website: Option<String>,
-    pub visible: bool,
-    pub muted: bool,
     pub has_poll: bool,
     pub has_media: bool,
     pub mention_ids: Vec<i64>,
     pub tag_names: Vec<String>,
-    pub favourited: bool,
-    pub reblogged: bool,
-    pub bookmarked: bool,
-    pub pinned: bool,
-    pub conversation_muted: bool,
     /// Remote: the object's id and page.
     pub uri: Option<String>,
     pub url: Option<String>,
@@ -136,8 +164,49 @@ pub struct StatusRow {
     pub quote: Option<sqlx::types::Json<QuoteRow>>,
     /// Accepted quotes of it.
     pub quotes_count: i64,
+    /// Its attachments, in order (read when `has_media`).
+    #[sqlx(skip)]
+    pub media: Vec<MediaRow>,
+}
+
+/// What a page reads afresh about each status, whatever is cached: its version and its author's,
+/// the author's counts, and the viewer's flags.
+#[derive(Debug, Clone, FromRow)]
+struct Live {
+    id: i64,
+    version: i64,
+    account_version: i64,
+    statuses_count: i64,
+    following_count: i64,
+    followers_count: i64,
+    last_status_at: Option<DateTime<Utc>>,
+    visible: bool,
+    muted: bool,
+    favourited: bool,
+    reblogged: bool,
+    bookmarked: bool,
+    pinned: bool,
+    conversation_muted: bool,
     /// The viewer follows its author (read only when that decides whether they may quote it).
-    pub viewer_follows: bool,
+    viewer_follows: bool,
+    /// The viewer has filters (the same on every row: read once, not per row).
+    viewer_filters: bool,
+}
+
+/// A status as one viewer sees it: the shared entity with this page's flags. It dereferences to
+/// the entity, so rendering reads both alike.
+#[derive(Debug, Clone)]
+struct StatusRow {
+    entity: Arc<StatusEntity>,
+    live: Live,
+}
+
+impl std::ops::Deref for StatusRow {
+    type Target = StatusEntity;
+
+    fn deref(&self) -> &StatusEntity {
+        &self.entity
+    }
 }
 
 /// A quote a status makes (`quotes`' columns).
@@ -147,23 +216,10 @@ pub struct QuoteRow {
     pub state: String,
 }
 
-/// The page's statuses with everything about them, in one statement. The viewer's flags,
-/// mentions, tags and polls are read once for the whole page (one index scan each) rather than
-/// probed row by row.
-fn status_query() -> String {
-    format!(
-        "\
-WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourites \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
-     reb AS (SELECT coalesce(array_agg(reblog_of_id), '{{}}') AS ids FROM statuses \
-             WHERE account_id = $2 AND reblog_of_id = ANY($1)), \
-     bm AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM bookmarks \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
-     pin AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM status_pins \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
-     cm AS (SELECT coalesce(array_agg(conversation_id), '{{}}') AS ids FROM conversation_mutes \
-             WHERE account_id = $2), \
-     men AS (SELECT status_id, array_agg(account_id) AS ids FROM mentions \
+/// The statuses `$1` as anyone sees them, with their versions: what is cached.
+fn entity_query() -> String {
+    "\
+WITH men AS (SELECT status_id, array_agg(account_id) AS ids FROM mentions \
              WHERE status_id = ANY($1) GROUP BY status_id), \
      tg AS (SELECT st.status_id, array_agg(t.name ORDER BY t.name) AS names \
              FROM statuses_tags st JOIN tags t ON t.id = st.tag_id \
@@ -175,54 +231,185 @@ WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourite
      qt AS (SELECT q.status_id, to_jsonb(q) AS quote FROM quotes q WHERE q.status_id = ANY($1)), \
      qc AS (SELECT q.quoted_status_id, count(*) AS n FROM quotes q \
             WHERE q.quoted_status_id = ANY($1) AND q.state = 'accepted' GROUP BY 1) \
-SELECT s.id, s.account_id, s.application_id, s.text, s.content, s.spoiler_text, s.sensitive, \
-       s.visibility, s.language, s.in_reply_to_id, s.in_reply_to_account_id, s.reblog_of_id, \
-       s.conversation_id, s.replies_count, s.reblogs_count, s.favourites_count, s.created_at, \
-       s.edited_at, s.uri, s.url, app.name AS app_name, app.website AS app_website, \
-       {VISIBLE} AS visible, {MUTED} AS muted, \
+SELECT s.id, s.xmin::text::bigint AS version, s.account_id, s.application_id, s.text, s.content, \
+       s.spoiler_text, s.sensitive, s.visibility, s.language, s.in_reply_to_id, \
+       s.in_reply_to_account_id, s.reblog_of_id, s.conversation_id, s.replies_count, \
+       s.reblogs_count, s.favourites_count, s.created_at, s.edited_at, s.uri, s.url, \
+       app.name AS app_name, app.website AS app_website, \
        pl.status_id IS NOT NULL AS has_poll, \
        EXISTS (SELECT 1 FROM media_attachments ma WHERE ma.status_id = s.id AND ma.position >= 0) \
          AS has_media, \
-       coalesce(men.ids, '{{}}') AS mention_ids, \
-       coalesce(tg.names, '{{}}') AS tag_names, \
-       s.id = ANY(fav.ids) AS favourited, \
-       s.id = ANY(reb.ids) AS reblogged, \
-       s.id = ANY(bm.ids) AS bookmarked, \
-       s.id = ANY(pin.ids) AS pinned, \
-       s.conversation_id = ANY(cm.ids) AS conversation_muted, \
-       cd.card, s.quote_approval_policy, qt.quote, coalesce(qc.n, 0) AS quotes_count, \
-       (s.quote_approval_policy = 'followers' AND EXISTS (SELECT 1 FROM follows vf \
-          WHERE vf.account_id = $2 AND vf.target_account_id = s.account_id)) AS viewer_follows \
+       coalesce(men.ids, '{}') AS mention_ids, \
+       coalesce(tg.names, '{}') AS tag_names, \
+       cd.card, s.quote_approval_policy, qt.quote, coalesce(qc.n, 0) AS quotes_count \
 FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
-     CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
      LEFT JOIN men ON men.status_id = s.id \
      LEFT JOIN tg ON tg.status_id = s.id \
      LEFT JOIN pl ON pl.status_id = s.id \
      LEFT JOIN cd ON cd.status_id = s.id \
      LEFT JOIN qt ON qt.status_id = s.id \
      LEFT JOIN qc ON qc.quoted_status_id = s.id \
+WHERE s.id = ANY($1)"
+        .to_string()
+}
+
+/// What the viewer `$2` may see of the statuses `$1` and their flags, with the versions of the
+/// statuses and their authors and the authors' counts: read for every page. The viewer's
+/// flags are read once for the whole page (one index scan each) rather than probed row by row.
+fn live_query() -> String {
+    format!(
+        "\
+WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourites \
+             WHERE account_id = $2 AND status_id = ANY($1)), \
+     reb AS (SELECT coalesce(array_agg(reblog_of_id), '{{}}') AS ids FROM statuses \
+             WHERE account_id = $2 AND reblog_of_id = ANY($1)), \
+     bm AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM bookmarks \
+             WHERE account_id = $2 AND status_id = ANY($1)), \
+     pin AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM status_pins \
+             WHERE account_id = $2 AND status_id = ANY($1)), \
+     cm AS (SELECT coalesce(array_agg(conversation_id), '{{}}') AS ids FROM conversation_mutes \
+             WHERE account_id = $2) \
+SELECT s.id, s.xmin::text::bigint AS version, a.xmin::text::bigint AS account_version, \
+       coalesce(st.statuses_count, 0) AS statuses_count, \
+       coalesce(st.following_count, 0) AS following_count, \
+       coalesce(st.followers_count, 0) AS followers_count, st.last_status_at, \
+       {VISIBLE} AS visible, {MUTED} AS muted, \
+       s.id = ANY(fav.ids) AS favourited, \
+       s.id = ANY(reb.ids) AS reblogged, \
+       s.id = ANY(bm.ids) AS bookmarked, \
+       s.id = ANY(pin.ids) AS pinned, \
+       s.conversation_id = ANY(cm.ids) AS conversation_muted, \
+       (s.quote_approval_policy = 'followers' AND EXISTS (SELECT 1 FROM follows vf \
+          WHERE vf.account_id = $2 AND vf.target_account_id = s.account_id)) AS viewer_follows, \
+       EXISTS (SELECT 1 FROM filters WHERE account_id = $2) AS viewer_filters \
+FROM statuses s JOIN accounts a ON a.id = s.account_id \
+     LEFT JOIN account_stats st ON st.account_id = s.account_id \
+     CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
 WHERE s.id = ANY($1)",
         VISIBLE = visibility::visible("s", "$2"),
         MUTED = visibility::muted("s", "$2"),
     )
 }
 
-/// Loads status rows (visible or not) by id.
-async fn fetch_rows(
-    db: &mut PgConnection,
-    viewer: Option<i64>,
-    ids: &[i64],
-) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
+impl Renderer {
+    /// Loads statuses (visible or not) by id: the viewer's flags and the versions from
+    /// PostgreSQL, the rest from the cache when it holds that version.
+    async fn fetch_rows(
+        &self,
+        db: &mut PgConnection,
+        viewer: Option<i64>,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        static LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(live_query);
+        static ENTITY: std::sync::LazyLock<String> = std::sync::LazyLock::new(entity_query);
+        let live: Vec<Live> = sqlx::query_as(&LIVE)
+            .bind(ids)
+            .bind(viewer)
+            .fetch_all(&mut *db)
+            .await?;
+        let cache = &self.entities.statuses;
+        let mut rows = HashMap::with_capacity(live.len());
+        let mut missing: HashMap<i64, Live> = HashMap::new();
+        for live in live {
+            match cache.get(live.id, live.version) {
+                Some(entity) => {
+                    rows.insert(live.id, StatusRow { entity, live });
+                }
+                None => {
+                    missing.insert(live.id, live);
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(rows);
+        }
+        let ids: Vec<i64> = missing.keys().copied().collect();
+        let mut entities: Vec<StatusEntity> = sqlx::query_as(&ENTITY)
+            .bind(&ids)
+            .fetch_all(&mut *db)
+            .await?;
+        let with_media: Vec<i64> = entities
+            .iter()
+            .filter(|e| e.has_media)
+            .map(|e| e.id)
+            .collect();
+        if !with_media.is_empty() {
+            let mut media: HashMap<i64, Vec<MediaRow>> = HashMap::new();
+            for row in media::of_statuses(&mut *db, &with_media).await? {
+                media
+                    .entry(row.status_id.unwrap_or_default())
+                    .or_default()
+                    .push(row);
+            }
+            for entity in &mut entities {
+                entity.media = media.remove(&entity.id).unwrap_or_default();
+            }
+        }
+        for entity in entities {
+            // Deleted since the flags were read: left out, as if it had been gone then.
+            let Some(live) = missing.remove(&entity.id) else {
+                continue;
+            };
+            let entity = Arc::new(entity);
+            cache.put(entity.id, entity.version, entity.clone());
+            rows.insert(live.id, StatusRow { entity, live });
+        }
+        Ok(rows)
     }
-    static QUERY: std::sync::LazyLock<String> = std::sync::LazyLock::new(status_query);
-    let rows: Vec<StatusRow> = sqlx::query_as(&QUERY)
-        .bind(ids)
-        .bind(viewer)
-        .fetch_all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| (r.id, r)).collect())
+
+    /// The accounts `ids` (authors and mentioned), each author with the version and counts read
+    /// with its statuses; from the cache when it holds that version.
+    async fn fetch_accounts(
+        &self,
+        db: &mut PgConnection,
+        rows: &HashMap<i64, StatusRow>,
+    ) -> Result<HashMap<i64, AccountRow>, sqlx::Error> {
+        let authors: HashMap<i64, &Live> = rows.values().map(|r| (r.account_id, &r.live)).collect();
+        let mentioned: HashSet<i64> = rows
+            .values()
+            .flat_map(|r| r.mention_ids.iter().copied())
+            .filter(|id| !authors.contains_key(id))
+            .collect();
+        let cache = &self.entities.accounts;
+        let mut accounts = HashMap::with_capacity(authors.len() + mentioned.len());
+        let mut missing = Vec::new();
+        for (&id, live) in &authors {
+            match cache.get(id, live.account_version) {
+                Some(row) => {
+                    accounts.insert(id, (*row).clone());
+                }
+                None => missing.push(id),
+            }
+        }
+        for &id in &mentioned {
+            // A mention shows a name and a page, which do not change.
+            match cache.get_any(id) {
+                Some(row) => {
+                    accounts.insert(id, (*row).clone());
+                }
+                None => missing.push(id),
+            }
+        }
+        if !missing.is_empty() {
+            for (row, version) in accounts::find_many_versioned(&mut *db, &missing).await? {
+                cache.put(row.id, version, Arc::new(row.clone()));
+                accounts.insert(row.id, row);
+            }
+        }
+        // The counts as read with the page.
+        for (id, live) in authors {
+            if let Some(account) = accounts.get_mut(&id) {
+                account.statuses_count = live.statuses_count;
+                account.following_count = live.following_count;
+                account.followers_count = live.followers_count;
+                account.last_status_at = live.last_status_at;
+            }
+        }
+        Ok(accounts)
+    }
 }
 
 #[derive(Debug, FromRow)]
@@ -331,7 +518,7 @@ impl Renderer {
         // One connection for the two to four statements: each acquisition from a busy pool is
         // another wait in its queue.
         let mut conn = db.acquire().await?;
-        let mut rows = fetch_rows(&mut conn, viewer, ids).await?;
+        let mut rows = self.fetch_rows(&mut conn, viewer, ids).await?;
         if complete && rows.len() < ids.iter().collect::<HashSet<_>>().len() {
             return Ok(None);
         }
@@ -355,41 +542,20 @@ impl Renderer {
             if missing.is_empty() {
                 break;
             }
-            rows.extend(fetch_rows(&mut conn, viewer, &missing).await?);
+            let more = self.fetch_rows(&mut conn, viewer, &missing).await?;
+            rows.extend(more);
         }
-        let mut account_ids: HashSet<i64> = HashSet::new();
-        for row in rows.values() {
-            account_ids.insert(row.account_id);
-            account_ids.extend(row.mention_ids.iter().copied());
-        }
-        let account_ids: Vec<i64> = account_ids.into_iter().collect();
-        let accounts: HashMap<i64, AccountRow> = accounts::find_many(&mut *conn, &account_ids)
-            .await?
-            .into_iter()
-            .map(|a| (a.id, a))
-            .collect();
+        let accounts = self.fetch_accounts(&mut conn, &rows).await?;
         let with_polls: Vec<i64> = rows.values().filter(|r| r.has_poll).map(|r| r.id).collect();
         let polls = if with_polls.is_empty() {
             HashMap::new()
         } else {
             polls(&mut conn, viewer, &with_polls).await?
         };
-        let with_media: Vec<i64> = rows
-            .values()
-            .filter(|r| r.has_media)
-            .map(|r| r.id)
-            .collect();
-        let mut media: HashMap<i64, Vec<MediaRow>> = HashMap::new();
-        if !with_media.is_empty() {
-            for row in media::of_statuses(&mut *conn, &with_media).await? {
-                media
-                    .entry(row.status_id.unwrap_or_default())
-                    .or_default()
-                    .push(row);
-            }
-        }
-        // The viewer's filters mark what they match (signed-in reads only).
-        let matcher = match viewer.filter(|_| checked) {
+        // The viewer's filters mark what they match (signed-in reads only; most have none,
+        // which the page's statement told).
+        let filtered = rows.values().any(|r| r.live.viewer_filters);
+        let matcher = match viewer.filter(|_| checked && filtered) {
             Some(viewer) => crate::filters::Matcher::new(
                 crate::filters::load(&mut conn, viewer, None, true).await?,
             ),
@@ -401,7 +567,6 @@ impl Renderer {
             rows: &rows,
             accounts: &accounts,
             polls: &polls,
-            media: &media,
             viewer,
             checked,
         };
@@ -409,7 +574,7 @@ impl Renderer {
             ids.iter()
                 .filter_map(|id| {
                     let row = rows.get(id)?;
-                    if (set.checked && !row.visible) || (filter.hide_muted && row.muted) {
+                    if (set.checked && !row.live.visible) || (filter.hide_muted && row.live.muted) {
                         return None;
                     }
                     self.render_status(&set, row, true)
@@ -551,7 +716,7 @@ impl Renderer {
         let quoted = quote.quoted_status_id.and_then(|id| set.rows.get(&id));
         let state = match (quote.state.as_str(), quote.quoted_status_id, quoted) {
             ("accepted", None, _) => "deleted",
-            ("accepted", Some(_), Some(q)) if set.checked && !q.visible => "unauthorized",
+            ("accepted", Some(_), Some(q)) if set.checked && !q.live.visible => "unauthorized",
             ("accepted", Some(_), None) => "deleted",
             (state, _, _) => state,
         };
@@ -575,7 +740,7 @@ impl Renderer {
             None => None,
             Some(original) => {
                 let original = set.rows.get(&original)?;
-                if set.checked && !original.visible {
+                if set.checked && !original.live.visible {
                     return None;
                 }
                 Some(Box::new(self.render_status(set, original, deep)?))
@@ -592,7 +757,7 @@ impl Renderer {
                 &row.quote_approval_policy,
                 &row.visibility,
                 own_status,
-                row.viewer_follows,
+                row.live.viewer_follows,
             ),
         };
         let automatic: Vec<&str> =
@@ -633,11 +798,7 @@ impl Renderer {
             // A moderator's `sensitive` action puts the account's media behind a warning.
             sensitive: row.sensitive || account.sensitized_at.is_some(),
             spoiler_text: row.spoiler_text.clone(),
-            media_attachments: set
-                .media
-                .get(&row.id)
-                .map(|list| list.iter().map(|m| self.files.render(m)).collect())
-                .unwrap_or_default(),
+            media_attachments: row.media.iter().map(|m| self.files.render(m)).collect(),
             application: if own {
                 row.app_name.as_ref().map(|name| StatusApplication {
                     name: name.clone(),
@@ -689,12 +850,13 @@ impl Renderer {
             text: None,
             edited_at: row.edited_at.map(iso),
             favourited: flags
-                .then_some(source.map_or(row.favourited, |s| s.favourited == Some(true))),
-            reblogged: flags.then_some(source.map_or(row.reblogged, |s| s.reblogged == Some(true))),
-            muted: flags.then_some(row.conversation_muted),
+                .then_some(source.map_or(row.live.favourited, |s| s.favourited == Some(true))),
+            reblogged: flags
+                .then_some(source.map_or(row.live.reblogged, |s| s.reblogged == Some(true))),
+            muted: flags.then_some(row.live.conversation_muted),
             bookmarked: flags
-                .then_some(source.map_or(row.bookmarked, |s| s.bookmarked == Some(true))),
-            pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.pinned),
+                .then_some(source.map_or(row.live.bookmarked, |s| s.bookmarked == Some(true))),
+            pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.live.pinned),
             filtered: flags.then(|| {
                 if set.matcher.is_empty() {
                     Vec::new()
@@ -715,7 +877,6 @@ struct Loaded<'a> {
     rows: &'a HashMap<i64, StatusRow>,
     accounts: &'a HashMap<i64, AccountRow>,
     polls: &'a HashMap<i64, PollRow>,
-    media: &'a HashMap<i64, Vec<MediaRow>>,
     matcher: &'a crate::filters::Matcher,
     viewer: Option<i64>,
     /// Leave out what the viewer may not see.

@@ -1778,3 +1778,110 @@ async fn filters_mark_what_they_match_for_their_owner() {
     assert_eq!(get(&app, "/api/v2/filters", &alice).await.body, json!([]));
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cached_statuses_show_every_change_on_every_replica_at_once() {
+    // Each web process keeps statuses and accounts under their rows' versions (ADR 0032): two
+    // replicas, warmed, then changes made in SQL (as an operator, a worker or the inbox would)
+    // and through the other replica must show on the very next read.
+    let app = spawn_app(AppOptions::default()).await.unwrap();
+    let (second, _stop) = stampede_test_support::spawn_web(&app).await.unwrap();
+    let replicas = [app.url(""), format!("http://{second}")];
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let id = post_status(&app, &alice, json!({"status": "first words"})).await;
+    let sid: i64 = id.parse().unwrap();
+    let db = &app.ctx.db;
+    let read = |base: &str| {
+        let (app, base, token, path) = (&app, base.to_string(), bob.token.clone(), id.clone());
+        async move {
+            let answer = app
+                .client
+                .get(format!("{base}/api/v1/statuses/{path}"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let everywhere = |check: &'static str, ok: fn(&Value) -> bool| {
+        let (replicas, read) = (&replicas, &read);
+        async move {
+            for base in replicas {
+                let (status, body) = read(base).await;
+                assert_eq!(status, 200, "{check} on {base}: {body}");
+                assert!(ok(&body), "{check} on {base}: {body}");
+            }
+        }
+    };
+    let sql = |statement: &'static str| async move {
+        sqlx::query(statement).bind(sid).execute(db).await.unwrap();
+    };
+    everywhere("warm", |b| b["content"] == "<p>first words</p>").await;
+    everywhere("warm again", |b| b["account"]["statuses_count"] == 1).await;
+
+    sql("UPDATE statuses SET content = '<p>changed in SQL</p>' WHERE id = $1").await;
+    everywhere("content", |b| b["content"] == "<p>changed in SQL</p>").await;
+    sql("UPDATE accounts SET display_name = 'Alice Renamed' \
+         WHERE id = (SELECT account_id FROM statuses WHERE id = $1)")
+    .await;
+    everywhere("author", |b| {
+        b["account"]["display_name"] == "Alice Renamed"
+    })
+    .await;
+    sql("UPDATE account_stats SET statuses_count = 42 \
+         WHERE account_id = (SELECT account_id FROM statuses WHERE id = $1)")
+    .await;
+    everywhere("counts", |b| b["account"]["statuses_count"] == 42).await;
+
+    // Stored beside the status: a card, a poll.
+    sql("WITH c AS (INSERT INTO preview_cards (id, url, title) \
+                    VALUES ($1, 'https://cards.example/', 'A card') RETURNING id) \
+         INSERT INTO preview_cards_statuses SELECT $1, id FROM c")
+    .await;
+    everywhere("card", |b| b["card"]["title"] == "A card").await;
+    sql("UPDATE preview_cards SET title = 'A card, fetched again' WHERE id = $1").await;
+    everywhere("card again", |b| {
+        b["card"]["title"] == "A card, fetched again"
+    })
+    .await;
+    sql("INSERT INTO polls (id, status_id, options, expires_at) \
+         VALUES ($1, $1, ARRAY['yes', 'no'], now() + interval '1 day')")
+    .await;
+    everywhere("poll", |b| b["poll"]["options"][1]["title"] == "no").await;
+
+    // Through the API on one replica: the other shows it.
+    let favourited = app
+        .client
+        .post(format!("{}/api/v1/statuses/{id}/favourite", replicas[1]))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(favourited.status(), 200);
+    everywhere("favourite", |b| {
+        b["favourites_count"] == 1 && b["favourited"] == true
+    })
+    .await;
+
+    // The cache is real: with the card link's trigger off, a card unlinked in SQL is still
+    // shown by replicas holding the status, until the status itself changes.
+    let ddl = |statement: &'static str| async move {
+        sqlx::query(statement).execute(db).await.unwrap();
+    };
+    ddl("ALTER TABLE preview_cards_statuses DISABLE TRIGGER preview_cards_statuses_touch_delete")
+        .await;
+    sql("DELETE FROM preview_cards_statuses WHERE status_id = $1").await;
+    ddl("ALTER TABLE preview_cards_statuses ENABLE TRIGGER preview_cards_statuses_touch_delete")
+        .await;
+    everywhere("cached", |b| b["card"].is_object()).await;
+    sql("UPDATE statuses SET sensitive = true WHERE id = $1").await;
+    everywhere("reread", |b| b["card"].is_null() && b["sensitive"] == true).await;
+
+    sql("DELETE FROM statuses WHERE id = $1").await;
+    for base in &replicas {
+        assert_eq!(read(base).await.0, 404, "deleted on {base}");
+    }
+}
