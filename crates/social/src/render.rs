@@ -256,6 +256,9 @@ WHERE s.id = ANY($1)"
 /// What the viewer `$2` may see of the statuses `$1` and their flags, with the versions of the
 /// statuses and their authors and the authors' counts: read for every page. The viewer's
 /// flags are read once for the whole page (one index scan each) rather than probed row by row.
+/// A boost's visibility and mutes are its own row's: the boosted status is read as a row too,
+/// and the two are combined in [`Renderer::load_from`] and `render_status` (each subquery is a
+/// plan node PostgreSQL sets up on every execution, whether it runs or not).
 fn live_query() -> String {
     format!(
         "\
@@ -286,8 +289,8 @@ FROM statuses s JOIN accounts a ON a.id = s.account_id \
      LEFT JOIN account_stats st ON st.account_id = s.account_id \
      CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
 WHERE s.id = ANY($1)",
-        VISIBLE = visibility::visible("s", "$2"),
-        MUTED = visibility::muted("s", "$2"),
+        VISIBLE = visibility::visible_itself("s", "$2"),
+        MUTED = visibility::muted_itself("s", "$2"),
     )
 }
 
@@ -574,7 +577,14 @@ impl Renderer {
             ids.iter()
                 .filter_map(|id| {
                     let row = rows.get(id)?;
-                    if (set.checked && !row.live.visible) || (filter.hide_muted && row.live.muted) {
+                    // A boost is muted when it or the status it boosts is (a boost's own
+                    // visibility and its original's are checked in `render_status`).
+                    let muted = row.live.muted
+                        || row
+                            .reblog_of_id
+                            .and_then(|original| rows.get(&original))
+                            .is_some_and(|original| original.live.muted);
+                    if (set.checked && !row.live.visible) || (filter.hide_muted && muted) {
                         return None;
                     }
                     self.render_status(&set, row, true)

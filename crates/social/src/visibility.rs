@@ -29,6 +29,13 @@ fn visible_one(alias: &str, viewer: &str) -> String {
     )
 }
 
+/// The status row `alias` may be seen by `viewer` as far as the row itself goes: for a boost,
+/// the status it boosts must be checked too (as [`visible`] does). For a caller that reads the
+/// boosted status as a row of its own and combines the two.
+pub fn visible_itself(alias: &str, viewer: &str) -> String {
+    visible_one(alias, viewer)
+}
+
 /// The status row `alias` (of `statuses`) may be seen by `viewer`.
 pub fn visible(alias: &str, viewer: &str) -> String {
     let original = format!("{alias}_o");
@@ -73,6 +80,20 @@ pub fn muted(alias: &str, viewer: &str) -> String {
           OR {alias}.account_id IN ({blocked}) \
           OR (SELECT {alias}_r2.account_id FROM statuses {alias}_r2 \
               WHERE {alias}_r2.id = {alias}.reblog_of_id) IN ({blocked})))",
+        blocked = domain_blocked(viewer),
+    )
+}
+
+/// `viewer` mutes the author of the status row `alias`, or hides its domain, leaving aside what
+/// it boosts: for a boost, [`muted`] is this of the boost or of the boosted status. For a caller
+/// that reads the boosted status as a row of its own and combines the two.
+pub fn muted_itself(alias: &str, viewer: &str) -> String {
+    format!(
+        "({viewer}::bigint IS NOT NULL AND (EXISTS (SELECT 1 FROM mutes {alias}_mu \
+            WHERE {alias}_mu.account_id = {viewer} \
+              AND ({alias}_mu.expires_at IS NULL OR {alias}_mu.expires_at > now()) \
+              AND {alias}_mu.target_account_id = {alias}.account_id) \
+          OR {alias}.account_id IN ({blocked})))",
         blocked = domain_blocked(viewer),
     )
 }
