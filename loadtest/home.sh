@@ -14,6 +14,11 @@
 #       (deploy/local/postgres-standby.sh, on port 5499 of the same machine) in REPLICA_DB_URL: the
 #       timelines read it, every write and token lookup stays on the primary.
 #
+# Before anything else it measures 5 s of home pages against the fresh web process (cold caches:
+# tokens, statuses, accounts), and after everything 5 s of pages from 2,000 accounts whose feeds
+# were dropped from Redis (returning inactive accounts: a 206 from PostgreSQL, then the rebuilt
+# feed).
+#
 # Each run also measures, at the same connection counts and interleaved with it, the local and
 # federated public timelines and a hashtag timeline (`#surge`, on a quarter of the statuses),
 # and the framework's ceiling: `stampede-loadtest json-ceiling`, an axum server answering every
@@ -130,7 +135,7 @@ function init(args)
     other = 0
 end
 request = function()
-    local n = math.random(1, $accounts)
+    local n = math.random(1, ${2:-$accounts})
     return wrk.format("GET", "$1", {["Authorization"] = "Bearer bench-" .. n})
 end
 response = function(status, headers, body)
@@ -156,6 +161,12 @@ for ((i = 0; i < ${#routes[@]}; i += 2)); do
     [ "$check" = 200 ] || { echo "${routes[i]} answered $check, not 200" >&2; exit 1; }
 done
 
+# Cold: the web process has just started, its caches (tokens, statuses, accounts) are empty.
+lua /api/v1/timelines/home?limit=20 >"$script"
+echo "home, cold caches, ${connections[0]} connections, 5 s" >&2
+wrk -t2 -c"${connections[0]}" -d5s -s "$script" http://127.0.0.1:3980 | tail -1 |
+    jq -c --argjson c "${connections[0]}" '{benchmark: "home_timeline_cold", connections: $c} + .'
+
 # The ceiling answers with a real home page's bytes.
 body=$(mktemp --suffix=.json)
 curl -s -H 'Authorization: Bearer bench-1' 'http://127.0.0.1:3980/api/v1/timelines/home?limit=20' >"$body"
@@ -180,6 +191,19 @@ for c in "${connections[@]}"; do
     done
 done
 rm -f "$body"
+
+# Returning inactive accounts: the home feeds of 2,000 accounts are gone from Redis, so each
+# one's first page is read from PostgreSQL (206, "being regenerated") while the feed is rebuilt
+# in the background; later pages come from the rebuilt feed. non_200 counts the 206 answers.
+returning=2000
+seq 1 "$returning" | sed "s|.*|DEL $ns:feed:home:& $ns:feed:home:&:ready|" |
+    redis-cli -n "$redis_db" >/dev/null
+lua /api/v1/timelines/home?limit=20 "$returning" >"$script"
+echo "home, $returning returning accounts, ${connections[0]} connections, 5 s" >&2
+wrk -t2 -c"${connections[0]}" -d5s -s "$script" http://127.0.0.1:3980 | tail -1 |
+    jq -c --argjson c "${connections[0]}" --argjson n "$returning" \
+        '{benchmark: "home_timeline_returning", connections: $c, accounts: $n} + .'
+
 if [ "${POSTING:-0}" = 1 ]; then
     post_script=$(mktemp --suffix=.lua)
     cat >"$post_script" <<LUA
