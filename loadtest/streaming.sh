@@ -33,8 +33,12 @@ esac
 deploy/local/backing-services.sh postgres redis rabbitmq >&2
 deploy/local/need.sh curl >&2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/stampede-target}"
-cargo build --release --bin stampede --bin stampede-loadtest >&2
-bin="$CARGO_TARGET_DIR/release"
+# BIN_DIR=… runs binaries built elsewhere (an older build, for an A/B) instead of building.
+if [ -z "${BIN_DIR:-}" ]; then
+    cargo build --release --bin stampede --bin stampede-loadtest >&2
+    BIN_DIR="$CARGO_TARGET_DIR/release"
+fi
+bin="$BIN_DIR"
 # Every connection is a file descriptor in the server and in the client (spread: per process).
 need=$((connections + 500))
 [ "$mode" != spread ] || need=$((connections / processes + 500))

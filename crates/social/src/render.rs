@@ -17,6 +17,7 @@ use stampede_mastodon::{
     Account, Conversation, Field, Mention, Notification, Poll, PollOption, Status,
     StatusApplication, StatusTag,
 };
+use stampede_telemetry::metrics::{Counter, Metrics};
 
 use crate::accounts::{self, AccountRow, render_note};
 use crate::emojis::EmojiCache;
@@ -36,6 +37,17 @@ pub struct Renderer {
     emojis: Arc<EmojiCache>,
     /// Statuses and accounts as last read, by version (ADR 0032).
     entities: Arc<Entities>,
+    /// Where the cache's hits and misses are counted, if anywhere.
+    lookups: Option<Arc<Lookups>>,
+}
+
+/// The entity cache's look-ups, as `stampede_entity_cache_lookups_total`.
+#[derive(Debug)]
+struct Lookups {
+    status_hit: Counter,
+    status_miss: Counter,
+    account_hit: Counter,
+    account_miss: Counter,
 }
 
 /// What [`Renderer`]s of one process keep between requests.
@@ -65,7 +77,19 @@ impl Renderer {
             files,
             emojis: Arc::default(),
             entities: Arc::new(Entities::new(0)),
+            lookups: None,
         }
+    }
+
+    /// Counts the entity cache's hits and misses in `metrics`.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.lookups = Some(Arc::new(Lookups {
+            status_hit: metrics.entity_cache("status", "hit"),
+            status_miss: metrics.entity_cache("status", "miss"),
+            account_hit: metrics.entity_cache("account", "hit"),
+            account_miss: metrics.entity_cache("account", "miss"),
+        }));
+        self
     }
 
     /// Keeps up to `statuses` statuses (and half as many accounts) between requests.
@@ -326,6 +350,10 @@ impl Renderer {
                 }
             }
         }
+        if let Some(lookups) = &self.lookups {
+            lookups.status_hit.inc_by(rows.len() as u64);
+            lookups.status_miss.inc_by(missing.len() as u64);
+        }
         if missing.is_empty() {
             return Ok(rows);
         }
@@ -395,6 +423,10 @@ impl Renderer {
                 }
                 None => missing.push(id),
             }
+        }
+        if let Some(lookups) = &self.lookups {
+            lookups.account_hit.inc_by(accounts.len() as u64);
+            lookups.account_miss.inc_by(missing.len() as u64);
         }
         if !missing.is_empty() {
             for (row, version) in accounts::find_many_versioned(&mut *db, &missing).await? {

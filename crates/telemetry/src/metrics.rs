@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
-use prometheus_client::metrics::counter::Counter;
+pub use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -67,6 +67,13 @@ pub struct DependencyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WorkerLabels {
     pub worker: String,
+    pub outcome: String,
+}
+
+/// Labels of an entity-cache look-up (`status`, `account`; `hit`, `miss`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EntityCacheLabels {
+    pub kind: String,
     pub outcome: String,
 }
 
@@ -207,6 +214,8 @@ pub struct Metrics {
     pub worker_last_ok: Family<WorkerNameLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     /// 1 while each background loop runs, 0 once it has ended.
     pub worker_running: Family<WorkerNameLabels, Gauge>,
+    /// Statuses and accounts looked up in the process's entity cache (ADR 0032), by outcome.
+    pub entity_cache_lookups: Family<EntityCacheLabels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -268,6 +277,7 @@ impl Metrics {
             worker_rounds: Family::default(),
             worker_last_ok: Family::default(),
             worker_running: Family::default(),
+            entity_cache_lookups: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -485,6 +495,12 @@ impl Metrics {
             "1 while each background loop runs, 0 once it has ended",
             m.worker_running.clone(),
         );
+        registry.register(
+            "entity_cache_lookups",
+            "Statuses and accounts looked up in the process's entity cache, by kind (status, \
+             account) and outcome (hit: used at the version just read; miss: read from PostgreSQL)",
+            m.entity_cache_lookups.clone(),
+        );
         Arc::new(Metrics { registry, ..m })
     }
 
@@ -494,6 +510,17 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+
+    /// The counter of entity-cache look-ups of `kind` (`status`, `account`) with `outcome`
+    /// (`hit`, `miss`): a handle to keep, so that counting allocates nothing.
+    pub fn entity_cache(&self, kind: &str, outcome: &str) -> Counter {
+        self.entity_cache_lookups
+            .get_or_create(&EntityCacheLabels {
+                kind: kind.into(),
+                outcome: outcome.into(),
+            })
+            .clone()
     }
 
     /// Counts one inbound activity of `kind` with `outcome`.

@@ -43,12 +43,15 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
     ctx.require(Dependency::Amqp).await;
     let prefetch = ctx.config.amqp.as_ref().map_or(32, |a| a.prefetch);
     let mailer = mail::MailHandler::new(ctx.leases.clone(), ctx.config.smtp.as_ref())?;
+    // One renderer (and so one entity cache) for streaming events and push notifications.
+    let render = stampede_social::render::Renderer::for_config(ctx.jobs.clone(), &ctx.config)
+        .with_metrics(&ctx.metrics);
     let distributor = Distributor::new(
         ctx.jobs.clone(),
         ctx.cache.clone(),
         ctx.config.statuses.clone(),
         ctx.metrics.clone(),
-        stampede_social::render::Renderer::for_config(ctx.jobs.clone(), &ctx.config),
+        render.clone(),
         ctx.config.local_domain.clone(),
     );
     let resolver = stampede_social::remote::Resolver::from_config(ctx.jobs.clone(), &ctx.config)?;
@@ -81,7 +84,7 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
         ctx.jobs.clone(),
         resolver.client().clone(),
         stampede_social::push::PushKeys::from_config(&ctx.config),
-        stampede_social::render::Renderer::for_config(ctx.jobs.clone(), &ctx.config),
+        render,
         stampede_social::post::base_url(&ctx.config),
     ));
     let base = stampede_social::post::base_url(&ctx.config);

@@ -65,7 +65,8 @@ impl AppState {
     pub fn new(ctx: Context) -> Self {
         let registrations = &ctx.config.registrations;
         let render = stampede_social::render::Renderer::for_config(ctx.db.clone(), &ctx.config)
-            .with_reads(ctx.reads.clone());
+            .with_reads(ctx.reads.clone())
+            .with_metrics(&ctx.metrics);
         AppState {
             passwords: Arc::new(passwords::PasswordPool::new(
                 registrations.hash_threads,

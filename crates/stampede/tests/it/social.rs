@@ -1879,6 +1879,28 @@ async fn cached_statuses_show_every_change_on_every_replica_at_once() {
     everywhere("cached", |b| b["card"].is_object()).await;
     sql("UPDATE statuses SET sensitive = true WHERE id = $1").await;
     everywhere("reread", |b| b["card"].is_null() && b["sensitive"] == true).await;
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |labels: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!("stampede_entity_cache_lookups_total{{{labels}}} "))
+            })
+            .unwrap_or_else(|| panic!("no {labels} in /metrics"))
+            .parse()
+            .unwrap()
+    };
+    assert!(count(r#"kind="status",outcome="hit""#) >= 1.0, "{metrics}");
+    assert!(count(r#"kind="status",outcome="miss""#) >= 1.0);
+    assert!(count(r#"kind="account",outcome="hit""#) >= 1.0);
 
     sql("DELETE FROM statuses WHERE id = $1").await;
     for base in &replicas {
