@@ -1,10 +1,11 @@
 //! Statuses, accounts, notifications and conversations as the API shows them — shared by the web
 //! service (responses) and the delivery service (streaming events).
 //!
-//! Statuses are loaded in batches (one query for the statuses with their mentions, tags and the
-//! viewer's flags, one for the accounts, one for polls when there are any), filtered through
-//! [`crate::visibility`] — so nothing a viewer may not see can leave here — and rendered to
-//! Mastodon's entities.
+//! Statuses are loaded in batches: one statement for the page's versions, the authors' counts
+//! and the viewer's flags; the statuses and accounts themselves from the process's cache when it
+//! holds those versions (ADR 0032), else one statement each; polls when there are any. They are
+//! filtered through [`crate::visibility`] — so nothing a viewer may not see can leave here — and
+//! rendered to Mastodon's entities.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -96,11 +97,6 @@ impl Renderer {
     pub fn with_entity_cache(mut self, statuses: usize) -> Self {
         self.entities = Arc::new(Entities::new(statuses));
         self
-    }
-
-    /// How many statuses and accounts are kept between requests.
-    pub fn cached_entities(&self) -> (usize, usize) {
-        (self.entities.statuses.len(), self.entities.accounts.len())
     }
 
     /// Statuses rendered for a viewer are read where `reads` says (the read replica while it
