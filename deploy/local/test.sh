@@ -11,9 +11,14 @@ deploy/local/backing-services.sh postgres redis rabbitmq
 deploy/local/need.sh ffmpeg
 
 # Tests isolate themselves by name (database, queue prefix, Redis namespace); a fresh vhost and
-# database number per run keeps old runs' leftovers from piling up.
-vhost=stampede_test
-rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+# database number per run keeps old runs' leftovers from piling up. Earlier runs' vhosts are
+# deleted in the background, each within two minutes: a broker left with an unresponsive queue
+# (seen after several runs on one machine) blocks a vhost's deletion indefinitely, and a run
+# must not wait on that.
+vhost="stampede_test_$(date +%s)_$$"
+for old in $(timeout 30 rabbitmqctl -q list_vhosts 2>/dev/null | grep '^stampede_test' || true); do
+    (timeout 120 rabbitmqctl -q delete_vhost "$old" >/dev/null 2>&1 || true) &
+done
 rabbitmqctl -q add_vhost "$vhost" >/dev/null
 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 redis-cli -n 15 flushdb >/dev/null

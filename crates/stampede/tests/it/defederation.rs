@@ -29,7 +29,7 @@ async fn delete(app: &TestApp, path: &str, user: &User) -> crate::social::Answer
 }
 
 /// The value of the counter line of `/metrics` that contains every one of `labels`.
-async fn counter(app: &TestApp, metric: &str, labels: &[&str]) -> f64 {
+pub async fn counter(app: &TestApp, metric: &str, labels: &[&str]) -> f64 {
     let text = app
         .client
         .get(app.url("/metrics"))
