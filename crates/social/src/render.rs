@@ -237,8 +237,7 @@ pub struct QuoteRow {
 }
 
 /// The statuses `$1` as anyone sees them, with their versions: what is cached.
-fn entity_query() -> String {
-    "\
+const ENTITY_QUERY: &str = "\
 WITH men AS (SELECT status_id, array_agg(account_id) AS ids FROM mentions \
              WHERE status_id = ANY($1) GROUP BY status_id), \
      tg AS (SELECT st.status_id, array_agg(t.name ORDER BY t.name) AS names \
@@ -269,9 +268,7 @@ FROM statuses s LEFT JOIN oauth_applications app ON app.id = s.application_id \
      LEFT JOIN cd ON cd.status_id = s.id \
      LEFT JOIN qt ON qt.status_id = s.id \
      LEFT JOIN qc ON qc.quoted_status_id = s.id \
-WHERE s.id = ANY($1)"
-        .to_string()
-}
+WHERE s.id = ANY($1)";
 
 /// What the viewer `$2` may see of the statuses `$1` and their flags, with the versions of the
 /// statuses and their authors and the authors' counts: read for every page. The viewer's
@@ -327,7 +324,6 @@ impl Renderer {
             return Ok(HashMap::new());
         }
         static LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(live_query);
-        static ENTITY: std::sync::LazyLock<String> = std::sync::LazyLock::new(entity_query);
         let live: Vec<Live> = sqlx::query_as(&LIVE)
             .bind(ids)
             .bind(viewer)
@@ -354,7 +350,7 @@ impl Renderer {
             return Ok(rows);
         }
         let ids: Vec<i64> = missing.keys().copied().collect();
-        let mut entities: Vec<StatusEntity> = sqlx::query_as(&ENTITY)
+        let mut entities: Vec<StatusEntity> = sqlx::query_as(ENTITY_QUERY)
             .bind(&ids)
             .fetch_all(&mut *db)
             .await?;
