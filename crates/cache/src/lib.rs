@@ -80,15 +80,14 @@ impl Cache {
         dispatch!(self, c => c.hit(key, window).await)
     }
 
-    /// Adds `id` to each feed in `keys` (sorted sets scored by id) and trims each to the newest
-    /// `max_len`, in one round trip.
+    /// Adds each entry's ids to its feed (sorted sets scored by id) and trims each feed to the
+    /// newest `max_len`, in one round trip.
     pub async fn feed_push(
         &self,
-        keys: &[String],
-        id: i64,
+        entries: &[(String, Vec<i64>)],
         max_len: usize,
     ) -> Result<(), CacheError> {
-        dispatch!(self, c => c.feed_push(keys, id, max_len).await)
+        dispatch!(self, c => c.feed_push(entries, max_len).await)
     }
 
     /// Ids in a feed, newest first, strictly between `min` and `max` when given.

@@ -92,12 +92,11 @@ impl MemoryCache {
 
     pub(crate) async fn feed_push(
         &self,
-        keys: &[String],
-        id: i64,
+        pushes: &[(String, Vec<i64>)],
         max_len: usize,
     ) -> Result<(), CacheError> {
         let mut entries = self.entries.lock().await;
-        for key in keys {
+        for (key, ids) in pushes.iter().filter(|(_, ids)| !ids.is_empty()) {
             let entry = entries
                 .entry(key.clone())
                 .or_insert_with(|| Entry::Feed(BTreeSet::new()));
@@ -105,7 +104,7 @@ impl MemoryCache {
                 *entry = Entry::Feed(BTreeSet::new());
             }
             if let Entry::Feed(set) = entry {
-                set.insert(id);
+                set.extend(ids);
                 while set.len() > max_len {
                     set.pop_first();
                 }

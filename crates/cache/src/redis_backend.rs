@@ -240,18 +240,22 @@ impl RedisCache {
 
     pub(crate) async fn feed_push(
         &self,
-        keys: &[String],
-        id: i64,
+        entries: &[(String, Vec<i64>)],
         max_len: usize,
     ) -> Result<(), CacheError> {
-        if keys.is_empty() {
+        if entries.iter().all(|(_, ids)| ids.is_empty()) {
             return Ok(());
         }
         let mut conn = self.conn().await?;
         let mut pipe = redis::pipe();
-        for key in keys {
+        for (key, ids) in entries.iter().filter(|(_, ids)| !ids.is_empty()) {
             let key = self.key(key);
-            pipe.cmd("ZADD").arg(&key).arg(id).arg(id).ignore();
+            let mut zadd = redis::cmd("ZADD");
+            zadd.arg(&key);
+            for id in ids {
+                zadd.arg(id).arg(id);
+            }
+            pipe.add_command(zadd).ignore();
             // Keep the newest max_len: remove ranks 0 … -(max_len+1).
             pipe.cmd("ZREMRANGEBYRANK")
                 .arg(&key)

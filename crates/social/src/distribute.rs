@@ -2,10 +2,12 @@
 //!
 //! One message per status — not one per follower — carries a status into the home feeds of
 //! every active local follower: the followers are read in one query and the feeds written in
-//! pipelined batches of 2,000. Authors above the hybrid threshold are skipped here and merged in
+//! pipelined batches of 2,000. New local statuses that arrive together are fanned out together
+//! (ADR 0033): one statement per step and one Redis pipeline for the whole batch. Authors above the hybrid threshold are skipped here and merged in
 //! at read time (see [`crate::feeds::hybrid_ids`]). Every handler is idempotent (feeds are sets,
 //! notifications are unique), so a redelivered message does no harm.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,8 +19,10 @@ use stampede_cache::Cache;
 use stampede_config::StatusesConfig;
 use stampede_core::id::IdGenerator;
 use stampede_db::Db;
+use stampede_mastodon::status::Status;
 use stampede_queue::{Consume, Envelope, JobError, Message, WorkQueue, Worker};
 use stampede_telemetry::Metrics;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::activitypub::{Documents, with_context};
 use crate::outbound;
@@ -113,7 +117,7 @@ pub struct NotificationRef {
 }
 
 /// Who gets a status in their home feed and user stream.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Audience {
     followers: Vec<i64>,
     others: Vec<i64>,
@@ -133,9 +137,49 @@ fn merged(a: &[i64], b: &[i64]) -> Vec<i64> {
     all
 }
 
+/// Account ids by status (or author) id.
+type Grouped = HashMap<i64, Vec<i64>>;
+
+fn grouped(rows: Vec<(i64, i64)>) -> Grouped {
+    let mut out = Grouped::new();
+    for (key, value) in rows {
+        out.entry(key).or_default().push(value);
+    }
+    out
+}
+
+/// Most `status.created` messages fanned out together.
+const CREATED_BATCH: usize = 64;
+/// Batches of `status.created` in flight at once (see [`Distributor::created_loop`]).
+const CREATED_LOOPS: usize = 2;
+
+/// A created status to fan out, and when its transaction committed.
+#[derive(Debug, Clone, Copy)]
+struct Created {
+    status_id: i64,
+    committed_at: DateTime<Utc>,
+}
+
+/// A message's status waiting for its batch, and where its outcome goes.
+struct Pending {
+    created: Created,
+    done: oneshot::Sender<Result<(), JobError>>,
+}
+
+/// A batch's failure, for each of its messages (each is retried on its own).
+fn shared(error: &JobError) -> JobError {
+    let again = anyhow::anyhow!("{error}");
+    match error {
+        JobError::Retry(_) => JobError::Retry(again),
+        JobError::Permanent(_) => JobError::Permanent(again),
+        JobError::Unavailable(_) => JobError::Unavailable(again),
+    }
+}
+
 /// What fan-out needs to know about a status.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Default, sqlx::FromRow)]
 struct Facts {
+    id: i64,
     account_id: i64,
     visibility: String,
     reblog_of_id: Option<i64>,
@@ -147,6 +191,9 @@ struct Facts {
     followers: i64,
     mentioned: Vec<i64>,
     tags: Vec<String>,
+    /// A local status with somewhere to go outside: a remote follower of its author (unless it
+    /// is direct), or a remote account it mentions or boosts.
+    federates: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,6 +211,8 @@ pub struct Distributor {
     ids: Arc<IdGenerator>,
     render: Renderer,
     documents: Documents,
+    /// `status.created` messages on their way to a batch ([`Distributor::created_loop`]).
+    arrivals: mpsc::Sender<Pending>,
 }
 
 impl std::fmt::Debug for Distributor {
@@ -187,14 +236,22 @@ impl Distributor {
         render: Renderer,
         local_domain: String,
     ) -> Arc<Self> {
-        Arc::new(Distributor {
-            documents: Documents::new(render.clone(), local_domain),
-            render,
-            metrics,
-            db,
-            cache,
-            config,
-            ids: Arc::new(IdGenerator::new()),
+        let (arrivals, received) = mpsc::channel(CREATED_BATCH * CREATED_LOOPS);
+        let received = Arc::new(tokio::sync::Mutex::new(received));
+        Arc::new_cyclic(|this| {
+            for _ in 0..CREATED_LOOPS {
+                tokio::spawn(Self::created_loop(this.clone(), received.clone()));
+            }
+            Distributor {
+                documents: Documents::new(render.clone(), local_domain),
+                render,
+                metrics,
+                db,
+                cache,
+                config,
+                ids: Arc::new(IdGenerator::new()),
+                arrivals,
+            }
         })
     }
 
@@ -208,215 +265,378 @@ impl Distributor {
     }
 
     /// Active local followers of `author` (those who used the API within the window).
-    async fn active_followers(
-        &self,
-        author: i64,
-        reblog: bool,
-        reply_to: Option<i64>,
-    ) -> Result<Vec<i64>, sqlx::Error> {
-        sqlx::query_scalar(
-            "SELECT f.account_id FROM follows f \
-             JOIN users u ON u.account_id = f.account_id \
-             WHERE f.target_account_id = $1 \
-               AND u.last_active_at > now() - make_interval(days => $2) \
-               AND (NOT $3 OR f.show_reblogs) \
-               AND ($4::bigint IS NULL OR $4 = $1 OR f.account_id = $4 OR EXISTS ( \
-                     SELECT 1 FROM follows f2 WHERE f2.account_id = f.account_id \
-                       AND f2.target_account_id = $4))",
+    async fn active_followers(&self, author: i64) -> Result<Vec<i64>, sqlx::Error> {
+        let ask = Facts {
+            account_id: author,
+            ..Facts::default()
+        };
+        Ok(self
+            .followers_of(&[&ask])
+            .await?
+            .remove(&ask.id)
+            .unwrap_or_default())
+    }
+
+    /// The active local followers each status goes to, by status id: its author's, less those
+    /// who hid the author's boosts (for a boost), and for a reply to someone else only those who
+    /// follow that someone too (or are them).
+    async fn followers_of(&self, statuses: &[&Facts]) -> Result<Grouped, sqlx::Error> {
+        let mut ids = Vec::with_capacity(statuses.len());
+        let mut authors = Vec::with_capacity(statuses.len());
+        let mut reblogs = Vec::with_capacity(statuses.len());
+        let mut replies_to = Vec::with_capacity(statuses.len());
+        for facts in statuses {
+            ids.push(facts.id);
+            authors.push(facts.account_id);
+            reblogs.push(facts.reblog_of_id.is_some());
+            replies_to.push(facts.in_reply_to_account_id);
+        }
+        Ok(grouped(
+            sqlx::query_as(
+                "SELECT x.id, f.account_id \
+                 FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::bigint[]) \
+                      AS x(id, author, reblog, reply_to) \
+                 JOIN follows f ON f.target_account_id = x.author \
+                 JOIN users u ON u.account_id = f.account_id \
+                 WHERE u.last_active_at > now() - make_interval(days => $5) \
+                   AND (NOT x.reblog OR f.show_reblogs) \
+                   AND (x.reply_to IS NULL OR x.reply_to = x.author OR f.account_id = x.reply_to \
+                        OR EXISTS (SELECT 1 FROM follows f2 WHERE f2.account_id = f.account_id \
+                                   AND f2.target_account_id = x.reply_to))",
+            )
+            .bind(&ids)
+            .bind(&authors)
+            .bind(&reblogs)
+            .bind(&replies_to)
+            .bind(self.config.active_days as i32)
+            .fetch_all(&self.db)
+            .await?,
+        ))
+    }
+
+    /// What fan-out needs to know about each of `ids` that still exists.
+    async fn facts(&self, ids: &[i64]) -> Result<Vec<Facts>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT s.id, s.account_id, s.visibility, s.reblog_of_id, \
+                    r.account_id AS reblog_author, s.in_reply_to_account_id, \
+                    a.domain IS NULL AS local, a.silenced_at IS NOT NULL AS silenced, \
+                    coalesce(st.followers_count, 0) AS followers, \
+                    ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id) AS mentioned, \
+                    ARRAY(SELECT lower(t.name) FROM statuses_tags x JOIN tags t ON t.id = x.tag_id \
+                          WHERE x.status_id = s.id) AS tags, \
+                    a.domain IS NULL AND ( \
+                      (s.visibility <> 'direct' AND EXISTS ( \
+                         SELECT 1 FROM follows f JOIN accounts fa ON fa.id = f.account_id \
+                         WHERE f.target_account_id = s.account_id \
+                           AND fa.domain IS NOT NULL AND fa.inbox_url IS NOT NULL)) \
+                      OR EXISTS ( \
+                         SELECT 1 FROM accounts x \
+                         WHERE x.id = ANY(array_append( \
+                                 ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id), \
+                                 r.account_id)) \
+                           AND x.domain IS NOT NULL AND x.inbox_url IS NOT NULL)) AS federates \
+             FROM statuses s JOIN accounts a ON a.id = s.account_id \
+             LEFT JOIN statuses r ON r.id = s.reblog_of_id \
+             LEFT JOIN account_stats st ON st.account_id = s.account_id \
+             WHERE s.id = ANY($1)",
         )
-        .bind(author)
-        .bind(self.config.active_days as i32)
-        .bind(reblog)
-        .bind(reply_to)
+        .bind(ids)
         .fetch_all(&self.db)
         .await
     }
 
-    async fn facts(&self, status_id: i64) -> Result<Option<Facts>, sqlx::Error> {
-        sqlx::query_as(
-            "SELECT s.account_id, s.visibility, s.reblog_of_id, r.account_id AS reblog_author, \
-                    s.in_reply_to_account_id, a.domain IS NULL AS local, \
-                    a.silenced_at IS NOT NULL AS silenced, \
-                    coalesce(st.followers_count, 0) AS followers, \
-                    ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id) AS mentioned, \
-                    ARRAY(SELECT lower(t.name) FROM statuses_tags x JOIN tags t ON t.id = x.tag_id \
-                          WHERE x.status_id = s.id) AS tags \
-             FROM statuses s JOIN accounts a ON a.id = s.account_id \
-             LEFT JOIN statuses r ON r.id = s.reblog_of_id \
-             LEFT JOIN account_stats st ON st.account_id = s.account_id \
-             WHERE s.id = $1",
-        )
-        .bind(status_id)
-        .fetch_optional(&self.db)
-        .await
-    }
-
-    /// The local accounts whose home feed (and user stream) gets the status, in two parts: its
+    /// The local accounts whose home feed (and user stream) gets each status, in two parts: its
     /// author's active followers, and the others — the author, active followers of its hashtags,
-    /// and the mentioned for private and direct statuses.
-    async fn home_audience(&self, status_id: i64, facts: &Facts) -> Result<Audience, sqlx::Error> {
-        let visibility = facts.visibility.as_str();
-        let reblog = facts.reblog_of_id.is_some();
-        let followers = if visibility == "direct" {
-            Vec::new()
+    /// and the mentioned for private and direct statuses. Three statements whatever the number
+    /// of statuses.
+    async fn audiences(&self, statuses: &[Facts]) -> Result<HashMap<i64, Audience>, sqlx::Error> {
+        let not_direct: Vec<&Facts> = statuses
+            .iter()
+            .filter(|f| f.visibility != "direct")
+            .collect();
+        let mut followers = if not_direct.is_empty() {
+            Grouped::new()
         } else {
-            self.active_followers(facts.account_id, reblog, facts.in_reply_to_account_id)
-                .await?
+            self.followers_of(&not_direct).await?
         };
-        let mut others: Vec<i64> = vec![facts.account_id];
-        if visibility == "public" && !reblog {
-            // Followers of its hashtags.
-            let tagged: Vec<i64> = sqlx::query_scalar(
-                "SELECT DISTINCT tf.account_id FROM statuses_tags st \
-                 JOIN tag_follows tf ON tf.tag_id = st.tag_id \
-                 JOIN users u ON u.account_id = tf.account_id \
-                 WHERE st.status_id = $1 \
-                   AND u.last_active_at > now() - make_interval(days => $2)",
+        let tagged_ids: Vec<i64> = statuses
+            .iter()
+            .filter(|f| f.visibility == "public" && f.reblog_of_id.is_none() && !f.tags.is_empty())
+            .map(|f| f.id)
+            .collect();
+        let mut tagged = if tagged_ids.is_empty() {
+            Grouped::new()
+        } else {
+            grouped(
+                sqlx::query_as(
+                    "SELECT DISTINCT st.status_id, tf.account_id FROM statuses_tags st \
+                     JOIN tag_follows tf ON tf.tag_id = st.tag_id \
+                     JOIN users u ON u.account_id = tf.account_id \
+                     WHERE st.status_id = ANY($1) \
+                       AND u.last_active_at > now() - make_interval(days => $2)",
+                )
+                .bind(&tagged_ids)
+                .bind(self.config.active_days as i32)
+                .fetch_all(&self.db)
+                .await?,
             )
-            .bind(status_id)
-            .bind(self.config.active_days as i32)
-            .fetch_all(&self.db)
-            .await?;
-            others.extend(tagged);
-        }
-        if visibility == "private" || visibility == "direct" {
-            let mentioned: Vec<i64> = sqlx::query_scalar(
-                "SELECT m.account_id FROM mentions m JOIN users u ON u.account_id = m.account_id \
-                 WHERE m.status_id = $1",
+        };
+        let addressed_ids: Vec<i64> = statuses
+            .iter()
+            .filter(|f| {
+                matches!(f.visibility.as_str(), "private" | "direct") && !f.mentioned.is_empty()
+            })
+            .map(|f| f.id)
+            .collect();
+        let mut addressed = if addressed_ids.is_empty() {
+            Grouped::new()
+        } else {
+            grouped(
+                sqlx::query_as(
+                    "SELECT m.status_id, m.account_id FROM mentions m \
+                     JOIN users u ON u.account_id = m.account_id WHERE m.status_id = ANY($1)",
+                )
+                .bind(&addressed_ids)
+                .fetch_all(&self.db)
+                .await?,
             )
-            .bind(status_id)
-            .fetch_all(&self.db)
-            .await?;
-            others.extend(mentioned);
-        }
-        Ok(Audience { followers, others })
+        };
+        Ok(statuses
+            .iter()
+            .map(|facts| {
+                let mut others = vec![facts.account_id];
+                others.extend(tagged.remove(&facts.id).unwrap_or_default());
+                others.extend(addressed.remove(&facts.id).unwrap_or_default());
+                let followers = followers.remove(&facts.id).unwrap_or_default();
+                (facts.id, Audience { followers, others })
+            })
+            .collect())
     }
 
-    /// Lists that include the author (never for direct statuses).
-    async fn lists_of(&self, author: i64, visibility: &str) -> Result<Vec<i64>, sqlx::Error> {
-        if visibility == "direct" {
-            return Ok(Vec::new());
-        }
-        sqlx::query_scalar("SELECT list_id FROM list_accounts WHERE account_id = $1")
-            .bind(author)
+    /// The lists that include each of `authors`, by author.
+    async fn lists_of(&self, authors: &[i64]) -> Result<Grouped, sqlx::Error> {
+        Ok(grouped(
+            sqlx::query_as(
+                "SELECT account_id, list_id FROM list_accounts WHERE account_id = ANY($1)",
+            )
+            .bind(authors)
             .fetch_all(&self.db)
-            .await
+            .await?,
+        ))
     }
 
-    /// Publishes `event` (`update` or `status.update`) for the status to every stream it
-    /// belongs on.
-    async fn publish_status(
+    /// Publishes `event` (`update` or `status.update`) for each status to every stream it
+    /// belongs on, with the accounts whose home it is in: one rendering of them all.
+    async fn publish_statuses(
         &self,
         event: &str,
-        status_id: i64,
-        facts: &Facts,
-        home: Vec<i64>,
+        statuses: &[(&Facts, Vec<i64>)],
     ) -> Result<(), JobError> {
-        let Some(status) = self.render.load_published(&[status_id]).await?.pop() else {
-            return Ok(());
-        };
-        let payload = serde_json::to_string(&status).map_err(|e| JobError::Permanent(e.into()))?;
-        let public =
-            facts.visibility == "public" && facts.reblog_of_id.is_none() && !facts.silenced;
-        let mut involved = vec![facts.account_id];
-        involved.extend(facts.reblog_author);
-        involved.extend(facts.mentioned.iter().copied());
-        let message = StatusEvent {
-            event: event.to_string(),
-            payload,
-            published_ms: stream::now_ms(),
-            author: facts.account_id,
-            involved,
-            public,
-            local: facts.local,
-            media: !status.media_attachments.is_empty(),
-            tags: if public {
-                facts.tags.clone()
-            } else {
-                Vec::new()
-            },
-            home,
-            lists: self.lists_of(facts.account_id, &facts.visibility).await?,
-        };
-        stream::publish(&self.cache, stream::STATUS_CHANNEL, &message).await;
+        let ids: Vec<i64> = statuses.iter().map(|(facts, _)| facts.id).collect();
+        let mut rendered: HashMap<String, Status> = self
+            .render
+            .load_published(&ids)
+            .await?
+            .into_iter()
+            .map(|status| (status.id.clone(), status))
+            .collect();
+        let authors: Vec<i64> = statuses.iter().map(|(f, _)| f.account_id).collect();
+        let lists = self.lists_of(&authors).await?;
+        for (facts, home) in statuses {
+            let Some(status) = rendered.remove(&facts.id.to_string()) else {
+                continue; // deleted meanwhile
+            };
+            let payload =
+                serde_json::to_string(&status).map_err(|e| JobError::Permanent(e.into()))?;
+            let public =
+                facts.visibility == "public" && facts.reblog_of_id.is_none() && !facts.silenced;
+            let mut involved = vec![facts.account_id];
+            involved.extend(facts.reblog_author);
+            involved.extend(facts.mentioned.iter().copied());
+            let message = StatusEvent {
+                event: event.to_string(),
+                payload,
+                published_ms: stream::now_ms(),
+                author: facts.account_id,
+                involved,
+                public,
+                local: facts.local,
+                media: !status.media_attachments.is_empty(),
+                tags: if public {
+                    facts.tags.clone()
+                } else {
+                    Vec::new()
+                },
+                home: home.clone(),
+                lists: if facts.visibility == "direct" {
+                    Vec::new()
+                } else {
+                    lists.get(&facts.account_id).cloned().unwrap_or_default()
+                },
+            };
+            stream::publish(&self.cache, stream::STATUS_CHANNEL, &message).await;
+        }
         Ok(())
     }
 
-    async fn status_created(
-        &self,
-        status_id: i64,
-        committed_at: DateTime<Utc>,
-    ) -> Result<(), JobError> {
+    /// Fans out newly created statuses together: the statements and Redis round trips are per
+    /// batch, not per status, so a burst of posts costs a handful of each (see
+    /// [`Distributor::created_loop`]).
+    async fn statuses_created(&self, batch: &[Created]) -> Result<(), JobError> {
         let started = Instant::now();
-        let Some(facts) = self.facts(status_id).await? else {
-            return Ok(()); // deleted before it was distributed
-        };
-        let author = facts.account_id;
-        let reblog = facts.reblog_of_id.is_some();
-        let visibility = facts.visibility.as_str();
-        let audience = self.home_audience(status_id, &facts).await?;
-        let home = audience.all();
+        let ids: Vec<i64> = batch.iter().map(|c| c.status_id).collect();
+        // Statuses deleted before they were distributed are simply absent.
+        let statuses = self.facts(&ids).await?;
+        if statuses.is_empty() {
+            return Ok(());
+        }
+        let mut audiences = self.audiences(&statuses).await?;
         // Above the threshold, feeds do without the followers (they are merged in at read
         // time); streams still get every active follower, since streaming has no such merge.
-        let feeds_to: Vec<i64> = if facts.followers > self.config.fanout_threshold {
-            merged(&[], &audience.others)
-        } else {
-            home.clone()
-        };
-        feeds::push(&self.cache, &feeds_to, status_id)
+        let mut feeds: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        let mut homes = Vec::with_capacity(statuses.len());
+        let mut feeds_of = HashMap::with_capacity(statuses.len());
+        for facts in &statuses {
+            let audience = audiences.remove(&facts.id).unwrap_or_default();
+            let home = audience.all();
+            let feeds_to = if facts.followers > self.config.fanout_threshold {
+                merged(&[], &audience.others)
+            } else {
+                home.clone()
+            };
+            feeds_of.insert(facts.id, feeds_to.len());
+            for account in feeds_to {
+                feeds.entry(account).or_default().push(facts.id);
+            }
+            homes.push((facts, home));
+        }
+        let feeds: Vec<(i64, Vec<i64>)> = feeds.into_iter().collect();
+        feeds::push(&self.cache, &feeds)
             .await
             .map_err(cache_error)?;
-        let since_commit = (Utc::now() - committed_at).to_std().unwrap_or_default();
-        self.metrics
-            .fanout_duration
-            .observe(since_commit.as_secs_f64());
-        self.metrics
-            .fanout_feeds_written
-            .inc_by(feeds_to.len() as u64);
-        self.publish_status("update", status_id, &facts, home)
-            .await?;
-        tracing::info!(
-            status_id,
-            feeds = feeds_to.len(),
-            fanout_ms = started.elapsed().as_millis() as u64,
-            since_commit_ms = since_commit.as_millis() as u64,
-            "status distributed"
-        );
-        if visibility == "direct" {
-            self.publish_conversations(status_id).await?;
+        let written: usize = feeds.iter().map(|(_, ids)| ids.len()).sum();
+        let now = Utc::now();
+        for created in batch {
+            let Some(feeds) = feeds_of.get(&created.status_id) else {
+                continue;
+            };
+            let since_commit = (now - created.committed_at).to_std().unwrap_or_default();
+            self.metrics
+                .fanout_duration
+                .observe(since_commit.as_secs_f64());
+            tracing::info!(
+                status_id = created.status_id,
+                feeds,
+                batch = batch.len(),
+                fanout_ms = started.elapsed().as_millis() as u64,
+                since_commit_ms = since_commit.as_millis() as u64,
+                "status distributed"
+            );
+        }
+        self.metrics.fanout_feeds_written.inc_by(written as u64);
+        self.publish_statuses("update", &homes).await?;
+        for facts in statuses.iter().filter(|f| f.visibility == "direct") {
+            self.publish_conversations(facts.id).await?;
         }
 
-        // Followers who asked to be told about this account's posts.
-        if !reblog && visibility != "direct" {
-            let subscribers: Vec<i64> = sqlx::query_scalar(
-                "SELECT account_id FROM follows WHERE target_account_id = $1 AND notify",
-            )
-            .bind(author)
-            .fetch_all(&self.db)
-            .await?;
-            let mut conn = self.db.acquire().await?;
-            for subscriber in subscribers {
-                notification::create(
-                    &mut conn,
-                    self.ids.next_id().as_i64(),
-                    subscriber,
-                    author,
-                    notification::STATUS,
-                    Some(status_id),
+        // Followers who asked to be told about these accounts' posts.
+        let announced: Vec<&Facts> = statuses
+            .iter()
+            .filter(|f| f.reblog_of_id.is_none() && f.visibility != "direct")
+            .collect();
+        if !announced.is_empty() {
+            let authors: Vec<i64> = announced.iter().map(|f| f.account_id).collect();
+            let subscribers = grouped(
+                sqlx::query_as(
+                    "SELECT target_account_id, account_id FROM follows \
+                     WHERE target_account_id = ANY($1) AND notify",
                 )
-                .await?;
+                .bind(&authors)
+                .fetch_all(&self.db)
+                .await?,
+            );
+            if !subscribers.is_empty() {
+                let mut conn = self.db.acquire().await?;
+                for facts in &announced {
+                    for subscriber in subscribers.get(&facts.account_id).into_iter().flatten() {
+                        notification::create(
+                            &mut conn,
+                            self.ids.next_id().as_i64(),
+                            *subscriber,
+                            facts.account_id,
+                            notification::STATUS,
+                            Some(facts.id),
+                        )
+                        .await?;
+                    }
+                }
             }
         }
-        if facts.local {
-            self.federate(status_id, &facts, false).await?;
+        // Only statuses with somewhere to go outside (a remote follower of the author, or a
+        // remote account mentioned or boosted) cost the federation statements.
+        for facts in statuses.iter().filter(|f| f.federates) {
+            self.federate(facts, false).await?;
         }
         Ok(())
+    }
+
+    /// Gathers the `status.created` messages the worker hands over concurrently into batches
+    /// for [`Distributor::statuses_created`]: whatever arrived while the previous batch ran (at
+    /// most [`CREATED_BATCH`]), so a lone status goes at once and a burst shares statements.
+    /// [`CREATED_LOOPS`] loops take turns, one gathering while another writes.
+    async fn created_loop(
+        this: std::sync::Weak<Self>,
+        arrivals: Arc<tokio::sync::Mutex<mpsc::Receiver<Pending>>>,
+    ) {
+        loop {
+            let mut batch = Vec::new();
+            {
+                let mut arrivals = arrivals.lock().await;
+                let Some(first) = arrivals.recv().await else {
+                    return; // the distributor is gone
+                };
+                batch.push(first);
+                while batch.len() < CREATED_BATCH
+                    && let Ok(next) = arrivals.try_recv()
+                {
+                    batch.push(next);
+                }
+            }
+            let Some(this) = this.upgrade() else {
+                return;
+            };
+            let created: Vec<Created> = batch.iter().map(|p| p.created).collect();
+            let outcome = this.statuses_created(&created).await;
+            drop(this);
+            for pending in batch {
+                let _ = pending.done.send(match &outcome {
+                    Ok(()) => Ok(()),
+                    Err(error) => Err(shared(error)),
+                });
+            }
+        }
+    }
+
+    /// Fans out one created status as part of the next batch.
+    async fn status_created(&self, created: Created) -> Result<(), JobError> {
+        let (done, outcome) = oneshot::channel();
+        if self.arrivals.send(Pending { created, done }).await.is_err() {
+            return Err(JobError::Retry(anyhow::anyhow!(
+                "the fan-out loops stopped"
+            )));
+        }
+        outcome.await.unwrap_or_else(|_| {
+            Err(JobError::Retry(anyhow::anyhow!(
+                "the fan-out batch was lost"
+            )))
+        })
     }
 
     /// Queues the status's activity (Create, or Announce for a boost; Update of the Note after
     /// an edit) for the remote servers that should have it: the author's remote followers
     /// (unless it is direct), the remote accounts it mentions, and a boosted status's author.
-    async fn federate(&self, status_id: i64, facts: &Facts, edited: bool) -> Result<(), JobError> {
+    async fn federate(&self, facts: &Facts, edited: bool) -> Result<(), JobError> {
+        let status_id = facts.id;
         let mut conn = self.db.acquire().await?;
         let mut inboxes = if facts.visibility == "direct" {
             Vec::new()
@@ -486,9 +706,7 @@ impl Distributor {
     }
 
     async fn status_deleted(&self, deleted: Deleted) -> Result<(), JobError> {
-        let mut targets = self
-            .active_followers(deleted.account_id, false, None)
-            .await?;
+        let mut targets = self.active_followers(deleted.account_id).await?;
         targets.push(deleted.account_id);
         targets.extend(deleted.mentioned);
         targets.sort_unstable();
@@ -503,7 +721,11 @@ impl Distributor {
             author: deleted.account_id,
             public: deleted.public,
             tags: deleted.tags,
-            lists: self.lists_of(deleted.account_id, "public").await?,
+            lists: self
+                .lists_of(&[deleted.account_id])
+                .await?
+                .remove(&deleted.account_id)
+                .unwrap_or_default(),
             home: targets,
             ..StatusEvent::default()
         };
@@ -512,14 +734,19 @@ impl Distributor {
     }
 
     async fn status_updated(&self, status_id: i64) -> Result<(), JobError> {
-        let Some(facts) = self.facts(status_id).await? else {
+        let Some(facts) = self.facts(&[status_id]).await?.pop() else {
             return Ok(());
         };
-        let home = self.home_audience(status_id, &facts).await?.all();
-        self.publish_status("status.update", status_id, &facts, home)
+        let home = self
+            .audiences(std::slice::from_ref(&facts))
+            .await?
+            .remove(&status_id)
+            .unwrap_or_default()
+            .all();
+        self.publish_statuses("status.update", &[(&facts, home)])
             .await?;
-        if facts.local && facts.reblog_of_id.is_none() {
-            self.federate(status_id, &facts, true).await?;
+        if facts.federates && facts.reblog_of_id.is_none() {
+            self.federate(&facts, true).await?;
         }
         let boosters: Vec<i64> =
             sqlx::query_scalar("SELECT DISTINCT account_id FROM statuses WHERE reblog_of_id = $1")
@@ -631,7 +858,11 @@ impl Consume<Fanout> for Distributor {
         async move {
             match message {
                 Fanout::StatusCreated(r) => {
-                    self.status_created(r.status_id, envelope.created_at).await
+                    self.status_created(Created {
+                        status_id: r.status_id,
+                        committed_at: envelope.created_at,
+                    })
+                    .await
                 }
                 Fanout::StatusDeleted(deleted) => self.status_deleted(deleted).await,
                 Fanout::StatusUpdated(r) => self.status_updated(r.status_id).await,
@@ -652,8 +883,13 @@ impl Consume<RemoteFanout> for Distributor {
     ) -> BoxFuture<'a, Result<(), JobError>> {
         async move {
             match message {
+                // Not gathered with local statuses: a flood from outside must not delay them.
                 RemoteFanout::StatusCreated(r) => {
-                    self.status_created(r.status_id, envelope.created_at).await
+                    self.statuses_created(&[Created {
+                        status_id: r.status_id,
+                        committed_at: envelope.created_at,
+                    }])
+                    .await
                 }
                 RemoteFanout::StatusUpdated(r) => self.status_updated(r.status_id).await,
             }

@@ -24,10 +24,20 @@ async fn behaves(cache: Cache) {
     cache.del("rl").await.unwrap();
     assert_eq!(cache.hit("rl", Duration::from_secs(60)).await.unwrap(), 1);
 
-    let feeds = vec!["feed:home:1".to_string(), "feed:home:2".to_string()];
-    for id in 1..=10 {
-        cache.feed_push(&feeds, id, 5).await.unwrap();
+    for id in 1..=8 {
+        let entries = [
+            ("feed:home:1".to_string(), vec![id]),
+            ("feed:home:2".to_string(), vec![id]),
+        ];
+        cache.feed_push(&entries, 5).await.unwrap();
     }
+    // Several ids to one feed, and a feed given none, in the same round trip.
+    let entries = [
+        ("feed:home:1".to_string(), vec![9, 10]),
+        ("feed:home:2".to_string(), vec![10, 9]),
+        ("feed:home:3".to_string(), vec![]),
+    ];
+    cache.feed_push(&entries, 5).await.unwrap();
     assert_eq!(
         cache
             .feed_range("feed:home:1", None, None, 20)
