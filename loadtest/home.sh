@@ -230,8 +230,12 @@ done = function(summary, latency, requests)
         latency:percentile(50) / 1000, latency:percentile(99) / 1000, non200))
 end
 LUA
-    # The fan-out histogram's quantile over one run: the difference of two scrapes.
-    fanout_buckets() { curl -fs http://127.0.0.1:3981/metrics | grep '^stampede_fanout_duration_seconds_bucket'; }
+    # The delivery process's histograms over one run (the difference of two scrapes): the outbox
+    # relay (commit → broker confirm), the distribute queue (commit → worker received) and
+    # fan-out (commit → last feed written), so a lag shows where it builds up.
+    fanout_buckets() {
+        curl -fs http://127.0.0.1:3981/metrics | grep -E '^stampede_(fanout_duration_seconds|outbox_publish_lag_seconds)_bucket|^stampede_queue_message_age_seconds_bucket\{.*queue="distribute"'
+    }
     for c in "${connections[@]}"; do
         before=$(fanout_buckets)
         lua /api/v1/timelines/home?limit=20 >"$script"
@@ -243,21 +247,29 @@ LUA
         sleep 5 # the last fan-outs finish
         after=$(fanout_buckets)
         lag=$(python3 - "$before" "$after" <<'PY'
-import sys
+import json, sys
 def parse(text):
     out = {}
     for line in text.splitlines():
         le = line.split('le="')[1].split('"')[0]
         out[le] = float(line.rsplit(' ', 1)[1])
     return out
-before, after = parse(sys.argv[1]), parse(sys.argv[2])
-rows = sorted(((float('inf') if le == '+Inf' else float(le)), after[le] - before.get(le, 0)) for le in after)
-total = rows[-1][1]
-def q(p):
-    for le, n in rows:
-        if n >= p * total:
-            return None if le == float('inf') else round(le * 1000, 1)
-print('{"fanouts":%d,"fanout_p50_ms_at_most":%s,"fanout_p99_ms_at_most":%s}' % (total, q(0.5), q(0.99)))
+before, after = sys.argv[1], sys.argv[2]
+out = {}
+for metric, name in [('fanout_duration', 'fanout'), ('outbox_publish_lag', 'outbox_publish'),
+                     ('queue_message_age', 'distribute_received')]:
+    pick = lambda text: '\n'.join(l for l in text.splitlines() if l.startswith('stampede_' + metric))
+    b, a = parse(pick(before)), parse(pick(after))
+    rows = sorted(((float('inf') if le == '+Inf' else float(le)), a[le] - b.get(le, 0)) for le in a)
+    total = rows[-1][1] if rows else 0
+    def q(p):
+        for le, n in rows:
+            if n >= p * total:
+                return None if le == float('inf') else round(le * 1000, 1)
+    out[name + 's'] = int(total)
+    out[name + '_p50_ms_at_most'] = q(0.5)
+    out[name + '_p99_ms_at_most'] = q(0.99)
+print(json.dumps(out))
 PY
 )
         jq -c -n --argjson c "$c" --argjson posts "$posts" --argjson readers "$(cat "$script.readers")" \
