@@ -3,9 +3,10 @@
 //! One message per status — not one per follower — carries a status into the home feeds of
 //! every active local follower: the followers are read in one query and the feeds written in
 //! pipelined batches of 2,000. New local statuses that arrive together are fanned out together
-//! (ADR 0033): one statement per step and one Redis pipeline for the whole batch. Authors above the hybrid threshold are skipped here and merged in
-//! at read time (see [`crate::feeds::hybrid_ids`]). Every handler is idempotent (feeds are sets,
-//! notifications are unique), so a redelivered message does no harm.
+//! (ADR 0033): one statement per step and one Redis pipeline for the whole batch. Authors above
+//! the hybrid threshold are skipped here and merged in at read time (see
+//! [`crate::feeds::hybrid_ids`]). Every handler is idempotent (feeds are sets, notifications are
+//! unique), so a redelivered message does no harm.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -152,6 +153,10 @@ fn grouped(rows: Vec<(i64, i64)>) -> Grouped {
 const CREATED_BATCH: usize = 64;
 /// Batches of `status.created` in flight at once (see [`Distributor::created_loop`]).
 const CREATED_LOOPS: usize = 2;
+/// The fewest `distribute` messages a worker should hold at once: enough to fill every batch.
+/// A message is held until its batch is written, so with fewer the batches stay small and the
+/// queue's throughput is the prefetch divided by a batch's time.
+pub const IN_FLIGHT: u16 = (CREATED_BATCH * CREATED_LOOPS) as u16;
 
 /// A created status to fan out, and when its transaction committed.
 #[derive(Debug, Clone, Copy)]
@@ -442,6 +447,7 @@ impl Distributor {
             .collect();
         let authors: Vec<i64> = statuses.iter().map(|(f, _)| f.account_id).collect();
         let lists = self.lists_of(&authors).await?;
+        let mut events = Vec::with_capacity(statuses.len());
         for (facts, home) in statuses {
             let Some(status) = rendered.remove(&facts.id.to_string()) else {
                 continue; // deleted meanwhile
@@ -474,8 +480,15 @@ impl Distributor {
                     lists.get(&facts.account_id).cloned().unwrap_or_default()
                 },
             };
-            stream::publish(&self.cache, stream::STATUS_CHANNEL, &message).await;
+            events.push(message);
         }
+        // Sent together: the connection is multiplexed, so they go out as one pipeline.
+        futures_util::future::join_all(
+            events
+                .iter()
+                .map(|event| stream::publish(&self.cache, stream::STATUS_CHANNEL, event)),
+        )
+        .await;
         Ok(())
     }
 

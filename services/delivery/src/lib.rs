@@ -110,6 +110,9 @@ pub async fn serve(ctx: Context, listener: Option<TcpListener>) -> anyhow::Resul
             }
             // A message waits for its inboxes at most a few seconds, most of it on the network.
             WorkQueue::Deliver => federation.delivery_concurrency,
+            // New statuses are fanned out in batches (ADR 0033): each message is held until its
+            // batch is written, so the prefetch must cover whole batches.
+            WorkQueue::Distribute => prefetch.max(stampede_social::distribute::IN_FLIGHT),
             _ => prefetch,
         };
         let mut worker = Worker::new(ctx.queue.clone(), queue, concurrency, ctx.metrics.clone())

@@ -1895,3 +1895,95 @@ async fn cached_statuses_show_every_change_on_every_replica_at_once() {
         assert_eq!(read(base).await.0, 404, "deleted on {base}");
     }
 }
+
+/// A burst of posts from many authors at once is fanned out in shared batches (ADR 0033):
+/// every follower's feed gets exactly its authors' statuses, with each status's own rules
+/// (boosts hidden where the follower hid them, replies only to those who follow both sides,
+/// direct statuses only to the mentioned) however the statuses were grouped.
+#[tokio::test]
+async fn a_burst_of_posts_fans_out_in_batches_to_exactly_the_right_feeds() {
+    let app = full_app().await;
+    let mut authors = Vec::new();
+    for i in 0..6 {
+        authors.push(seed_user(&app, &format!("author{i}"), false).await);
+    }
+    let fay = seed_user(&app, "fay", false).await;
+    let gus = seed_user(&app, "gus", false).await;
+    for (reader, first) in [(&fay, 0), (&gus, 3)] {
+        for author in &authors[first..first + 3] {
+            // Gus hides author3's boosts.
+            let body = if author.username == "author3" {
+                json!({"reblogs": false})
+            } else {
+                json!({})
+            };
+            let follow = post(
+                &app,
+                &format!("/api/v1/accounts/{}/follow", author.id),
+                reader,
+                body,
+            )
+            .await;
+            assert_eq!(follow.body["following"], true, "{:?}", follow.body);
+        }
+    }
+    let parent = post_status(&app, &authors[1], json!({"status": "the parent"})).await;
+    let posts = (0..24).map(|n| {
+        let (app, author) = (&app, &authors[n % 6]);
+        async move {
+            let id = post_status(app, author, json!({"status": format!("burst {n}")})).await;
+            (n % 6, id)
+        }
+    });
+    let mut burst = futures_util::future::join_all(posts).await;
+    let extras = [
+        // To Gus alone among the two (mentioned), not to Fay who follows its author.
+        (0, json!({"status": "psst @gus", "visibility": "direct"})),
+        // A reply to author1 by author4: Gus follows author4 but not author1, Fay the reverse.
+        (4, json!({"status": "a reply", "in_reply_to_id": parent})),
+    ];
+    let mut direct_and_reply = Vec::new();
+    for (author, body) in extras {
+        direct_and_reply.push(post_status(&app, &authors[author], body).await);
+    }
+    let boost = post(
+        &app,
+        &format!("/api/v1/statuses/{parent}/reblog"),
+        &authors[3],
+        json!({}),
+    )
+    .await;
+    assert_eq!(boost.status, 200, "{:?}", boost.body);
+    burst.push((1, parent));
+
+    let as_ids = |list: Vec<String>| -> Vec<i64> {
+        let mut ids: Vec<i64> = list.iter().map(|id| id.parse().unwrap()).collect();
+        ids.sort_unstable();
+        ids
+    };
+    let of = |range: std::ops::Range<usize>| -> Vec<String> {
+        burst
+            .iter()
+            .filter(|(author, _)| range.contains(author))
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+    let fay_expected = as_ids(of(0..3));
+    let mut gus_expected = of(3..6);
+    // The direct status; not the reply, nor author3's boost.
+    gus_expected.push(direct_and_reply[0].clone());
+    let gus_expected = as_ids(gus_expected);
+    for (reader, expected) in [(&fay, &fay_expected), (&gus, &gus_expected)] {
+        cached_feed_until(&app, reader, |feed| {
+            expected.iter().all(|id| feed.contains(id))
+        })
+        .await;
+    }
+    // Whatever else was going to arrive has had time to.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (reader, expected) in [(&fay, &fay_expected), (&gus, &gus_expected)] {
+        let mut feed = cached_feed(&app, reader).await;
+        feed.sort_unstable();
+        assert_eq!(&feed, expected, "the feed of @{}", reader.username);
+    }
+}
