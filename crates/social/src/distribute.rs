@@ -8,7 +8,7 @@
 //! [`crate::feeds::hybrid_ids`]). Every handler is idempotent (feeds are sets, notifications are
 //! unique), so a redelivered message does no harm.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -296,26 +296,34 @@ impl Distributor {
             reblogs.push(facts.reblog_of_id.is_some());
             replies_to.push(facts.in_reply_to_account_id);
         }
+        // One status (the common case when posts are few, and the one with the most followers
+        // to write) as a one-row source: PostgreSQL then plans the follows–users join as for a
+        // single author, a hash join, where the `unnest` form's estimate led it to a merge join
+        // through the users index, 1.8 times slower at 100,000 followers.
+        let source = if statuses.len() == 1 {
+            "(SELECT $1[1], $2[1], $3[1], $4[1])"
+        } else {
+            "unnest($1, $2, $3, $4)"
+        };
+        let sql = format!(
+            "SELECT x.id, f.account_id FROM {source} AS x(id, author, reblog, reply_to) \
+             JOIN follows f ON f.target_account_id = x.author \
+             JOIN users u ON u.account_id = f.account_id \
+             WHERE u.last_active_at > now() - make_interval(days => $5) \
+               AND (NOT x.reblog OR f.show_reblogs) \
+               AND (x.reply_to IS NULL OR x.reply_to = x.author OR f.account_id = x.reply_to \
+                    OR EXISTS (SELECT 1 FROM follows f2 WHERE f2.account_id = f.account_id \
+                               AND f2.target_account_id = x.reply_to))"
+        );
         Ok(grouped(
-            sqlx::query_as(
-                "SELECT x.id, f.account_id \
-                 FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::bigint[]) \
-                      AS x(id, author, reblog, reply_to) \
-                 JOIN follows f ON f.target_account_id = x.author \
-                 JOIN users u ON u.account_id = f.account_id \
-                 WHERE u.last_active_at > now() - make_interval(days => $5) \
-                   AND (NOT x.reblog OR f.show_reblogs) \
-                   AND (x.reply_to IS NULL OR x.reply_to = x.author OR f.account_id = x.reply_to \
-                        OR EXISTS (SELECT 1 FROM follows f2 WHERE f2.account_id = f.account_id \
-                                   AND f2.target_account_id = x.reply_to))",
-            )
-            .bind(&ids)
-            .bind(&authors)
-            .bind(&reblogs)
-            .bind(&replies_to)
-            .bind(self.config.active_days as i32)
-            .fetch_all(&self.db)
-            .await?,
+            sqlx::query_as(&sql)
+                .bind(&ids)
+                .bind(&authors)
+                .bind(&reblogs)
+                .bind(&replies_to)
+                .bind(self.config.active_days as i32)
+                .fetch_all(&self.db)
+                .await?,
         ))
     }
 
@@ -506,7 +514,7 @@ impl Distributor {
         let mut audiences = self.audiences(&statuses).await?;
         // Above the threshold, feeds do without the followers (they are merged in at read
         // time); streams still get every active follower, since streaming has no such merge.
-        let mut feeds: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        let mut writes: Vec<(i64, i64)> = Vec::new(); // (account, status)
         let mut homes = Vec::with_capacity(statuses.len());
         let mut feeds_of = HashMap::with_capacity(statuses.len());
         for facts in &statuses {
@@ -518,12 +526,18 @@ impl Distributor {
                 home.clone()
             };
             feeds_of.insert(facts.id, feeds_to.len());
-            for account in feeds_to {
-                feeds.entry(account).or_default().push(facts.id);
-            }
+            writes.extend(feeds_to.into_iter().map(|account| (account, facts.id)));
             homes.push((facts, home));
         }
-        let feeds: Vec<(i64, Vec<i64>)> = feeds.into_iter().collect();
+        // Each feed once, with every status of the batch it gets.
+        writes.sort_unstable();
+        let mut feeds: Vec<(i64, Vec<i64>)> = Vec::new();
+        for (account, status) in writes {
+            match feeds.last_mut() {
+                Some((last, ids)) if *last == account => ids.push(status),
+                _ => feeds.push((account, vec![status])),
+            }
+        }
         feeds::push(&self.cache, &feeds)
             .await
             .map_err(cache_error)?;
