@@ -538,10 +538,8 @@ impl Distributor {
                 _ => feeds.push((account, vec![status])),
             }
         }
-        feeds::push(&self.cache, &feeds)
-            .await
-            .map_err(cache_error)?;
         let written: usize = feeds.iter().map(|(_, ids)| ids.len()).sum();
+        feeds::push(&self.cache, feeds).await.map_err(cache_error)?;
         let now = Utc::now();
         for created in batch {
             let Some(feeds) = feeds_of.get(&created.status_id) else {

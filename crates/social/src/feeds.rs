@@ -246,11 +246,13 @@ pub async fn rebuild_home(
 
 /// Writes statuses into home feeds: each account's own list, in batches of 2,000 feeds (one
 /// round trip each).
-pub async fn push(cache: &Cache, feeds: &[(i64, Vec<i64>)]) -> Result<(), CacheError> {
-    for chunk in feeds.chunks(2_000) {
-        let entries: Vec<(String, Vec<i64>)> = chunk
-            .iter()
-            .map(|(account, ids)| (home_key(*account), ids.clone()))
+pub async fn push(cache: &Cache, feeds: Vec<(i64, Vec<i64>)>) -> Result<(), CacheError> {
+    let mut feeds = feeds.into_iter().peekable();
+    while feeds.peek().is_some() {
+        let entries: Vec<(String, Vec<i64>)> = feeds
+            .by_ref()
+            .take(2_000)
+            .map(|(account, ids)| (home_key(account), ids))
             .collect();
         cache.feed_push(&entries, FEED_MAX).await?;
     }
