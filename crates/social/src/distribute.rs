@@ -631,7 +631,16 @@ impl Distributor {
                 return;
             };
             let created: Vec<Created> = batch.iter().map(|p| p.created).collect();
-            let outcome = this.statuses_created(&created).await;
+            // A panic is a bug; like the worker, the loop parks the messages rather than die
+            // with them (and leave fan-out with one loop fewer).
+            let outcome = std::panic::AssertUnwindSafe(this.statuses_created(&created))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    Err(JobError::Permanent(anyhow::anyhow!(
+                        "the status.created batch panicked"
+                    )))
+                });
             drop(this);
             for pending in batch {
                 let _ = pending.done.send(match &outcome {
