@@ -274,7 +274,8 @@ PY
 )
         jq -c -n --argjson c "$c" --argjson posts "$posts" --argjson readers "$(cat "$script.readers")" \
             --argjson lag "$lag" '{benchmark: "sustained_posting", connections: $c, posts: $posts,
-              feed_inserts_per_s: ($posts.rps * 200), home_readers: $readers} + $lag'
+              feed_inserts_per_s: ($posts.rps * 200), home_readers: $readers} + $lag
+              + {all_fanned_out: ($lag.fanouts >= $posts.requests - $posts.non_200)}'
     done
     rm -f "$post_script" "$script.readers"
 fi

@@ -196,9 +196,6 @@ struct Facts {
     followers: i64,
     mentioned: Vec<i64>,
     tags: Vec<String>,
-    /// A local status with somewhere to go outside: a remote follower of its author (unless it
-    /// is direct), or a remote account it mentions or boosts.
-    federates: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -336,24 +333,47 @@ impl Distributor {
                     coalesce(st.followers_count, 0) AS followers, \
                     ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id) AS mentioned, \
                     ARRAY(SELECT lower(t.name) FROM statuses_tags x JOIN tags t ON t.id = x.tag_id \
-                          WHERE x.status_id = s.id) AS tags, \
-                    a.domain IS NULL AND ( \
-                      (s.visibility <> 'direct' AND EXISTS ( \
-                         SELECT 1 FROM follows f JOIN accounts fa ON fa.id = f.account_id \
-                         WHERE f.target_account_id = s.account_id \
-                           AND fa.domain IS NOT NULL AND fa.inbox_url IS NOT NULL)) \
-                      OR EXISTS ( \
-                         SELECT 1 FROM accounts x \
-                         WHERE x.id = ANY(array_append( \
-                                 ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = s.id), \
-                                 r.account_id)) \
-                           AND x.domain IS NOT NULL AND x.inbox_url IS NOT NULL)) AS federates \
+                          WHERE x.status_id = s.id) AS tags \
              FROM statuses s JOIN accounts a ON a.id = s.account_id \
              LEFT JOIN statuses r ON r.id = s.reblog_of_id \
              LEFT JOIN account_stats st ON st.account_id = s.account_id \
              WHERE s.id = ANY($1)",
         )
         .bind(ids)
+        .fetch_all(&self.db)
+        .await
+    }
+
+    /// Which of `statuses` have somewhere to go outside: local ones with a remote follower of
+    /// their author (unless direct), or a remote account they mention or boost. One statement,
+    /// run after the feeds are written, so that it never delays them.
+    async fn federating(&self, statuses: &[&Facts]) -> Result<Vec<i64>, sqlx::Error> {
+        let local: Vec<&&Facts> = statuses.iter().filter(|f| f.local).collect();
+        if local.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = local.iter().map(|f| f.id).collect();
+        let authors: Vec<i64> = local.iter().map(|f| f.account_id).collect();
+        let direct: Vec<bool> = local.iter().map(|f| f.visibility == "direct").collect();
+        let reblogged: Vec<Option<i64>> = local.iter().map(|f| f.reblog_author).collect();
+        sqlx::query_scalar(
+            "SELECT x.id FROM unnest($1::bigint[], $2::bigint[], $3::bool[], $4::bigint[]) \
+               AS x(id, author, direct, reblogged) \
+             WHERE (NOT x.direct AND EXISTS ( \
+                      SELECT 1 FROM follows f JOIN accounts fa ON fa.id = f.account_id \
+                      WHERE f.target_account_id = x.author \
+                        AND fa.domain IS NOT NULL AND fa.inbox_url IS NOT NULL)) \
+                OR EXISTS ( \
+                      SELECT 1 FROM accounts a \
+                      WHERE a.id = ANY(array_append( \
+                              ARRAY(SELECT m.account_id FROM mentions m WHERE m.status_id = x.id), \
+                              x.reblogged)) \
+                        AND a.domain IS NOT NULL AND a.inbox_url IS NOT NULL)",
+        )
+        .bind(&ids)
+        .bind(&authors)
+        .bind(&direct)
+        .bind(&reblogged)
         .fetch_all(&self.db)
         .await
     }
@@ -443,7 +463,7 @@ impl Distributor {
     async fn publish_statuses(
         &self,
         event: &str,
-        statuses: &[(&Facts, Vec<i64>)],
+        statuses: Vec<(&Facts, Vec<i64>)>,
     ) -> Result<(), JobError> {
         let ids: Vec<i64> = statuses.iter().map(|(facts, _)| facts.id).collect();
         let mut rendered: HashMap<String, Status> = self
@@ -481,7 +501,7 @@ impl Distributor {
                 } else {
                     Vec::new()
                 },
-                home: home.clone(),
+                home,
                 lists: if facts.visibility == "direct" {
                     Vec::new()
                 } else {
@@ -520,13 +540,15 @@ impl Distributor {
         for facts in &statuses {
             let audience = audiences.remove(&facts.id).unwrap_or_default();
             let home = audience.all();
+            let others;
             let feeds_to = if facts.followers > self.config.fanout_threshold {
-                merged(&[], &audience.others)
+                others = merged(&[], &audience.others);
+                &others
             } else {
-                home.clone()
+                &home
             };
             feeds_of.insert(facts.id, feeds_to.len());
-            writes.extend(feeds_to.into_iter().map(|account| (account, facts.id)));
+            writes.extend(feeds_to.iter().map(|account| (*account, facts.id)));
             homes.push((facts, home));
         }
         // Each feed once, with every status of the batch it gets.
@@ -559,7 +581,7 @@ impl Distributor {
             );
         }
         self.metrics.fanout_feeds_written.inc_by(written as u64);
-        self.publish_statuses("update", &homes).await?;
+        self.publish_statuses("update", homes).await?;
         for facts in statuses.iter().filter(|f| f.visibility == "direct") {
             self.publish_conversations(facts.id).await?;
         }
@@ -599,7 +621,9 @@ impl Distributor {
         }
         // Only statuses with somewhere to go outside (a remote follower of the author, or a
         // remote account mentioned or boosted) cost the federation statements.
-        for facts in statuses.iter().filter(|f| f.federates) {
+        let all: Vec<&Facts> = statuses.iter().collect();
+        let federating = self.federating(&all).await?;
+        for facts in statuses.iter().filter(|f| federating.contains(&f.id)) {
             self.federate(facts, false).await?;
         }
         Ok(())
@@ -777,9 +801,9 @@ impl Distributor {
             .remove(&status_id)
             .unwrap_or_default()
             .all();
-        self.publish_statuses("status.update", &[(&facts, home)])
+        self.publish_statuses("status.update", vec![(&facts, home)])
             .await?;
-        if facts.federates && facts.reblog_of_id.is_none() {
+        if facts.reblog_of_id.is_none() && !self.federating(&[&facts]).await?.is_empty() {
             self.federate(&facts, true).await?;
         }
         let boosters: Vec<i64> =

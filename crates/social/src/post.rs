@@ -210,7 +210,9 @@ pub async fn resolve_mentions(
 pub struct Author<'a> {
     pub account_id: i64,
     pub application_id: Option<i64>,
-    pub default_visibility: &'a str,
+    /// The visibility of a status that names none; `None` for the author's stored default
+    /// (`source[privacy]`), read by the statement that writes the status.
+    pub default_visibility: Option<&'a str>,
     pub local_domain: &'a str,
     pub base_url: &'a str,
     pub max_chars: usize,
@@ -224,7 +226,15 @@ pub async fn create(
     author: &Author<'_>,
     new: &NewStatus,
 ) -> Result<i64, PostError> {
-    let visibility = validate(new, author.default_visibility, author.max_chars)?;
+    // With the stored default, the visibility is only known once the status is written (the
+    // default, "public", stands in for the checks, none of which depend on it).
+    let stored_default =
+        author.default_visibility.is_none() && new.visibility.as_deref().is_none_or(str::is_empty);
+    let visibility = validate(
+        new,
+        author.default_visibility.unwrap_or("public"),
+        author.max_chars,
+    )?;
     let id = ids.next_id().as_i64();
 
     // The thread: a reply must be to something the author can see. The parent is locked now
@@ -261,11 +271,14 @@ pub async fn create(
         .collect();
     let content = text::render(&new.text, &links, author.base_url);
 
-    sqlx::query(
+    let visibility: String = sqlx::query_scalar(
         "INSERT INTO statuses (id, account_id, application_id, text, content, spoiler_text, \
             sensitive, visibility, language, in_reply_to_id, in_reply_to_account_id, \
             conversation_id, quote_approval_policy) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, \
+           coalesce($8, (SELECT source_privacy FROM users WHERE account_id = $2), 'public'), \
+           $9, $10, $11, $12, $13) \
+         RETURNING visibility",
     )
     .bind(id)
     .bind(author.account_id)
@@ -274,14 +287,19 @@ pub async fn create(
     .bind(&content)
     .bind(&new.spoiler_text)
     .bind(new.sensitive || !new.spoiler_text.is_empty())
-    .bind(visibility.as_str())
+    .bind((!stored_default).then_some(visibility.as_str()))
     .bind(&new.language)
     .bind(new.in_reply_to_id)
     .bind(reply_account)
     .bind(conversation_id)
     .bind(new.quote_approval_policy.as_deref().unwrap_or("public"))
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
+    let visibility: Visibility = visibility.parse().map_err(|()| {
+        PostError::Db(sqlx::Error::Decode(
+            format!("visibility {visibility}").into(),
+        ))
+    })?;
     if let Some(quoted) = new.quoted_status_id {
         crate::quotes::attach(conn, ids, id, author.account_id, quoted)
             .await
@@ -470,8 +488,7 @@ pub async fn publish_due(
             "DELETE FROM scheduled_statuses WHERE id = ( \
                SELECT id FROM scheduled_statuses WHERE scheduled_at <= now() \
                ORDER BY scheduled_at LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, account_id, application_id, params, \
-               (SELECT source_privacy FROM users u WHERE u.account_id = scheduled_statuses.account_id) AS privacy",
+             RETURNING id, account_id, application_id, params",
         )
         .fetch_optional(&mut *tx)
         .await?
@@ -480,12 +497,10 @@ pub async fn publish_due(
         };
         let scheduled_id: i64 = row.try_get("id")?;
         let new: sqlx::types::Json<NewStatus> = row.try_get("params")?;
-        let privacy: Option<String> = row.try_get("privacy")?;
-        let default_visibility = privacy.unwrap_or_else(|| "public".to_string());
         let author = Author {
             account_id: row.try_get("account_id")?,
             application_id: row.try_get("application_id")?,
-            default_visibility: &default_visibility,
+            default_visibility: None,
             local_domain: &config.local_domain,
             base_url: &base,
             max_chars: config.statuses.max_chars,

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use stampede_test_support::{AppOptions, SmtpServer, TestApp, spawn_app};
 
 use crate::mastodon::{
-    Browser, app_token, get, hidden, password_token, post_form, register_app, sign_up,
+    Browser, app_token, get, hidden, password_token, post_form, post_json, register_app, sign_up,
 };
 
 async fn app_with_mail(extra_env: Vec<(&str, &str)>) -> (TestApp, SmtpServer) {
@@ -245,6 +245,20 @@ async fn register_confirm_authorize_verify_and_update() {
     assert_eq!(me["fields"][0]["name"], "Home");
     assert_eq!(me["source"]["privacy"], "unlisted");
     assert_eq!(me["source"]["language"], "en");
+
+    // A status that names no visibility takes the account's default; one that names it keeps it.
+    for (body, expected) in [
+        (json!({"status": "by default"}), "unlisted"),
+        (
+            json!({"status": "said so", "visibility": "public"}),
+            "public",
+        ),
+    ] {
+        let response = post_json(&app, "/api/v1/statuses", Some(&browser_token), body).await;
+        assert_eq!(response.status(), 200);
+        let status: Value = response.json().await.unwrap();
+        assert_eq!(status["visibility"], expected);
+    }
 
     // Anyone can look the account up.
     let public: Value = get(&app, &format!("/api/v1/accounts/{alice_id}"), None)

@@ -133,12 +133,11 @@ impl AppState {
         application_id: Option<i64>,
         new: &NewStatus,
     ) -> Result<i64, ApiError> {
-        let default_visibility = Self::default_visibility(&mut *conn, account_id).await?;
         let base = self.base_url();
         let author = post::Author {
             account_id,
             application_id,
-            default_visibility: &default_visibility,
+            default_visibility: None,
             local_domain: &self.ctx.config.local_domain,
             base_url: &base,
             max_chars: self.ctx.config.statuses.max_chars,
