@@ -320,7 +320,9 @@ pub async fn create(
         v
     };
     attach(conn, id, &mentioned_ids, &parsed.tags).await?;
-    crate::media::attach(conn, id, &new.media_ids).await?;
+    if !new.media_ids.is_empty() {
+        crate::media::attach(conn, id, &new.media_ids).await?;
+    }
     if let Some(poll) = &new.poll {
         let expires_at: DateTime<Utc> = Utc::now() + chrono::Duration::seconds(poll.expires_in);
         sqlx::query(
