@@ -13,7 +13,7 @@ use stampede_telemetry::LogTarget;
 
 /// mimalloc instead of glibc's allocator: the request paths allocate many small, short-lived
 /// strings, and in a home-timeline profile glibc's malloc and free took about a fifth of the
-/// web process's time (ADR 0034).
+/// web process's time (ADR 0035).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
