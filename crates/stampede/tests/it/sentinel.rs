@@ -63,11 +63,14 @@ impl Servers {
     fn sentinel(&mut self, master: &str, primary: u16) -> u16 {
         let port = free_port();
         let conf = self.dir.join(format!("sentinel-{port}.conf"));
+        // Down after 2 s, not 0.5 s: on a loaded CI runner a scheduling pause of the primary
+        // could pass for its death, and a failover before the test kills it can resync the old
+        // primary and drop the feed written there (seen once in a full-suite run).
         std::fs::write(
             &conf,
             format!(
                 "port {port}\nbind 127.0.0.1\nsentinel monitor {master} 127.0.0.1 {primary} 2\n\
-                 sentinel down-after-milliseconds {master} 500\n\
+                 sentinel down-after-milliseconds {master} 2000\n\
                  sentinel failover-timeout {master} 5000\n\
                  sentinel parallel-syncs {master} 1\n"
             ),
