@@ -6,9 +6,10 @@ set -euo pipefail
 db="$1" vhost="$2" redis_db="${3:-}"
 psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null
 psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
-rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+# A broker that stops answering (see backing-services.sh) fails the benchmark instead of hanging it.
+timeout 120 rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+timeout 60 rabbitmqctl -q add_vhost "$vhost" >/dev/null
+timeout 60 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 if [ -n "$redis_db" ]; then
     redis-cli -n "$redis_db" flushdb >/dev/null
 fi

@@ -73,6 +73,24 @@ rabbitmq() {
     else
         log "RabbitMQ is up"
     fi
+    rabbitmq_answers && return 0
+    # A broker can hold its port open and answer nothing (seen after many benchmark runs had each
+    # made and dropped a vhost): every rabbitmqctl call then waits forever. Restart it once.
+    log "RabbitMQ holds its port but does not answer rabbitmqctl within 30 s; restarting it"
+    timeout 60 rabbitmqctl -q stop >/dev/null 2>&1 || pkill -9 -f 'beam.*rabbit' || true
+    for _ in $(seq 1 50); do port_open 5672 || break; sleep 0.2; done
+    rabbitmq-server -detached
+    wait_port 5672 120 RabbitMQ
+    rabbitmq_answers && return 0
+    log "RabbitMQ still does not answer after a restart. Its stored state may be damaged: stop it,"
+    log "move its data directory (/var/lib/rabbitmq/mnesia) aside (this drops its vhosts, users"
+    log "and queues) and start it again"
+    exit 1
+}
+
+rabbitmq_answers() {
+    timeout 30 rabbitmqctl -q await_startup >/dev/null 2>&1 \
+        && timeout 30 rabbitmqctl -q list_vhosts >/dev/null 2>&1
 }
 
 for service in "${want[@]}"; do

@@ -139,8 +139,8 @@ start_cluster() {
     mkdir -p "$dir"/{pids,logs,media,cmd} "$dir"/nginx-tmp/{body,proxy,fastcgi,uwsgi,scgi}
     psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \
         || psql -h 127.0.0.1 -U postgres -qc "CREATE DATABASE $db"
-    rabbitmqctl -q add_vhost "$vhost" >/dev/null 2>&1 || true
-    rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+    timeout 60 rabbitmqctl -q add_vhost "$vhost" >/dev/null 2>&1 || true
+    timeout 60 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
 
     local base_env=(
         DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
@@ -227,7 +227,7 @@ restart_one() { # name: starts it again and waits until it is ready
 reset_cluster() {
     stop_cluster
     psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null
-    rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
+    timeout 120 rabbitmqctl -q delete_vhost "$vhost" >/dev/null 2>&1 || true
     redis-cli -n "$redis_db" flushdb >/dev/null
     rm -f "$dir"/logs/*.log
     log "dropped database $db, vhost $vhost and Redis db $redis_db, and the logs"

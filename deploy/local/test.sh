@@ -19,8 +19,9 @@ vhost="stampede_test_$(date +%s)_$$"
 for old in $(timeout 30 rabbitmqctl -q list_vhosts 2>/dev/null | grep '^stampede_test' || true); do
     (timeout 120 rabbitmqctl -q delete_vhost "$old" >/dev/null 2>&1 || true) &
 done
-rabbitmqctl -q add_vhost "$vhost" >/dev/null
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
+timeout 60 rabbitmqctl -q add_vhost "$vhost" >/dev/null \
+    && timeout 60 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null \
+    || { echo "test.sh: RabbitMQ did not create the vhost $vhost within a minute" >&2; exit 1; }
 redis-cli -n 15 flushdb >/dev/null
 
 export STAMPEDE_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost"
