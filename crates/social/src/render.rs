@@ -276,7 +276,17 @@ WHERE s.id = ANY($1)";
 /// A boost's visibility and mutes are its own row's: the boosted status is read as a row too,
 /// and the two are combined in [`Renderer::load_from`] and `render_status` (each subquery is a
 /// plan node PostgreSQL sets up on every execution, whether it runs or not).
-fn live_query() -> String {
+///
+/// `prechecked`: the statuses' own visibility and mutes are not asked (see [`Filter`]).
+fn live_query(prechecked: bool) -> String {
+    let (visible, muted) = if prechecked {
+        ("true".to_owned(), "false".to_owned())
+    } else {
+        (
+            visibility::visible_itself("s", "$2"),
+            visibility::muted_itself("s", "$2"),
+        )
+    };
     format!(
         "\
 WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourites \
@@ -306,8 +316,8 @@ FROM statuses s JOIN accounts a ON a.id = s.account_id \
      LEFT JOIN account_stats st ON st.account_id = s.account_id \
      CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
 WHERE s.id = ANY($1)",
-        VISIBLE = visibility::visible_itself("s", "$2"),
-        MUTED = visibility::muted_itself("s", "$2"),
+        VISIBLE = visible,
+        MUTED = muted,
     )
 }
 
@@ -319,12 +329,16 @@ impl Renderer {
         db: &mut PgConnection,
         viewer: Option<i64>,
         ids: &[i64],
+        prechecked: bool,
     ) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        static LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(live_query);
-        let live: Vec<Live> = sqlx::query_as(&LIVE)
+        static LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| live_query(false));
+        static LIVE_PRECHECKED: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(|| live_query(true));
+        let sql: &str = if prechecked { &LIVE_PRECHECKED } else { &LIVE };
+        let live: Vec<Live> = sqlx::query_as(sql)
             .bind(ids)
             .bind(viewer)
             .fetch_all(&mut *db)
@@ -482,6 +496,23 @@ pub struct Filter {
     /// Leave out statuses by (or boosting) accounts the viewer mutes: timelines, search,
     /// notifications. A status looked up directly is shown.
     pub hide_muted: bool,
+    /// The ids come from a statement that already left out what the viewer may not see and what
+    /// they mute, and none is a boost (the public, hashtag and link timelines): the page's
+    /// statement does not check them again. What they quote is checked as always.
+    pub prechecked: bool,
+}
+
+impl Filter {
+    /// Timelines, search, notifications: muted accounts' statuses left out.
+    pub const HIDE_MUTED: Filter = Filter {
+        hide_muted: true,
+        prechecked: false,
+    };
+    /// Ids already checked by the statement that chose them (see `prechecked`).
+    pub const PRECHECKED: Filter = Filter {
+        hide_muted: true,
+        prechecked: true,
+    };
 }
 
 impl Renderer {
@@ -545,7 +576,8 @@ impl Renderer {
         // One connection for the two to four statements: each acquisition from a busy pool is
         // another wait in its queue.
         let mut conn = db.acquire().await?;
-        let mut rows = self.fetch_rows(&mut conn, viewer, ids).await?;
+        let prechecked = checked && filter.prechecked;
+        let mut rows = self.fetch_rows(&mut conn, viewer, ids, prechecked).await?;
         if complete && rows.len() < ids.iter().collect::<HashSet<_>>().len() {
             return Ok(None);
         }
@@ -569,7 +601,7 @@ impl Renderer {
             if missing.is_empty() {
                 break;
             }
-            let more = self.fetch_rows(&mut conn, viewer, &missing).await?;
+            let more = self.fetch_rows(&mut conn, viewer, &missing, false).await?;
             rows.extend(more);
         }
         let accounts = self.fetch_accounts(&mut conn, &rows).await?;

@@ -31,7 +31,7 @@ fn visible_one(alias: &str, viewer: &str) -> String {
 
 /// The status row `alias` may be seen by `viewer` as far as the row itself goes: for a boost,
 /// the status it boosts must be checked too (as [`visible`] does). For a caller that reads the
-/// boosted status as a row of its own and combines the two.
+/// boosted status as a row of its own and combines the two, or whose statement keeps boosts out.
 pub fn visible_itself(alias: &str, viewer: &str) -> String {
     visible_one(alias, viewer)
 }
@@ -86,7 +86,8 @@ pub fn muted(alias: &str, viewer: &str) -> String {
 
 /// `viewer` mutes the author of the status row `alias`, or hides its domain, leaving aside what
 /// it boosts: for a boost, [`muted`] is this of the boost or of the boosted status. For a caller
-/// that reads the boosted status as a row of its own and combines the two.
+/// that reads the boosted status as a row of its own and combines the two, or whose statement
+/// keeps boosts out.
 pub fn muted_itself(alias: &str, viewer: &str) -> String {
     format!(
         "({viewer}::bigint IS NOT NULL AND (EXISTS (SELECT 1 FROM mutes {alias}_mu \

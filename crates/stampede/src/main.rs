@@ -2,6 +2,8 @@
 
 mod admin;
 mod admin_accounts;
+#[allow(unsafe_code)]
+mod allocator;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -11,11 +13,12 @@ use stampede_config::Config;
 use stampede_runtime::{Context, shutdown};
 use stampede_telemetry::LogTarget;
 
-/// mimalloc instead of glibc's allocator: the request paths allocate many small, short-lived
-/// strings, and in a home-timeline profile glibc's malloc and free took about a fifth of the
-/// web process's time (ADR 0035).
+/// mimalloc in `web` and `all`, glibc's allocator in `streaming` and `delivery` (chosen by the
+/// first allocation; ADR 0035): in a home-timeline profile glibc's malloc and free took about a
+/// fifth of the web process's time, while mimalloc raised the p99 from a post to its streaming
+/// event and the memory per WebSocket.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: allocator::ByMode = allocator::ByMode;
 
 /// A Mastodon-compatible social server built to absorb migration surges.
 ///
@@ -170,6 +173,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             local_domain = %config.local_domain,
             queue = if config.amqp.is_some() { "rabbitmq" } else { "in-process" },
             cache = if config.redis.is_some() { "redis" } else { "in-process" },
+            allocator = allocator::name(),
             "starting"
         );
         let (health, metrics, stop) = (

@@ -305,3 +305,62 @@ async fn background_loops_report_their_state_and_a_vanished_process_shows_as_gon
         "stopped"
     );
 }
+
+/// Each command starts on the allocator chosen for it (ADR 0035), and STAMPEDE_ALLOCATOR
+/// overrides the choice: the starting log line names the allocator the process really uses.
+#[tokio::test]
+async fn each_command_starts_on_its_allocator() {
+    let db = TestDb::new().await.unwrap();
+    let mut env = test_env(
+        &db,
+        &AppOptions {
+            amqp: true,
+            redis: true,
+            ..AppOptions::default()
+        },
+    );
+    env.retain(|(k, _)| k != "LOG_FORMAT");
+    env.push(("LOG_FORMAT".into(), "json".into()));
+    migrate(&env).await;
+    let cases: [(&str, Option<&str>, &str); 6] = [
+        ("web", None, "mimalloc"),
+        ("all", None, "mimalloc"),
+        ("streaming", None, "system"),
+        ("delivery", None, "system"),
+        ("streaming", Some("mimalloc"), "mimalloc"),
+        ("web", Some("system"), "system"),
+    ];
+    for (command, chosen, expected) in cases {
+        let mut env = env.clone();
+        env.extend(chosen.map(|a| ("STAMPEDE_ALLOCATOR".to_string(), a.to_string())));
+        let allocator = tokio::task::spawn_blocking(move || starting_allocator(&env, command))
+            .await
+            .unwrap();
+        assert_eq!(allocator, expected, "{command} with {chosen:?}");
+    }
+}
+
+/// Starts `stampede <command>` and returns the allocator its starting log line names.
+fn starting_allocator(env: &[(String, String)], command: &str) -> String {
+    use std::io::BufRead;
+    let mut child = crate::process::command(env, &[command])
+        .env("PORT", free_port().to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut found = None;
+    for line in stdout.lines() {
+        let Ok(line) = line else { break };
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
+            continue;
+        };
+        if entry["fields"]["message"] == "starting" {
+            found = entry["fields"]["allocator"].as_str().map(str::to_owned);
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    found.unwrap_or_else(|| panic!("`stampede {command}` logged no starting line"))
+}

@@ -49,6 +49,9 @@ impl Servers {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
+            // A replica's full sync writes an RDB file: into the test's folder, not the crate's.
+            .arg("--dir")
+            .arg(&self.dir)
             .args(args)
             .stdout(Stdio::null())
             .spawn()

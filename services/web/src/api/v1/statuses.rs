@@ -597,7 +597,7 @@ pub async fn context(
     .bind(id)
     .fetch_all(&state.ctx.db)
     .await?;
-    let hide = Filter { hide_muted: true };
+    let hide = Filter::HIDE_MUTED;
     Ok(Json(Context {
         ancestors: state.load_statuses(viewer, &ancestors, hide).await?,
         descendants: state.load_statuses(viewer, &descendants, hide).await?,

@@ -89,7 +89,7 @@ pub async fn statuses(
     .await?;
     Ok(Json(
         state
-            .load_statuses(viewer, &ids, Filter { hide_muted: true })
+            .load_statuses(viewer, &ids, Filter::HIDE_MUTED)
             .await?,
     ))
 }

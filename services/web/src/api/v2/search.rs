@@ -146,7 +146,7 @@ pub async fn search(
             })
             .await?;
         results.statuses = state
-            .load_statuses(viewer, &ids, Filter { hide_muted: true })
+            .load_statuses(viewer, &ids, Filter::HIDE_MUTED)
             .await?;
     }
     Ok(Json(results))
