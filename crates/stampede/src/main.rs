@@ -13,10 +13,9 @@ use stampede_config::Config;
 use stampede_runtime::{Context, shutdown};
 use stampede_telemetry::LogTarget;
 
-/// mimalloc in `web` and `all`, glibc's allocator in `streaming` and `delivery` (chosen by the
-/// first allocation; ADR 0035): in a home-timeline profile glibc's malloc and free took about a
-/// fifth of the web process's time, while mimalloc raised the p99 from a post to its streaming
-/// event and the memory per WebSocket.
+/// glibc's allocator in `streaming` and `delivery`, mimalloc in every other command (chosen by
+/// the first allocation; ADR 0035): in a home-timeline profile glibc's malloc and free took about
+/// a fifth of the web process's time, while mimalloc raised the memory per WebSocket.
 #[global_allocator]
 static ALLOCATOR: allocator::ByMode = allocator::ByMode;
 
