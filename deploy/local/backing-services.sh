@@ -68,7 +68,8 @@ rabbitmq() {
     if ! port_open 5672; then
         command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
         log "starting RabbitMQ"
-        rabbitmq-server -detached
+        # Detached, it would still hold this script's output open (and a pipe reading it).
+        rabbitmq-server -detached >/dev/null 2>&1
         wait_port 5672 120 RabbitMQ
     else
         log "RabbitMQ is up"
@@ -76,10 +77,10 @@ rabbitmq() {
     rabbitmq_answers && return 0
     # A broker can hold its port open and answer nothing (seen after many benchmark runs had each
     # made and dropped a vhost): every rabbitmqctl call then waits forever. Restart it once.
-    log "RabbitMQ holds its port but does not answer rabbitmqctl within 30 s; restarting it"
+    log "RabbitMQ holds its port but does not answer rabbitmqctl within 90 s; restarting it"
     timeout 60 rabbitmqctl -q stop >/dev/null 2>&1 || pkill -9 -f 'beam.*rabbit' || true
     for _ in $(seq 1 50); do port_open 5672 || break; sleep 0.2; done
-    rabbitmq-server -detached
+    rabbitmq-server -detached >/dev/null 2>&1
     wait_port 5672 120 RabbitMQ
     rabbitmq_answers && return 0
     log "RabbitMQ still does not answer after a restart. Its stored state may be damaged: stop it,"
@@ -88,8 +89,10 @@ rabbitmq() {
     exit 1
 }
 
+# Generous: on a loaded two-core machine each rabbitmqctl call starts an Erlang VM of its own,
+# and a slow broker must not be taken for a stuck one.
 rabbitmq_answers() {
-    timeout 30 rabbitmqctl -q await_startup >/dev/null 2>&1 \
+    timeout 60 rabbitmqctl -q await_startup >/dev/null 2>&1 \
         && timeout 30 rabbitmqctl -q list_vhosts >/dev/null 2>&1
 }
 

@@ -310,18 +310,9 @@ async fn background_loops_report_their_state_and_a_vanished_process_shows_as_gon
 /// overrides the choice: the starting log line names the allocator the process really uses.
 #[tokio::test]
 async fn each_command_starts_on_its_allocator() {
-    let db = TestDb::new().await.unwrap();
-    let mut env = test_env(
-        &db,
-        &AppOptions {
-            amqp: true,
-            redis: true,
-            ..AppOptions::default()
-        },
-    );
+    let (_pool, mut env) = cluster().await;
     env.retain(|(k, _)| k != "LOG_FORMAT");
     env.push(("LOG_FORMAT".into(), "json".into()));
-    migrate(&env).await;
     let cases: [(&str, Option<&str>, &str); 6] = [
         ("web", None, "mimalloc"),
         ("all", None, "mimalloc"),
