@@ -279,46 +279,84 @@ WHERE s.id = ANY($1)";
 ///
 /// `prechecked`: the statuses' own visibility and mutes are not asked (see [`Filter`]).
 fn live_query(prechecked: bool) -> String {
+    live_query_of("$1", "$2", "", prechecked)
+}
+
+/// The same for the statuses a caller's statement chooses (see [`Chosen`]): that statement runs
+/// as the first part of this one, so a page is one round trip, not two.
+fn chosen_live_query(chosen: &str) -> String {
+    live_query_of(
+        "(SELECT array_agg(id) FROM chosen)::bigint[]",
+        Chosen::VIEWER,
+        &format!("chosen AS ({chosen}), "),
+        true,
+    )
+}
+
+/// [`live_query`] over the statuses `ids` (an array expression) for the viewer `viewer` (a
+/// parameter), after the common table expressions `with` (empty or ending in ", ").
+fn live_query_of(ids: &str, viewer: &str, with: &str, prechecked: bool) -> String {
     let (visible, muted) = if prechecked {
         ("true".to_owned(), "false".to_owned())
     } else {
         (
-            visibility::visible_itself("s", "$2"),
-            visibility::muted_itself("s", "$2"),
+            visibility::visible_itself("s", viewer),
+            visibility::muted_itself("s", viewer),
         )
     };
     format!(
         "\
-WITH fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourites \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
+WITH {with}\
+     fav AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM favourites \
+             WHERE account_id = {viewer} AND status_id = ANY({ids})), \
      reb AS (SELECT coalesce(array_agg(reblog_of_id), '{{}}') AS ids FROM statuses \
-             WHERE account_id = $2 AND reblog_of_id = ANY($1)), \
+             WHERE account_id = {viewer} AND reblog_of_id = ANY({ids})), \
      bm AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM bookmarks \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
+             WHERE account_id = {viewer} AND status_id = ANY({ids})), \
      pin AS (SELECT coalesce(array_agg(status_id), '{{}}') AS ids FROM status_pins \
-             WHERE account_id = $2 AND status_id = ANY($1)), \
+             WHERE account_id = {viewer} AND status_id = ANY({ids})), \
      cm AS (SELECT coalesce(array_agg(conversation_id), '{{}}') AS ids FROM conversation_mutes \
-             WHERE account_id = $2) \
+             WHERE account_id = {viewer}) \
 SELECT s.id, s.xmin::text::bigint AS version, a.xmin::text::bigint AS account_version, \
        coalesce(st.statuses_count, 0) AS statuses_count, \
        coalesce(st.following_count, 0) AS following_count, \
        coalesce(st.followers_count, 0) AS followers_count, st.last_status_at, \
-       {VISIBLE} AS visible, {MUTED} AS muted, \
+       {visible} AS visible, {muted} AS muted, \
        s.id = ANY(fav.ids) AS favourited, \
        s.id = ANY(reb.ids) AS reblogged, \
        s.id = ANY(bm.ids) AS bookmarked, \
        s.id = ANY(pin.ids) AS pinned, \
        s.conversation_id = ANY(cm.ids) AS conversation_muted, \
        (s.quote_approval_policy = 'followers' AND EXISTS (SELECT 1 FROM follows vf \
-          WHERE vf.account_id = $2 AND vf.target_account_id = s.account_id)) AS viewer_follows, \
-       EXISTS (SELECT 1 FROM filters WHERE account_id = $2) AS viewer_filters \
+          WHERE vf.account_id = {viewer} AND vf.target_account_id = s.account_id)) AS viewer_follows, \
+       EXISTS (SELECT 1 FROM filters WHERE account_id = {viewer}) AS viewer_filters \
 FROM statuses s JOIN accounts a ON a.id = s.account_id \
      LEFT JOIN account_stats st ON st.account_id = s.account_id \
      CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
-WHERE s.id = ANY($1)",
-        VISIBLE = visible,
-        MUTED = muted,
+WHERE s.id = ANY({ids})"
     )
+}
+
+/// A page's statuses as chosen by a statement of the caller's (the public, hashtag and link
+/// timelines): `sql` selects their ids in an `id` column, already checked for the viewer as
+/// [`Filter::PRECHECKED`] says, with `args` as its parameters, the viewer being `$3`.
+#[derive(Debug, Clone)]
+pub struct Chosen<'a> {
+    pub sql: &'a str,
+    pub args: sqlx::postgres::PgArguments,
+    /// Oldest first (a `min_id` page), else newest first.
+    pub ascending: bool,
+}
+
+impl Chosen<'_> {
+    /// The parameter a chosen statement gives the viewer in.
+    pub const VIEWER: &'static str = "$3";
+}
+
+/// Which statuses a page loads: given ids, or those a statement chooses.
+enum Pick<'a> {
+    Ids(&'a [i64]),
+    Chosen(Chosen<'a>),
 }
 
 impl Renderer {
@@ -343,6 +381,16 @@ impl Renderer {
             .bind(viewer)
             .fetch_all(&mut *db)
             .await?;
+        self.complete_rows(db, live).await
+    }
+
+    /// The statuses whose live rows were read: each entity from the cache when it holds that
+    /// version, else from PostgreSQL.
+    async fn complete_rows(
+        &self,
+        db: &mut PgConnection,
+        live: Vec<Live>,
+    ) -> Result<HashMap<i64, StatusRow>, sqlx::Error> {
         let cache = &self.entities.statuses;
         let mut rows = HashMap::with_capacity(live.len());
         let mut missing: HashMap<i64, Live> = HashMap::new();
@@ -549,8 +597,11 @@ impl Renderer {
                 // The replica may not hold the newest statuses yet (a feed entry written after
                 // the primary's commit): then the whole page is read from the primary, as it is
                 // when the replica fails the read.
-                match self.load_from(db, viewer, ids, filter, checked, true).await {
-                    Ok(Some(page)) => return Ok(page),
+                match self
+                    .load_from(db, viewer, Pick::Ids(ids), filter, checked, true)
+                    .await
+                {
+                    Ok(Some((_, page))) => return Ok(page),
                     Ok(None) => {}
                     Err(error) if reads.replica_failed(&error) => {}
                     Err(error) => return Err(error),
@@ -558,29 +609,78 @@ impl Renderer {
             }
         }
         Ok(self
-            .load_from(&self.db, viewer, ids, filter, checked, false)
+            .load_from(&self.db, viewer, Pick::Ids(ids), filter, checked, false)
             .await?
+            .map(|(_, page)| page)
             .unwrap_or_default())
     }
 
-    /// The page from `db`; `None` when `complete` is asked for and a status is missing.
+    /// The page a statement chooses (see [`Chosen`]), read where lag-tolerant reads go (the
+    /// replica, when there is a usable one): the chosen ids in page order, and the statuses as
+    /// `viewer` sees them in that order.
+    pub async fn load_chosen(
+        &self,
+        viewer: Option<i64>,
+        chosen: Chosen<'_>,
+    ) -> Result<(Vec<i64>, Vec<Status>), sqlx::Error> {
+        self.refresh_emojis().await?;
+        let load = |db: Db| {
+            let chosen = chosen.clone();
+            async move {
+                self.load_from(
+                    &db,
+                    viewer,
+                    Pick::Chosen(chosen),
+                    Filter::PRECHECKED,
+                    true,
+                    false,
+                )
+                .await
+            }
+        };
+        let page = match &self.reads {
+            Some(reads) => reads.read(load).await?,
+            None => load(self.db.clone()).await?,
+        };
+        Ok(page.unwrap_or_default())
+    }
+
+    /// The page from `db`: the ids picked in page order and the statuses shown; `None` when
+    /// `complete` is asked for and a status of the given ids is missing.
     async fn load_from(
         &self,
         db: &Db,
         viewer: Option<i64>,
-        ids: &[i64],
+        pick: Pick<'_>,
         filter: Filter,
         checked: bool,
         complete: bool,
-    ) -> Result<Option<Vec<Status>>, sqlx::Error> {
-        // One connection for the two to four statements: each acquisition from a busy pool is
+    ) -> Result<Option<(Vec<i64>, Vec<Status>)>, sqlx::Error> {
+        // One connection for the one to four statements: each acquisition from a busy pool is
         // another wait in its queue.
         let mut conn = db.acquire().await?;
-        let prechecked = checked && filter.prechecked;
-        let mut rows = self.fetch_rows(&mut conn, viewer, ids, prechecked).await?;
-        if complete && rows.len() < ids.iter().collect::<HashSet<_>>().len() {
-            return Ok(None);
-        }
+        let (ids, mut rows) = match pick {
+            Pick::Ids(ids) => {
+                let prechecked = checked && filter.prechecked;
+                let rows = self.fetch_rows(&mut conn, viewer, ids, prechecked).await?;
+                if complete && rows.len() < ids.iter().collect::<HashSet<_>>().len() {
+                    return Ok(None);
+                }
+                (ids.to_vec(), rows)
+            }
+            Pick::Chosen(chosen) => {
+                let sql = chosen_live_query(chosen.sql);
+                let live: Vec<Live> = sqlx::query_as_with(&sql, chosen.args)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                let mut ids: Vec<i64> = live.iter().map(|l| l.id).collect();
+                ids.sort_unstable();
+                if !chosen.ascending {
+                    ids.reverse();
+                }
+                (ids, self.complete_rows(&mut conn, live).await?)
+            }
+        };
         // Boosted statuses, then the statuses quoted by any of them (one level: a quoted
         // status shows its own quote by id only).
         for _ in 0..2 {
@@ -629,24 +729,24 @@ impl Renderer {
             viewer,
             checked,
         };
-        Ok(Some(
-            ids.iter()
-                .filter_map(|id| {
-                    let row = rows.get(id)?;
-                    // A boost is muted when it or the status it boosts is (a boost's own
-                    // visibility and its original's are checked in `render_status`).
-                    let muted = row.live.muted
-                        || row
-                            .reblog_of_id
-                            .and_then(|original| rows.get(&original))
-                            .is_some_and(|original| original.live.muted);
-                    if (set.checked && !row.live.visible) || (filter.hide_muted && muted) {
-                        return None;
-                    }
-                    self.render_status(&set, row, true)
-                })
-                .collect(),
-        ))
+        let page = ids
+            .iter()
+            .filter_map(|id| {
+                let row = rows.get(id)?;
+                // A boost is muted when it or the status it boosts is (a boost's own
+                // visibility and its original's are checked in `render_status`).
+                let muted = row.live.muted
+                    || row
+                        .reblog_of_id
+                        .and_then(|original| rows.get(&original))
+                        .is_some_and(|original| original.live.muted);
+                if (set.checked && !row.live.visible) || (filter.hide_muted && muted) {
+                    return None;
+                }
+                self.render_status(&set, row, true)
+            })
+            .collect();
+        Ok(Some((ids, page)))
     }
 
     /// One status as `viewer` may see it.

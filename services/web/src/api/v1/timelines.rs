@@ -5,8 +5,11 @@
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use serde::Deserialize;
+use sqlx::Arguments;
+use sqlx::postgres::PgArguments;
 use stampede_mastodon::Status;
 use stampede_social::feeds::{self, Bounds, keyset};
+use stampede_social::render::Chosen;
 use stampede_social::visibility::{limited, muted, muted_itself, visible, visible_itself};
 
 use crate::AppState;
@@ -31,7 +34,38 @@ impl AppState {
         filter: Filter,
         bounds: &Bounds,
     ) -> Result<Page<Status>, ApiError> {
-        let mut items = self.load_statuses(viewer, &ids, filter).await?;
+        let items = self.load_statuses(viewer, &ids, filter).await?;
+        Ok(self.page_of(items, &ids, uri, bounds))
+    }
+
+    /// A page of the statuses `sql` chooses, already checked for the viewer (`$3`), with `args`
+    /// as its parameters: one statement reads the ids with the viewer's flags and the versions
+    /// (see [`Chosen`]).
+    async fn chosen_page(
+        &self,
+        viewer: Option<i64>,
+        uri: &Uri,
+        sql: &str,
+        args: Args,
+        bounds: &Bounds,
+    ) -> Result<Page<Status>, ApiError> {
+        let chosen = Chosen {
+            sql,
+            args: args.done()?,
+            ascending: bounds.ascending,
+        };
+        let (ids, items) = self.render.load_chosen(viewer, chosen).await?;
+        Ok(self.page_of(items, &ids, uri, bounds))
+    }
+
+    /// The page of `items`, loaded from the candidates `ids` (see [`Self::status_page`]).
+    fn page_of(
+        &self,
+        mut items: Vec<Status>,
+        ids: &[i64],
+        uri: &Uri,
+        bounds: &Bounds,
+    ) -> Page<Status> {
         items.truncate(bounds.limit);
         if bounds.ascending {
             items.reverse();
@@ -42,7 +76,31 @@ impl AppState {
         } else {
             (shown(items.first()), shown(items.last()))
         };
-        Ok(Page::new(items, &self.base_url(), uri, newest, oldest))
+        Page::new(items, &self.base_url(), uri, newest, oldest)
+    }
+}
+
+/// A chosen statement's parameters, in order; the first that cannot be encoded fails the page.
+struct Args(PgArguments, Result<(), sqlx::error::BoxDynError>);
+
+impl Args {
+    fn new() -> Self {
+        Args(PgArguments::default(), Ok(()))
+    }
+
+    fn bind<'q, T>(mut self, value: T) -> Self
+    where
+        T: sqlx::Encode<'q, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + 'q,
+    {
+        if self.1.is_ok() {
+            self.1 = self.0.add(value);
+        }
+        self
+    }
+
+    fn done(self) -> Result<PgArguments, ApiError> {
+        self.1.map_err(sqlx::Error::Encode)?;
+        Ok(self.0)
     }
 }
 
@@ -189,23 +247,14 @@ pub async fn public(
         bounds.order(),
         keyset = keyset("s.id", 1, 2),
     );
-    let ids: Vec<i64> = state
-        .ctx
-        .reads
-        .read(|db| {
-            let query = sqlx::query_scalar(&sql)
-                .bind(bounds.max)
-                .bind(bounds.min)
-                .bind(viewer)
-                .bind(bounds.limit as i64)
-                .bind(locality(q.local, q.remote))
-                .bind(q.only_media == Some(true));
-            async move { query.fetch_all(&db).await }
-        })
-        .await?;
-    state
-        .status_page(viewer, &uri, ids, Filter::PRECHECKED, &bounds)
-        .await
+    let args = Args::new()
+        .bind(bounds.max)
+        .bind(bounds.min)
+        .bind(viewer)
+        .bind(bounds.limit as i64)
+        .bind(locality(q.local, q.remote))
+        .bind(q.only_media == Some(true));
+    state.chosen_page(viewer, &uri, &sql, args, &bounds).await
 }
 
 /// An SQL predicate: status `alias` shows media.
@@ -293,26 +342,17 @@ pub async fn tag(
         order = bounds.order(),
         keyset = keyset("st.status_id", 1, 2),
     );
-    let ids: Vec<i64> = state
-        .ctx
-        .reads
-        .read(|db| {
-            let query = sqlx::query_scalar(&sql)
-                .bind(bounds.max)
-                .bind(bounds.min)
-                .bind(viewer)
-                .bind(bounds.limit as i64)
-                .bind(&any)
-                .bind(&all)
-                .bind(&none)
-                .bind(locality(None, q.remote))
-                .bind(q.only_media == Some(true));
-            async move { query.fetch_all(&db).await }
-        })
-        .await?;
-    state
-        .status_page(viewer, &uri, ids, Filter::PRECHECKED, &bounds)
-        .await
+    let args = Args::new()
+        .bind(bounds.max)
+        .bind(bounds.min)
+        .bind(viewer)
+        .bind(bounds.limit as i64)
+        .bind(any)
+        .bind(all)
+        .bind(none)
+        .bind(locality(None, q.remote))
+        .bind(q.only_media == Some(true));
+    state.chosen_page(viewer, &uri, &sql, args, &bounds).await
 }
 
 /// `GET /api/v1/timelines/list/:id`: statuses of the list's members the owner may see
@@ -512,20 +552,11 @@ pub async fn link(
         bounds.order(),
         keyset = keyset("s.id", 1, 2),
     );
-    let ids: Vec<i64> = state
-        .ctx
-        .reads
-        .read(|db| {
-            let query = sqlx::query_scalar(&sql)
-                .bind(bounds.max)
-                .bind(bounds.min)
-                .bind(viewer)
-                .bind(bounds.limit as i64)
-                .bind(card);
-            async move { query.fetch_all(&db).await }
-        })
-        .await?;
-    state
-        .status_page(viewer, &uri, ids, Filter::PRECHECKED, &bounds)
-        .await
+    let args = Args::new()
+        .bind(bounds.max)
+        .bind(bounds.min)
+        .bind(viewer)
+        .bind(bounds.limit as i64)
+        .bind(card);
+    state.chosen_page(viewer, &uri, &sql, args, &bounds).await
 }
