@@ -11,14 +11,20 @@ deploy/local/backing-services.sh postgres redis rabbitmq
 deploy/local/need.sh ffmpeg
 
 # Tests isolate themselves by name (database, queue prefix, Redis namespace); a fresh vhost and
-# database number per run keeps old runs' leftovers from piling up. Earlier runs' vhosts are
-# deleted in the background, each within two minutes: a broker left with an unresponsive queue
-# (seen after several runs on one machine) blocks a vhost's deletion indefinitely, and a run
-# must not wait on that.
-vhost="stampede_test_$(date +%s)_$$"
-for old in $(timeout 30 rabbitmqctl -q list_vhosts 2>/dev/null | grep '^stampede_test' || true); do
-    (timeout 120 rabbitmqctl -q delete_vhost "$old" >/dev/null 2>&1 || true) &
+# database number per run keeps old runs' leftovers from piling up. The run deletes its vhost
+# when it ends, and first deletes what an interrupted run left, each within two minutes. Never
+# while tests run: a vhost deleted (with its quorum queues) while other vhosts declared theirs
+# left RabbitMQ 3.10 answering nothing about queues, and every test that needed the broker
+# waited until it timed out (sessions 21 and 22).
+delete_vhost() {
+    timeout 120 rabbitmqctl -q delete_vhost "$1" >/dev/null 2>&1 ||
+        echo "test.sh: RabbitMQ did not delete the vhost $1 within two minutes" >&2
+}
+for old in $(timeout 30 rabbitmqctl -q --no-table-headers list_vhosts 2>/dev/null | grep '^stampede_test' || true); do
+    delete_vhost "$old"
 done
+vhost="stampede_test_$(date +%s)_$$"
+trap 'delete_vhost "$vhost"' EXIT
 timeout 60 rabbitmqctl -q add_vhost "$vhost" >/dev/null \
     && timeout 60 rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null \
     || { echo "test.sh: RabbitMQ did not create the vhost $vhost within a minute" >&2; exit 1; }

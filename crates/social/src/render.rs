@@ -55,7 +55,41 @@ struct Lookups {
 #[derive(Debug)]
 struct Entities {
     statuses: VersionedCache<StatusEntity>,
-    accounts: VersionedCache<AccountRow>,
+    accounts: VersionedCache<AccountEntity>,
+}
+
+/// An account as kept between requests: its row, and the row as rendered, made on first use.
+/// Both live as long as the entry (the row's version, at most [`crate::entity_cache::MAX_AGE`]);
+/// the counts, which change without a new version, are set afresh on each page.
+#[derive(Debug)]
+struct AccountEntity {
+    row: AccountRow,
+    rendered: std::sync::OnceLock<Account>,
+}
+
+/// An account on a page: the kept entity, and for an author the counts read with the page.
+#[derive(Debug, Clone)]
+struct PageAccount {
+    entity: Arc<AccountEntity>,
+    counts: Option<Counts>,
+}
+
+/// An author's counts as a page's statement read them.
+#[derive(Debug, Clone)]
+struct Counts {
+    statuses: i64,
+    following: i64,
+    followers: i64,
+    last_status_at: Option<DateTime<Utc>>,
+}
+
+impl std::ops::Deref for PageAccount {
+    type Target = AccountRow;
+
+    /// The row as kept: its counts may be older than the page's (see [`Renderer::page_account`]).
+    fn deref(&self) -> &AccountRow {
+        &self.entity.row
+    }
 }
 
 impl Entities {
@@ -451,7 +485,7 @@ impl Renderer {
         &self,
         db: &mut PgConnection,
         rows: &HashMap<i64, StatusRow>,
-    ) -> Result<HashMap<i64, AccountRow>, sqlx::Error> {
+    ) -> Result<HashMap<i64, PageAccount>, sqlx::Error> {
         let authors: HashMap<i64, &Live> = rows.values().map(|r| (r.account_id, &r.live)).collect();
         let mentioned: HashSet<i64> = rows
             .values()
@@ -463,8 +497,14 @@ impl Renderer {
         let mut missing = Vec::new();
         for (&id, live) in &authors {
             match cache.get(id, live.account_version) {
-                Some(row) => {
-                    accounts.insert(id, (*row).clone());
+                Some(entity) => {
+                    accounts.insert(
+                        id,
+                        PageAccount {
+                            entity,
+                            counts: None,
+                        },
+                    );
                 }
                 None => missing.push(id),
             }
@@ -472,8 +512,14 @@ impl Renderer {
         for &id in &mentioned {
             // A mention shows a name and a page, which do not change.
             match cache.get_any(id) {
-                Some(row) => {
-                    accounts.insert(id, (*row).clone());
+                Some(entity) => {
+                    accounts.insert(
+                        id,
+                        PageAccount {
+                            entity,
+                            counts: None,
+                        },
+                    );
                 }
                 None => missing.push(id),
             }
@@ -484,17 +530,30 @@ impl Renderer {
         }
         if !missing.is_empty() {
             for (row, version) in accounts::find_many_versioned(&mut *db, &missing).await? {
-                cache.put(row.id, version, Arc::new(row.clone()));
-                accounts.insert(row.id, row);
+                let id = row.id;
+                let entity = Arc::new(AccountEntity {
+                    row,
+                    rendered: std::sync::OnceLock::new(),
+                });
+                cache.put(id, version, entity.clone());
+                accounts.insert(
+                    id,
+                    PageAccount {
+                        entity,
+                        counts: None,
+                    },
+                );
             }
         }
         // The counts as read with the page.
         for (id, live) in authors {
             if let Some(account) = accounts.get_mut(&id) {
-                account.statuses_count = live.statuses_count;
-                account.following_count = live.following_count;
-                account.followers_count = live.followers_count;
-                account.last_status_at = live.last_status_at;
+                account.counts = Some(Counts {
+                    statuses: live.statuses_count,
+                    following: live.following_count,
+                    followers: live.followers_count,
+                    last_status_at: live.last_status_at,
+                });
             }
         }
         Ok(accounts)
@@ -789,6 +848,27 @@ impl Renderer {
             .map(|p| render_poll(p, viewer.is_some())))
     }
 
+    /// A kept account as rendered (once per entry).
+    fn rendered<'e>(&self, entity: &'e AccountEntity) -> &'e Account {
+        entity
+            .rendered
+            .get_or_init(|| self.render_account(&entity.row))
+    }
+
+    /// An account on a page: as rendered, with an author's counts as the page read them.
+    fn page_account(&self, account: &PageAccount) -> Account {
+        let mut rendered = self.rendered(&account.entity).clone();
+        if let Some(counts) = &account.counts {
+            rendered.statuses_count = counts.statuses;
+            rendered.following_count = counts.following;
+            rendered.followers_count = counts.followers;
+            if counts.last_status_at != account.entity.row.last_status_at {
+                rendered.last_status_at = last_status_day(counts.last_status_at);
+            }
+        }
+        rendered
+    }
+
     /// The public view of an account.
     pub fn render_account(&self, row: &AccountRow) -> Account {
         let base = &self.base;
@@ -852,7 +932,7 @@ impl Renderer {
             followers_count: row.followers_count,
             following_count: row.following_count,
             statuses_count: row.statuses_count,
-            last_status_at: row.last_status_at.map(|t| t.date_naive().to_string()),
+            last_status_at: last_status_day(row.last_status_at),
             hide_collections: Some(row.hide_collections),
             noindex: !row.indexable,
             emojis: {
@@ -958,7 +1038,7 @@ impl Renderer {
             uri,
             url,
             created_at: iso(row.created_at),
-            account: self.render_account(account),
+            account: self.page_account(account),
             content: row.content.clone(),
             visibility: row.visibility.clone(),
             // A moderator's `sensitive` action puts the account's media behind a warning.
@@ -978,12 +1058,12 @@ impl Renderer {
                 .iter()
                 .filter_map(|id| set.accounts.get(id))
                 .map(|a| {
-                    let rendered = self.render_account(a);
+                    let rendered = self.rendered(&a.entity);
                     Mention {
-                        id: rendered.id,
-                        username: rendered.username,
-                        url: rendered.url,
-                        acct: rendered.acct,
+                        id: rendered.id.clone(),
+                        username: rendered.username.clone(),
+                        url: rendered.url.clone(),
+                        acct: rendered.acct.clone(),
                     }
                 })
                 .collect(),
@@ -1041,12 +1121,17 @@ impl Renderer {
 
 struct Loaded<'a> {
     rows: &'a HashMap<i64, StatusRow>,
-    accounts: &'a HashMap<i64, AccountRow>,
+    accounts: &'a HashMap<i64, PageAccount>,
     polls: &'a HashMap<i64, PollRow>,
     matcher: &'a crate::filters::Matcher,
     viewer: Option<i64>,
     /// Leave out what the viewer may not see.
     checked: bool,
+}
+
+/// An account's `last_status_at` as Mastodon shows it: the day only.
+fn last_status_day(at: Option<DateTime<Utc>>) -> Option<String> {
+    at.map(|t| t.date_naive().to_string())
 }
 
 fn render_poll(p: &PollRow, signed_in: bool) -> Poll {
