@@ -83,6 +83,16 @@ struct Counts {
     last_status_at: Option<DateTime<Utc>>,
 }
 
+impl PageAccount {
+    /// A kept account, its counts as kept (a page sets an author's afterwards).
+    fn kept(entity: Arc<AccountEntity>) -> Self {
+        PageAccount {
+            entity,
+            counts: None,
+        }
+    }
+}
+
 impl std::ops::Deref for PageAccount {
     type Target = AccountRow;
 
@@ -498,13 +508,7 @@ impl Renderer {
         for (&id, live) in &authors {
             match cache.get(id, live.account_version) {
                 Some(entity) => {
-                    accounts.insert(
-                        id,
-                        PageAccount {
-                            entity,
-                            counts: None,
-                        },
-                    );
+                    accounts.insert(id, PageAccount::kept(entity));
                 }
                 None => missing.push(id),
             }
@@ -513,13 +517,7 @@ impl Renderer {
             // A mention shows a name and a page, which do not change.
             match cache.get_any(id) {
                 Some(entity) => {
-                    accounts.insert(
-                        id,
-                        PageAccount {
-                            entity,
-                            counts: None,
-                        },
-                    );
+                    accounts.insert(id, PageAccount::kept(entity));
                 }
                 None => missing.push(id),
             }
@@ -536,13 +534,7 @@ impl Renderer {
                     rendered: std::sync::OnceLock::new(),
                 });
                 cache.put(id, version, entity.clone());
-                accounts.insert(
-                    id,
-                    PageAccount {
-                        entity,
-                        counts: None,
-                    },
-                );
+                accounts.insert(id, PageAccount::kept(entity));
             }
         }
         // The counts as read with the page.
