@@ -48,8 +48,12 @@ env "${env[@]}" "$bin/stampede" migrate
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
-env "${env[@]}" PORT=3960 "$bin/stampede" web >/dev/null 2>&1 & pids+=($!)
-env "${env[@]}" PORT=3961 "$bin/stampede" delivery >/dev/null 2>&1 & pids+=($!)
+# The servers' warnings are kept for after the run: a 503 under overload says there whether the
+# request pool's wait limit or the sign-up admission answered it.
+logs=$(mktemp -d /tmp/stampede-signup-logs.XXXXXX)
+echo "the servers' logs: $logs" >&2
+env "${env[@]}" PORT=3960 "$bin/stampede" web >"$logs/web.log" 2>&1 & pids+=($!)
+env "${env[@]}" PORT=3961 "$bin/stampede" delivery >"$logs/delivery.log" 2>&1 & pids+=($!)
 for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3960/health/ready >/dev/null && break; sleep 0.1; done
 
 # CPU ticks (1/100 s): a process; the web process's argon2 threads; this database's PostgreSQL
