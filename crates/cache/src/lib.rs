@@ -81,13 +81,16 @@ impl Cache {
     }
 
     /// Adds each entry's ids to its feed (sorted sets scored by id) and trims each feed to the
-    /// newest `max_len`, in one round trip.
+    /// newest `max_len`; returns how many ids were written. With `kept_by` suffixes, a feed is
+    /// written only while one of `key + suffix` exists (one round trip to ask, one to write);
+    /// with none, every feed is (one round trip).
     pub async fn feed_push(
         &self,
         entries: &[(String, Vec<i64>)],
         max_len: usize,
-    ) -> Result<(), CacheError> {
-        dispatch!(self, c => c.feed_push(entries, max_len).await)
+        kept_by: &[&str],
+    ) -> Result<usize, CacheError> {
+        dispatch!(self, c => c.feed_push(entries, max_len, kept_by).await)
     }
 
     /// Ids in a feed, newest first, strictly between `min` and `max` when given.

@@ -94,9 +94,19 @@ impl MemoryCache {
         &self,
         pushes: &[(String, Vec<i64>)],
         max_len: usize,
-    ) -> Result<(), CacheError> {
+        kept_by: &[&str],
+    ) -> Result<usize, CacheError> {
         let mut entries = self.entries.lock().await;
+        let mut written = 0;
         for (key, ids) in pushes.iter().filter(|(_, ids)| !ids.is_empty()) {
+            let kept = kept_by.is_empty()
+                || kept_by
+                    .iter()
+                    .any(|suffix| entries.get(&format!("{key}{suffix}")).is_some_and(live));
+            if !kept {
+                continue;
+            }
+            written += ids.len();
             let entry = entries
                 .entry(key.clone())
                 .or_insert_with(|| Entry::Feed(BTreeSet::new()));
@@ -110,7 +120,7 @@ impl MemoryCache {
                 }
             }
         }
-        Ok(())
+        Ok(written)
     }
 
     pub(crate) async fn feed_range(

@@ -242,30 +242,58 @@ impl RedisCache {
         &self,
         entries: &[(String, Vec<i64>)],
         max_len: usize,
-    ) -> Result<(), CacheError> {
-        if entries.iter().all(|(_, ids)| ids.is_empty()) {
-            return Ok(());
+        kept_by: &[&str],
+    ) -> Result<usize, CacheError> {
+        let mut keys: Vec<(String, &[i64])> = entries
+            .iter()
+            .filter(|(_, ids)| !ids.is_empty())
+            .map(|(key, ids)| (self.key(key), ids.as_slice()))
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
         }
         let mut conn = self.conn().await?;
+        if !kept_by.is_empty() {
+            // EXISTS of several keys counts those present: one command per feed.
+            let mut pipe = redis::pipe();
+            for (key, _) in &keys {
+                let mut exists = redis::cmd("EXISTS");
+                for suffix in kept_by {
+                    exists.arg(format!("{key}{suffix}"));
+                }
+                pipe.add_command(exists);
+            }
+            let present: Vec<u32> = pipe
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| self.failed(e))?;
+            let mut present = present.into_iter();
+            keys.retain(|_| present.next().unwrap_or(0) > 0);
+            if keys.is_empty() {
+                return Ok(0);
+            }
+        }
         let mut pipe = redis::pipe();
-        for (key, ids) in entries.iter().filter(|(_, ids)| !ids.is_empty()) {
-            let key = self.key(key);
+        let mut written = 0;
+        for (key, ids) in &keys {
+            written += ids.len();
             let mut zadd = redis::cmd("ZADD");
-            zadd.arg(&key);
-            for id in ids {
+            zadd.arg(key);
+            for id in *ids {
                 zadd.arg(id).arg(id);
             }
             pipe.add_command(zadd).ignore();
             // Keep the newest max_len: remove ranks 0 … -(max_len+1).
             pipe.cmd("ZREMRANGEBYRANK")
-                .arg(&key)
+                .arg(key)
                 .arg(0)
                 .arg(-(max_len as i64) - 1)
                 .ignore();
         }
         pipe.query_async::<()>(&mut conn)
             .await
-            .map_err(|e| self.failed(e))
+            .map_err(|e| self.failed(e))?;
+        Ok(written)
     }
 
     pub(crate) async fn feed_range(

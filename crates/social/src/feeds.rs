@@ -23,13 +23,19 @@ pub fn home_key(account_id: i64) -> String {
     format!("feed:home:{account_id}")
 }
 
+/// After [`home_key`]: the ready marker's key.
+const READY: &str = ":ready";
+/// After [`home_key`]: present while a rebuild runs (set before it reads PostgreSQL, removed
+/// after it set the marker).
+const REBUILDING: &str = ":rebuilding";
+
 /// Present while [`home_key`] is complete.
 pub fn ready_key(account_id: i64) -> String {
-    format!("feed:home:{account_id}:ready")
+    format!("feed:home:{account_id}{READY}")
 }
 
 fn rebuilding_key(account_id: i64) -> String {
-    format!("feed:home:{account_id}:rebuilding")
+    format!("feed:home:{account_id}{REBUILDING}")
 }
 
 /// How long a built feed is trusted without being read: the activity window less 12 hours
@@ -244,19 +250,29 @@ pub async fn rebuild_home(
     Ok(true)
 }
 
-/// Writes statuses into home feeds: each account's own list, in batches of 2,000 feeds (one
-/// round trip each).
-pub async fn push(cache: &Cache, feeds: Vec<(i64, Vec<i64>)>) -> Result<(), CacheError> {
+/// Writes statuses into home feeds: each account's own list, in batches of 2,000 feeds (two
+/// round trips each); returns how many ids were written.
+///
+/// Only the feeds that are kept are written: those with their ready marker, or with a rebuild
+/// under way. Any other feed is rebuilt from PostgreSQL on its next read, so a write there would
+/// be wasted (and a remote account has none). This is also why fan-out need not ask PostgreSQL
+/// which followers are local and active. A rebuild sets its key before it reads PostgreSQL and
+/// removes it only after the marker is set, so a status committed after that read always finds
+/// one of the two.
+pub async fn push(cache: &Cache, feeds: Vec<(i64, Vec<i64>)>) -> Result<usize, CacheError> {
     let mut feeds = feeds.into_iter().peekable();
+    let mut written = 0;
     while feeds.peek().is_some() {
         let entries: Vec<(String, Vec<i64>)> = feeds
             .by_ref()
             .take(2_000)
             .map(|(account, ids)| (home_key(account), ids))
             .collect();
-        cache.feed_push(&entries, FEED_MAX).await?;
+        written += cache
+            .feed_push(&entries, FEED_MAX, &[READY, REBUILDING])
+            .await?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Removes `status_ids` from the home feeds of `accounts`, in batches.

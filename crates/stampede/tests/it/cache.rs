@@ -29,7 +29,7 @@ async fn behaves(cache: Cache) {
             ("feed:home:1".to_string(), vec![id]),
             ("feed:home:2".to_string(), vec![id]),
         ];
-        cache.feed_push(&entries, 5).await.unwrap();
+        assert_eq!(cache.feed_push(&entries, 5, &[]).await.unwrap(), 2);
     }
     // Several ids to one feed, and a feed given none, in the same round trip.
     let entries = [
@@ -37,7 +37,7 @@ async fn behaves(cache: Cache) {
         ("feed:home:2".to_string(), vec![10, 9]),
         ("feed:home:3".to_string(), vec![]),
     ];
-    cache.feed_push(&entries, 5).await.unwrap();
+    assert_eq!(cache.feed_push(&entries, 5, &[]).await.unwrap(), 4);
     assert_eq!(
         cache
             .feed_range("feed:home:1", None, None, 20)
@@ -77,6 +77,40 @@ async fn behaves(cache: Cache) {
             .unwrap()
             .is_empty()
     );
+
+    // Kept feeds only: one with its marker, one being rebuilt; the third has neither, and an
+    // expired marker counts as none.
+    cache
+        .set_ex("feed:k:1:ready", "1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    cache
+        .set_ex("feed:k:2:rebuilding", "1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    cache
+        .set_ex("feed:k:3:ready", "1", Duration::from_millis(1))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let entries = [
+        ("feed:k:1".to_string(), vec![1, 2]),
+        ("feed:k:2".to_string(), vec![3]),
+        ("feed:k:3".to_string(), vec![4]),
+    ];
+    let kept_by = [":ready", ":rebuilding"];
+    assert_eq!(cache.feed_push(&entries, 5, &kept_by).await.unwrap(), 3);
+    for (key, expected) in [
+        ("feed:k:1", vec![2, 1]),
+        ("feed:k:2", vec![3]),
+        ("feed:k:3", vec![]),
+    ] {
+        assert_eq!(
+            cache.feed_range(key, None, None, 20).await.unwrap(),
+            expected,
+            "{key}"
+        );
+    }
 
     // A feed read needs its marker: absent → None (rebuild); a fill sets it.
     let ttl = Duration::from_secs(60);
