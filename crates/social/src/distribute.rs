@@ -211,8 +211,8 @@ pub struct Pair {
 enum Followers {
     /// Local accounts that used the API within the activity window.
     Active,
-    /// Every follower, remote ones too.
-    All,
+    /// Every local follower (from the `follows_target_local` index alone).
+    Local,
 }
 
 /// Handles every kind above.
@@ -310,27 +310,27 @@ impl Distributor {
             replies_to.push(facts.in_reply_to_account_id);
         }
         // One status (the common case when posts are few, and the one with the most followers
-        // to write) as a one-row source: PostgreSQL then plans the follows–users join as for a
-        // single author, a hash join, where the `unnest` form's estimate led it to a merge join
+        // to write) as a one-row source: PostgreSQL then plans as for a single author (the
+        // follows–users join of the active followers as a hash join), where the `unnest` form's estimate led it to a merge join
         // through the users index, 1.8 times slower at 100,000 followers.
         let source = if statuses.len() == 1 {
             "(SELECT $1[1], $2[1], $3[1], $4[1])"
         } else {
             "unnest($1, $2, $3, $4)"
         };
-        // Remote followers have no users row, so the join also keeps the local ones. Without it
-        // (fan-out, which writes only the feeds that are kept in Redis, see `feeds::push`), the
-        // statement reads the follows index alone: 12,800 followers in 5 ms instead of 33.
-        let active = match which {
+        // Fan-out writes only the feeds Redis keeps (see `feeds::push`), so it needs no
+        // activity filter, and the follows index tells the local followers: 64 statuses'
+        // 12,800 followers in 3 ms, against 33 ms with a `users` probe for each.
+        let followers = match which {
             Followers::Active => {
                 "JOIN users u ON u.account_id = f.account_id \
                  AND u.last_active_at > now() - make_interval(days => $5)"
             }
-            Followers::All => "",
+            Followers::Local => "AND f.follower_local",
         };
         let sql = format!(
             "SELECT x.id, f.account_id FROM {source} AS x(id, author, reblog, reply_to) \
-             JOIN follows f ON f.target_account_id = x.author {active} \
+             JOIN follows f ON f.target_account_id = x.author {followers} \
              WHERE (NOT x.reblog OR f.show_reblogs) \
                AND (x.reply_to IS NULL OR x.reply_to = x.author OR f.account_id = x.reply_to \
                     OR EXISTS (SELECT 1 FROM follows f2 WHERE f2.account_id = f.account_id \
@@ -343,7 +343,7 @@ impl Distributor {
             .bind(&replies_to);
         let query = match which {
             Followers::Active => query.bind(self.config.active_days as i32),
-            Followers::All => query,
+            Followers::Local => query,
         };
         Ok(grouped(query.fetch_all(&self.db).await?))
     }
@@ -402,9 +402,9 @@ impl Distributor {
         .await
     }
 
-    /// The accounts whose home feed (and user stream) gets each status, in two parts: its
-    /// author's followers (remote ones too: they have neither, and the feed writes keep only
-    /// the feeds Redis holds), and the others — the author, active followers of its hashtags,
+    /// The local accounts whose home feed (and user stream) gets each status, in two parts: its
+    /// author's local followers (active or not: the feed writes keep only the feeds Redis
+    /// holds), and the others — the author, active followers of its hashtags,
     /// and the mentioned for private and direct statuses. Three statements whatever the number
     /// of statuses.
     async fn audiences(&self, statuses: &[Facts]) -> Result<HashMap<i64, Audience>, sqlx::Error> {
@@ -415,7 +415,7 @@ impl Distributor {
         let mut followers = if not_direct.is_empty() {
             Grouped::new()
         } else {
-            self.followers_of(&not_direct, Followers::All).await?
+            self.followers_of(&not_direct, Followers::Local).await?
         };
         let tagged_ids: Vec<i64> = statuses
             .iter()
