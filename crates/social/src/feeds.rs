@@ -255,8 +255,8 @@ pub async fn rebuild_home(
 ///
 /// Only the feeds that are kept are written: those with their ready marker, or with a rebuild
 /// under way. Any other feed is rebuilt from PostgreSQL on its next read, so a write there would
-/// be wasted (and a remote account has none). This is also why fan-out need not ask PostgreSQL
-/// which followers are local and active. A rebuild sets its key before it reads PostgreSQL and
+/// be wasted. This is also why fan-out need not ask PostgreSQL which followers are active
+/// (ADR 0039). A rebuild sets its key before it reads PostgreSQL and
 /// removes it only after the marker is set, so a status committed after that read always finds
 /// one of the two.
 pub async fn push(cache: &Cache, feeds: Vec<(i64, Vec<i64>)>) -> Result<usize, CacheError> {

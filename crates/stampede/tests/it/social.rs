@@ -143,7 +143,6 @@ async fn cached_feed_until(app: &TestApp, user: &User, check: impl Fn(&[i64]) ->
     }
 }
 
-/// Waits (up to 15 s) until `user`'s home timeline satisfies `check`.
 /// Reads `user`'s home timeline until it answers 200: the first read rebuilds the feed in the
 /// background (206), and from then on Redis keeps it, so fan-out writes into it.
 pub async fn keep_feed(app: &TestApp, user: &User) {
@@ -158,6 +157,7 @@ pub async fn keep_feed(app: &TestApp, user: &User) {
     }
 }
 
+/// Waits (up to 15 s) until `user`'s home timeline satisfies `check`.
 pub async fn home_until(
     app: &TestApp,
     user: &User,
