@@ -912,13 +912,16 @@ impl Distributor {
         {
             return Ok(());
         }
-        // Authors above the hybrid threshold are merged at read time, never into feeds.
+        // Authors above the hybrid threshold are merged at read time, never into feeds. The
+        // statuses merged are those fan-out would have written: no boosts from an account whose
+        // boosts the follower hides, no replies to accounts the follower does not follow.
         let ids: Vec<i64> = sqlx::query_scalar(&format!(
             "SELECT s.id FROM statuses s WHERE s.account_id = $2 \
                AND coalesce((SELECT followers_count FROM account_stats \
                              WHERE account_id = $2), 0) <= $3 \
-               AND {} ORDER BY s.id DESC LIMIT 100",
-            visibility::visible("s", "$1")
+               AND {} AND {} ORDER BY s.id DESC LIMIT 100",
+            visibility::visible("s", "$1"),
+            feeds::fanout_rules!()
         ))
         .bind(pair.account_id)
         .bind(pair.target_account_id)

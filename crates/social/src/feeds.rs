@@ -92,6 +92,7 @@ macro_rules! fanout_rules {
                  AND r.target_account_id = s.in_reply_to_account_id))"
     };
 }
+pub(crate) use fanout_rules;
 
 /// The home timeline's candidates straight from PostgreSQL: the viewer's own statuses and those
 /// of accounts they follow (reblogs only where they show them; replies only to themselves, to

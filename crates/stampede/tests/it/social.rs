@@ -671,6 +671,48 @@ async fn home_timeline_fans_out_paginates_and_forgets() {
     assert_eq!(me.body["followers_count"], 1);
 }
 
+/// Following someone merges their recent statuses into a kept feed under fan-out's rules, as
+/// Mastodon's merge does: not their boosts when the follower hides them, not their replies to
+/// accounts the follower does not follow.
+#[tokio::test]
+async fn following_merges_only_what_fan_out_would_have_written() {
+    let app = full_app().await;
+    let alice = seed_user(&app, "alice", false).await;
+    let dana = seed_user(&app, "dana", false).await;
+    let eve = seed_user(&app, "eve", false).await;
+    let theirs = post_status(&app, &dana, json!({"status": "dana's"})).await;
+    let own: i64 = post_status(&app, &alice, json!({"status": "alice's own"}))
+        .await
+        .parse()
+        .unwrap();
+    post_status(
+        &app,
+        &alice,
+        json!({"status": "a reply to dana", "in_reply_to_id": theirs}),
+    )
+    .await;
+    let boost = post(
+        &app,
+        &format!("/api/v1/statuses/{theirs}/reblog"),
+        &alice,
+        json!({}),
+    )
+    .await;
+    assert_eq!(boost.status, 200, "{:?}", boost.body);
+    keep_feed(&app, &eve).await;
+    let follow = post(
+        &app,
+        &format!("/api/v1/accounts/{}/follow", alice.id),
+        &eve,
+        json!({"reblogs": false}),
+    )
+    .await;
+    assert_eq!(follow.body["following"], true, "{:?}", follow.body);
+    cached_feed_until(&app, &eve, |feed| feed.contains(&own)).await;
+    // The merge is one write: anything else would have come with it.
+    assert_eq!(cached_feed(&app, &eve).await, vec![own]);
+}
+
 #[tokio::test]
 async fn losing_redis_loses_nothing() {
     let app = full_app().await;
