@@ -26,9 +26,10 @@
 # The ratio route/ceiling is how much of the machine the timeline code leaves to HTTP itself.
 #
 # Seeding is the documented fast path: accounts, users, tokens (`bench-<n>`), follows and
-# 40,000 statuses (4 per account) written straight into PostgreSQL, and each home feed (the 800
-# newest statuses of the 200 accounts followed, exactly what fan-out writes) with its ready
-# marker straight into Redis. Prints one JSON line per connection count.
+# 40,000 statuses (4 per account) written straight into PostgreSQL, and each home feed (the 400
+# newest of the 800 statuses of the 200 accounts followed, exactly what fan-out keeps:
+# feeds::FEED_MAX; FEED_MAX=… for a build that kept another number) with its ready marker
+# straight into Redis. Prints one JSON line per connection count.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/local/backing-services.sh postgres redis rabbitmq >&2
@@ -51,12 +52,14 @@ vhost=stampede_home_bench
 ns=home-bench
 redis_db=11
 accounts=10000
+feed_max="${FEED_MAX:-400}"
 loadtest/fresh-backing.sh "$db" "$vhost" "$redis_db"
 # TLS to a PostgreSQL on the same machine only costs CPU on both sides.
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn LOCAL_HTTPS=false
      AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=bench
-     REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE="$ns" DB_POOL=16)
+     REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE="$ns" DB_POOL=16
+     KEY_POOL_SIZE=0) # nothing federates here: no RSA keys generated during the measurement
 env "${env[@]}" "$bin/stampede" migrate >&2
 
 echo "seeding $accounts accounts × 200 follows, 40,000 statuses" >&2
@@ -87,9 +90,12 @@ psql -q "$DATABASE_URL" -c "VACUUM ANALYZE"
 
 echo "writing $accounts home feeds into Redis" >&2
 psql -qAt "$DATABASE_URL" <<SQL | redis-cli -n "$redis_db" >/dev/null
-SELECT 'ZADD $ns:feed:home:' || f.account_id || ' ' || string_agg(s.id || ' ' || s.id, ' ')
-FROM follows f JOIN statuses s ON s.account_id = f.target_account_id
-GROUP BY f.account_id;
+SELECT 'ZADD $ns:feed:home:' || account_id || ' ' || string_agg(id || ' ' || id, ' ')
+FROM (SELECT f.account_id, s.id,
+             row_number() OVER (PARTITION BY f.account_id ORDER BY s.id DESC) AS newest
+      FROM follows f JOIN statuses s ON s.account_id = f.target_account_id) kept
+WHERE newest <= $feed_max
+GROUP BY account_id;
 SELECT 'SET $ns:feed:home:' || g || ':ready 1 EX 86400' FROM generate_series(1, $accounts) g;
 SQL
 echo "feeds: $(redis-cli -n "$redis_db" dbsize) keys; one holds $(redis-cli -n "$redis_db" zcard "$ns:feed:home:1")" >&2

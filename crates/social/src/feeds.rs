@@ -15,8 +15,9 @@ use stampede_db::Db;
 
 use crate::visibility::{muted, visible};
 
-/// Statuses kept per home feed (Mastodon's 800).
-pub const FEED_MAX: usize = 800;
+/// Statuses kept per home feed: Mastodon's `FeedManager::MAX_ITEMS`. Paging past them ends
+/// the timeline, as in Mastodon (ADR 0041).
+pub const FEED_MAX: usize = 400;
 
 /// The home feed of a local account.
 pub fn home_key(account_id: i64) -> String {
