@@ -182,11 +182,13 @@ impl Frames {
     }
 }
 
-/// What a client is sent: an event, or an error about its own request.
+/// What a client is sent: an event, an error about its own request, or a keep-alive ping
+/// (WebSocket clients only; the server-sent events handler keeps its own).
 #[derive(Debug)]
 pub enum Outgoing {
     Event(Arc<Frame>),
     Error(String),
+    Ping,
 }
 
 /// Accounts a viewer never wants to hear from: those they block, mute or are blocked by, and
@@ -573,6 +575,17 @@ impl Hub {
         }
         index.all.remove(&client.id);
         self.metrics.streaming_connections.dec();
+    }
+
+    /// Queues a ping for the clients of one slice (`id % slices == slice`): the process's
+    /// heartbeat walks the slices in turn, so every client is pinged once a period without a
+    /// timer of its own and without the whole process pinging at once. A client whose queue is
+    /// full is being written to anyway and is skipped.
+    pub fn ping(&self, slice: u64, slices: u64) {
+        let index = self.index.read().expect("hub lock");
+        for client in index.all.values().filter(|c| c.id % slices == slice) {
+            let _ = client.tx.try_send(Outgoing::Ping);
+        }
     }
 
     /// Disconnects every client (shutdown).

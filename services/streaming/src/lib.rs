@@ -76,6 +76,14 @@ impl State {
             },
         ));
         tokio::spawn(workers::run(ctx.clone(), Listening { hub: hub.clone() }));
+        tokio::spawn(workers::run(
+            ctx.clone(),
+            Heartbeat {
+                hub: hub.clone(),
+                period: ctx.config.streaming.ping_interval,
+                round: 0,
+            },
+        ));
         State {
             ctx: ctx.clone(),
             hub,
@@ -132,6 +140,34 @@ impl Periodic for Listening {
                 stampede_social::stream::mark_listening(&ctx.cache, account)
             })
             .await;
+        Ok(())
+    }
+}
+
+/// Every WebSocket client is pinged once a period, so that proxies keep idle connections
+/// open: a slice of the clients at each of [`Heartbeat::SLICES`] rounds a period.
+struct Heartbeat {
+    hub: Arc<Hub>,
+    period: Duration,
+    round: u64,
+}
+
+impl Heartbeat {
+    const SLICES: u64 = 10;
+}
+
+impl Periodic for Heartbeat {
+    fn name(&self) -> &'static str {
+        "streaming/heartbeat"
+    }
+
+    fn period(&self) -> Duration {
+        self.period / Self::SLICES as u32
+    }
+
+    async fn round(&mut self, _ctx: &Context) -> anyhow::Result<()> {
+        self.hub.ping(self.round % Self::SLICES, Self::SLICES);
+        self.round += 1;
         Ok(())
     }
 }

@@ -12,7 +12,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, interval_at};
 
 use crate::State;
 use crate::hub::{Client, Outgoing, StreamKey};
@@ -143,8 +142,8 @@ async fn run(
             keys.push(key);
         }
     }
-    let period = state.ctx.config.streaming.ping_interval;
-    let mut ping = interval_at(Instant::now() + period, period);
+    // Pings come through the queue from the process's heartbeat (see `Hub::ping`): a timer per
+    // connection would be polled on every event the connection is sent.
     loop {
         tokio::select! {
             biased;
@@ -170,10 +169,12 @@ async fn run(
                     }
                     hub.sent(&frame);
                 }
-                Some(Outgoing::Error(text)) => {
-                    if !send(&mut socket, &client, Message::Text(text.into())).await
-                        && !client.kill.is_fired()
-                    {
+                Some(out @ (Outgoing::Error(_) | Outgoing::Ping)) => {
+                    let message = match out {
+                        Outgoing::Error(text) => Message::Text(text.into()),
+                        _ => Message::Ping(Bytes::new()),
+                    };
+                    if !send(&mut socket, &client, message).await && !client.kill.is_fired() {
                         break;
                     }
                 }
@@ -186,13 +187,6 @@ async fn run(
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
                 Some(Ok(_)) => {} // pings are answered by the socket itself; pongs ignored
             },
-            _ = ping.tick() => {
-                if !send(&mut socket, &client, Message::Ping(Bytes::new())).await
-                    && !client.kill.is_fired()
-                {
-                    break;
-                }
-            }
         }
     }
     hub.leave(&client, &keys);

@@ -561,6 +561,39 @@ async fn two_processes_both_deliver_over_sse_and_websocket() {
     assert_eq!(ws_second.closed().await, Some(1001));
 }
 
+/// Every WebSocket is pinged once per STREAMING_PING_SECONDS by the process's heartbeat (a
+/// slice of the clients at a time), and the pings do not disturb the events around them.
+#[tokio::test]
+async fn websockets_are_pinged_every_period_between_events() {
+    let app = streaming_app(&[("STREAMING_PING_SECONDS", "1")]).await;
+    let addr = app.streaming.unwrap();
+    let alice = seed_user(&app, "alice", false).await;
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(ws(addr, "stream=public:local", &alice).await);
+    }
+    // Two pings each within 4 s (one a second is due; CI machines are slow).
+    for socket in &mut sockets {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+        let mut pings = 0;
+        while pings < 2 {
+            match tokio::time::timeout_at(deadline, socket.socket.next()).await {
+                Ok(Some(Ok(Message::Ping(_)))) => pings += 1,
+                other => panic!("expected two pings within 4 s, got {pings} then {other:?}"),
+            }
+        }
+    }
+    let id = post_status(&app, &alice, json!({"status": "between pings"})).await;
+    for socket in &mut sockets {
+        let (stream, event, payload) = socket.event().await;
+        assert_eq!(stream, ["public:local"]);
+        assert_eq!(
+            (event.as_str(), status_id(&payload)),
+            ("update", id.clone())
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_slow_client_is_dropped_without_slowing_the_others() {
     let app = streaming_app(&[("STREAMING_CLIENT_BUFFER", "8")]).await;
