@@ -33,7 +33,7 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=info LOCAL_HTTPS=false
      AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=bench
      REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE="$ns" DB_POOL=20
-     FANOUT_READ_TIME_THRESHOLD=1000000)
+     FANOUT_READ_TIME_THRESHOLD=1000000 KEY_POOL_SIZE=0) # nothing federates: no RSA keys generated meanwhile
 env "${env[@]}" "$bin/stampede" migrate >&2
 
 echo "seeding 100,000 followers" >&2
@@ -98,7 +98,8 @@ run() {
         echo "$line" | jq -c --argjson active "$active" --argjson written "$written" \
             '{benchmark: "fanout", active_followers: $active, feeds_holding_status: $written,
               feeds_written: .fields.batch_written, commit_to_last_feed_ms: .fields.since_commit_ms,
-              worker_ms: .fields.fanout_ms}'
+              worker_ms: .fields.fanout_ms, audiences_ms: .fields.audiences_ms,
+              feeds_ms: .fields.feeds_ms}'
         [ "$written" -eq "$active" ] || { echo "only $written of $active feeds hold $id" >&2; exit 1; }
     done
 }
