@@ -183,7 +183,7 @@ impl Frames {
 }
 
 /// What a client is sent: an event, an error about its own request, or a keep-alive ping
-/// (WebSocket clients only; the server-sent events handler keeps its own).
+/// (queued for every client; the server-sent events handler skips it and keeps its own).
 #[derive(Debug)]
 pub enum Outgoing {
     Event(Arc<Frame>),
