@@ -10,6 +10,12 @@
 #       on each connection count, while 8 connections read home timelines; reports posts/s,
 #       feed inserts/s (× 200), the home reads' latency, and the fan-out lag (commit → last feed
 #       written, the delivery process's stampede_fanout_duration_seconds) of that run.
+#       POST_DELAY_MS=… makes each posting connection pause that long between its posts, to
+#       hold a rate below the machine's limit (wrk cannot pace exactly: the rate is about
+#       connections / (pause + answer time); the report gives the rate reached).
+#   DB_POOL=… loadtest/home.sh …    the web process's request connections (default 4: on two
+#       cores shared with PostgreSQL, more busy connections cost PostgreSQL more CPU per page;
+#       ADR 0042).
 #   REPLICA=1 loadtest/home.sh …    the same, with a streaming read replica of the database
 #       (deploy/local/postgres-standby.sh, on port 5499 of the same machine) in REPLICA_DB_URL: the
 #       timelines read it, every write and token lookup stays on the primary.
@@ -58,7 +64,7 @@ loadtest/fresh-backing.sh "$db" "$vhost" "$redis_db"
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 env=(DATABASE_URL="$DATABASE_URL" BIND=127.0.0.1 LOG_FORMAT=json RUST_LOG=warn LOCAL_HTTPS=false
      AMQP_URL="amqp://guest:guest@127.0.0.1:5672/$vhost" AMQP_QUEUE_PREFIX=bench
-     REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE="$ns" DB_POOL=16
+     REDIS_URL="redis://127.0.0.1:6379/$redis_db" REDIS_NAMESPACE="$ns" DB_POOL="${DB_POOL:-4}"
      KEY_POOL_SIZE=0) # nothing federates here: no RSA keys generated during the measurement
 env "${env[@]}" "$bin/stampede" migrate >&2
 
@@ -116,7 +122,9 @@ if [ "${REPLICA:-0}" = 1 ]; then
     env+=(REPLICA_DB_URL="postgres://postgres@127.0.0.1:5499/$db?sslmode=disable")
 fi
 env "${env[@]}" PORT=3980 "$bin/stampede" web >/dev/null 2>&1 & pids+=($!)
+web_pid=$!
 env "${env[@]}" PORT=3981 "$bin/stampede" delivery >/dev/null 2>&1 & pids+=($!)
+delivery_pid=$!
 for _ in $(seq 1 300); do curl -fs http://127.0.0.1:3980/health/ready >/dev/null && break; sleep 0.1; done
 if [ -n "$standby" ]; then
     for _ in $(seq 1 100); do
@@ -129,6 +137,33 @@ replica=$([ -n "$standby" ] && echo true || echo false)
 
 check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-1' 'http://127.0.0.1:3980/api/v1/timelines/home?limit=20')
 [ "$check" = 200 ] || { echo "home answered $check, not 200: the feeds are not in place" >&2; exit 1; }
+
+# Where the machine goes: the CPU time (user + system, in clock ticks) of the web and delivery
+# processes, of every PostgreSQL process, of Redis and of the whole machine, read before and
+# after a run and divided by its requests. "rest" is the machine's time beyond those four: the
+# load generator, the kernel's interrupt work (loopback TCP) and anything else running.
+cpu_ticks() {
+    local web delivery pg redis
+    web=$(awk '{print $14 + $15}' "/proc/$web_pid/stat")
+    delivery=$(awk '{print $14 + $15}' "/proc/$delivery_pid/stat")
+    pg=$(for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
+        awk '{t += $1} END {print t + 0}')
+    redis=$(for p in $(pgrep -x redis-server); do awk '{print $14 + $15}' "/proc/$p/stat"; done |
+        awk '{t += $1} END {print t + 0}')
+    echo "$web $delivery $pg $redis $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat)"
+}
+# cpu_per_request BEFORE AFTER REQUESTS: microseconds of CPU per request, as JSON.
+cpu_per_request() {
+    python3 - "$1" "$2" "$3" "$(getconf CLK_TCK)" <<'PY'
+import json, sys
+before, after = (list(map(int, a.split())) for a in sys.argv[1:3])
+requests, hz = int(sys.argv[3]), int(sys.argv[4])
+web, delivery, pg, redis, machine = (round((a - b) / hz / max(requests, 1) * 1e6)
+                                     for a, b in zip(after, before))
+print(json.dumps({"web": web, "delivery": delivery, "postgres": pg, "redis": redis,
+                  "rest": machine - web - delivery - pg - redis, "machine": machine}))
+PY
+}
 
 # One wrk script per route: each request signed by a random one of the accounts' tokens.
 lua() {
@@ -192,9 +227,12 @@ for c in "${connections[@]}"; do
     for ((i = 0; i < ${#routes[@]}; i += 2)); do
         lua "${routes[i+1]}" >"$script"
         echo "${routes[i]}, $c connections, $seconds s" >&2
-        wrk -t2 -c"$c" -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1 |
-            jq -c --arg b "${routes[i]}" --argjson c "$c" --argjson ceiling "$ceiling" --argjson replica "$replica" \
-                '{benchmark: $b, connections: $c, replica: $replica} + . + {ceiling_rps: $ceiling.rps, ratio: ((.rps / $ceiling.rps * 1000 | round) / 1000)}'
+        before=$(cpu_ticks)
+        result=$(wrk -t2 -c"$c" -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1)
+        cpu=$(cpu_per_request "$before" "$(cpu_ticks)" "$(echo "$result" | jq .requests)")
+        echo "$result" |
+            jq -c --arg b "${routes[i]}" --argjson c "$c" --argjson ceiling "$ceiling" --argjson replica "$replica" --argjson cpu "$cpu" \
+                '{benchmark: $b, connections: $c, replica: $replica} + . + {ceiling_rps: $ceiling.rps, ratio: ((.rps / $ceiling.rps * 1000 | round) / 1000), cpu_us_per_request: $cpu}'
     done
 done
 rm -f "$body"
@@ -226,6 +264,7 @@ request = function()
         {["Authorization"] = "Bearer bench-" .. n, ["Content-Type"] = "application/json"},
         '{"status":"sustained posting from ' .. n .. '"}')
 end
+$([ -z "${POST_DELAY_MS:-}" ] || echo "function delay() return ${POST_DELAY_MS} end")
 response = function(status, headers, body)
     if status ~= 200 then other = other + 1 end
 end
@@ -245,6 +284,7 @@ LUA
     }
     for c in "${connections[@]}"; do
         before=$(fanout_buckets)
+        ticks=$(cpu_ticks)
         lua /api/v1/timelines/home?limit=20 >"$script"
         wrk -t1 -c8 -d"${seconds}s" -s "$script" http://127.0.0.1:3980 | tail -1 >"$script.readers" &
         readers=$!
@@ -253,6 +293,8 @@ LUA
         wait "$readers"
         sleep 5 # the last fan-outs finish
         after=$(fanout_buckets)
+        # Per post, with the readers' pages counted in: what posting and reading cost together.
+        cpu=$(cpu_per_request "$ticks" "$(cpu_ticks)" "$(echo "$posts" | jq .requests)")
         lag=$(python3 - "$before" "$after" <<'PY'
 import json, sys
 def parse(text):
@@ -280,8 +322,9 @@ print(json.dumps(out))
 PY
 )
         jq -c -n --argjson c "$c" --argjson posts "$posts" --argjson readers "$(cat "$script.readers")" \
-            --argjson lag "$lag" '{benchmark: "sustained_posting", connections: $c, posts: $posts,
+            --argjson lag "$lag" --argjson cpu "$cpu" '{benchmark: "sustained_posting", connections: $c, posts: $posts,
               feed_inserts_per_s: ($posts.rps * 200), home_readers: $readers} + $lag
+              + {cpu_us_per_post: $cpu}
               + {all_fanned_out: ($lag.fanouts >= $posts.requests - $posts.non_200)}'
     done
     rm -f "$post_script" "$script.readers"
