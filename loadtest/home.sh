@@ -146,10 +146,11 @@ cpu_ticks() {
     local web delivery pg redis
     web=$(awk '{print $14 + $15}' "/proc/$web_pid/stat")
     delivery=$(awk '{print $14 + $15}' "/proc/$delivery_pid/stat")
-    pg=$(for p in $(pgrep -x postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
-        awk '{t += $1} END {print t + 0}')
-    redis=$(for p in $(pgrep -x redis-server); do awk '{print $14 + $15}' "/proc/$p/stat"; done |
-        awk '{t += $1} END {print t + 0}')
+    # A process that exits between pgrep and the read (an autovacuum worker) is skipped.
+    pg=$(for p in $(pgrep -x postgres); do cat "/proc/$p/stat" 2>/dev/null || true; done |
+        awk '{t += $14 + $15} END {print t + 0}')
+    redis=$(for p in $(pgrep -x redis-server); do cat "/proc/$p/stat" 2>/dev/null || true; done |
+        awk '{t += $14 + $15} END {print t + 0}')
     echo "$web $delivery $pg $redis $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat)"
 }
 # cpu_per_request BEFORE AFTER REQUESTS: microseconds of CPU per request, as JSON.
