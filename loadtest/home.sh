@@ -138,32 +138,17 @@ replica=$([ -n "$standby" ] && echo true || echo false)
 check=$(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer bench-1' 'http://127.0.0.1:3980/api/v1/timelines/home?limit=20')
 [ "$check" = 200 ] || { echo "home answered $check, not 200: the feeds are not in place" >&2; exit 1; }
 
-# Where the machine goes: the CPU time (user + system, in clock ticks) of the web and delivery
-# processes, of every PostgreSQL process, of Redis and of the whole machine, read before and
-# after a run and divided by its requests. "rest" is the machine's time beyond those four: the
-# load generator, the kernel's interrupt work (loopback TCP) and anything else running.
+# Where the machine goes: the CPU time of the web and delivery processes, of every PostgreSQL
+# process and of Redis, and the machine's busy time, read before and after a run and divided by
+# its requests (loadtest/cpusample.py). "rest" is the machine's time beyond those four: the load
+# generator, the kernel's interrupt work (loopback TCP) and anything else running.
 cpu_ticks() {
-    local web delivery pg redis
-    web=$(awk '{print $14 + $15}' "/proc/$web_pid/stat")
-    delivery=$(awk '{print $14 + $15}' "/proc/$delivery_pid/stat")
-    # A process that exits between pgrep and the read (an autovacuum worker) is skipped.
-    pg=$(for p in $(pgrep -x postgres); do cat "/proc/$p/stat" 2>/dev/null || true; done |
-        awk '{t += $14 + $15} END {print t + 0}')
-    redis=$(for p in $(pgrep -x redis-server); do cat "/proc/$p/stat" 2>/dev/null || true; done |
-        awk '{t += $14 + $15} END {print t + 0}')
-    echo "$web $delivery $pg $redis $(awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat)"
+    python3 loadtest/cpusample.py --snapshot web="$web_pid" delivery="$delivery_pid"
 }
 # cpu_per_request BEFORE AFTER REQUESTS: microseconds of CPU per request, as JSON.
 cpu_per_request() {
-    python3 - "$1" "$2" "$3" "$(getconf CLK_TCK)" <<'PY'
-import json, sys
-before, after = (list(map(int, a.split())) for a in sys.argv[1:3])
-requests, hz = int(sys.argv[3]), int(sys.argv[4])
-web, delivery, pg, redis, machine = (round((a - b) / hz / max(requests, 1) * 1e6)
-                                     for a, b in zip(after, before))
-print(json.dumps({"web": web, "delivery": delivery, "postgres": pg, "redis": redis,
-                  "rest": machine - web - delivery - pg - redis, "machine": machine}))
-PY
+    python3 loadtest/cpusample.py --per-request "$1" "$2" "$3" web delivery postgres redis-server |
+        jq -c '.redis = ."redis-server" | del(."redis-server")'
 }
 
 # One wrk script per route: each request signed by a random one of the accounts' tokens.
