@@ -52,6 +52,7 @@ pub mod render;
 pub mod stream;
 pub mod text;
 pub mod tokens;
+pub mod viewer_cache;
 pub mod visibility;
 
 use std::fmt;

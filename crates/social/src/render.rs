@@ -25,6 +25,7 @@ use crate::emojis::EmojiCache;
 use crate::entity_cache::VersionedCache;
 use crate::media::{self, Files, MediaRow};
 use crate::text::escape;
+use crate::viewer_cache::{Flags, Versions, ViewerCache};
 use crate::visibility;
 
 /// Renders entities for one server (its base URL) from one database.
@@ -49,6 +50,8 @@ struct Lookups {
     status_miss: Counter,
     account_hit: Counter,
     account_miss: Counter,
+    flags_hit: Counter,
+    flags_miss: Counter,
 }
 
 /// What [`Renderer`]s of one process keep between requests.
@@ -56,6 +59,8 @@ struct Lookups {
 struct Entities {
     statuses: VersionedCache<StatusEntity>,
     accounts: VersionedCache<AccountEntity>,
+    /// Viewers' flags, by the viewer's version (ADR 0043).
+    viewers: ViewerCache,
 }
 
 /// An account as kept between requests: its row, and the row as rendered, made on first use.
@@ -107,6 +112,7 @@ impl Entities {
         Entities {
             statuses: VersionedCache::new(statuses),
             accounts: VersionedCache::new(statuses / 2),
+            viewers: ViewerCache::new(statuses / 4),
         }
     }
 }
@@ -133,6 +139,8 @@ impl Renderer {
             status_miss: metrics.entity_cache("status", "miss"),
             account_hit: metrics.entity_cache("account", "hit"),
             account_miss: metrics.entity_cache("account", "miss"),
+            flags_hit: metrics.entity_cache("viewer_flags", "hit"),
+            flags_miss: metrics.entity_cache("viewer_flags", "miss"),
         }));
         self
     }
@@ -255,6 +263,76 @@ struct Live {
     viewer_follows: bool,
     /// The viewer has filters (the same on every row: read once, not per row).
     viewer_filters: bool,
+    /// The viewer's version, their rows of it, and the seconds to their next mute's expiry
+    /// (the same on every row; only in statements for one viewer's given statuses).
+    #[sqlx(default)]
+    viewer_version: Option<i64>,
+    #[sqlx(default)]
+    viewer_rows: Option<i64>,
+    #[sqlx(default)]
+    mute_expires_in: Option<f64>,
+}
+
+/// What a page of a viewer whose flags are kept reads about each status: the versions that
+/// decide whether a kept flag holds, and the author's counts (see [`crate::viewer_cache`]).
+#[derive(Debug, Clone, FromRow)]
+struct Versioned {
+    id: i64,
+    version: i64,
+    account_version: i64,
+    statuses_count: i64,
+    following_count: i64,
+    followers_count: i64,
+    last_status_at: Option<DateTime<Utc>>,
+    viewer_version: i64,
+}
+
+impl Live {
+    fn versions(&self) -> Versions {
+        Versions {
+            status: self.version,
+            account: self.account_version,
+        }
+    }
+
+    fn flags(&self) -> Flags {
+        Flags {
+            visible: self.visible,
+            muted: self.muted,
+            favourited: self.favourited,
+            reblogged: self.reblogged,
+            bookmarked: self.bookmarked,
+            pinned: self.pinned,
+            conversation_muted: self.conversation_muted,
+            viewer_follows: self.viewer_follows,
+            viewer_filters: self.viewer_filters,
+        }
+    }
+
+    /// A status's page row from its versions and its kept flags.
+    fn kept(v: Versioned, f: Flags) -> Live {
+        Live {
+            id: v.id,
+            version: v.version,
+            account_version: v.account_version,
+            statuses_count: v.statuses_count,
+            following_count: v.following_count,
+            followers_count: v.followers_count,
+            last_status_at: v.last_status_at,
+            visible: f.visible,
+            muted: f.muted,
+            favourited: f.favourited,
+            reblogged: f.reblogged,
+            bookmarked: f.bookmarked,
+            pinned: f.pinned,
+            conversation_muted: f.conversation_muted,
+            viewer_follows: f.viewer_follows,
+            viewer_filters: f.viewer_filters,
+            viewer_version: Some(v.viewer_version),
+            viewer_rows: None,
+            mute_expires_in: None,
+        }
+    }
 }
 
 /// A status as one viewer sees it: the shared entity with this page's flags. It dereferences to
@@ -326,6 +404,37 @@ fn live_query(prechecked: bool) -> String {
     live_query_of("$1", "$2", "", prechecked)
 }
 
+/// [`live_query`] (not prechecked) with the viewer's version, their rows of it, and the seconds
+/// to their next mute's expiry: what the flags are kept under (see [`crate::viewer_cache`]).
+fn live_versioned_query() -> String {
+    live_query_of("$1", "$2", VIEWER_VERSION, false)
+}
+
+/// The viewer `$2`'s version (see [`crate::viewer_cache`]), with how many rows it is the sum
+/// of and the seconds to their next mute's expiry.
+const VIEWER_VERSION: &str = "\
+vv AS (SELECT coalesce(sum(weight), 0)::bigint AS version, count(*) AS n, \
+              (SELECT extract(epoch FROM min(expires_at) - now())::float8 FROM mutes \
+               WHERE account_id = $2 AND expires_at > now()) AS mute_expires_in \
+       FROM viewer_changes WHERE account_id = $2), ";
+
+/// A viewer's rows of `viewer_changes` past which they are folded into one.
+const FOLD_VIEWER_ROWS: i64 = 32;
+
+/// What a page of a viewer whose flags are kept reads: the statuses `$1`'s versions and
+/// authors' counts, and the viewer `$2`'s version.
+const VERSIONS_QUERY: &str = "\
+SELECT s.id, s.xmin::text::bigint AS version, a.xmin::text::bigint AS account_version, \
+       coalesce(st.statuses_count, 0) AS statuses_count, \
+       coalesce(st.following_count, 0) AS following_count, \
+       coalesce(st.followers_count, 0) AS followers_count, st.last_status_at, \
+       vv.version AS viewer_version \
+FROM statuses s JOIN accounts a ON a.id = s.account_id \
+     LEFT JOIN account_stats st ON st.account_id = s.account_id \
+     CROSS JOIN (SELECT coalesce(sum(weight), 0)::bigint AS version FROM viewer_changes \
+                 WHERE account_id = $2) vv \
+WHERE s.id = ANY($1)";
+
 /// The same for the statuses a caller's statement chooses (see [`Chosen`]): that statement runs
 /// as the first part of this one, so a page is one round trip, not two.
 fn chosen_live_query(chosen: &str) -> String {
@@ -340,6 +449,15 @@ fn chosen_live_query(chosen: &str) -> String {
 /// [`live_query`] over the statuses `ids` (an array expression) for the viewer `viewer` (a
 /// parameter), after the common table expressions `with` (empty or ending in ", ").
 fn live_query_of(ids: &str, viewer: &str, with: &str, prechecked: bool) -> String {
+    // The viewer's version, when `with` reads it (see [`VIEWER_VERSION`]).
+    let (viewer_columns, viewer_join) = if with.contains("vv AS (") {
+        (
+            "vv.version AS viewer_version, vv.n AS viewer_rows, vv.mute_expires_in, ",
+            "CROSS JOIN vv ",
+        )
+    } else {
+        ("", "")
+    };
     let (visible, muted) = if prechecked {
         ("true".to_owned(), "false".to_owned())
     } else {
@@ -361,7 +479,8 @@ WITH {with}\
              WHERE account_id = {viewer} AND status_id = ANY({ids})), \
      cm AS (SELECT coalesce(array_agg(conversation_id), '{{}}') AS ids FROM conversation_mutes \
              WHERE account_id = {viewer}) \
-SELECT s.id, s.xmin::text::bigint AS version, a.xmin::text::bigint AS account_version, \
+SELECT {viewer_columns}s.id, s.xmin::text::bigint AS version, \
+       a.xmin::text::bigint AS account_version, \
        coalesce(st.statuses_count, 0) AS statuses_count, \
        coalesce(st.following_count, 0) AS following_count, \
        coalesce(st.followers_count, 0) AS followers_count, st.last_status_at, \
@@ -376,7 +495,7 @@ SELECT s.id, s.xmin::text::bigint AS version, a.xmin::text::bigint AS account_ve
        EXISTS (SELECT 1 FROM filters WHERE account_id = {viewer}) AS viewer_filters \
 FROM statuses s JOIN accounts a ON a.id = s.account_id \
      LEFT JOIN account_stats st ON st.account_id = s.account_id \
-     CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm \
+     CROSS JOIN fav CROSS JOIN reb CROSS JOIN bm CROSS JOIN pin CROSS JOIN cm {viewer_join}\
 WHERE s.id = ANY({ids})"
     )
 }
@@ -416,6 +535,10 @@ impl Renderer {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
+        if let Some(viewer) = viewer.filter(|_| !prechecked) {
+            let live = self.viewer_rows(db, viewer, ids).await?;
+            return self.complete_rows(db, live).await;
+        }
         static LIVE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| live_query(false));
         static LIVE_PRECHECKED: std::sync::LazyLock<String> =
             std::sync::LazyLock::new(|| live_query(true));
@@ -426,6 +549,94 @@ impl Renderer {
             .fetch_all(&mut *db)
             .await?;
         self.complete_rows(db, live).await
+    }
+
+    /// The live rows of the statuses `ids` for `viewer`: for a viewer whose flags are kept, the
+    /// versions first and the flags from the cache where those versions still hold; the rest
+    /// with the full statement, whose flags are then kept (ADR 0043).
+    async fn viewer_rows(
+        &self,
+        db: &mut PgConnection,
+        viewer: i64,
+        ids: &[i64],
+    ) -> Result<Vec<Live>, sqlx::Error> {
+        let cache = &self.entities.viewers;
+        let mut live = Vec::with_capacity(ids.len());
+        let mut ask = ids.to_vec();
+        if cache.holds(viewer) {
+            let versioned: Vec<Versioned> = sqlx::query_as(VERSIONS_QUERY)
+                .bind(ids)
+                .bind(viewer)
+                .fetch_all(&mut *db)
+                .await?;
+            let version = versioned.first().map_or(0, |v| v.viewer_version);
+            let kept = cache.lookup(
+                viewer,
+                version,
+                versioned.iter().map(|v| {
+                    let versions = Versions {
+                        status: v.version,
+                        account: v.account_version,
+                    };
+                    (v.id, versions)
+                }),
+            );
+            ask.clear();
+            for (v, flags) in versioned.into_iter().zip(kept) {
+                match flags {
+                    Some(flags) => live.push(Live::kept(v, flags)),
+                    None => ask.push(v.id),
+                }
+            }
+            if let Some(lookups) = &self.lookups {
+                lookups.flags_hit.inc_by(live.len() as u64);
+                lookups.flags_miss.inc_by(ask.len() as u64);
+            }
+        }
+        if ask.is_empty() {
+            return Ok(live);
+        }
+        static LIVE_VERSIONED: std::sync::LazyLock<String> =
+            std::sync::LazyLock::new(live_versioned_query);
+        let fresh: Vec<Live> = sqlx::query_as(&LIVE_VERSIONED)
+            .bind(&ask)
+            .bind(viewer)
+            .fetch_all(&mut *db)
+            .await?;
+        if let Some(first) = fresh.first() {
+            let expires_in = first
+                .mute_expires_in
+                .map(|s| std::time::Duration::from_secs_f64(s.max(0.0)));
+            cache.store(
+                viewer,
+                first.viewer_version.unwrap_or_default(),
+                expires_in,
+                fresh.iter().map(|l| (l.id, l.versions(), l.flags())),
+            );
+            if first.viewer_rows.unwrap_or_default() > FOLD_VIEWER_ROWS {
+                self.fold_viewer_changes(viewer);
+            }
+        }
+        live.extend(fresh);
+        Ok(live)
+    }
+
+    /// Folds `viewer`'s rows of `viewer_changes` into one, on the primary, in the background:
+    /// their version stays, and reading it stays one short index scan.
+    fn fold_viewer_changes(&self, viewer: i64) {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let folded = async {
+                let mut conn = db.acquire().await?;
+                sqlx::query("SELECT stampede_fold_viewer_changes($1)")
+                    .bind(viewer)
+                    .execute(&mut *conn)
+                    .await
+            };
+            if let Err(error) = folded.await {
+                tracing::warn!(viewer, %error, "folding a viewer's changes failed");
+            }
+        });
     }
 
     /// The statuses whose live rows were read: each entity from the cache when it holds that

@@ -518,7 +518,7 @@ impl Metrics {
         out
     }
 
-    /// The counter of entity-cache look-ups of `kind` (`status`, `account`) with `outcome`
+    /// The counter of entity-cache look-ups of `kind` (`status`, `account`, `viewer_flags`) with `outcome`
     /// (`hit`, `miss`): a handle to keep, so that counting allocates nothing.
     pub fn entity_cache(&self, kind: &str, outcome: &str) -> Counter {
         self.entity_cache_lookups

@@ -1954,6 +1954,232 @@ async fn cached_statuses_show_every_change_on_every_replica_at_once() {
     }
 }
 
+/// Each web process keeps a viewer's flags under the viewer's version (ADR 0043): two replicas,
+/// warmed, then each kind of change the flags are read from, made in SQL as an operator, a
+/// worker or the inbox would, must move the viewer's version and show on the very next read of
+/// both; a mute that expires shows without any write.
+#[tokio::test]
+async fn a_viewers_kept_flags_show_every_change_on_every_replica_at_once() {
+    let app = full_app().await;
+    let (second, _stop) = stampede_test_support::spawn_web(&app).await.unwrap();
+    let replicas = [app.url(""), format!("http://{second}")];
+    let alice = seed_user(&app, "alice", false).await;
+    let bob = seed_user(&app, "bob", false).await;
+    let public = post_status(&app, &alice, json!({"status": "for all"})).await;
+    let private = post_status(
+        &app,
+        &alice,
+        json!({"status": "for followers", "visibility": "private"}),
+    )
+    .await;
+    let db = &app.ctx.db;
+    // `$alice`, `$bob`, `$public` and `$private` stand for the ids; `$n` for a fresh one.
+    let ids = stampede_core::id::IdGenerator::new();
+    let sql = |statement: &str| {
+        let statement = statement
+            .replace("$alice", &alice.id)
+            .replace("$bob", &bob.id)
+            .replace("$public", &public)
+            .replace("$private", &private)
+            .replace("$n", &ids.next_id().as_i64().to_string());
+        async move {
+            sqlx::query(&statement).execute(db).await.unwrap();
+        }
+    };
+    let version = |user: &User| {
+        let id: i64 = user.id.parse().unwrap();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT stampede_viewer_version($1)")
+                .bind(id)
+                .fetch_one(db)
+                .await
+                .unwrap()
+        }
+    };
+    let read = |base: &str, user: &User, path: String| {
+        let request = app
+            .client
+            .get(format!("{base}{path}"))
+            .bearer_auth(&user.token);
+        async move {
+            let answer = request.send().await.unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // On both replicas, `user`'s read of `path` answers `status` with a body `ok` accepts.
+    let everywhere =
+        |check: &'static str, user: &User, path: String, status: u16, ok: fn(&Value) -> bool| {
+            let (replicas, read, user) = (&replicas, &read, user.clone());
+            async move {
+                for base in replicas {
+                    let (got, body) = read(base, &user, path.clone()).await;
+                    assert_eq!(got, status, "{check} on {base}: {body}");
+                    assert!(ok(&body), "{check} on {base}: {body}");
+                }
+            }
+        };
+    let status_of = |id: &str| format!("/api/v1/statuses/{id}");
+    // Warm: each replica now holds bob's flags for both statuses, and alice's for her own.
+    for _ in 0..2 {
+        everywhere("warm", &bob, status_of(&public), 200, |b| {
+            b["favourited"] == false
+        })
+        .await;
+        everywhere("warm", &bob, status_of(&private), 404, |_| true).await;
+        everywhere("warm", &alice, status_of(&public), 200, |b| {
+            b["pinned"] == false
+        })
+        .await;
+    }
+
+    // Each change moves the viewer's version and shows at once.
+    let before = version(&bob).await;
+    sql("INSERT INTO favourites (id, account_id, status_id) VALUES ($n, $bob, $public)").await;
+    everywhere("favourite", &bob, status_of(&public), 200, |b| {
+        b["favourited"] == true
+    })
+    .await;
+    sql("INSERT INTO bookmarks (id, account_id, status_id) VALUES ($n, $bob, $public)").await;
+    everywhere("bookmark", &bob, status_of(&public), 200, |b| {
+        b["bookmarked"] == true
+    })
+    .await;
+    sql("INSERT INTO conversation_mutes \
+         SELECT $bob, conversation_id FROM statuses WHERE id = $public")
+    .await;
+    everywhere("conversation", &bob, status_of(&public), 200, |b| {
+        b["muted"] == true
+    })
+    .await;
+    let boost = app
+        .client
+        .post(format!("{}/api/v1/statuses/{public}/reblog", replicas[1]))
+        .bearer_auth(&bob.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(boost.status(), 200);
+    everywhere("boost", &bob, status_of(&public), 200, |b| {
+        b["reblogged"] == true
+    })
+    .await;
+    sql("INSERT INTO follows (id, account_id, target_account_id) VALUES ($n, $bob, $alice)").await;
+    everywhere("follow", &bob, status_of(&private), 200, |b| {
+        b["content"] == "<p>for followers</p>"
+    })
+    .await;
+    sql("INSERT INTO blocks (id, account_id, target_account_id) VALUES ($n, $alice, $bob)").await;
+    everywhere("blocked", &bob, status_of(&public), 404, |_| true).await;
+    sql("DELETE FROM blocks WHERE account_id = $alice").await;
+    everywhere("unblocked", &bob, status_of(&public), 200, |_| true).await;
+    sql("INSERT INTO status_pins (id, account_id, status_id) VALUES ($n, $alice, $public)").await;
+    everywhere("pin", &alice, status_of(&public), 200, |b| {
+        b["pinned"] == true
+    })
+    .await;
+    // What only decides timelines and filtering still moves the version.
+    for change in [
+        "INSERT INTO account_domain_blocks (id, account_id, domain) \
+         VALUES ($n, $bob, 'elsewhere.example')",
+        "INSERT INTO filters (id, account_id, title, context, action) \
+         VALUES ($n, $bob, 'f', '{home}', 'warn')",
+        "UPDATE follows SET notify = true WHERE account_id = $bob",
+        "DELETE FROM filters WHERE account_id = $bob",
+    ] {
+        let was = version(&bob).await;
+        sql(change).await;
+        assert!(version(&bob).await > was, "{change}");
+    }
+    assert!(version(&bob).await >= before + 10);
+
+    // A mute hides alice from bob's home at once, and shows her again when it expires.
+    keep_feed(&app, &bob).await;
+    home_until(&app, &bob, |ids| ids.contains(&public)).await;
+    for base in &replicas {
+        let (_, home) = read(base, &bob, "/api/v1/timelines/home".into()).await;
+        assert!(home.to_string().contains(&public), "home on {base}: {home}");
+    }
+    sql(
+        "INSERT INTO mutes (id, account_id, target_account_id, expires_at) \
+         VALUES ($n, $bob, $alice, now() + interval '2 seconds')",
+    )
+    .await;
+    for base in &replicas {
+        let (_, home) = read(base, &bob, "/api/v1/timelines/home".into()).await;
+        assert!(
+            !home.to_string().contains(&public),
+            "muted on {base}: {home}"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for base in &replicas {
+        loop {
+            let (_, home) = read(base, &bob, "/api/v1/timelines/home".into()).await;
+            if home.to_string().contains(&public) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the mute never ended on {base}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    // Many changes are folded into one row, and the version stays.
+    for _ in 0..40 {
+        sql("INSERT INTO conversation_mutes VALUES ($bob, $n)").await;
+    }
+    let many = version(&bob).await;
+    everywhere("fold", &bob, status_of(&public), 200, |_| true).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM viewer_changes WHERE account_id = $1")
+                .bind(bob.id.parse::<i64>().unwrap())
+                .fetch_one(db)
+                .await
+                .unwrap();
+        if rows <= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bob's {rows} changes were never folded"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(version(&bob).await, many);
+
+    // The cache is real: with the bookmarks' trigger off, a bookmark removed in SQL still
+    // shows on replicas holding bob's flags, until his version moves.
+    let ddl = |statement: &'static str| async move {
+        sqlx::query(statement).execute(db).await.unwrap();
+    };
+    everywhere("held", &bob, status_of(&public), 200, |b| {
+        b["bookmarked"] == true
+    })
+    .await;
+    ddl("ALTER TABLE bookmarks DISABLE TRIGGER bookmarks_viewer_delete").await;
+    sql("DELETE FROM bookmarks WHERE account_id = $bob").await;
+    ddl("ALTER TABLE bookmarks ENABLE TRIGGER bookmarks_viewer_delete").await;
+    everywhere("kept", &bob, status_of(&public), 200, |b| {
+        b["bookmarked"] == true
+    })
+    .await;
+    sql("DELETE FROM favourites WHERE account_id = $bob").await;
+    everywhere("reread", &bob, status_of(&public), 200, |b| {
+        b["bookmarked"] == false && b["favourited"] == false
+    })
+    .await;
+    for outcome in ["hit", "miss"] {
+        let outcome_label = format!("outcome=\"{outcome}\"");
+        let labels = ["kind=\"viewer_flags\"", outcome_label.as_str()];
+        let counted =
+            crate::defederation::counter(&app, "stampede_entity_cache_lookups_total", &labels)
+                .await;
+        assert!(counted >= 1.0, "viewer_flags {outcome}: {counted}");
+    }
+}
+
 /// A burst of posts from many authors at once is fanned out in shared batches (ADR 0033):
 /// every follower's feed gets exactly its authors' statuses, with each status's own rules
 /// (boosts hidden where the follower hid them, replies only to those who follow both sides,
