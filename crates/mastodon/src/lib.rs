@@ -14,7 +14,7 @@ pub mod notification;
 pub mod status;
 pub mod time;
 
-pub use account::{Account, CredentialAccount, Field, Profile, Role, Source};
+pub use account::{Account, CredentialAccount, Field, Profile, Role, Source, StatusAccount};
 pub use application::{Application, CredentialApplication, Token};
 pub use error::{ErrorBody, FieldError, ValidationBody};
 pub use media::MediaAttachment;

@@ -31,6 +31,14 @@ struct Entry<V> {
     value: Arc<V>,
 }
 
+impl<V> Entry<V> {
+    /// The value, if it was read at `version` and is not too old at `now`.
+    fn at(&self, version: i64, now: Instant) -> Option<Arc<V>> {
+        (self.version == version && now.duration_since(self.at) < MAX_AGE)
+            .then(|| self.value.clone())
+    }
+}
+
 /// Values by id, each under its row's version; at most `capacity` of them (0: none).
 #[derive(Debug)]
 pub struct VersionedCache<V> {
@@ -49,9 +57,16 @@ impl<V> VersionedCache<V> {
 
     /// The value of `id` if it was read at `version`.
     pub fn get(&self, id: i64, version: i64) -> Option<Arc<V>> {
+        self.entries.lock().get(&id)?.at(version, Instant::now())
+    }
+
+    /// The value of each `(id, version)` if it was read at that version: [`Self::get`] for a
+    /// whole page under one lock.
+    pub fn get_many(&self, keys: impl Iterator<Item = (i64, i64)>) -> Vec<Option<Arc<V>>> {
         let entries = self.entries.lock();
-        let entry = entries.get(&id)?;
-        (entry.version == version && entry.at.elapsed() < MAX_AGE).then(|| entry.value.clone())
+        let now = Instant::now();
+        keys.map(|(id, version)| entries.get(&id)?.at(version, now))
+            .collect()
     }
 
     /// The value of `id` whatever its version (only for what does not change in practice, and
@@ -111,6 +126,9 @@ mod tests {
         cache.put(1, 8, Arc::new("eight"));
         assert_eq!(cache.get(1, 7), None);
         assert_eq!(cache.get(1, 8).as_deref(), Some(&"eight"));
+        let many = cache.get_many([(1, 8), (1, 7), (2, 8)].into_iter());
+        assert_eq!(many[0].as_deref(), Some(&"eight"));
+        assert!(many[1].is_none() && many[2].is_none());
     }
 
     #[test]

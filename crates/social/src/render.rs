@@ -15,7 +15,7 @@ use sqlx::{FromRow, PgConnection};
 use stampede_db::Db;
 use stampede_mastodon::time::{day, iso};
 use stampede_mastodon::{
-    Account, Conversation, Field, Mention, Notification, Poll, PollOption, Status,
+    Account, Conversation, Field, Mention, Notification, Poll, PollOption, Status, StatusAccount,
     StatusApplication, StatusTag,
 };
 use stampede_telemetry::metrics::{Counter, Metrics};
@@ -69,7 +69,9 @@ struct Entities {
 #[derive(Debug)]
 struct AccountEntity {
     row: AccountRow,
-    rendered: std::sync::OnceLock<Account>,
+    rendered: std::sync::OnceLock<Arc<Account>>,
+    /// As an author was last shown: with those counts, and its JSON (ADR 0038).
+    shown: parking_lot::Mutex<Option<(Counts, StatusAccount)>>,
 }
 
 /// An account on a page: the kept entity, and for an author the counts read with the page.
@@ -80,7 +82,7 @@ struct PageAccount {
 }
 
 /// An author's counts as a page's statement read them.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Counts {
     statuses: i64,
     following: i64,
@@ -649,8 +651,9 @@ impl Renderer {
         let cache = &self.entities.statuses;
         let mut rows = HashMap::with_capacity(live.len());
         let mut missing: HashMap<i64, Live> = HashMap::new();
-        for live in live {
-            match cache.get(live.id, live.version) {
+        let kept = cache.get_many(live.iter().map(|l| (l.id, l.version)));
+        for (live, kept) in live.into_iter().zip(kept) {
+            match kept {
                 Some(entity) => {
                     rows.insert(live.id, StatusRow { entity, live });
                 }
@@ -743,6 +746,7 @@ impl Renderer {
                 let entity = Arc::new(AccountEntity {
                     row,
                     rendered: std::sync::OnceLock::new(),
+                    shown: parking_lot::Mutex::new(None),
                 });
                 cache.put(id, version, entity.clone());
                 accounts.insert(id, PageAccount::kept(entity));
@@ -1052,24 +1056,36 @@ impl Renderer {
     }
 
     /// A kept account as rendered (once per entry).
-    fn rendered<'e>(&self, entity: &'e AccountEntity) -> &'e Account {
+    fn rendered<'e>(&self, entity: &'e AccountEntity) -> &'e Arc<Account> {
         entity
             .rendered
-            .get_or_init(|| self.render_account(&entity.row))
+            .get_or_init(|| Arc::new(self.render_account(&entity.row)))
     }
 
-    /// An account on a page: as rendered, with an author's counts as the page read them.
-    fn page_account(&self, account: &PageAccount) -> Account {
-        let mut rendered = self.rendered(&account.entity).clone();
-        if let Some(counts) = &account.counts {
-            rendered.statuses_count = counts.statuses;
-            rendered.following_count = counts.following;
-            rendered.followers_count = counts.followers;
-            if counts.last_status_at != account.entity.row.last_status_at {
-                rendered.last_status_at = last_status_day(counts.last_status_at);
-            }
+    /// An account on a page: as rendered, with an author's counts as the page read them. An
+    /// author is rendered and serialized once for as long as its counts stay the same, and
+    /// shared by every status and page that shows it.
+    fn page_account(&self, account: &PageAccount) -> StatusAccount {
+        let rendered = self.rendered(&account.entity);
+        let Some(counts) = &account.counts else {
+            return StatusAccount::new(rendered.clone());
+        };
+        let mut shown = account.entity.shown.lock();
+        if let Some((kept, author)) = shown.as_ref()
+            && kept == counts
+        {
+            return author.clone();
         }
-        rendered
+        let mut author = (**rendered).clone();
+        author.statuses_count = counts.statuses;
+        author.following_count = counts.following;
+        author.followers_count = counts.followers;
+        if counts.last_status_at != account.entity.row.last_status_at {
+            author.last_status_at = last_status_day(counts.last_status_at);
+        }
+        let author = StatusAccount::with_json(author);
+        *shown = Some((counts.clone(), author.clone()));
+        author
     }
 
     /// The public view of an account.
