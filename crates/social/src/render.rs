@@ -243,10 +243,10 @@ pub struct StatusEntity {
     pub media: Vec<MediaRow>,
 }
 
-/// What a page reads afresh about each status, whatever is cached: its version and its author's,
-/// the author's counts, and the viewer's flags.
+/// What a page reads afresh about each status, whatever is cached and whoever looks: its version
+/// and its author's, and the author's counts.
 #[derive(Debug, Clone, FromRow)]
-struct Live {
+struct Fresh {
     id: i64,
     version: i64,
     account_version: i64,
@@ -254,17 +254,16 @@ struct Live {
     following_count: i64,
     followers_count: i64,
     last_status_at: Option<DateTime<Utc>>,
-    visible: bool,
-    muted: bool,
-    favourited: bool,
-    reblogged: bool,
-    bookmarked: bool,
-    pinned: bool,
-    conversation_muted: bool,
-    /// The viewer follows its author (read only when that decides whether they may quote it).
-    viewer_follows: bool,
-    /// The viewer has filters (the same on every row: read once, not per row).
-    viewer_filters: bool,
+}
+
+/// What a page knows of each status: [`Fresh`] and the viewer's flags, read with it or kept
+/// (see [`crate::viewer_cache`]).
+#[derive(Debug, Clone, FromRow)]
+struct Live {
+    #[sqlx(flatten)]
+    fresh: Fresh,
+    #[sqlx(flatten)]
+    flags: Flags,
     /// The viewer's version, their rows of it, and the seconds to their next mute's expiry
     /// (the same on every row; only in statements for one viewer's given statuses).
     #[sqlx(default)]
@@ -275,61 +274,39 @@ struct Live {
     mute_expires_in: Option<f64>,
 }
 
-/// What a page of a viewer whose flags are kept reads about each status: the versions that
-/// decide whether a kept flag holds, and the author's counts (see [`crate::viewer_cache`]).
+/// What a page of a viewer whose flags are kept reads about each status: [`Fresh`], which
+/// decides whether a kept flag holds, and the viewer's version.
 #[derive(Debug, Clone, FromRow)]
 struct Versioned {
-    id: i64,
-    version: i64,
-    account_version: i64,
-    statuses_count: i64,
-    following_count: i64,
-    followers_count: i64,
-    last_status_at: Option<DateTime<Utc>>,
+    #[sqlx(flatten)]
+    fresh: Fresh,
     viewer_version: i64,
 }
 
-impl Live {
+impl std::ops::Deref for Live {
+    type Target = Fresh;
+
+    fn deref(&self) -> &Fresh {
+        &self.fresh
+    }
+}
+
+impl Fresh {
+    /// The versions a viewer's flags for this status are kept under.
     fn versions(&self) -> Versions {
         Versions {
             status: self.version,
             account: self.account_version,
         }
     }
+}
 
-    fn flags(&self) -> Flags {
-        Flags {
-            visible: self.visible,
-            muted: self.muted,
-            favourited: self.favourited,
-            reblogged: self.reblogged,
-            bookmarked: self.bookmarked,
-            pinned: self.pinned,
-            conversation_muted: self.conversation_muted,
-            viewer_follows: self.viewer_follows,
-            viewer_filters: self.viewer_filters,
-        }
-    }
-
+impl Live {
     /// A status's page row from its versions and its kept flags.
-    fn kept(v: Versioned, f: Flags) -> Live {
+    fn kept(v: Versioned, flags: Flags) -> Live {
         Live {
-            id: v.id,
-            version: v.version,
-            account_version: v.account_version,
-            statuses_count: v.statuses_count,
-            following_count: v.following_count,
-            followers_count: v.followers_count,
-            last_status_at: v.last_status_at,
-            visible: f.visible,
-            muted: f.muted,
-            favourited: f.favourited,
-            reblogged: f.reblogged,
-            bookmarked: f.bookmarked,
-            pinned: f.pinned,
-            conversation_muted: f.conversation_muted,
-            viewer_follows: f.viewer_follows,
-            viewer_filters: f.viewer_filters,
+            fresh: v.fresh,
+            flags,
             viewer_version: Some(v.viewer_version),
             viewer_rows: None,
             mute_expires_in: None,
@@ -575,19 +552,13 @@ impl Renderer {
             let kept = cache.lookup(
                 viewer,
                 version,
-                versioned.iter().map(|v| {
-                    let versions = Versions {
-                        status: v.version,
-                        account: v.account_version,
-                    };
-                    (v.id, versions)
-                }),
+                versioned.iter().map(|v| (v.fresh.id, v.fresh.versions())),
             );
             ask.clear();
             for (v, flags) in versioned.into_iter().zip(kept) {
                 match flags {
                     Some(flags) => live.push(Live::kept(v, flags)),
-                    None => ask.push(v.id),
+                    None => ask.push(v.fresh.id),
                 }
             }
             if let Some(lookups) = &self.lookups {
@@ -613,7 +584,7 @@ impl Renderer {
                 viewer,
                 first.viewer_version.unwrap_or_default(),
                 expires_in,
-                fresh.iter().map(|l| (l.id, l.versions(), l.flags())),
+                fresh.iter().map(|l| (l.id, l.versions(), l.flags)),
             );
             if first.viewer_rows.unwrap_or_default() > FOLD_VIEWER_ROWS {
                 self.fold_viewer_changes(viewer);
@@ -979,7 +950,7 @@ impl Renderer {
         };
         // The viewer's filters mark what they match (signed-in reads only; most have none,
         // which the page's statement told).
-        let filtered = rows.values().any(|r| r.live.viewer_filters);
+        let filtered = rows.values().any(|r| r.live.flags.viewer_filters);
         let matcher = match viewer.filter(|_| checked && filtered) {
             Some(viewer) => crate::filters::Matcher::new(
                 crate::filters::load(&mut conn, viewer, None, true).await?,
@@ -1001,12 +972,12 @@ impl Renderer {
                 let row = rows.get(id)?;
                 // A boost is muted when it or the status it boosts is (a boost's own
                 // visibility and its original's are checked in `render_status`).
-                let muted = row.live.muted
+                let muted = row.live.flags.muted
                     || row
                         .reblog_of_id
                         .and_then(|original| rows.get(&original))
-                        .is_some_and(|original| original.live.muted);
-                if (set.checked && !row.live.visible) || (filter.hide_muted && muted) {
+                        .is_some_and(|original| original.live.flags.muted);
+                if (set.checked && !row.live.flags.visible) || (filter.hide_muted && muted) {
                     return None;
                 }
                 self.render_status(&set, row, true)
@@ -1181,7 +1152,9 @@ impl Renderer {
         let quoted = quote.quoted_status_id.and_then(|id| set.rows.get(&id));
         let state = match (quote.state.as_str(), quote.quoted_status_id, quoted) {
             ("accepted", None, _) => "deleted",
-            ("accepted", Some(_), Some(q)) if set.checked && !q.live.visible => "unauthorized",
+            ("accepted", Some(_), Some(q)) if set.checked && !q.live.flags.visible => {
+                "unauthorized"
+            }
             ("accepted", Some(_), None) => "deleted",
             (state, _, _) => state,
         };
@@ -1205,7 +1178,7 @@ impl Renderer {
             None => None,
             Some(original) => {
                 let original = set.rows.get(&original)?;
-                if set.checked && !original.live.visible {
+                if set.checked && !original.live.flags.visible {
                     return None;
                 }
                 Some(Box::new(self.render_status(set, original, deep)?))
@@ -1222,7 +1195,7 @@ impl Renderer {
                 &row.quote_approval_policy,
                 &row.visibility,
                 own_status,
-                row.live.viewer_follows,
+                row.live.flags.viewer_follows,
             ),
         };
         let automatic: Vec<&str> =
@@ -1314,14 +1287,16 @@ impl Renderer {
             language: row.language.clone(),
             text: None,
             edited_at: row.edited_at.map(iso),
-            favourited: flags
-                .then_some(source.map_or(row.live.favourited, |s| s.favourited == Some(true))),
+            favourited: flags.then_some(
+                source.map_or(row.live.flags.favourited, |s| s.favourited == Some(true)),
+            ),
             reblogged: flags
-                .then_some(source.map_or(row.live.reblogged, |s| s.reblogged == Some(true))),
-            muted: flags.then_some(row.live.conversation_muted),
-            bookmarked: flags
-                .then_some(source.map_or(row.live.bookmarked, |s| s.bookmarked == Some(true))),
-            pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.live.pinned),
+                .then_some(source.map_or(row.live.flags.reblogged, |s| s.reblogged == Some(true))),
+            muted: flags.then_some(row.live.flags.conversation_muted),
+            bookmarked: flags.then_some(
+                source.map_or(row.live.flags.bookmarked, |s| s.bookmarked == Some(true)),
+            ),
+            pinned: (flags && own && row.reblog_of_id.is_none()).then_some(row.live.flags.pinned),
             filtered: flags.then(|| {
                 if set.matcher.is_empty() {
                     Vec::new()

@@ -20,7 +20,7 @@ use parking_lot::Mutex;
 use crate::entity_cache::MAX_AGE;
 
 /// What a viewer's relations say about one status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
 pub struct Flags {
     pub visible: bool,
     pub muted: bool,
