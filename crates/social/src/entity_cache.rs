@@ -83,13 +83,7 @@ impl<V> VersionedCache<V> {
             return;
         }
         let mut entries = self.entries.lock();
-        if entries.len() >= self.capacity && !entries.contains_key(&id) {
-            let mut ages: Vec<(Instant, i64)> = entries.iter().map(|(id, e)| (e.at, *id)).collect();
-            ages.sort_unstable();
-            for (_, old) in ages.into_iter().take(self.capacity.div_ceil(2)) {
-                entries.remove(&old);
-            }
-        }
+        make_room(&mut entries, id, self.capacity, |e| e.at);
         entries.insert(
             id,
             Entry {
@@ -108,6 +102,23 @@ impl<V> VersionedCache<V> {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Before `id` is added to `entries`, which hold at most `capacity`: when they are full and `id`
+/// is new, drops the older half (by `at`). Shared by this process's caches.
+pub(crate) fn make_room<E>(
+    entries: &mut HashMap<i64, E>,
+    id: i64,
+    capacity: usize,
+    at: impl Fn(&E) -> Instant,
+) {
+    if entries.len() >= capacity && !entries.contains_key(&id) {
+        let mut ages: Vec<(Instant, i64)> = entries.iter().map(|(id, e)| (at(e), *id)).collect();
+        ages.sort_unstable();
+        for (_, old) in ages.into_iter().take(capacity.div_ceil(2)) {
+            entries.remove(&old);
+        }
     }
 }
 

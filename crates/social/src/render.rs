@@ -380,13 +380,13 @@ WHERE s.id = ANY($1)";
 ///
 /// `prechecked`: the statuses' own visibility and mutes are not asked (see [`Filter`]).
 fn live_query(prechecked: bool) -> String {
-    live_query_of("$1", "$2", "", prechecked)
+    live_query_of("$1", "$2", "", prechecked, false)
 }
 
 /// [`live_query`] (not prechecked) with the viewer's version, their rows of it, and the seconds
 /// to their next mute's expiry: what the flags are kept under (see [`crate::viewer_cache`]).
 fn live_versioned_query() -> String {
-    live_query_of("$1", "$2", VIEWER_VERSION, false)
+    live_query_of("$1", "$2", VIEWER_VERSION, false, true)
 }
 
 /// The viewer `$2`'s version (see [`crate::viewer_cache`]), with how many rows it is the sum
@@ -422,14 +422,15 @@ fn chosen_live_query(chosen: &str) -> String {
         Chosen::VIEWER,
         &format!("chosen AS ({chosen}), "),
         true,
+        false,
     )
 }
 
 /// [`live_query`] over the statuses `ids` (an array expression) for the viewer `viewer` (a
 /// parameter), after the common table expressions `with` (empty or ending in ", ").
-fn live_query_of(ids: &str, viewer: &str, with: &str, prechecked: bool) -> String {
-    // The viewer's version, when `with` reads it (see [`VIEWER_VERSION`]).
-    let (viewer_columns, viewer_join) = if with.contains("vv AS (") {
+/// `versioned`: `with` includes [`VIEWER_VERSION`], whose columns are then selected.
+fn live_query_of(ids: &str, viewer: &str, with: &str, prechecked: bool, versioned: bool) -> String {
+    let (viewer_columns, viewer_join) = if versioned {
         (
             "vv.version AS viewer_version, vv.n AS viewer_rows, vv.mute_expires_in, ",
             "CROSS JOIN vv ",

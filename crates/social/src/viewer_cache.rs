@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::entity_cache::MAX_AGE;
+use crate::entity_cache::{MAX_AGE, make_room};
 
 /// What a viewer's relations say about one status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, sqlx::FromRow)]
@@ -111,13 +111,7 @@ impl ViewerCache {
         let now = Instant::now();
         let until = now + expires_in.map_or(MAX_AGE, |d| d.min(MAX_AGE));
         let mut viewers = self.viewers.lock();
-        if viewers.len() >= self.capacity && !viewers.contains_key(&viewer) {
-            let mut ages: Vec<(Instant, i64)> = viewers.iter().map(|(id, e)| (e.at, *id)).collect();
-            ages.sort_unstable();
-            for (_, old) in ages.into_iter().take(self.capacity.div_ceil(2)) {
-                viewers.remove(&old);
-            }
-        }
+        make_room(&mut viewers, viewer, self.capacity, |e| e.at);
         let entry = viewers.entry(viewer).or_insert_with(|| Entry {
             version,
             until,
